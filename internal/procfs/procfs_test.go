@@ -1,0 +1,182 @@
+package procfs
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func fixture(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	require.NoError(t, err)
+	return b
+}
+
+func TestParseStat(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      []byte
+		want    Stat
+		comm    string
+		wantErr bool
+	}{
+		{
+			name: "command name with spaces, parentheses and a newline",
+			in:   fixture(t, "stat_odd_comm"),
+			want: Stat{State: 'S', PPID: 1, UTime: 1234, STime: 567, CUTime: 10, CSTime: 20, NumThreads: 3, StartTime: 98765, VSize: 10485760, RSSPages: 2560},
+			comm: "my (odd)\nname",
+		},
+		{
+			name: "live process captured from this machine",
+			in:   fixture(t, "stat"),
+			want: Stat{State: 'S', PPID: 7665, NumThreads: 1, StartTime: 34264, VSize: 4857856, RSSPages: 444},
+			comm: "bash",
+		},
+		{name: "empty", in: nil, wantErr: true},
+		{name: "no closing parenthesis", in: []byte("1 (bash S 0 1 1"), wantErr: true},
+		{name: "truncated after utime", in: []byte("1 (a) S 0 1 1 0 -1 0 0 0 0 0 5"), wantErr: true},
+		{name: "state longer than one byte", in: []byte("1 (a) SS 0 1 1 0 -1 0 0 0 0 0 5 5 0 0 20 0 1 0 9 1 1"), wantErr: true},
+		{name: "non-numeric utime", in: []byte("1 (a) S 0 1 1 0 -1 0 0 0 0 0 x 5 0 0 20 0 1 0 9 1 1"), wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var s Stat
+			err := ParseStat(tt.in, &s)
+			if tt.wantErr {
+				assert.ErrorIs(t, err, ErrMalformed)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, s)
+			assert.Equal(t, tt.comm, string(StatComm(tt.in)))
+		})
+	}
+}
+
+func TestParseStatm(t *testing.T) {
+	var s Statm
+	require.NoError(t, ParseStatm([]byte("1186 444 390 202 0 85 0\n"), &s))
+	assert.Equal(t, Statm{Size: 1186, Resident: 444, Shared: 390}, s)
+	require.NoError(t, ParseStatm(fixture(t, "statm"), &s))
+	assert.ErrorIs(t, ParseStatm([]byte("1186 444"), &s), ErrMalformed)
+	assert.ErrorIs(t, ParseStatm([]byte("a b c"), &s), ErrMalformed)
+}
+
+func TestParseIO(t *testing.T) {
+	var io IO
+	require.NoError(t, ParseIO(fixture(t, "io"), &io))
+	assert.Equal(t, IO{ReadBytes: 4096, WriteBytes: 4096}, io)
+	assert.ErrorIs(t, ParseIO([]byte("rchar: 1\nread_bytes: 5\n"), &io), ErrMalformed, "write_bytes missing")
+	assert.ErrorIs(t, ParseIO([]byte("read_bytes: x\nwrite_bytes: 1\n"), &io), ErrMalformed)
+}
+
+func TestParseNetDev(t *testing.T) {
+	in := []byte(`Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:  999999      10    0    0    0     0          0         0   999999      10    0    0    0     0       0          0
+  eth0: 1000      10    0    0    0     0          0         0     2000      20    0    0    0     0       0          0
+veth-x:   24       1    0    0    0     0          0         0       48       1    0    0    0     0       0          0
+`)
+	var n NetDev
+	require.NoError(t, ParseNetDev(in, &n))
+	assert.Equal(t, NetDev{RxBytes: 1024, TxBytes: 2048}, n)
+	require.NoError(t, ParseNetDev(fixture(t, "net_dev"), &n))
+	assert.ErrorIs(t, ParseNetDev([]byte("garbage"), &n), ErrMalformed)
+	cut := bytes.Index(in, []byte("eth0")) + 20
+	assert.ErrorIs(t, ParseNetDev(in[:cut], &n), ErrMalformed, "truncated mid-line")
+}
+
+func TestParseProcStat(t *testing.T) {
+	var c CPUTimes
+	btime, err := ParseProcStat([]byte("cpu  10 1 5 100 2 3 4 6 0 0\ncpu0 10 1 5 100 2 3 4 6 0 0\nbtime 1700000000\n"), &c)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1700000000), btime)
+	assert.Equal(t, CPUTimes{User: 10, Nice: 1, System: 5, Idle: 100, IOWait: 2, IRQ: 3, SoftIRQ: 4, Steal: 6}, c)
+	assert.Equal(t, uint64(131), c.Total())
+	btime, err = ParseProcStat(fixture(t, "proc_stat"), &c)
+	require.NoError(t, err)
+	assert.NotZero(t, btime)
+	_, err = ParseProcStat([]byte("intr 1 2 3\n"), &c)
+	assert.ErrorIs(t, err, ErrMalformed)
+}
+
+func TestParseMemTotalAndUptime(t *testing.T) {
+	total, err := ParseMemTotal(fixture(t, "meminfo"))
+	require.NoError(t, err)
+	assert.Greater(t, total, uint64(1<<20))
+	_, err = ParseMemTotal([]byte("MemFree: 1 kB\n"))
+	assert.ErrorIs(t, err, ErrMalformed)
+
+	up, err := ParseUptime([]byte("12345.67 2345.60\n"))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1234567), up)
+	_, err = ParseUptime(fixture(t, "uptime"))
+	require.NoError(t, err)
+	_, err = ParseUptime([]byte("12345 1\n"))
+	assert.ErrorIs(t, err, ErrMalformed)
+}
+
+func TestParseCgroupPaths(t *testing.T) {
+	v2, v1, err := ParseCgroupPaths(fixture(t, "cgroup_v2"), "memory")
+	require.NoError(t, err, "hybrid host: v1 memory controller beside an empty v2 root")
+	assert.Equal(t, "/", string(v2))
+	assert.Equal(t, "/process_api/a255d719172d8375dfd8c28448b917bd", string(v1))
+
+	v2, v1, err = ParseCgroupPaths(fixture(t, "cgroup_v1"), "memory")
+	require.NoError(t, err)
+	assert.Nil(t, v2)
+	assert.Equal(t, "/docker/abc", string(v1))
+
+	v2, _, err = ParseCgroupPaths([]byte("0::/system.slice/proplet.service\n"), "memory")
+	require.NoError(t, err)
+	assert.Equal(t, "/system.slice/proplet.service", string(v2))
+
+	_, _, err = ParseCgroupPaths([]byte("nonsense\n"), "memory")
+	assert.ErrorIs(t, err, ErrMalformed)
+}
+
+func TestParseCgroupValue(t *testing.T) {
+	tests := []struct {
+		in      string
+		v       uint64
+		limited bool
+		err     bool
+	}{
+		{in: "max\n"},
+		{in: "536870912\n", v: 536870912, limited: true},
+		{in: "9223372036854771712\n"}, // v1 "unlimited"
+		{in: "lots\n", err: true},
+	}
+	for _, tt := range tests {
+		v, limited, err := ParseCgroupValue([]byte(tt.in))
+		if tt.err {
+			assert.ErrorIs(t, err, ErrMalformed, tt.in)
+			continue
+		}
+		require.NoError(t, err, tt.in)
+		assert.Equal(t, tt.v, v, tt.in)
+		assert.Equal(t, tt.limited, limited, tt.in)
+	}
+}
+
+func TestParsersDoNotAllocate(t *testing.T) {
+	stat, statm, io, netdev := fixture(t, "stat"), fixture(t, "statm"), fixture(t, "io"), fixture(t, "net_dev")
+	var (
+		s  Stat
+		sm Statm
+		i  IO
+		n  NetDev
+	)
+	allocs := testing.AllocsPerRun(100, func() {
+		_ = ParseStat(stat, &s)
+		_ = ParseStatm(statm, &sm)
+		_ = ParseIO(io, &i)
+		_ = ParseNetDev(netdev, &n)
+	})
+	assert.Zero(t, allocs)
+}
