@@ -1,0 +1,93 @@
+//go:build linux
+
+package process
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procfs"
+)
+
+// cgroupLayout says where the memory controller's files are: a cgroup v2 hierarchy that has
+// the memory controller (v2Root), else a v1 memory hierarchy (v1Root), else nowhere.
+type cgroupLayout struct {
+	v2Root string
+	v1Root string
+}
+
+func detectCgroupLayout(root string) cgroupLayout {
+	hasMemory := func(dir string) bool {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+		return err == nil && containsWord(string(b), "memory")
+	}
+	switch {
+	case hasMemory(root):
+		return cgroupLayout{v2Root: root}
+	case dirExists(filepath.Join(root, "memory")):
+		return cgroupLayout{v1Root: filepath.Join(root, "memory")}
+	case hasMemory(filepath.Join(root, "unified")):
+		return cgroupLayout{v2Root: filepath.Join(root, "unified")}
+	}
+	return cgroupLayout{}
+}
+
+func containsWord(s, w string) bool {
+	for _, f := range strings.Fields(s) {
+		if f == w {
+			return true
+		}
+	}
+	return false
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
+}
+
+// CgroupMemory returns the memory usage of the process's memory cgroup, and the limit that
+// applies to it: the smallest limit of the cgroup and its ancestors. ok values say which of
+// the two are known (none outside a cgroup hierarchy, no limit when unlimited).
+func (s *Source) CgroupMemory(pid int32) (usage uint64, usageOK bool, limit uint64, limitOK bool) {
+	b, err := os.ReadFile(filepath.Join(s.root, strconv.Itoa(int(pid)), "cgroup"))
+	if err != nil {
+		return 0, false, 0, false
+	}
+	v2, v1, err := procfs.ParseCgroupPaths(b, "memory")
+	if err != nil {
+		return 0, false, 0, false
+	}
+	var base, rel, usageFile, limitFile string
+	switch {
+	case s.cgroup.v2Root != "" && v2 != nil:
+		base, rel, usageFile, limitFile = s.cgroup.v2Root, string(v2), "memory.current", "memory.max"
+	case s.cgroup.v1Root != "" && v1 != nil:
+		base, rel, usageFile, limitFile = s.cgroup.v1Root, string(v1), "memory.usage_in_bytes", "memory.limit_in_bytes"
+	default:
+		return 0, false, 0, false
+	}
+	dir := filepath.Join(base, filepath.Clean("/"+rel))
+	if v, ok, _ := readCgroupValue(filepath.Join(dir, usageFile)); ok {
+		usage, usageOK = v, true
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if v, limited, err := readCgroupValue(filepath.Join(d, limitFile)); err == nil && limited && (!limitOK || v < limit) {
+			limit, limitOK = v, true
+		}
+		if d == base || len(d) <= len(base) {
+			break
+		}
+	}
+	return usage, usageOK, limit, limitOK
+}
+
+func readCgroupValue(path string) (uint64, bool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, false, err
+	}
+	return procfs.ParseCgroupValue(b)
+}

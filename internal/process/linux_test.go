@@ -1,0 +1,181 @@
+//go:build linux
+
+package process
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
+)
+
+func TestMain(m *testing.M) {
+	testworkload.MainIfChild()
+	os.Exit(m.Run())
+}
+
+func newSource(t testing.TB) *Source {
+	t.Helper()
+	s, err := NewSource("/proc", "/sys/fs/cgroup")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+func TestReadLiveProcess(t *testing.T) {
+	s := newSource(t)
+	cmd := testworkload.Start(t, testworkload.Files, 0)
+	buf := make([]byte, 4096)
+	h, err := s.Open(ID{PID: int32(cmd.Process.Pid)}, AllFields, buf)
+	require.NoError(t, err)
+	defer h.Close()
+
+	var r Reading
+	require.NoError(t, h.Read(AllFields, &r, buf))
+	assert.Equal(t, FieldCPU|FieldMemory|FieldDisk|FieldThreads|FieldFDs, r.Got, "network is only read in a namespace of its own")
+	assert.False(t, h.OwnNetworkNamespace())
+	assert.GreaterOrEqual(t, r.FDs, int64(100), "the workload opened 100 files")
+	assert.GreaterOrEqual(t, r.Threads, int64(8), "the workload started 8 threads")
+	assert.Greater(t, r.RSS, uint64(1<<20))
+	assert.Greater(t, r.VMS, r.RSS)
+	start := s.StartTime(h.ID())
+	assert.WithinDuration(t, time.Now(), start, 30*time.Second)
+
+	// Only the asked fields are read.
+	require.NoError(t, h.Read(FieldThreads, &r, buf))
+	assert.Equal(t, FieldThreads, r.Got)
+	assert.Zero(t, r.RSS)
+}
+
+func TestFDCountFallbackMatchesFstat(t *testing.T) {
+	s := newSource(t)
+	if !s.fdSizeWorks {
+		t.Skip("kernel before 6.2: only the fallback exists")
+	}
+	cmd := testworkload.Start(t, testworkload.Files, 0)
+	buf := make([]byte, 4096)
+	h, err := s.Open(ID{PID: int32(cmd.Process.Pid)}, AllFields, buf)
+	require.NoError(t, err)
+	defer h.Close()
+	viaStat, err := h.countFDs(buf)
+	require.NoError(t, err)
+	_ = unix_close(h)
+	viaList, err := h.countFDs(buf)
+	require.NoError(t, err)
+	assert.Equal(t, viaStat, viaList)
+}
+
+func TestExitAndPIDReuse(t *testing.T) {
+	s := newSource(t)
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	buf := make([]byte, 4096)
+	id := ID{PID: int32(cmd.Process.Pid)}
+	h, err := s.Open(id, AllFields, buf)
+	require.NoError(t, err)
+	defer h.Close()
+	id = h.ID()
+
+	require.NoError(t, cmd.Process.Kill())
+	// Until the parent waits, the child is a zombie: still readable, and marked exited.
+	var r Reading
+	require.Eventually(t, func() bool { return h.Read(AllFields, &r, buf) == nil && r.Exited() }, 5*time.Second, 5*time.Millisecond)
+	_ = cmd.Wait()
+	assert.ErrorIs(t, h.Read(AllFields, &r, buf), ErrGone, "a reaped process reads as gone through the kept-open file")
+
+	// The same pid with another start time is another process.
+	_, err = s.Open(ID{PID: id.PID, Start: id.Start + 1}, AllFields, buf)
+	assert.True(t, errors.Is(err, ErrGone))
+}
+
+func TestScanAndDescribe(t *testing.T) {
+	s := newSource(t)
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	buf := make([]byte, 4096)
+	var found Entry
+	require.NoError(t, s.Scan(buf, func(e Entry) {
+		if e.ID.PID == int32(cmd.Process.Pid) {
+			found = e
+		}
+	}))
+	require.NotZero(t, found.ID.Start)
+	assert.Equal(t, int32(os.Getpid()), found.PPID)
+	d, err := s.Describe(found, buf)
+	require.NoError(t, err)
+	exe, _ := os.Executable()
+	assert.Contains(t, exe, d.Executable)
+	assert.Contains(t, d.Cmdline, "-test.run=^$")
+	assert.Equal(t, int64(os.Getuid()), d.UID)
+	assert.NotEmpty(t, OwnerName(d.UID))
+
+	_, err = s.Describe(Entry{ID: ID{PID: found.ID.PID, Start: found.ID.Start + 1}}, buf)
+	assert.ErrorIs(t, err, ErrGone)
+}
+
+func TestMachineCPUAndCgroup(t *testing.T) {
+	s := newSource(t)
+	c, err := s.CPUTimes()
+	require.NoError(t, err)
+	assert.NotZero(t, c.Total())
+	assert.GreaterOrEqual(t, s.NumCPU(), 1)
+	assert.Greater(t, s.MemTotal(), uint64(1<<20))
+	usage, usageOK, _, _ := s.CgroupMemory(int32(os.Getpid()))
+	if usageOK {
+		assert.Greater(t, usage, uint64(0))
+	}
+}
+
+// BenchmarkRead measures one full task sample on the Linux fast path: every field, against a
+// live process, with kept-open files. The kernel's cost of /proc/<pid>/stat grows with the
+// number of threads, so the benchmark covers a single-threaded process (a shell's sleep), an
+// idle Go process (about 5 threads) and one with 100 open files and 8 extra threads.
+func BenchmarkRead(b *testing.B) {
+	s := newSource(b)
+	sleeper := exec.Command("sleep", "600")
+	require.NoError(b, sleeper.Start())
+	b.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	cases := []struct {
+		name string
+		pid  int
+	}{
+		{"single-thread", sleeper.Process.Pid},
+		{"go-idle", testworkload.Start(b, testworkload.Sleep, 0).Process.Pid},
+		{"go-100files-8threads", testworkload.Start(b, testworkload.Files, 0).Process.Pid},
+	}
+	// The kernel's share: the same three system calls on the same files, without parsing.
+	b.Run("kernel-floor", func(b *testing.B) {
+		buf := make([]byte, 4096)
+		h, err := s.Open(ID{PID: int32(sleeper.Process.Pid)}, AllFields, buf)
+		require.NoError(b, err)
+		defer h.Close()
+		var st unix.Stat_t
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = unix.Pread(h.stat, buf, 0)
+			_, _ = unix.Pread(h.io, buf, 0)
+			_ = unix.Fstat(h.fd, &st)
+		}
+	})
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			buf := make([]byte, 4096)
+			h, err := s.Open(ID{PID: int32(c.pid)}, AllFields, buf)
+			require.NoError(b, err)
+			defer h.Close()
+			var r Reading
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := h.Read(AllFields, &r, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

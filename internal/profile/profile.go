@@ -1,0 +1,176 @@
+// Package profile defines Propeller's monitoring profiles: how often a task is sampled, which
+// of its metrics are read, whether they are published to MQTT, and how much history the
+// exporter keeps for Propeller's "aggregated" block.
+package profile // import "github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+)
+
+const (
+	// MinInterval is the shortest sampling interval accepted.
+	MinInterval = 100 * time.Millisecond
+	// MaxHistorySize caps history_size; larger values are lowered to it (with a warning from
+	// the caller), since the history is kept in memory per task.
+	MaxHistorySize = 10000
+
+	// Standard is the default profile of non-daemon tasks.
+	Standard = "standard"
+	// LongRunningDaemon is the default profile of daemon tasks.
+	LongRunningDaemon = "long_running_daemon"
+	// Inline names a profile given in full with the task rather than by name.
+	Inline = "inline"
+)
+
+// Profile is one task's monitoring profile. Field names follow Propeller's JSON keys.
+type Profile struct {
+	Enabled                bool          // sample the task at all
+	Interval               time.Duration // time between two samples
+	CollectCPU             bool          // CPU times and utilisation (/proc/<pid>/stat)
+	CollectMemory          bool          // RSS, virtual size, utilisation (/proc/<pid>/statm)
+	CollectDiskIO          bool          // storage bytes (/proc/<pid>/io)
+	CollectNetworkIO       bool          // network bytes, only for tasks in their own network namespace
+	CollectThreads         bool          // thread count (/proc/<pid>/stat)
+	CollectFileDescriptors bool          // open file descriptors (/proc/<pid>/fd)
+	ExportToMQTT           bool          // publish to Propeller's MQTT topics
+	RetainHistory          bool          // keep a window of samples for the aggregated block
+	HistorySize            int           // length of that window
+}
+
+// Built-in profiles, with the values Propeller's implementations have used.
+var builtins = map[string]Profile{
+	Standard:          all(10*time.Second, true, 100),
+	LongRunningDaemon: all(120*time.Second, true, 500),
+	"intensive":       all(1*time.Second, true, 1000),
+	"realtime_api": {
+		Enabled: true, Interval: 5 * time.Second,
+		CollectCPU: true, CollectMemory: true, CollectNetworkIO: true, CollectThreads: true, CollectFileDescriptors: true,
+		ExportToMQTT: true, RetainHistory: true, HistorySize: 500,
+	},
+	"batch_processing": {
+		Enabled: true, Interval: 30 * time.Second,
+		CollectCPU: true, CollectMemory: true, CollectDiskIO: true,
+		ExportToMQTT: true, RetainHistory: true, HistorySize: 200,
+	},
+	"minimal": {
+		Enabled: true, Interval: 60 * time.Second,
+		CollectCPU: true, CollectMemory: true,
+	},
+	"disabled": {Interval: 60 * time.Second},
+}
+
+func all(interval time.Duration, export bool, history int) Profile {
+	return Profile{
+		Enabled: true, Interval: interval,
+		CollectCPU: true, CollectMemory: true, CollectDiskIO: true, CollectNetworkIO: true,
+		CollectThreads: true, CollectFileDescriptors: true,
+		ExportToMQTT: export, RetainHistory: true, HistorySize: history,
+	}
+}
+
+// Builtin returns the built-in profile with the given name.
+func Builtin(name string) (Profile, bool) {
+	p, ok := builtins[name]
+	return p, ok
+}
+
+// BuiltinNames returns the names of the built-in profiles, sorted.
+func BuiltinNames() []string {
+	names := make([]string, 0, len(builtins))
+	for n := range builtins {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Default returns the name of the profile a task gets when none is given.
+func Default(daemon bool) string {
+	if daemon {
+		return LongRunningDaemon
+	}
+	return Standard
+}
+
+// Validate reports a profile that cannot be sampled. Errors name the key and the value.
+func (p Profile) Validate() error {
+	var errs []error
+	if p.Interval < MinInterval {
+		errs = append(errs, fmt.Errorf("interval: must be at least %s, got %s", MinInterval, p.Interval))
+	}
+	if p.HistorySize < 0 {
+		errs = append(errs, fmt.Errorf("history_size: must not be negative, got %d", p.HistorySize))
+	}
+	return errors.Join(errs...)
+}
+
+// Capped returns p with HistorySize lowered to MaxHistorySize, and whether it was lowered.
+func (p Profile) Capped() (Profile, bool) {
+	if p.HistorySize > MaxHistorySize {
+		p.HistorySize = MaxHistorySize
+		return p, true
+	}
+	return p, false
+}
+
+// Overrides is a partial profile, as users write it: every key is optional and a missing
+// key keeps the value of the profile it is applied to (Propeller's `standard` for custom
+// profiles).
+type Overrides struct {
+	Enabled                *bool          `mapstructure:"enabled"`
+	Interval               *time.Duration `mapstructure:"interval"`
+	CollectCPU             *bool          `mapstructure:"collect_cpu"`
+	CollectMemory          *bool          `mapstructure:"collect_memory"`
+	CollectDiskIO          *bool          `mapstructure:"collect_disk_io"`
+	CollectNetworkIO       *bool          `mapstructure:"collect_network_io"`
+	CollectThreads         *bool          `mapstructure:"collect_threads"`
+	CollectFileDescriptors *bool          `mapstructure:"collect_file_descriptors"`
+	ExportToMQTT           *bool          `mapstructure:"export_to_mqtt"`
+	RetainHistory          *bool          `mapstructure:"retain_history"`
+	HistorySize            *int           `mapstructure:"history_size"`
+}
+
+// Apply returns base with every key set in o replaced.
+func (o Overrides) Apply(base Profile) Profile {
+	setBool(&base.Enabled, o.Enabled)
+	setBool(&base.CollectCPU, o.CollectCPU)
+	setBool(&base.CollectMemory, o.CollectMemory)
+	setBool(&base.CollectDiskIO, o.CollectDiskIO)
+	setBool(&base.CollectNetworkIO, o.CollectNetworkIO)
+	setBool(&base.CollectThreads, o.CollectThreads)
+	setBool(&base.CollectFileDescriptors, o.CollectFileDescriptors)
+	setBool(&base.ExportToMQTT, o.ExportToMQTT)
+	setBool(&base.RetainHistory, o.RetainHistory)
+	if o.Interval != nil {
+		base.Interval = *o.Interval
+	}
+	if o.HistorySize != nil {
+		base.HistorySize = *o.HistorySize
+	}
+	return base
+}
+
+func setBool(dst *bool, v *bool) {
+	if v != nil {
+		*dst = *v
+	}
+}
+
+// Set is the profiles a receiver knows: the built-ins plus the user's custom ones, which
+// may also redefine a built-in name.
+type Set map[string]Profile
+
+// NewSet returns the built-in profiles with each custom profile applied over `standard`.
+func NewSet(custom map[string]Overrides) Set {
+	s := make(Set, len(builtins)+len(custom))
+	for n, p := range builtins {
+		s[n] = p
+	}
+	for n, o := range custom {
+		s[n] = o.Apply(builtins[Standard])
+	}
+	return s
+}

@@ -1,0 +1,71 @@
+package profile
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestBuiltins(t *testing.T) {
+	assert.Equal(t, []string{"batch_processing", "disabled", "intensive", "long_running_daemon", "minimal", "realtime_api", "standard"}, BuiltinNames())
+	tests := []struct {
+		name     string
+		interval time.Duration
+		history  int
+		export   bool
+		enabled  bool
+		disk     bool
+		net      bool
+	}{
+		{"standard", 10 * time.Second, 100, true, true, true, true},
+		{"long_running_daemon", 120 * time.Second, 500, true, true, true, true},
+		{"intensive", time.Second, 1000, true, true, true, true},
+		{"realtime_api", 5 * time.Second, 500, true, true, false, true},
+		{"batch_processing", 30 * time.Second, 200, true, true, true, false},
+		{"minimal", 60 * time.Second, 0, false, true, false, false},
+		{"disabled", 60 * time.Second, 0, false, false, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, ok := Builtin(tt.name)
+			require.True(t, ok)
+			assert.Equal(t, tt.interval, p.Interval)
+			assert.Equal(t, tt.history, p.HistorySize)
+			assert.Equal(t, tt.history > 0, p.RetainHistory)
+			assert.Equal(t, tt.export, p.ExportToMQTT)
+			assert.Equal(t, tt.enabled, p.Enabled)
+			assert.Equal(t, tt.disk, p.CollectDiskIO)
+			assert.Equal(t, tt.net, p.CollectNetworkIO)
+			assert.NoError(t, p.Validate())
+		})
+	}
+	assert.Equal(t, "long_running_daemon", Default(true))
+	assert.Equal(t, "standard", Default(false))
+}
+
+func TestOverridesInheritStandard(t *testing.T) {
+	interval, history, no := time.Second, 20, false
+	set := NewSet(map[string]Overrides{"fast": {Interval: &interval, HistorySize: &history, CollectDiskIO: &no}})
+	want := builtins[Standard]
+	want.Interval, want.HistorySize, want.CollectDiskIO = time.Second, 20, false
+	assert.Equal(t, want, set["fast"])
+	assert.Equal(t, builtins["intensive"], set["intensive"])
+}
+
+func TestValidate(t *testing.T) {
+	p := builtins[Standard]
+	p.Interval = 0
+	p.HistorySize = -1
+	err := p.Validate()
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "interval: must be at least 100ms, got 0s")
+	assert.Contains(t, err.Error(), "history_size: must not be negative, got -1")
+
+	p = builtins[Standard]
+	p.HistorySize = 1 << 30
+	capped, lowered := p.Capped()
+	assert.True(t, lowered)
+	assert.Equal(t, MaxHistorySize, capped.HistorySize)
+}

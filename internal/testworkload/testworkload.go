@@ -1,0 +1,159 @@
+//go:build linux
+
+// Package testworkload starts child processes with known resource usage for integration
+// tests and benchmarks: a test binary re-executes itself as the child, which causes the usage
+// (burn a core, hold memory, write with fsync, open files and threads), reports "ready" on
+// stdout, and then waits until it is killed.
+//
+// A test package that uses it calls MainIfChild first thing in its TestMain.
+package testworkload // import "github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const envKind = "PROPLET_TEST_WORKLOAD"
+
+// Kinds of workload.
+const (
+	Sleep = "sleep"         // do nothing
+	Burn  = "burn"          // keep one core busy
+	Hold  = "hold"          // hold arg MiB resident
+	Write = "write"         // write arg MiB to a file in the working directory, fsync, keep running
+	Files = "files-threads" // open 100 files and start 8 extra OS threads
+	Exit  = "exit"          // report ready, then exit after arg milliseconds
+)
+
+// MainIfChild runs the workload and exits if this process was started as a workload child.
+// Call it at the top of TestMain.
+func MainIfChild() {
+	kind := os.Getenv(envKind)
+	if kind == "" {
+		return
+	}
+	arg, _ := strconv.Atoi(os.Getenv(envKind + "_ARG"))
+	run(kind, arg)
+	os.Exit(0)
+}
+
+var sink []byte
+
+func run(kind string, arg int) {
+	ready := func() { fmt.Println("ready") }
+	switch kind {
+	case Burn:
+		runtime.GOMAXPROCS(1)
+		ready()
+		x := 0
+		for {
+			x++
+		}
+	case Hold:
+		sink = make([]byte, arg<<20)
+		for i := 0; i < len(sink); i += os.Getpagesize() {
+			sink[i] = 1
+		}
+		ready()
+	case Write:
+		f, err := os.Create("workload.out")
+		if err != nil {
+			panic(err)
+		}
+		chunk := make([]byte, 1<<20)
+		for i := range chunk {
+			chunk[i] = byte(i)
+		}
+		for range arg {
+			if _, err := f.Write(chunk); err != nil {
+				panic(err)
+			}
+		}
+		if err := f.Sync(); err != nil {
+			panic(err)
+		}
+		ready()
+	case Files:
+		var files []*os.File
+		for i := range 100 {
+			f, err := os.Create(filepath.Join(os.TempDir(), fmt.Sprintf("workload-%d-%d", os.Getpid(), i)))
+			if err != nil {
+				panic(err)
+			}
+			_ = os.Remove(f.Name())
+			files = append(files, f)
+		}
+		started := make(chan struct{})
+		for range 8 {
+			go func() {
+				runtime.LockOSThread()
+				started <- struct{}{}
+				select {}
+			}()
+		}
+		for range 8 {
+			<-started
+		}
+		ready()
+		runtime.KeepAlive(files)
+	case Exit:
+		ready()
+		time.Sleep(time.Duration(arg) * time.Millisecond)
+		return
+	case Sleep:
+		ready()
+	default:
+		panic("unknown workload " + kind)
+	}
+	select {}
+}
+
+// Start starts a workload child of the current test binary and waits until it is ready. The
+// child is killed and reaped when the test ends. dir is its working directory ("" for the
+// test's temporary directory).
+func Start(tb testing.TB, kind string, arg int, env ...string) *exec.Cmd {
+	tb.Helper()
+	cmd := Command(tb, kind, arg, env...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || strings.TrimSpace(line) != "ready" {
+		tb.Fatalf("workload %s did not get ready: %q %v", kind, line, err)
+	}
+	return cmd
+}
+
+// Command returns the command that runs a workload, not started, for callers that manage the
+// child themselves (for example to let it exit while a test watches).
+func Command(tb testing.TB, kind string, arg int, env ...string) *exec.Cmd {
+	tb.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envKind+"="+kind, envKind+"_ARG="+strconv.Itoa(arg))
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Dir = tb.TempDir()
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
