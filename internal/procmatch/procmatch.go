@@ -1,0 +1,192 @@
+// Package procmatch decides which processes are tasks: rules over a process's executable
+// name, command line, owner and parent, with named captures (task_id, task_name) that turn a
+// matching process into a Propeller task.
+package procmatch // import "github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/user"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+)
+
+// Capture group names that carry task fields.
+const (
+	CaptureTaskID   = "task_id"
+	CaptureTaskName = "task_name"
+)
+
+// Spec is a match rule as users write it. Every set condition must hold.
+type Spec struct {
+	// Executable is a regular expression over the executable's base name.
+	Executable string `mapstructure:"executable"`
+	// Cmdline is a regular expression over the full command line (arguments joined by spaces).
+	Cmdline string `mapstructure:"cmdline"`
+	// Owner is a user name or a numeric uid.
+	Owner string `mapstructure:"owner"`
+	// ParentPID requires this parent pid.
+	ParentPID int32 `mapstructure:"parent_pid"`
+	// ParentPIDFile requires the parent whose pid is in this file.
+	ParentPIDFile string `mapstructure:"parent_pid_file"`
+	// Parent requires a parent that matches this nested rule.
+	Parent *Spec `mapstructure:"parent"`
+}
+
+// IsZero reports whether the rule has no condition at all.
+func (s Spec) IsZero() bool {
+	return s.Executable == "" && s.Cmdline == "" && s.Owner == "" && s.ParentPID == 0 && s.ParentPIDFile == "" && s.Parent == nil
+}
+
+// Matcher is a compiled Spec.
+type Matcher struct {
+	exe, cmd      *regexp.Regexp
+	uid           int64 // -1: any owner
+	parentPID     int32
+	parentPIDFile string
+	parent        *Matcher
+}
+
+// Compile checks and compiles a rule. Errors name the key and the value.
+func Compile(s Spec) (*Matcher, error) {
+	if s.IsZero() {
+		return nil, errors.New("match: at least one of executable, cmdline, owner, parent_pid, parent_pid_file or parent is required")
+	}
+	m := &Matcher{uid: -1, parentPID: s.ParentPID, parentPIDFile: s.ParentPIDFile}
+	var errs []error
+	var err error
+	if s.Executable != "" {
+		if m.exe, err = regexp.Compile(s.Executable); err != nil {
+			errs = append(errs, fmt.Errorf("executable: invalid regular expression %q: %w", s.Executable, err))
+		}
+	}
+	if s.Cmdline != "" {
+		if m.cmd, err = regexp.Compile(s.Cmdline); err != nil {
+			errs = append(errs, fmt.Errorf("cmdline: invalid regular expression %q: %w", s.Cmdline, err))
+		}
+	}
+	if s.Owner != "" {
+		if m.uid, err = resolveOwner(s.Owner); err != nil {
+			errs = append(errs, fmt.Errorf("owner: %w", err))
+		}
+	}
+	if s.ParentPID < 0 {
+		errs = append(errs, fmt.Errorf("parent_pid: must be positive, got %d", s.ParentPID))
+	}
+	if s.Parent != nil {
+		if m.parent, err = Compile(*s.Parent); err != nil {
+			errs = append(errs, fmt.Errorf("parent: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func resolveOwner(owner string) (int64, error) {
+	if uid, err := strconv.ParseUint(owner, 10, 32); err == nil {
+		return int64(uid), nil
+	}
+	u, err := user.Lookup(owner)
+	if err != nil {
+		return -1, fmt.Errorf("unknown user %q", owner)
+	}
+	uid, err := strconv.ParseInt(u.Uid, 10, 64)
+	if err != nil {
+		return -1, fmt.Errorf("user %q has a non-numeric uid %q", owner, u.Uid)
+	}
+	return uid, nil
+}
+
+// CapturesTask reports whether the rule has a task_id capture group.
+func (m *Matcher) CapturesTask() bool {
+	has := func(re *regexp.Regexp) bool { return re != nil && re.SubexpIndex(CaptureTaskID) >= 0 }
+	return has(m.exe) || has(m.cmd)
+}
+
+// Table is what matching needs to know about the processes of the host.
+type Table interface {
+	// Entry returns the entry of a pid.
+	Entry(pid int32) (process.Entry, bool)
+	// Details returns the slower fields of a process, read once and cached.
+	Details(e process.Entry) (process.Details, bool)
+}
+
+// Captures are the task fields a match produced.
+type Captures struct {
+	TaskID   string
+	TaskName string
+}
+
+// Match reports whether e matches, with the captured task fields.
+func (m *Matcher) Match(e process.Entry, t Table) (Captures, bool) {
+	var c Captures
+	if m.parentPID != 0 && e.PPID != m.parentPID {
+		return c, false
+	}
+	if m.parentPIDFile != "" {
+		pid, ok := ReadPIDFile(m.parentPIDFile)
+		if !ok || e.PPID != pid {
+			return c, false
+		}
+	}
+	if m.parent != nil {
+		pe, ok := t.Entry(e.PPID)
+		if !ok {
+			return c, false
+		}
+		if _, ok := m.parent.Match(pe, t); !ok {
+			return c, false
+		}
+	}
+	if m.exe == nil && m.cmd == nil && m.uid < 0 {
+		return c, true
+	}
+	d, ok := t.Details(e)
+	if !ok {
+		return c, false
+	}
+	if m.uid >= 0 && d.UID != m.uid {
+		return c, false
+	}
+	if m.exe != nil && !capture(m.exe, d.Executable, &c) {
+		return c, false
+	}
+	if m.cmd != nil && !capture(m.cmd, d.Cmdline, &c) {
+		return c, false
+	}
+	return c, true
+}
+
+func capture(re *regexp.Regexp, s string, c *Captures) bool {
+	sub := re.FindStringSubmatch(s)
+	if sub == nil {
+		return false
+	}
+	if i := re.SubexpIndex(CaptureTaskID); i >= 0 && sub[i] != "" {
+		c.TaskID = sub[i]
+	}
+	if i := re.SubexpIndex(CaptureTaskName); i >= 0 && sub[i] != "" {
+		c.TaskName = sub[i]
+	}
+	return true
+}
+
+// ReadPIDFile reads a pid file: a positive decimal pid, surrounding whitespace allowed. A file
+// that does not exist (yet) or holds anything else reads as not ok.
+func ReadPIDFile(path string) (int32, bool) {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) > 64 {
+		return 0, false
+	}
+	pid, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 32)
+	if err != nil || pid <= 0 {
+		return 0, false
+	}
+	return int32(pid), true
+}

@@ -1,0 +1,105 @@
+package procmatch
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+)
+
+type table map[int32]struct {
+	e process.Entry
+	d process.Details
+}
+
+func (t table) Entry(pid int32) (process.Entry, bool) { p, ok := t[pid]; return p.e, ok }
+func (t table) Details(e process.Entry) (process.Details, bool) {
+	p, ok := t[e.ID.PID]
+	return p.d, ok
+}
+
+func proc(pid, ppid int32, exe, cmd string, uid int64) struct {
+	e process.Entry
+	d process.Details
+} {
+	return struct {
+		e process.Entry
+		d process.Details
+	}{process.Entry{ID: process.ID{PID: pid, Start: 1}, PPID: ppid, Comm: exe}, process.Details{Executable: exe, Cmdline: cmd, UID: uid}}
+}
+
+func TestMatch(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "proplet.pid")
+	require.NoError(t, os.WriteFile(pidFile, []byte("10\n"), 0o600))
+	tbl := table{
+		1:  proc(1, 0, "init", "/sbin/init", 0),
+		10: proc(10, 1, "proplet", "/usr/bin/proplet --config x", 1000),
+		20: proc(20, 10, "wasmtime", "wasmtime run --env TASK_ID=550e8400-e29b-41d4-a716-446655440001 --env TASK_NAME=compute /tmp/a.wasm", 1000),
+		30: proc(30, 1, "wasmtime", "wasmtime run --env TASK_ID=650e8400-e29b-41d4-a716-446655440001 /tmp/b.wasm", 1000),
+	}
+	const taskCmd = `TASK_ID=(?P<task_id>[0-9a-f-]{36})(?: --env TASK_NAME=(?P<task_name>\w+))?`
+	tests := []struct {
+		name string
+		spec Spec
+		pid  int32
+		ok   bool
+		want Captures
+	}{
+		{"executable and captures", Spec{Executable: "^wasmtime$", Cmdline: taskCmd}, 20, true, Captures{TaskID: "550e8400-e29b-41d4-a716-446655440001", TaskName: "compute"}},
+		{"parent pid file", Spec{Executable: "^wasmtime$", ParentPIDFile: pidFile}, 20, true, Captures{}},
+		{"parent pid file excludes other parents", Spec{Executable: "^wasmtime$", ParentPIDFile: pidFile}, 30, false, Captures{}},
+		{"parent pid", Spec{ParentPID: 10}, 20, true, Captures{}},
+		{"nested parent match", Spec{Executable: "wasmtime", Parent: &Spec{Executable: "^proplet$"}}, 20, true, Captures{}},
+		{"nested parent mismatch", Spec{Executable: "wasmtime", Parent: &Spec{Executable: "^proplet$"}}, 30, false, Captures{}},
+		{"owner by uid", Spec{Owner: "1000", Executable: "proplet"}, 10, true, Captures{}},
+		{"owner mismatch", Spec{Owner: "0", Executable: "proplet"}, 10, false, Captures{}},
+		{"owner by name", Spec{Owner: "root"}, 1, true, Captures{}},
+		{"cmdline mismatch", Spec{Cmdline: "nothing-like-this"}, 20, false, Captures{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Compile(tt.spec)
+			require.NoError(t, err)
+			c, ok := m.Match(tbl[tt.pid].e, tbl)
+			assert.Equal(t, tt.ok, ok)
+			assert.Equal(t, tt.want, c)
+		})
+	}
+}
+
+func TestCompileErrors(t *testing.T) {
+	_, err := Compile(Spec{})
+	assert.ErrorContains(t, err, "at least one of")
+	_, err = Compile(Spec{Executable: "(", Cmdline: "[", Owner: "no-such-user-here"})
+	require.Error(t, err)
+	assert.ErrorContains(t, err, `executable: invalid regular expression "("`)
+	assert.ErrorContains(t, err, `cmdline: invalid regular expression "["`)
+	assert.ErrorContains(t, err, `owner: unknown user "no-such-user-here"`)
+	_, err = Compile(Spec{Parent: &Spec{Cmdline: "("}})
+	assert.ErrorContains(t, err, "parent: cmdline: invalid regular expression")
+
+	m, err := Compile(Spec{Cmdline: "TASK_ID=(?P<task_id>.+)"})
+	require.NoError(t, err)
+	assert.True(t, m.CapturesTask())
+	m, err = Compile(Spec{Cmdline: "wasmtime"})
+	require.NoError(t, err)
+	assert.False(t, m.CapturesTask())
+}
+
+func TestReadPIDFile(t *testing.T) {
+	dir := t.TempDir()
+	for content, want := range map[string]int32{" 42\n": 42, "0": 0, "-3": 0, "abc": 0, "": 0} {
+		p := filepath.Join(dir, "f")
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		pid, ok := ReadPIDFile(p)
+		assert.Equal(t, want, pid, "%q", content)
+		assert.Equal(t, want > 0, ok, "%q", content)
+	}
+	_, ok := ReadPIDFile(filepath.Join(dir, "missing"))
+	assert.False(t, ok)
+}
