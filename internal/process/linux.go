@@ -287,6 +287,9 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 	if err := h.readStat(buf, &st); err != nil {
 		return err
 	}
+	if st.StartTime != h.id.Start {
+		return ErrGone // not the process this handle was opened for
+	}
 	r.State = st.State
 	if fields&FieldCPU != 0 {
 		r.CPUUser, r.CPUSystem = float64(st.UTime)*tick, float64(st.STime)*tick

@@ -122,7 +122,14 @@ func run(kind string, arg int) {
 // test's temporary directory).
 func Start(tb testing.TB, kind string, arg int, env ...string) *exec.Cmd {
 	tb.Helper()
-	cmd := Command(tb, kind, arg, env...)
+	return StartCmd(tb, Command(tb, kind, arg, env...))
+}
+
+// StartCmd starts a command made by Command (possibly with arguments appended, which the
+// child ignores) and waits until it is ready. It is killed and reaped when the test ends.
+func StartCmd(tb testing.TB, cmd *exec.Cmd) *exec.Cmd {
+	tb.Helper()
+	kind := cmd.Env[len(cmd.Env)-1]
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -150,8 +157,8 @@ func Command(tb testing.TB, kind string, arg int, env ...string) *exec.Cmd {
 		tb.Fatal(err)
 	}
 	cmd := exec.Command(exe, "-test.run=^$")
-	cmd.Env = append(os.Environ(), envKind+"="+kind, envKind+"_ARG="+strconv.Itoa(arg))
-	cmd.Env = append(cmd.Env, env...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(cmd.Env, envKind+"_ARG="+strconv.Itoa(arg), envKind+"="+kind)
 	cmd.Dir = tb.TempDir()
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

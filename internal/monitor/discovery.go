@@ -1,0 +1,306 @@
+package monitor
+
+import (
+	"errors"
+
+	"go.uber.org/zap"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
+)
+
+// discovery is the state of the discovery pass: the last scan of the process table and what
+// is known about its processes. Only the discovery job touches it.
+type discovery struct {
+	entries  map[int32]process.Entry
+	children map[int32][]int32
+	details  map[process.ID]cachedDetails
+	misses   map[process.ID]string // processes no rule matched, with the command name then
+	scanned  bool
+	buf      []byte
+}
+
+type cachedDetails struct {
+	comm string
+	d    process.Details
+	ok   bool
+}
+
+func (d *discovery) init() {
+	d.entries = map[int32]process.Entry{}
+	d.children = map[int32][]int32{}
+	d.details = map[process.ID]cachedDetails{}
+	d.misses = map[process.ID]string{}
+	d.buf = make([]byte, bufSize)
+}
+
+// discoveryTable gives matchers the scanned table, reading details once per process (and
+// again after an exec, which changes the command name but not the identity).
+type discoveryTable struct {
+	m *Monitor
+}
+
+func (t discoveryTable) Entry(pid int32) (process.Entry, bool) {
+	e, ok := t.m.disc.entries[pid]
+	return e, ok
+}
+
+func (t discoveryTable) Details(e process.Entry) (process.Details, bool) {
+	d := &t.m.disc
+	if c, ok := d.details[e.ID]; ok && c.comm == e.Comm {
+		return c.d, c.ok
+	}
+	det, err := t.m.src.Describe(e, d.buf)
+	d.details[e.ID] = cachedDetails{comm: e.Comm, d: det, ok: err == nil}
+	return det, err == nil
+}
+
+func (m *Monitor) scan() {
+	d := &m.disc
+	clear(d.entries)
+	clear(d.children)
+	err := m.src.Scan(d.buf, func(e process.Entry) {
+		d.entries[e.ID.PID] = e
+		d.children[e.PPID] = append(d.children[e.PPID], e.ID.PID)
+	})
+	if err != nil {
+		m.log.Warn("Cannot list processes", zap.Error(err))
+		return
+	}
+	d.scanned = true
+	for id := range d.details {
+		if e, ok := d.entries[id.PID]; !ok || e.ID != id {
+			delete(d.details, id)
+		}
+	}
+	for id := range d.misses {
+		if e, ok := d.entries[id.PID]; !ok || e.ID != id {
+			delete(d.misses, id)
+		}
+	}
+}
+
+// discover is one discovery pass: bind pending tasks, create tasks from rules, refresh the
+// members of process-tree tasks, and notice exits of tasks sampled less often than discovery
+// runs so their last sample is taken while the process can still be read.
+func (m *Monitor) discover() {
+	m.mu.Lock()
+	tasks := make([]*task, 0, len(m.tasks))
+	for _, t := range m.tasks {
+		tasks = append(tasks, t)
+	}
+	m.mu.Unlock()
+
+	needScan := len(m.cfg.Rules) > 0
+	for _, t := range tasks {
+		if t.spec.IncludeChildren || (t.state == StatePending && t.spec.Locator.Match != nil) {
+			needScan = true
+		}
+	}
+	if m.proplet.loc.Match != nil && m.proplet.missing() {
+		needScan = true
+	}
+	m.disc.scanned = false
+	if needScan {
+		m.scan()
+	}
+
+	bound := map[process.ID]bool{}
+	for _, t := range tasks {
+		if !t.mu.TryLock() {
+			continue // being sampled; look again next pass
+		}
+		switch t.state {
+		case StatePending:
+			if e, ok := m.resolve(t.spec.Locator, bound); ok {
+				if err := m.bind(t, e, m.disc.buf); err != nil && !errors.Is(err, process.ErrGone) {
+					m.log.Debug("Cannot open task process", zap.String("task_id", t.spec.ID), zap.Error(err))
+				}
+			}
+		case StateActive, StateDisabled:
+			m.checkExit(t)
+		}
+		if t.root != nil {
+			bound[t.root.h.ID()] = true
+			if t.spec.IncludeChildren && m.disc.scanned {
+				m.refreshMembers(t, bound)
+			}
+		}
+		t.mu.Unlock()
+	}
+	if len(m.cfg.Rules) > 0 && m.disc.scanned {
+		m.applyRules(bound)
+	}
+	m.proplet.locate(m, m.disc.buf)
+}
+
+// resolve finds the process a locator names, skipping processes already bound to a task.
+func (m *Monitor) resolve(l Locator, bound map[process.ID]bool) (process.Entry, bool) {
+	var pid int32
+	switch {
+	case l.Self:
+		return selfEntry(m.src, m.disc.buf)
+	case l.PID > 0:
+		pid = l.PID
+	case l.PIDFile != "":
+		p, ok := procmatch.ReadPIDFile(l.PIDFile)
+		if !ok {
+			return process.Entry{}, false // not written yet: keep looking
+		}
+		pid = p
+	case l.Match != nil:
+		if !m.disc.scanned {
+			return process.Entry{}, false
+		}
+		var best process.Entry
+		found := false
+		tbl := discoveryTable{m}
+		for _, e := range m.disc.entries {
+			if bound[e.ID] {
+				continue
+			}
+			if _, ok := l.Match.Match(e, tbl); ok && (!found || e.ID.Start < best.ID.Start) {
+				best, found = e, true
+			}
+		}
+		return best, found
+	default:
+		return process.Entry{}, false
+	}
+	e, ok := m.src.Lookup(pid, m.disc.buf)
+	if !ok || bound[e.ID] {
+		return process.Entry{}, false
+	}
+	return e, true
+}
+
+// checkExit reads a bound task's state cheaply (stat only) and, when its process has exited,
+// samples it now: a zombie can still be read once.
+func (m *Monitor) checkExit(t *task) {
+	if t.root == nil {
+		return
+	}
+	if t.state == StateActive && t.spec.Profile.Interval <= m.cfg.DiscoveryInterval {
+		return // sampled at least as often as this check would run
+	}
+	var r process.Reading
+	err := t.root.h.Read(0, &r, m.disc.buf)
+	switch {
+	case errors.Is(err, process.ErrGone):
+		m.finish(t)
+	case err == nil && r.Exited():
+		if t.state == StateDisabled {
+			m.finish(t)
+			return
+		}
+		m.sched.Trigger(taskPrefix + t.spec.ID)
+	}
+}
+
+// refreshMembers makes a process-tree task's members the current descendants of its root.
+func (m *Monitor) refreshMembers(t *task, bound map[process.ID]bool) {
+	if t.members == nil {
+		t.members = map[int32]*member{}
+	}
+	seen := map[int32]bool{}
+	fields := fieldsOf(t.spec.Profile)
+	queue := append([]int32(nil), m.disc.children[t.root.h.ID().PID]...)
+	for len(queue) > 0 {
+		pid := queue[0]
+		queue = queue[1:]
+		e, ok := m.disc.entries[pid]
+		if !ok {
+			continue
+		}
+		seen[pid] = true
+		queue = append(queue, m.disc.children[pid]...)
+		if mb, ok := t.members[pid]; ok && mb.h.ID() == e.ID {
+			bound[e.ID] = true
+			continue
+		}
+		h, err := m.src.Open(e.ID, fields, m.disc.buf)
+		if err != nil {
+			continue
+		}
+		mb := &member{h: h, whole: m.src.StartTime(e.ID).After(t.prevTime)}
+		if old, ok := t.members[pid]; ok {
+			old.h.Close()
+		}
+		t.members[pid] = mb
+		bound[e.ID] = true
+		if !mb.whole {
+			// Existed before this task saw it: its past is not this task's to report.
+			_ = h.Read(fields, &mb.prev, m.disc.buf)
+		}
+	}
+	for pid, mb := range t.members {
+		if !seen[pid] {
+			mb.h.Close()
+			delete(t.members, pid)
+		}
+	}
+}
+
+// applyRules creates and binds tasks for processes that match a discovery rule.
+func (m *Monitor) applyRules(bound map[process.ID]bool) {
+	tbl := discoveryTable{m}
+	for _, e := range m.disc.entries {
+		if bound[e.ID] {
+			continue
+		}
+		if comm, ok := m.disc.misses[e.ID]; ok && comm == e.Comm {
+			continue
+		}
+		matched := false
+		for _, r := range m.cfg.Rules {
+			c, ok := r.Match.Match(e, tbl)
+			if !ok || c.TaskID == "" {
+				continue
+			}
+			matched = true
+			m.bindDiscovered(r, c, e)
+			break
+		}
+		if !matched {
+			m.disc.misses[e.ID] = e.Comm
+		}
+	}
+}
+
+func (m *Monitor) bindDiscovered(r Rule, c procmatch.Captures, e process.Entry) {
+	m.mu.Lock()
+	t, exists := m.tasks[c.TaskID]
+	if !exists {
+		t = &task{
+			spec: TaskSpec{
+				ID: c.TaskID, Name: c.TaskName, ProfileName: r.ProfileName, Profile: r.Profile,
+				IncludeChildren: r.IncludeChildren,
+			},
+			origin: originDiscovered,
+			state:  StatePending,
+		}
+		m.tasks[c.TaskID] = t
+		m.tel.TasksChanged(1)
+	}
+	m.mu.Unlock()
+	if !t.mu.TryLock() {
+		return
+	}
+	defer t.mu.Unlock()
+	if t.state != StatePending {
+		return
+	}
+	if t.spec.Name == "" {
+		t.spec.Name = c.TaskName
+	}
+	if err := m.bind(t, e, m.disc.buf); err != nil {
+		if !exists {
+			m.mu.Lock()
+			delete(m.tasks, c.TaskID)
+			m.mu.Unlock()
+			m.tel.TasksChanged(-1)
+		}
+		return
+	}
+	m.log.Info("Discovered task", zap.String("task_id", c.TaskID), zap.String("task_name", t.spec.Name), zap.Int32("pid", e.ID.PID), zap.Duration("interval", t.spec.Profile.Interval))
+}

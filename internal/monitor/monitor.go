@@ -1,0 +1,467 @@
+// Package monitor is the engine of the proplet receiver: it keeps the registry of tasks,
+// finds each task's process, samples every task on its own monitoring profile through one
+// scheduler and a bounded pool of workers, samples the proplet itself, and hands plain Sample
+// values to the caller. It knows nothing of the Collector.
+package monitor // import "github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/schedule"
+)
+
+// Locator says how to find a process. Exactly one way is set.
+type Locator struct {
+	PID     int32
+	PIDFile string
+	Match   *procmatch.Matcher
+	Self    bool // the collector's own process
+}
+
+// rebinds reports whether the locator can find a new process after the old one exited.
+func (l Locator) rebinds() bool { return l.PIDFile != "" || l.Match != nil }
+
+// TaskSpec describes a task to monitor.
+type TaskSpec struct {
+	ID, Name        string
+	ProfileName     string
+	Profile         profile.Profile
+	Locator         Locator
+	IncludeChildren bool // the task's numbers cover its whole process tree
+}
+
+// Rule turns matching processes into tasks: the matcher's task_id capture is the task id.
+type Rule struct {
+	Match           *procmatch.Matcher
+	ProfileName     string
+	Profile         profile.Profile
+	IncludeChildren bool
+}
+
+// Config configures a Monitor.
+type Config struct {
+	ProcRoot, CgroupRoot string
+	Tasks                []TaskSpec
+	Rules                []Rule
+	Proplet              Locator
+	PropletInterval      time.Duration // 0: no proplet samples
+	DiscoveryInterval    time.Duration
+	MaxConcurrency       int
+	StartJitter          time.Duration
+}
+
+// Telemetry receives the monitor's self-observations. Every method must be cheap and safe for
+// concurrent use.
+type Telemetry interface {
+	Sampled(kind Kind)
+	SampleError(kind Kind)
+	TasksChanged(delta int)
+}
+
+type noTelemetry struct{}
+
+func (noTelemetry) Sampled(Kind)     {}
+func (noTelemetry) SampleError(Kind) {}
+func (noTelemetry) TasksChanged(int) {}
+
+// State is where a task is in its life.
+type State string
+
+// Task states.
+const (
+	StatePending  State = "pending"  // registered, its process not found (yet)
+	StateActive   State = "active"   // bound to a process and sampled
+	StateDisabled State = "disabled" // bound, but its profile says enabled: false
+	StateExited   State = "exited"   // its process exited and cannot come back
+)
+
+// Status is a snapshot of one task, for inspection.
+type Status struct {
+	ID, Name    string
+	PID         int32
+	ProfileName string
+	Profile     profile.Profile
+	State       State
+	LastSample  time.Time
+	Samples     uint64
+	Errors      uint64
+}
+
+const (
+	discoveryKey = "\x00discovery"
+	propletKey   = "\x00proplet"
+	taskPrefix   = "task/"
+	bufSize      = 4096
+)
+
+// Monitor samples tasks and the proplet. Create it with New, then Start and Shutdown.
+type Monitor struct {
+	cfg   Config
+	src   *process.Source
+	log   *zap.Logger
+	tel   Telemetry
+	out   chan<- Sample
+	sched *schedule.Scheduler
+	bufs  sync.Pool
+
+	mu    sync.Mutex
+	tasks map[string]*task
+
+	disc    discovery
+	proplet propletState
+}
+
+// New returns a Monitor that sends samples to out. tel may be nil.
+func New(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample) (*Monitor, error) {
+	src, err := process.NewSource(cfg.ProcRoot, cfg.CgroupRoot)
+	if err != nil {
+		return nil, err
+	}
+	if tel == nil {
+		tel = noTelemetry{}
+	}
+	if cfg.DiscoveryInterval <= 0 {
+		cfg.DiscoveryInterval = time.Second
+	}
+	m := &Monitor{cfg: cfg, src: src, log: log, tel: tel, out: out, tasks: map[string]*task{}}
+	m.bufs.New = func() any { b := make([]byte, bufSize); return &b }
+	m.sched = schedule.New(max(cfg.MaxConcurrency, 1), m.runJob)
+	m.disc.init()
+	m.proplet.loc = cfg.Proplet
+	for _, spec := range cfg.Tasks {
+		if err := m.register(spec, originStatic); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// Source exposes the process source (for host facts such as the CPU count).
+func (m *Monitor) Source() *process.Source { return m.src }
+
+// Start binds the tasks whose processes exist now (taking their baselines), and starts
+// sampling.
+func (m *Monitor) Start(ctx context.Context) error {
+	m.discover()
+	m.proplet.baseline(m)
+	m.sched.Add(discoveryKey, m.cfg.DiscoveryInterval, m.cfg.DiscoveryInterval)
+	if m.cfg.PropletInterval > 0 {
+		m.sched.Add(propletKey, m.cfg.PropletInterval, m.cfg.PropletInterval+m.jitter())
+	}
+	m.sched.Start(ctx)
+	return nil
+}
+
+// Shutdown stops sampling, waiting for running samples until ctx ends, and closes every
+// kept-open file.
+func (m *Monitor) Shutdown(ctx context.Context) error {
+	err := m.sched.Stop(ctx)
+	m.mu.Lock()
+	for _, t := range m.tasks {
+		if t.mu.TryLock() {
+			t.closeHandles()
+			t.mu.Unlock()
+		}
+	}
+	m.mu.Unlock()
+	m.proplet.close()
+	return errors.Join(err, m.src.Close())
+}
+
+// AddTask registers a task at run time. Its process is looked for on every discovery pass
+// until it appears.
+func (m *Monitor) AddTask(spec TaskSpec) error {
+	if err := m.register(spec, originAPI); err != nil {
+		return err
+	}
+	m.sched.Trigger(discoveryKey)
+	return nil
+}
+
+// RemoveTask stops monitoring a task. It reports whether the task existed.
+func (m *Monitor) RemoveTask(id string) bool {
+	m.mu.Lock()
+	t, ok := m.tasks[id]
+	delete(m.tasks, id)
+	m.mu.Unlock()
+	if !ok {
+		return false
+	}
+	m.sched.Remove(taskPrefix + id)
+	t.mu.Lock()
+	t.closeHandles()
+	t.state = StateExited
+	t.mu.Unlock()
+	m.tel.TasksChanged(-1)
+	return true
+}
+
+// Collect samples a task now, outside its cadence. It reports whether the task is sampled.
+func (m *Monitor) Collect(id string) bool { return m.sched.Trigger(taskPrefix + id) }
+
+// Tasks returns a snapshot of every registered task, sorted by id.
+func (m *Monitor) Tasks() []Status {
+	m.mu.Lock()
+	ts := make([]*task, 0, len(m.tasks))
+	for _, t := range m.tasks {
+		ts = append(ts, t)
+	}
+	m.mu.Unlock()
+	out := make([]Status, 0, len(ts))
+	for _, t := range ts {
+		out = append(out, t.status())
+	}
+	slices.SortFunc(out, func(a, b Status) int {
+		if a.ID < b.ID {
+			return -1
+		}
+		if a.ID > b.ID {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+func (m *Monitor) register(spec TaskSpec, o origin) error {
+	if spec.ID == "" {
+		return errors.New("task id must not be empty")
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.tasks[spec.ID]; ok {
+		return fmt.Errorf("task %q is already registered", spec.ID)
+	}
+	m.tasks[spec.ID] = &task{spec: spec, origin: o, state: StatePending}
+	m.tel.TasksChanged(1)
+	return nil
+}
+
+func (m *Monitor) jitter() time.Duration {
+	if m.cfg.StartJitter <= 0 {
+		return 0
+	}
+	return rand.N(m.cfg.StartJitter)
+}
+
+func (m *Monitor) buf() *[]byte     { return m.bufs.Get().(*[]byte) }
+func (m *Monitor) putBuf(b *[]byte) { m.bufs.Put(b) }
+
+func (m *Monitor) runJob(ctx context.Context, key string) {
+	switch key {
+	case discoveryKey:
+		m.discover()
+	case propletKey:
+		m.sampleProplet(ctx)
+	default:
+		m.mu.Lock()
+		t := m.tasks[key[len(taskPrefix):]]
+		m.mu.Unlock()
+		if t != nil {
+			m.sampleTask(ctx, t)
+		}
+	}
+}
+
+func (m *Monitor) emit(ctx context.Context, s Sample) {
+	select {
+	case m.out <- s:
+		m.tel.Sampled(s.Kind)
+	case <-ctx.Done():
+	}
+}
+
+// bind attaches a task to a process incarnation and takes its baseline. The caller holds t.mu.
+func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
+	fields := fieldsOf(t.spec.Profile)
+	h, err := m.src.Open(e.ID, fields, buf)
+	if err != nil {
+		return err
+	}
+	d, err := m.src.Describe(e, buf)
+	if err != nil {
+		h.Close()
+		return err
+	}
+	t.root = &member{h: h}
+	t.members = nil
+	t.ppid = e.PPID
+	t.exe, t.cmdline, t.owner = d.Executable, d.Cmdline, process.OwnerName(d.UID)
+	t.start = m.src.StartTime(h.ID())
+	t.memLimit = m.src.MemTotal()
+	if _, _, limit, ok := m.src.CgroupMemory(e.ID.PID); ok && limit > 0 && limit < t.memLimit {
+		t.memLimit = limit
+	}
+	t.acc = accum{}
+	t.loggedDenied = 0
+	if err := t.root.h.Read(fields, &t.root.prev, buf); err != nil {
+		h.Close()
+		t.root = nil
+		return err
+	}
+	t.acc.add(&process.Reading{}, &t.root.prev, true)
+	t.prevTime = time.Now()
+	t.state = StateActive
+	if !t.spec.Profile.Enabled {
+		t.state = StateDisabled
+		return nil
+	}
+	iv := t.spec.Profile.Interval
+	m.sched.Add(taskPrefix+t.spec.ID, iv, iv+m.jitter())
+	m.log.Debug("Task bound to process", zap.String("task_id", t.spec.ID), zap.Int32("pid", e.ID.PID), zap.String("executable", t.exe))
+	return nil
+}
+
+// finish ends sampling of a task's current process. The caller holds t.mu.
+func (m *Monitor) finish(t *task) {
+	m.sched.Remove(taskPrefix + t.spec.ID)
+	t.closeHandles()
+	switch {
+	case t.origin == originDiscovered:
+		m.mu.Lock()
+		if m.tasks[t.spec.ID] == t {
+			delete(m.tasks, t.spec.ID)
+			m.tel.TasksChanged(-1)
+		}
+		m.mu.Unlock()
+		t.state = StateExited
+	case t.spec.Locator.rebinds():
+		t.state = StatePending
+	default:
+		t.state = StateExited
+	}
+	m.log.Debug("Task process exited", zap.String("task_id", t.spec.ID), zap.String("state", string(t.state)))
+}
+
+func (m *Monitor) sampleTask(ctx context.Context, t *task) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.state != StateActive {
+		return
+	}
+	bp := m.buf()
+	defer m.putBuf(bp)
+	s, ok := m.read(t, *bp)
+	if !ok {
+		return
+	}
+	m.emit(ctx, s)
+}
+
+// read takes one sample of an active task. The caller holds t.mu. It returns false when
+// nothing is to be emitted (the process is gone, or the read failed and was counted).
+func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
+	p := t.spec.Profile
+	fields := fieldsOf(p)
+	t.root.h.Ensure(fields)
+	now := time.Now()
+	var cur process.Reading
+	err := t.root.h.Read(fields, &cur, buf)
+	if errors.Is(err, process.ErrGone) {
+		m.finish(t)
+		return Sample{}, false
+	}
+	if err != nil {
+		t.errors++
+		m.tel.SampleError(KindTask)
+		m.log.Debug("Task sample skipped", zap.String("task_id", t.spec.ID), zap.Error(err))
+		return Sample{}, false
+	}
+	if denied := cur.Denied &^ t.loggedDenied; denied != 0 {
+		t.loggedDenied |= denied
+		t.errors++
+		m.tel.SampleError(KindTask)
+		m.log.Debug("Some metrics of a task cannot be read: permission denied", zap.String("task_id", t.spec.ID), zap.Int32("pid", t.root.h.ID().PID), zap.Uint8("fields", uint8(denied)))
+	}
+
+	dt := now.Sub(t.prevTime).Seconds()
+	d := t.acc.add(&t.root.prev, &cur, true)
+	rss, vms, threads, fds := cur.RSS, cur.VMS, cur.Threads, cur.FDs
+	t.root.prev = cur
+	for pid, mb := range t.members {
+		var mr process.Reading
+		if err := mb.h.Read(fields, &mr, buf); err != nil {
+			mb.h.Close()
+			delete(t.members, pid)
+			continue
+		}
+		d.merge(t.acc.add(&mb.prev, &mr, mb.whole))
+		mb.prev, mb.whole = mr, false
+		if mr.Exited() {
+			mb.h.Close()
+			delete(t.members, pid)
+		}
+		rss, vms, threads, fds = rss+mr.RSS, vms+mr.VMS, threads+mr.Threads, fds+mr.FDs
+	}
+	t.prevTime = now
+
+	s := Sample{
+		Kind: KindTask, Time: now,
+		TaskID: t.spec.ID, TaskName: t.spec.Name, ProfileName: t.spec.ProfileName, Profile: p,
+		HasProcess: true, PID: t.root.h.ID().PID, PPID: t.ppid,
+		Executable: t.exe, Owner: t.owner, Cmdline: t.cmdline, Start: t.start,
+		Got:    cur.Got,
+		Uptime: now.Sub(t.start).Seconds(),
+		Final:  cur.Exited(),
+	}
+	if cur.Got&process.FieldCPU != 0 {
+		s.CPUUser, s.CPUSystem = t.acc.cpuUser, t.acc.cpuSystem
+		if d.cpu && dt > 0 {
+			n := float64(m.src.NumCPU())
+			s.UtilUser, s.UtilSystem = d.cpuUser/dt/n, d.cpuSystem/dt/n
+			s.HasUtil = true
+		}
+	}
+	if cur.Got&process.FieldMemory != 0 {
+		s.RSS, s.VMS = rss, vms
+		if t.memLimit > 0 {
+			s.MemUtil = float64(rss) / float64(t.memLimit)
+		}
+	}
+	if cur.Got&process.FieldDisk != 0 {
+		s.ReadBytes, s.WriteBytes = t.acc.read, t.acc.write
+	}
+	if cur.Got&process.FieldNetwork != 0 {
+		s.RxBytes, s.TxBytes = t.acc.rx, t.acc.tx
+	}
+	s.Threads, s.FDs = threads, fds
+	t.samples++
+	t.lastSample = now
+	if s.Final {
+		m.finish(t)
+	}
+	return s, true
+}
+
+// fieldsOf maps a profile's collect flags to the counters read.
+func fieldsOf(p profile.Profile) process.Fields {
+	var f process.Fields
+	set := func(on bool, x process.Fields) {
+		if on {
+			f |= x
+		}
+	}
+	set(p.CollectCPU, process.FieldCPU)
+	set(p.CollectMemory, process.FieldMemory)
+	set(p.CollectDiskIO, process.FieldDisk)
+	set(p.CollectNetworkIO, process.FieldNetwork)
+	set(p.CollectThreads, process.FieldThreads)
+	set(p.CollectFileDescriptors, process.FieldFDs)
+	return f
+}
+
+func selfEntry(src *process.Source, buf []byte) (process.Entry, bool) {
+	return src.Lookup(int32(os.Getpid()), buf)
+}

@@ -1,0 +1,353 @@
+//go:build linux
+
+package monitor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
+)
+
+func TestMain(m *testing.M) {
+	testworkload.MainIfChild()
+	os.Exit(m.Run())
+}
+
+type harness struct {
+	m       *Monitor
+	mu      sync.Mutex
+	samples []Sample
+}
+
+func runMonitor(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot, cfg.CgroupRoot = "/proc", "/sys/fs/cgroup"
+	}
+	if cfg.MaxConcurrency == 0 {
+		cfg.MaxConcurrency = 2
+	}
+	if cfg.DiscoveryInterval == 0 {
+		cfg.DiscoveryInterval = 200 * time.Millisecond
+	}
+	out := make(chan Sample, 64)
+	m, err := New(cfg, zaptest.NewLogger(t), nil, out)
+	require.NoError(t, err)
+	h := &harness{m: m}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for s := range out {
+			h.mu.Lock()
+			h.samples = append(h.samples, s)
+			h.mu.Unlock()
+		}
+	}()
+	require.NoError(t, m.Start(context.Background()))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		require.NoError(t, m.Shutdown(ctx))
+		close(out)
+		<-done
+	})
+	return h
+}
+
+func (h *harness) of(id string) []Sample {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []Sample
+	for _, s := range h.samples {
+		if s.Kind == KindTask && s.TaskID == id {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (h *harness) proplet() []Sample {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []Sample
+	for _, s := range h.samples {
+		if s.Kind == KindProplet {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// wait waits until n samples of a task exist, and returns them.
+func (h *harness) wait(t *testing.T, id string, n int, within time.Duration) []Sample {
+	t.Helper()
+	var got []Sample
+	require.Eventually(t, func() bool { got = h.of(id); return len(got) >= n }, within, 10*time.Millisecond, "task %s: want %d samples", id, n)
+	return got
+}
+
+func prof(interval time.Duration) profile.Profile {
+	p, _ := profile.Builtin(profile.Standard)
+	p.Interval = interval
+	return p
+}
+
+func pidTask(id string, cmd *exec.Cmd, interval time.Duration) TaskSpec {
+	return TaskSpec{ID: id, Name: id, ProfileName: "test", Profile: prof(interval), Locator: Locator{PID: int32(cmd.Process.Pid)}}
+}
+
+func TestSamplesMeasureWhatTheWorkloadsDo(t *testing.T) {
+	before := time.Now()
+	burn := testworkload.Start(t, testworkload.Burn, 0)
+	after := time.Now()
+	hold := testworkload.Start(t, testworkload.Hold, 256)
+	write := testworkload.Start(t, testworkload.Write, 64)
+	files := testworkload.Start(t, testworkload.Files, 0)
+	h := runMonitor(t, Config{Tasks: []TaskSpec{
+		pidTask("burn", burn, time.Second),
+		pidTask("hold", hold, time.Second),
+		pidTask("write", write, time.Second),
+		pidTask("files", files, time.Second),
+	}})
+
+	// The first sample already covers a real interval: the baseline was taken when the task
+	// was bound.
+	first := h.wait(t, "burn", 1, 5*time.Second)[0]
+	require.True(t, first.HasUtil)
+	cores := (first.UtilUser + first.UtilSystem) * float64(h.m.Source().NumCPU())
+	assert.InDelta(t, 1.0, cores, 0.15, "a busy loop uses one core")
+	assert.GreaterOrEqual(t, first.CPUUser+first.CPUSystem, 0.85)
+	// Uptime counts from the process's start (known to 10 ms), not from when monitoring began.
+	assert.GreaterOrEqual(t, first.Uptime, first.Time.Sub(after).Seconds()-0.03)
+	assert.LessOrEqual(t, first.Uptime, first.Time.Sub(before).Seconds()+0.03)
+
+	hs := h.wait(t, "hold", 1, 5*time.Second)[0]
+	assert.GreaterOrEqual(t, hs.RSS, uint64(256<<20))
+	assert.Greater(t, hs.MemUtil, 0.0)
+	assert.Less(t, hs.MemUtil, 1.0)
+
+	ws := h.wait(t, "write", 1, 5*time.Second)[0]
+	assert.GreaterOrEqual(t, ws.WriteBytes, uint64(64<<20))
+
+	fs := h.wait(t, "files", 1, 5*time.Second)[0]
+	assert.GreaterOrEqual(t, fs.FDs, int64(100))
+	assert.GreaterOrEqual(t, fs.Threads, int64(8))
+	assert.Equal(t, int32(files.Process.Pid), fs.PID)
+	assert.NotEmpty(t, fs.Executable)
+	assert.NotEmpty(t, fs.Owner)
+	assert.Zero(t, fs.Got&process.FieldNetwork, "no network for a task in the collector's namespace")
+
+	// Process start time, not monitoring start.
+	assert.WithinDuration(t, time.Now(), fs.Start, 30*time.Second)
+	assert.Greater(t, fs.Uptime, 0.0)
+}
+
+func TestCollectFlagsOffMeansNotRead(t *testing.T) {
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	p := prof(300 * time.Millisecond)
+	p.CollectDiskIO, p.CollectFileDescriptors, p.CollectMemory = false, false, false
+	spec := TaskSpec{ID: "t", ProfileName: "custom", Profile: p, Locator: Locator{PID: int32(cmd.Process.Pid)}}
+	h := runMonitor(t, Config{Tasks: []TaskSpec{spec}})
+	s := h.wait(t, "t", 1, 5*time.Second)[0]
+	assert.Equal(t, process.FieldCPU|process.FieldThreads, s.Got)
+	assert.Zero(t, s.RSS)
+	assert.Zero(t, s.FDs)
+}
+
+func TestDisabledProfileIsNotSampled(t *testing.T) {
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	p, _ := profile.Builtin("disabled")
+	spec := TaskSpec{ID: "off", ProfileName: "disabled", Profile: p, Locator: Locator{PID: int32(cmd.Process.Pid)}}
+	h := runMonitor(t, Config{Tasks: []TaskSpec{spec}, PropletInterval: 200 * time.Millisecond, Proplet: Locator{Self: true}})
+	h.waitProplet(t, 3)
+	assert.Empty(t, h.of("off"))
+	st := h.m.Tasks()
+	require.Len(t, st, 1)
+	assert.Equal(t, StateDisabled, st[0].State)
+}
+
+func (h *harness) waitProplet(t *testing.T, n int) []Sample {
+	var got []Sample
+	require.Eventually(t, func() bool { got = h.proplet(); return len(got) >= n }, 10*time.Second, 10*time.Millisecond)
+	return got
+}
+
+func TestTwoProfilesKeepTheirOwnCadence(t *testing.T) {
+	a := testworkload.Start(t, testworkload.Sleep, 0)
+	b := testworkload.Start(t, testworkload.Sleep, 0)
+	h := runMonitor(t, Config{Tasks: []TaskSpec{pidTask("fast", a, time.Second), pidTask("slow", b, 3*time.Second)}})
+	h.wait(t, "slow", 3, 15*time.Second)
+	fast, slow := len(h.of("fast")), len(h.of("slow"))
+	assert.InDelta(t, 3.0, float64(fast)/float64(slow), 0.75, "fast=%d slow=%d", fast, slow)
+}
+
+func TestExitMidRunTakesALastSampleThenStops(t *testing.T) {
+	cmd := testworkload.Command(t, testworkload.Sleep, 0)
+	testworkload.StartCmd(t, cmd)
+	h := runMonitor(t, Config{Tasks: []TaskSpec{pidTask("short", cmd, 200*time.Millisecond)}})
+	h.wait(t, "short", 2, 5*time.Second)
+	// Kill without reaping: the zombie can be read once more.
+	require.NoError(t, cmd.Process.Kill())
+	var last Sample
+	require.Eventually(t, func() bool {
+		got := h.of("short")
+		last = got[len(got)-1]
+		return last.Final
+	}, 5*time.Second, 10*time.Millisecond)
+	n := len(h.of("short"))
+	_ = cmd.Wait()
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateExited }, 5*time.Second, 10*time.Millisecond)
+	// Several intervals later nothing more was emitted.
+	time.Sleep(600 * time.Millisecond) //nolint:forbidigo // asserting that nothing happens needs a wait
+	assert.Len(t, h.of("short"), n)
+}
+
+func TestPendingTaskIsFoundWhenItsPIDFileAppears(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "task.pid")
+	spec := TaskSpec{ID: "late", ProfileName: "test", Profile: prof(200 * time.Millisecond), Locator: Locator{PIDFile: pidFile}}
+	h := runMonitor(t, Config{Tasks: []TaskSpec{spec}})
+	assert.Equal(t, StatePending, h.m.Tasks()[0].State)
+
+	first := testworkload.Start(t, testworkload.Sleep, 0)
+	require.NoError(t, os.WriteFile(pidFile, []byte(strconv.Itoa(first.Process.Pid)), 0o600))
+	s := h.wait(t, "late", 1, 5*time.Second)[0]
+	assert.Equal(t, int32(first.Process.Pid), s.PID)
+
+	// The process goes away and another takes its place in the pid file: the task follows
+	// the new process and never reports the old one again.
+	second := testworkload.Start(t, testworkload.Sleep, 0)
+	require.NoError(t, first.Process.Kill())
+	_ = first.Wait()
+	require.NoError(t, os.WriteFile(pidFile, []byte(strconv.Itoa(second.Process.Pid)), 0o600))
+	require.Eventually(t, func() bool {
+		got := h.of("late")
+		return got[len(got)-1].PID == int32(second.Process.Pid)
+	}, 5*time.Second, 10*time.Millisecond)
+	got := h.of("late")
+	seenSecond := false
+	for _, s := range got {
+		if s.PID == int32(second.Process.Pid) {
+			seenSecond = true
+		} else {
+			assert.False(t, seenSecond, "a sample of the old process after the new one")
+		}
+	}
+}
+
+func TestDiscoveryRuleCreatesTasks(t *testing.T) {
+	const id = "550e8400-e29b-41d4-a716-446655440001"
+	m, err := procmatch.Compile(procmatch.Spec{
+		Cmdline:   `--task-id=(?P<task_id>[0-9a-f-]{36}) --task-name=(?P<task_name>\w+)`,
+		ParentPID: int32(os.Getpid()),
+	})
+	require.NoError(t, err)
+	p, _ := profile.Builtin("intensive")
+	h := runMonitor(t, Config{Rules: []Rule{{Match: m, ProfileName: "intensive", Profile: p}}})
+
+	cmd := testworkload.Command(t, testworkload.Sleep, 0)
+	cmd.Args = append(cmd.Args, "--task-id="+id, "--task-name=compute")
+	testworkload.StartCmd(t, cmd)
+	s := h.wait(t, id, 1, 5*time.Second)[0]
+	assert.Equal(t, "compute", s.TaskName)
+	assert.Equal(t, "intensive", s.ProfileName)
+	assert.Equal(t, int32(cmd.Process.Pid), s.PID)
+
+	// A discovered task goes away with its process.
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	require.Eventually(t, func() bool { return len(h.m.Tasks()) == 0 }, 5*time.Second, 10*time.Millisecond)
+}
+
+func TestProcessTreeTask(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	script := fmt.Sprintf("%q -test.run=^$ & %q -test.run=^$ & wait", exe, exe)
+	cmd := exec.Command("sh", "-c", script)
+	cmd.Env = append(os.Environ(), "PROPLET_TEST_WORKLOAD=hold", "PROPLET_TEST_WORKLOAD_ARG=64")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = exec.Command("pkill", "-KILL", "-P", strconv.Itoa(cmd.Process.Pid)).Run()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	spec := pidTask("tree", cmd, 300*time.Millisecond)
+	spec.IncludeChildren = true
+	h := runMonitor(t, Config{Tasks: []TaskSpec{spec}})
+	require.Eventually(t, func() bool {
+		got := h.of("tree")
+		return len(got) > 0 && got[len(got)-1].RSS >= 128<<20
+	}, 10*time.Second, 20*time.Millisecond, "two children holding 64 MiB each count in the task")
+	got := h.of("tree")
+	assert.GreaterOrEqual(t, got[len(got)-1].Threads, int64(3))
+}
+
+func TestProplet(t *testing.T) {
+	h := runMonitor(t, Config{PropletInterval: 200 * time.Millisecond, Proplet: Locator{Self: true}})
+	s := h.waitProplet(t, 1)[0]
+	assert.True(t, s.HasProcess)
+	assert.Equal(t, int32(os.Getpid()), s.PID)
+	assert.Greater(t, s.RSS, uint64(0))
+	assert.Greater(t, s.CPUUser+s.CPUSystem, 0.0)
+	require.True(t, s.HasMachineCPU, "the first proplet sample covers a real interval too")
+	var sum float64
+	for _, v := range s.MachineCPU {
+		sum += v
+	}
+	assert.InDelta(t, 1.0, sum, 0.01)
+}
+
+func TestProcTreeWithGarbageIsSkippedAndCounted(t *testing.T) {
+	root := fakeProc(t, 4242, "4242 (task) S 1 1 1 0 -1 0 0 0 0 0 100 50 0 0 20 0 1 0 500 1000 10 0 0 0")
+	spec := TaskSpec{ID: "fake", ProfileName: "test", Profile: prof(200 * time.Millisecond), Locator: Locator{PID: 4242}}
+	h := runMonitor(t, Config{ProcRoot: root, CgroupRoot: t.TempDir(), Tasks: []TaskSpec{spec}})
+	s := h.wait(t, "fake", 1, 5*time.Second)[0]
+	assert.InDelta(t, 1.5, s.CPUUser+s.CPUSystem, 1e-9)
+
+	// Truncated content: skipped and counted, no panic, no sample.
+	require.NoError(t, os.WriteFile(filepath.Join(root, "4242/stat"), []byte("4242 (task) S 1 1"), 0o600))
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].Errors > 0 }, 5*time.Second, 10*time.Millisecond)
+	n := len(h.of("fake"))
+
+	// The pid now belongs to a process with another start time: the task ends and nothing of
+	// the new process is reported as the old task.
+	require.NoError(t, os.WriteFile(filepath.Join(root, "4242/stat"), []byte("4242 (other) S 1 1 1 0 -1 0 0 0 0 0 900 900 0 0 20 0 1 0 777 1000 10 0 0 0"), 0o600))
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateExited }, 5*time.Second, 10*time.Millisecond)
+	assert.Len(t, h.of("fake"), n)
+}
+
+// fakeProc writes a minimal procfs tree with one process.
+func fakeProc(t *testing.T, pid int, stat string) string {
+	root := t.TempDir()
+	dir := filepath.Join(root, strconv.Itoa(pid))
+	for _, d := range []string{dir, filepath.Join(dir, "fd"), filepath.Join(root, "self")} {
+		require.NoError(t, os.MkdirAll(d, 0o755))
+	}
+	files := map[string]string{
+		"uptime":                       "1000.00 500.00\n",
+		"meminfo":                      "MemTotal: 1048576 kB\n",
+		"stat":                         "cpu  1 0 1 10 0 0 0 0 0 0\ncpu0 1 0 1 10 0 0 0 0 0 0\nbtime 1700000000\n",
+		strconv.Itoa(pid) + "/stat":    stat,
+		strconv.Itoa(pid) + "/io":      "read_bytes: 10\nwrite_bytes: 20\n",
+		strconv.Itoa(pid) + "/cmdline": "task\x00--flag\x00",
+		strconv.Itoa(pid) + "/cgroup":  "0::/\n",
+	}
+	for name, content := range files {
+		require.NoError(t, os.WriteFile(filepath.Join(root, name), []byte(content), 0o600))
+	}
+	return root
+}

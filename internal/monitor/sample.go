@@ -1,0 +1,73 @@
+package monitor
+
+import (
+	"time"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+)
+
+// Kind says what a Sample describes.
+type Kind uint8
+
+// Kinds of sample.
+const (
+	KindTask    Kind = iota // one task's process (or process tree)
+	KindProplet             // the proplet process and the machine
+)
+
+// String names the kind for telemetry and logs.
+func (k Kind) String() string {
+	if k == KindProplet {
+		return "proplet"
+	}
+	return "task"
+}
+
+// Machine CPU modes, in the order of Sample.MachineCPU.
+const (
+	ModeUser = iota
+	ModeNice
+	ModeSystem
+	ModeIdle
+	ModeIOWait
+	ModeInterrupt
+	ModeSteal
+	numModes
+)
+
+// Sample is one measurement of a task or of the proplet. Got says which counter families
+// hold values; everything else is zero and must not be emitted.
+type Sample struct {
+	Kind Kind
+	Time time.Time
+
+	TaskID, TaskName string
+	ProfileName      string
+	Profile          profile.Profile
+
+	HasProcess bool // a process was found (the proplet may have none)
+	PID, PPID  int32
+	Executable string
+	Owner      string
+	Cmdline    string
+	Start      time.Time // the process's start time
+
+	Got                   process.Fields
+	CPUUser, CPUSystem    float64 // cumulative CPU seconds, monotonic
+	UtilUser, UtilSystem  float64 // share of all CPUs since the previous sample, 0-1
+	HasUtil               bool
+	RSS, VMS              uint64
+	MemUtil               float64 // RSS over the memory available to the task
+	ReadBytes, WriteBytes uint64  // cumulative, monotonic
+	RxBytes, TxBytes      uint64  // cumulative, monotonic; only with FieldNetwork in Got
+	Threads, FDs          int64
+	Uptime                float64 // seconds since the process started
+	Final                 bool    // the task's process exited; no sample follows
+	CgroupUsage           uint64  // proplet only
+	CgroupLimit           uint64  // proplet only
+	HasCgroupUsage        bool
+	HasCgroupLimit        bool
+	MachineCPU            [numModes]float64 // proplet only: share of machine CPU per mode, 0-1
+	HasMachineCPU         bool
+}

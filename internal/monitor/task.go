@@ -1,0 +1,133 @@
+package monitor
+
+import (
+	"sync"
+	"time"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+)
+
+type origin uint8
+
+const (
+	originStatic     origin = iota // from the configuration
+	originDiscovered               // created by a discovery rule; removed when its process exits
+	originAPI                      // registered at run time
+)
+
+// task is the monitor's state of one task. mu is held while the task is bound, sampled or
+// refreshed; the discovery pass only TryLocks it, so a sample stuck in the kernel never stalls
+// discovery.
+type task struct {
+	mu     sync.Mutex
+	spec   TaskSpec
+	origin origin
+	state  State
+
+	root    *member
+	members map[int32]*member // descendants, with IncludeChildren
+
+	ppid                int32
+	exe, cmdline, owner string
+	start               time.Time
+	memLimit            uint64
+	acc                 accum
+	prevTime            time.Time
+	loggedDenied        process.Fields
+	samples, errors     uint64
+	lastSample          time.Time
+}
+
+type member struct {
+	h     *process.Handle
+	prev  process.Reading
+	whole bool // born after the task's previous sample: its first reading counts in full
+}
+
+func (t *task) closeHandles() {
+	if t.root != nil {
+		t.root.h.Close()
+		t.root = nil
+	}
+	for pid, mb := range t.members {
+		mb.h.Close()
+		delete(t.members, pid)
+	}
+}
+
+func (t *task) status() Status {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := Status{
+		ID: t.spec.ID, Name: t.spec.Name, ProfileName: t.spec.ProfileName, Profile: t.spec.Profile,
+		State: t.state, LastSample: t.lastSample, Samples: t.samples, Errors: t.errors,
+	}
+	if t.root != nil {
+		s.PID = t.root.h.ID().PID
+	}
+	return s
+}
+
+// accum keeps a task's cumulative counters monotonic. For one process they equal the kernel's
+// counters; for a process tree they add up each member's increase, so a member that exits
+// does not make the totals go down.
+type accum struct {
+	cpuUser, cpuSystem float64
+	read, write        uint64
+	rx, tx             uint64
+}
+
+// delta is what one member added since its previous reading.
+type delta struct {
+	cpu                bool
+	cpuUser, cpuSystem float64
+}
+
+func (d *delta) merge(o delta) {
+	d.cpu = d.cpu || o.cpu
+	d.cpuUser += o.cpuUser
+	d.cpuSystem += o.cpuSystem
+}
+
+// add adds the increase from prev to cur. A counter family that prev lacks (the first
+// reading, or a field just enabled) adds cur's whole value when whole is true (the task's own
+// process, or a child born since the previous sample) and nothing otherwise (a member that
+// existed before it was seen: its past belongs to no sample of this task).
+func (a *accum) add(prev, cur *process.Reading, whole bool) delta {
+	var d delta
+	has := func(f process.Fields) (both, first bool) {
+		return prev.Got&cur.Got&f != 0, cur.Got&f != 0 && prev.Got&f == 0 && whole
+	}
+	if both, first := has(process.FieldCPU); both {
+		d.cpu = true
+		d.cpuUser = max(cur.CPUUser-prev.CPUUser, 0)
+		d.cpuSystem = max(cur.CPUSystem-prev.CPUSystem, 0)
+		a.cpuUser += d.cpuUser
+		a.cpuSystem += d.cpuSystem
+	} else if first {
+		a.cpuUser += cur.CPUUser
+		a.cpuSystem += cur.CPUSystem
+	}
+	if both, first := has(process.FieldDisk); both {
+		a.read += sub(cur.ReadBytes, prev.ReadBytes)
+		a.write += sub(cur.WriteBytes, prev.WriteBytes)
+	} else if first {
+		a.read += cur.ReadBytes
+		a.write += cur.WriteBytes
+	}
+	if both, first := has(process.FieldNetwork); both {
+		a.rx += sub(cur.RxBytes, prev.RxBytes)
+		a.tx += sub(cur.TxBytes, prev.TxBytes)
+	} else if first {
+		a.rx += cur.RxBytes
+		a.tx += cur.TxBytes
+	}
+	return d
+}
+
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
