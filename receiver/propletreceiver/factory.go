@@ -1,0 +1,50 @@
+package propletreceiver // import "github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver"
+
+import (
+	"context"
+	"os"
+	"runtime"
+	"strconv"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/receiver"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
+)
+
+// NewFactory returns the factory of the proplet receiver.
+func NewFactory() receiver.Factory {
+	return receiver.NewFactory(
+		metadata.Type,
+		createDefaultConfig,
+		receiver.WithMetrics(createMetrics, metadata.MetricsStability),
+	)
+}
+
+func createDefaultConfig() component.Config {
+	return &Config{
+		MetricsBuilderConfig: metadata.DefaultMetricsBuilderConfig(),
+		ProcRoot:             "/proc",
+		CgroupRoot:           "/sys/fs/cgroup",
+		DefaultProfile:       profile.Standard,
+		Proplet:              PropletConfig{Interval: propletIntervalFromEnv()},
+		DiscoveryInterval:    time.Second,
+		MaxConcurrency:       min(4, max(runtime.NumCPU(), 1)),
+		StartJitter:          500 * time.Millisecond,
+	}
+}
+
+// propletIntervalFromEnv honours Propeller's PROPLET_METRICS_INTERVAL (whole seconds).
+func propletIntervalFromEnv() time.Duration {
+	if v, err := strconv.Atoi(os.Getenv("PROPLET_METRICS_INTERVAL")); err == nil && v > 0 {
+		return time.Duration(v) * time.Second
+	}
+	return 10 * time.Second
+}
+
+func createMetrics(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
+	return newReceiver(set, cfg.(*Config), next)
+}

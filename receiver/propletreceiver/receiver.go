@@ -1,0 +1,312 @@
+package propletreceiver // import "github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/receiver/receiverhelper"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
+)
+
+// maxBatch bounds how many samples go into one pmetric.Metrics.
+const maxBatch = 1000
+
+type propletReceiver struct {
+	cfg     *Config
+	set     receiver.Settings
+	next    consumer.Metrics
+	obsrecv *receiverhelper.ObsReport
+	tel     *metadata.TelemetryBuilder
+	monCfg  monitor.Config
+
+	mon     *monitor.Monitor
+	samples chan monitor.Sample
+	mb      *metadata.MetricsBuilder
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics) (*propletReceiver, error) {
+	monCfg, err := cfg.monitorConfig(set.Logger)
+	if err != nil {
+		return nil, err
+	}
+	obsrecv, err := receiverhelper.NewObsReport(receiverhelper.ObsReportSettings{
+		ReceiverID:             set.ID,
+		Transport:              "proc",
+		ReceiverCreateSettings: set,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &propletReceiver{cfg: cfg, set: set, next: next, obsrecv: obsrecv, monCfg: monCfg}, nil
+}
+
+// monitorConfig turns the user's configuration into the monitor's: profiles resolved,
+// matchers compiled, history sizes capped.
+func (cfg *Config) monitorConfig(log *zap.Logger) (monitor.Config, error) {
+	set := profile.NewSet(cfg.Profiles)
+	capped := func(where string, p profile.Profile) profile.Profile {
+		p, lowered := p.Capped()
+		if lowered {
+			log.Warn("history_size capped", zap.String("where", where), zap.Int("history_size", p.HistorySize))
+		}
+		return p
+	}
+	locator := func(l ProcessLocator) (monitor.Locator, error) {
+		out := monitor.Locator{PID: l.PID, PIDFile: l.PIDFile}
+		if l.Match != nil {
+			m, err := procmatch.Compile(*l.Match)
+			if err != nil {
+				return out, err
+			}
+			out.Match = m
+		}
+		return out, nil
+	}
+	mc := monitor.Config{
+		ProcRoot:          cfg.ProcRoot,
+		CgroupRoot:        cfg.CgroupRoot,
+		PropletInterval:   cfg.Proplet.Interval,
+		DiscoveryInterval: cfg.DiscoveryInterval,
+		MaxConcurrency:    cfg.MaxConcurrency,
+		StartJitter:       cfg.StartJitter,
+	}
+	var err error
+	if mc.Proplet, err = locator(cfg.Proplet.ProcessLocator); err != nil {
+		return mc, err
+	}
+	mc.Proplet.Self = cfg.Proplet.Self
+	for _, t := range cfg.Tasks {
+		name, p, err := resolveProfile(set, cfg.DefaultProfile, t.Profile, t.MonitoringProfile)
+		if err != nil {
+			return mc, err
+		}
+		loc, err := locator(t.ProcessLocator)
+		if err != nil {
+			return mc, err
+		}
+		mc.Tasks = append(mc.Tasks, monitor.TaskSpec{
+			ID: t.ID, Name: t.Name, ProfileName: name, Profile: capped("task "+t.ID, p),
+			Locator: loc, IncludeChildren: t.IncludeChildren,
+		})
+	}
+	for i, r := range cfg.Discovery {
+		name, p, err := resolveProfile(set, cfg.DefaultProfile, r.Profile, r.MonitoringProfile)
+		if err != nil {
+			return mc, err
+		}
+		m, err := procmatch.Compile(r.Match)
+		if err != nil {
+			return mc, err
+		}
+		mc.Rules = append(mc.Rules, monitor.Rule{Match: m, ProfileName: name, Profile: capped(fmt.Sprintf("discovery[%d]", i), p), IncludeChildren: r.IncludeChildren})
+	}
+	return mc, nil
+}
+
+func (r *propletReceiver) Start(ctx context.Context, _ component.Host) error {
+	tel, err := metadata.NewTelemetryBuilder(r.set.TelemetrySettings)
+	if err != nil {
+		return err
+	}
+	r.tel = tel
+	r.samples = make(chan monitor.Sample, 256)
+	mon, err := monitor.New(r.monCfg, r.set.Logger, telemetry{tel}, r.samples)
+	if err != nil {
+		tel.Shutdown()
+		return err
+	}
+	r.mon = mon
+	r.mb = metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set)
+	runCtx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	r.done = make(chan struct{})
+	go r.emitLoop(runCtx)
+	if err := mon.Start(runCtx); err != nil {
+		cancel()
+		return err
+	}
+	r.set.Logger.Info("Proplet receiver started", zap.Int("tasks", len(r.monCfg.Tasks)), zap.Int("discovery_rules", len(r.monCfg.Rules)))
+	return nil
+}
+
+func (r *propletReceiver) Shutdown(ctx context.Context) error {
+	if r.mon == nil {
+		return nil
+	}
+	err := r.mon.Shutdown(ctx)
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		err = errors.Join(err, ctx.Err())
+	}
+	r.tel.Shutdown()
+	r.mon = nil
+	return err
+}
+
+// emitLoop turns samples into pdata. It records every sample waiting in the channel into one
+// batch before handing it on, so many tasks due at once cost one ConsumeMetrics call.
+func (r *propletReceiver) emitLoop(ctx context.Context) {
+	defer close(r.done)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case s := <-r.samples:
+			r.record(&s)
+		drain:
+			for n := 1; n < maxBatch; n++ {
+				select {
+				case s = <-r.samples:
+					r.record(&s)
+				default:
+					break drain
+				}
+			}
+			r.flush(ctx)
+		}
+	}
+}
+
+func (r *propletReceiver) flush(ctx context.Context) {
+	md := r.mb.Emit()
+	n := md.DataPointCount()
+	if n == 0 {
+		return
+	}
+	ctx = r.obsrecv.StartMetricsOp(ctx)
+	err := r.next.ConsumeMetrics(ctx, md)
+	r.obsrecv.EndMetricsOp(ctx, metadata.Type.String(), n, err)
+	if err != nil {
+		r.set.Logger.Debug("Next consumer refused proplet metrics", zap.Error(err))
+	}
+}
+
+// record adds one sample to the metrics builder as a resource of its own.
+func (r *propletReceiver) record(s *monitor.Sample) {
+	ts := pcommon.NewTimestampFromTime(s.Time)
+	mb := r.mb
+	rb := mb.NewResourceBuilder()
+	rb.SetPropellerPropletID(r.cfg.PropletID)
+	if s.Kind == monitor.KindTask {
+		rb.SetPropellerTaskID(s.TaskID)
+		if s.TaskName != "" {
+			rb.SetPropellerTaskName(s.TaskName)
+		}
+		rb.SetPropellerMonitoringProfileName(s.ProfileName)
+		rb.SetPropellerMonitoringProfileInterval(s.Profile.Interval.Seconds())
+		rb.SetPropellerMonitoringProfileHistorySize(int64(s.Profile.HistorySize))
+		rb.SetPropellerMonitoringProfileRetainHistory(s.Profile.RetainHistory)
+		rb.SetPropellerMonitoringProfileExportToMqtt(s.Profile.ExportToMQTT)
+	}
+	if s.HasProcess {
+		rb.SetProcessPid(int64(s.PID))
+		rb.SetProcessParentPid(int64(s.PPID))
+		rb.SetProcessExecutableName(s.Executable)
+		if s.Owner != "" {
+			rb.SetProcessOwner(s.Owner)
+		}
+		if s.Cmdline != "" {
+			rb.SetProcessCommandLine(s.Cmdline)
+		}
+		mb.RecordProcessUptimeDataPoint(ts, s.Uptime)
+	}
+	if s.Got&process.FieldCPU != 0 {
+		mb.RecordProcessCPUTimeDataPoint(ts, s.CPUUser, metadata.AttributeCPUModeUser)
+		mb.RecordProcessCPUTimeDataPoint(ts, s.CPUSystem, metadata.AttributeCPUModeSystem)
+		if s.HasUtil {
+			mb.RecordProcessCPUUtilizationDataPoint(ts, s.UtilUser, metadata.AttributeCPUModeUser)
+			mb.RecordProcessCPUUtilizationDataPoint(ts, s.UtilSystem, metadata.AttributeCPUModeSystem)
+		}
+	}
+	if s.Got&process.FieldMemory != 0 {
+		mb.RecordProcessMemoryUsageDataPoint(ts, int64(s.RSS))
+		mb.RecordProcessMemoryVirtualDataPoint(ts, int64(s.VMS))
+		if s.Kind == monitor.KindTask {
+			mb.RecordProcessMemoryUtilizationDataPoint(ts, s.MemUtil)
+		}
+	}
+	if s.Got&process.FieldDisk != 0 {
+		mb.RecordProcessDiskIoDataPoint(ts, int64(s.ReadBytes), metadata.AttributeDiskIoDirectionRead)
+		mb.RecordProcessDiskIoDataPoint(ts, int64(s.WriteBytes), metadata.AttributeDiskIoDirectionWrite)
+	}
+	if s.Got&process.FieldNetwork != 0 {
+		mb.RecordProcessNetworkIoDataPoint(ts, int64(s.RxBytes), metadata.AttributeNetworkIoDirectionReceive)
+		mb.RecordProcessNetworkIoDataPoint(ts, int64(s.TxBytes), metadata.AttributeNetworkIoDirectionTransmit)
+	}
+	if s.Got&process.FieldThreads != 0 {
+		mb.RecordProcessThreadCountDataPoint(ts, s.Threads)
+	}
+	if s.Got&process.FieldFDs != 0 {
+		mb.RecordProcessUnixFileDescriptorCountDataPoint(ts, s.FDs)
+	}
+	if s.HasCgroupUsage {
+		mb.RecordPropellerPropletCgroupMemoryUsageDataPoint(ts, int64(s.CgroupUsage))
+	}
+	if s.HasCgroupLimit {
+		mb.RecordPropellerPropletCgroupMemoryLimitDataPoint(ts, int64(s.CgroupLimit))
+	}
+	if s.HasMachineCPU {
+		for mode, v := range s.MachineCPU {
+			mb.RecordSystemCPUUtilizationDataPoint(ts, v, systemModes[mode])
+		}
+	}
+	opts := []metadata.ResourceMetricsOption{metadata.WithResource(rb.Emit())}
+	if s.HasProcess {
+		opts = append(opts, metadata.WithStartTimeOverride(pcommon.NewTimestampFromTime(s.Start)))
+	}
+	mb.EmitForResource(opts...)
+}
+
+var systemModes = [...]metadata.AttributeSystemCPUMode{
+	monitor.ModeUser:      metadata.AttributeSystemCPUModeUser,
+	monitor.ModeNice:      metadata.AttributeSystemCPUModeNice,
+	monitor.ModeSystem:    metadata.AttributeSystemCPUModeSystem,
+	monitor.ModeIdle:      metadata.AttributeSystemCPUModeIdle,
+	monitor.ModeIOWait:    metadata.AttributeSystemCPUModeIowait,
+	monitor.ModeInterrupt: metadata.AttributeSystemCPUModeInterrupt,
+	monitor.ModeSteal:     metadata.AttributeSystemCPUModeSteal,
+}
+
+// telemetry reports the monitor's observations as the receiver's own metrics.
+type telemetry struct{ tb *metadata.TelemetryBuilder }
+
+var (
+	kindTask    = metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "task")))
+	kindProplet = metric.WithAttributeSet(attribute.NewSet(attribute.String("kind", "proplet")))
+)
+
+func kindOpt(k monitor.Kind) metric.AddOption {
+	if k == monitor.KindProplet {
+		return kindProplet
+	}
+	return kindTask
+}
+
+func (t telemetry) Sampled(k monitor.Kind) {
+	t.tb.ReceiverPropletSamples.Add(context.Background(), 1, kindOpt(k))
+}
+
+func (t telemetry) SampleError(k monitor.Kind) {
+	t.tb.ReceiverPropletSampleErrors.Add(context.Background(), 1, kindOpt(k))
+}
+
+func (t telemetry) TasksChanged(delta int) {
+	t.tb.ReceiverPropletTasks.Add(context.Background(), int64(delta))
+}
