@@ -1,0 +1,146 @@
+//go:build linux
+
+package propletreceiver
+
+import (
+	"context"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer/consumertest"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
+	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
+)
+
+func startReceiver(t *testing.T, cfg *Config) *consumertest.MetricsSink {
+	t.Helper()
+	sink := new(consumertest.MetricsSink)
+	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(metadata.Type), cfg, sink)
+	require.NoError(t, err)
+	require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
+	t.Cleanup(func() { require.NoError(t, rcv.Shutdown(context.Background())) })
+	return sink
+}
+
+// resources returns every resource emitted so far whose attribute key has value.
+func resources(sink *consumertest.MetricsSink, key, value string) []pmetric.ResourceMetrics {
+	var out []pmetric.ResourceMetrics
+	for _, md := range sink.AllMetrics() {
+		for i := 0; i < md.ResourceMetrics().Len(); i++ {
+			rm := md.ResourceMetrics().At(i)
+			if v, ok := rm.Resource().Attributes().Get(key); ok && v.AsString() == value {
+				out = append(out, rm)
+			}
+		}
+	}
+	return out
+}
+
+func metricsByName(rm pmetric.ResourceMetrics) map[string]pmetric.Metric {
+	out := map[string]pmetric.Metric{}
+	ms := rm.ScopeMetrics().At(0).Metrics()
+	for i := 0; i < ms.Len(); i++ {
+		out[ms.At(i).Name()] = ms.At(i)
+	}
+	return out
+}
+
+func TestReceiverEmitsTaskAndPropletResources(t *testing.T) {
+	cmd := testworkload.Start(t, testworkload.Files, 0)
+	cfg := createDefaultConfig().(*Config)
+	cfg.PropletID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+	cfg.StartJitter = 0
+	cfg.Profiles = map[string]profile.Overrides{"fast": {Interval: ptr(300 * time.Millisecond), HistorySize: ptr(20)}}
+	cfg.Proplet = PropletConfig{Self: true, Interval: 300 * time.Millisecond}
+	cfg.Tasks = []TaskConfig{{ID: "550e8400-e29b-41d4-a716-446655440001", Name: "compute", ProcessLocator: ProcessLocator{PID: int32(cmd.Process.Pid)}, Profile: "fast"}}
+	sink := startReceiver(t, cfg)
+
+	require.Eventually(t, func() bool {
+		return len(resources(sink, "propeller.task.id", "550e8400-e29b-41d4-a716-446655440001")) > 0 &&
+			len(resources(sink, "process.pid", itoa(os.Getpid()))) > 0
+	}, 10*time.Second, 20*time.Millisecond)
+
+	task := resources(sink, "propeller.task.id", "550e8400-e29b-41d4-a716-446655440001")[0]
+	attrs := task.Resource().Attributes().AsRaw()
+	assert.Equal(t, map[string]any{
+		"propeller.task.id":                           "550e8400-e29b-41d4-a716-446655440001",
+		"propeller.task.name":                         "compute",
+		"propeller.proplet.id":                        "7c9e6679-7425-40de-944b-e07fc1f90ae7",
+		"propeller.monitoring_profile.name":           "fast",
+		"propeller.monitoring_profile.interval":       0.3,
+		"propeller.monitoring_profile.history_size":   int64(20),
+		"propeller.monitoring_profile.retain_history": true,
+		"propeller.monitoring_profile.export_to_mqtt": true,
+		"process.pid":                                 int64(cmd.Process.Pid),
+		"process.executable.name":                     attrs["process.executable.name"],
+		"process.owner":                               attrs["process.owner"],
+	}, attrs)
+	assert.NotEmpty(t, attrs["process.executable.name"])
+
+	ms := metricsByName(task)
+	type want struct {
+		unit       string
+		typ        pmetric.MetricType
+		monotonic  bool
+		attrValues []string
+	}
+	for name, w := range map[string]want{
+		"process.cpu.time":                   {"s", pmetric.MetricTypeSum, true, []string{"user", "system"}},
+		"process.cpu.utilization":            {"1", pmetric.MetricTypeGauge, false, []string{"user", "system"}},
+		"process.memory.usage":               {"By", pmetric.MetricTypeSum, false, nil},
+		"process.memory.virtual":             {"By", pmetric.MetricTypeSum, false, nil},
+		"process.memory.utilization":         {"1", pmetric.MetricTypeGauge, false, nil},
+		"process.disk.io":                    {"By", pmetric.MetricTypeSum, true, []string{"read", "write"}},
+		"process.uptime":                     {"s", pmetric.MetricTypeGauge, false, nil},
+		"process.thread.count":               {"{thread}", pmetric.MetricTypeSum, false, nil},
+		"process.unix.file_descriptor.count": {"{file_descriptor}", pmetric.MetricTypeSum, false, nil},
+	} {
+		m, ok := ms[name]
+		if !assert.True(t, ok, name) {
+			continue
+		}
+		assert.Equal(t, w.unit, m.Unit(), name)
+		assert.Equal(t, w.typ, m.Type(), name)
+		if w.typ == pmetric.MetricTypeSum {
+			assert.Equal(t, pmetric.AggregationTemporalityCumulative, m.Sum().AggregationTemporality(), name)
+			assert.Equal(t, w.monotonic, m.Sum().IsMonotonic(), name)
+			dp := m.Sum().DataPoints().At(0)
+			assert.InDelta(t, float64(time.Now().UnixNano()), float64(dp.StartTimestamp()), float64(time.Minute), "%s starts at the process start", name)
+		}
+		var got []string
+		dps := dataPoints(m)
+		for i := 0; i < dps.Len(); i++ {
+			dps.At(i).Attributes().Range(func(_ string, v pcommon.Value) bool { got = append(got, v.Str()); return true })
+		}
+		assert.ElementsMatch(t, w.attrValues, got, name)
+	}
+	assert.NotContains(t, ms, "process.network.io", "no network for a task in the collector's namespace")
+	assert.GreaterOrEqual(t, ms["process.unix.file_descriptor.count"].Sum().DataPoints().At(0).IntValue(), int64(100))
+
+	proplet := resources(sink, "process.pid", itoa(os.Getpid()))[0]
+	_, hasTask := proplet.Resource().Attributes().Get("propeller.task.id")
+	assert.False(t, hasTask, "the proplet resource has no task id")
+	pm := metricsByName(proplet)
+	for _, name := range []string{"process.cpu.time", "process.memory.usage", "system.cpu.utilization"} {
+		assert.Contains(t, pm, name)
+	}
+	assert.Equal(t, 7, pm["system.cpu.utilization"].Gauge().DataPoints().Len(), "one point per CPU mode")
+}
+
+func dataPoints(m pmetric.Metric) pmetric.NumberDataPointSlice {
+	if m.Type() == pmetric.MetricTypeSum {
+		return m.Sum().DataPoints()
+	}
+	return m.Gauge().DataPoints()
+}
+
+func itoa(i int) string { return pcommon.NewValueInt(int64(i)).AsString() }
