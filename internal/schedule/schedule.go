@@ -12,6 +12,19 @@ import (
 	"time"
 )
 
+// Granularity is the grid due times are rounded up to. Jobs due within the same 20 ms run as
+// one round: one timer wake-up for all of them, and their results can be batched. A run is
+// at most this late; rates are computed from the real time between runs, so nothing is lost.
+const Granularity = 20 * time.Millisecond
+
+func roundUp(t time.Time) time.Time {
+	r := t.Round(Granularity)
+	if r.Before(t) {
+		r = r.Add(Granularity)
+	}
+	return r
+}
+
 // Func runs one job. It is called from a worker goroutine; the same key never runs twice at
 // once.
 type Func func(ctx context.Context, key string)
@@ -93,7 +106,7 @@ func (s *Scheduler) Add(key string, interval, firstDelay time.Duration) {
 		s.entries[key] = e
 	}
 	e.interval = interval
-	e.due = time.Now().Add(firstDelay)
+	e.due = roundUp(time.Now().Add(firstDelay))
 	if e.index >= 0 {
 		heap.Fix(&s.due, e.index)
 	} else if !e.queued && !e.running {
@@ -117,7 +130,7 @@ func (s *Scheduler) SetInterval(key string, interval time.Duration) {
 		if now := time.Now(); next.Before(now) {
 			next = now
 		}
-		e.due = next
+		e.due = roundUp(next)
 		heap.Fix(&s.due, e.index)
 	}
 	e.interval = interval
@@ -239,7 +252,7 @@ func (s *Scheduler) worker(ctx context.Context) {
 				// Keep the phase: the next run is the first multiple of the interval after
 				// now, so a late run does not shift every later one.
 				missed := now.Sub(e.due)/e.interval + 1
-				e.due = e.due.Add(missed * e.interval)
+				e.due = roundUp(e.due.Add(missed * e.interval))
 			}
 			if e.again {
 				e.again = false

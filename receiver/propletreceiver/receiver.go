@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
@@ -21,8 +22,12 @@ import (
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
 )
 
-// maxBatch bounds how many samples go into one pmetric.Metrics.
-const maxBatch = 1000
+const (
+	// maxBatch bounds how many samples go into one pmetric.Metrics.
+	maxBatch = 1000
+	// batchLinger is how long the first sample of a batch waits for the rest of its round.
+	batchLinger = 5 * time.Millisecond
+)
 
 type propletReceiver struct {
 	cfg     *Config
@@ -160,25 +165,32 @@ func (r *propletReceiver) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// emitLoop turns samples into pdata. It records every sample waiting in the channel into one
-// batch before handing it on, so many tasks due at once cost one ConsumeMetrics call.
+// emitLoop turns samples into pdata. Samples of tasks due in the same scheduling round
+// arrive within a few milliseconds of each other; the loop lingers that long after the first
+// one so the round becomes one batch and one ConsumeMetrics call.
 func (r *propletReceiver) emitLoop(ctx context.Context) {
 	defer close(r.done)
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case s := <-r.samples:
 			r.record(&s)
-		drain:
+			linger.Reset(batchLinger)
+		collect:
 			for n := 1; n < maxBatch; n++ {
 				select {
 				case s = <-r.samples:
 					r.record(&s)
-				default:
-					break drain
+				case <-linger.C:
+					break collect
+				case <-ctx.Done():
+					break collect
 				}
 			}
+			linger.Stop()
 			r.flush(ctx)
 		}
 	}

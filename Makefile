@@ -1,0 +1,44 @@
+# otelcol-propeller: per-task process monitoring for Propeller, as an OpenTelemetry Collector distribution.
+
+GO        ?= go
+TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
+PKGS      := ./...
+FUZZTIME  ?= 10s
+
+.PHONY: all test lint generate bench fuzz scale tidy
+
+all: lint test
+
+## test: every test, with the race detector.
+test:
+	$(GO) test -race -count=1 $(PKGS)
+
+## lint: go vet, gofmt, and a cross-build of the portable fallback.
+lint:
+	$(GO) vet $(PKGS)
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
+	GOOS=darwin $(GO) build $(PKGS)
+	GOOS=darwin $(GO) vet ./internal/process/
+
+## generate: regenerate mdatagen code (internal/metadata, documentation.md, generated tests).
+generate:
+	cd receiver/propletreceiver && $(TOOLS) mdatagen metadata.yaml
+
+## bench: benchmarks with allocations, three runs each (feed to benchstat).
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 3 $(PKGS)
+
+## scale: the 1,000-process scale measurement (CPU share and memory per task).
+scale:
+	PROPLET_SCALE_TEST=1 $(GO) test -count=1 -run TestScale -v ./receiver/propletreceiver/
+
+## fuzz: run every fuzz target for FUZZTIME each.
+fuzz:
+	@for t in $$($(GO) test -list 'Fuzz.*' ./internal/procfs/ | grep ^Fuzz); do \
+		$(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) ./internal/procfs/ || exit 1; \
+	done
+
+tidy:
+	$(GO) mod tidy
+	cd tools && $(GO) mod tidy

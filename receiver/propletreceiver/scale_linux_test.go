@@ -1,0 +1,113 @@
+//go:build linux
+
+package propletreceiver
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/receiver/receivertest"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
+)
+
+// TestScale measures the whole receiver on 1,000 real processes sampled every second: the
+// collector's CPU share (sampling and building pdata, handed to a counting consumer) and its
+// heap per task. It runs with `make scale` (PROPLET_SCALE_TEST=1), since it takes about 40 s.
+func TestScale(t *testing.T) {
+	if os.Getenv("PROPLET_SCALE_TEST") == "" {
+		t.Skip("set PROPLET_SCALE_TEST=1 (make scale) to run the 1,000-process measurement")
+	}
+	const n = 1000
+	cmds := make([]*exec.Cmd, 0, n)
+	t.Cleanup(func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	})
+	for range n {
+		c := exec.Command("sleep", "3600")
+		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		require.NoError(t, c.Start())
+		cmds = append(cmds, c)
+	}
+
+	cfg := createDefaultConfig().(*Config)
+	cfg.PropletID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+	cfg.Profiles = map[string]profile.Overrides{"every-second": {Interval: ptr(time.Second)}}
+	cfg.StartJitter = time.Second // spread the thousand tasks over the second
+	for i, c := range cmds {
+		cfg.Tasks = append(cfg.Tasks, TaskConfig{ID: "task-" + strconv.Itoa(i), ProcessLocator: ProcessLocator{PID: int32(c.Process.Pid)}, Profile: "every-second"})
+	}
+	sink := &countingConsumer{}
+
+	heapBefore := heapInUse()
+	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(metadata.Type), cfg, sink)
+	require.NoError(t, err)
+	require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
+	defer func() { require.NoError(t, rcv.Shutdown(context.Background())) }()
+	heapAfter := heapInUse()
+	perTask := float64(heapAfter-heapBefore) / n
+
+	// Warm up, then measure a steady window.
+	require.Eventually(t, func() bool { return sink.DataPointCount() >= 3*n*10 }, 30*time.Second, 100*time.Millisecond)
+	const window = 20 * time.Second
+	if path := os.Getenv("PROPLET_SCALE_PROFILE"); path != "" {
+		f, err := os.Create(path)
+		require.NoError(t, err)
+		require.NoError(t, pprof.StartCPUProfile(f))
+		defer func() { pprof.StopCPUProfile(); _ = f.Close() }()
+	}
+	cpu0, wall0, points0 := cpuTime(), time.Now(), sink.DataPointCount()
+	time.Sleep(window) //nolint:forbidigo // a steady-state window is what is measured
+	cpu1, wall1, points1 := cpuTime(), time.Now(), sink.DataPointCount()
+
+	share := (cpu1 - cpu0).Seconds() / wall1.Sub(wall0).Seconds()
+	samplesPerSec := float64(points1-points0) / wall1.Sub(wall0).Seconds() / 12 // 12 data points per task sample
+	t.Logf("tasks=%d samples/s=%.0f collector CPU=%.2f%% of one core, heap per task=%.0f B (%.2f KiB)",
+		n, samplesPerSec, share*100, perTask, perTask/1024)
+	assert.InDelta(t, float64(n), samplesPerSec, 0.1*n, "every task sampled once a second")
+	assert.LessOrEqual(t, share, 0.02, "1,000 tasks at 1 s cost at most 2%% of one core")
+	assert.LessOrEqual(t, perTask, 4096.0, "at most 4 KiB per task besides history")
+}
+
+// countingConsumer counts data points and drops the data, as a fast exporter would, so the
+// test measures the receiver and not a growing in-memory sink.
+type countingConsumer struct{ points atomic.Int64 }
+
+func (*countingConsumer) Capabilities() consumer.Capabilities { return consumer.Capabilities{} }
+
+func (c *countingConsumer) ConsumeMetrics(_ context.Context, md pmetric.Metrics) error {
+	c.points.Add(int64(md.DataPointCount()))
+	return nil
+}
+
+func (c *countingConsumer) DataPointCount() int { return int(c.points.Load()) }
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
