@@ -93,8 +93,12 @@ func (m *Monitor) discover() {
 
 	needScan := len(m.cfg.Rules) > 0
 	for _, t := range tasks {
-		if t.spec.IncludeChildren || (t.state == StatePending && t.spec.Locator.Match != nil) {
-			needScan = true
+		if needScan {
+			break
+		}
+		if t.mu.TryLock() { // a task being sampled is not pending
+			needScan = t.spec.IncludeChildren || (t.state == StatePending && t.spec.Locator.Match != nil)
+			t.mu.Unlock()
 		}
 	}
 	if m.proplet.loc.Match != nil && m.proplet.missing() {

@@ -351,3 +351,28 @@ func fakeProc(t *testing.T, pid int, stat string) string {
 	}
 	return root
 }
+
+// TestNetworkOnlyForAnOwnNamespace runs a workload in a network namespace of its own that holds
+// a veth pair: datagrams leave one end and arrive at the other, both inside the namespace the
+// test made, so nothing reaches any other network. The task's traffic must be reported.
+func TestNetworkOnlyForAnOwnNamespace(t *testing.T) {
+	if err := exec.Command("unshare", "-n", "true").Run(); err != nil {
+		t.Skipf("cannot create a network namespace here (needs CAP_SYS_ADMIN): %v", err)
+	}
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	script := "ip link add v0 type veth peer name v1 && ip link set v1 address 02:00:00:00:00:02 && " +
+		"ip link set v0 up && ip link set v1 up && ip addr add 10.200.0.1/24 dev v0 && " +
+		"ip neigh add 10.200.0.2 lladdr 02:00:00:00:00:02 dev v0 && " +
+		fmt.Sprintf("exec %q -test.run=^$", exe)
+	cmd := exec.Command("unshare", "-n", "sh", "-c", script)
+	cmd.Stderr = os.Stderr
+	cmd.Env = append(os.Environ(), "PROPLET_TEST_WORKLOAD=udp", "PROPLET_TEST_WORKLOAD_ARG=64", "PROPLET_TEST_WORKLOAD_TARGET=10.200.0.2:9")
+	testworkload.StartCmd(t, cmd)
+
+	h := runMonitor(t, Config{Tasks: []TaskSpec{pidTask("netns", cmd, 300*time.Millisecond)}})
+	s := h.wait(t, "netns", 1, 5*time.Second)[0]
+	require.NotZero(t, s.Got&process.FieldNetwork, "a task in its own namespace has network metrics")
+	assert.GreaterOrEqual(t, s.TxBytes, uint64(64*1024), "64 KiB of datagrams were sent")
+	assert.GreaterOrEqual(t, s.RxBytes, uint64(64*1024), "and arrived at the other end of the pair")
+}

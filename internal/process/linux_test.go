@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	gp "github.com/shirou/gopsutil/v4/process"
 	"golang.org/x/sys/unix"
 
 	"github.com/stretchr/testify/assert"
@@ -161,6 +162,19 @@ func BenchmarkRead(b *testing.B) {
 			_, _ = unix.Pread(h.stat, buf, 0)
 			_, _ = unix.Pread(h.io, buf, 0)
 			_ = unix.Fstat(h.fd, &st)
+		}
+	})
+	// The same reads through gopsutil v4 on a reused Process, for comparison.
+	b.Run("gopsutil-v4", func(b *testing.B) {
+		p, err := gp.NewProcess(int32(sleeper.Process.Pid))
+		require.NoError(b, err)
+		b.ReportAllocs()
+		for b.Loop() {
+			_, _ = p.Times()
+			_, _ = p.MemoryInfo()
+			_, _ = p.IOCounters()
+			_, _ = p.NumThreads()
+			_, _ = p.NumFDs()
 		}
 	})
 	for _, c := range cases {

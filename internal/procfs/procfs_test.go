@@ -180,3 +180,18 @@ func TestParsersDoNotAllocate(t *testing.T) {
 	})
 	assert.Zero(t, allocs)
 }
+
+// BenchmarkParseSample parses what one full task sample reads: stat and io.
+func BenchmarkParseSample(b *testing.B) {
+	stat, io := fixture(b, "stat"), fixture(b, "io")
+	var (
+		s Stat
+		i IO
+	)
+	b.ReportAllocs()
+	for b.Loop() {
+		if ParseStat(stat, &s) != nil || ParseIO(io, &i) != nil {
+			b.Fatal("parse failed")
+		}
+	}
+}

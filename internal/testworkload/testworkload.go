@@ -11,6 +11,7 @@ package testworkload // import "github.com/otelcol-propeller/otelcol-propeller/i
 import (
 	"bufio"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -32,6 +33,7 @@ const (
 	Write = "write"         // write arg MiB to a file in the working directory, fsync, keep running
 	Files = "files-threads" // open 100 files and start 8 extra OS threads
 	Exit  = "exit"          // report ready, then exit after arg milliseconds
+	UDP   = "udp"           // send arg KiB of UDP datagrams to $PROPLET_TEST_WORKLOAD_TARGET
 )
 
 // MainIfChild runs the workload and exits if this process was started as a workload child.
@@ -109,6 +111,18 @@ func run(kind string, arg int) {
 		ready()
 		time.Sleep(time.Duration(arg) * time.Millisecond)
 		return
+	case UDP:
+		conn, err := net.Dial("udp", os.Getenv(envKind+"_TARGET"))
+		if err != nil {
+			panic(err)
+		}
+		payload := make([]byte, 1024)
+		for range arg {
+			if _, err := conn.Write(payload); err != nil {
+				panic(err)
+			}
+		}
+		ready()
 	case Sleep:
 		ready()
 	default:
@@ -129,7 +143,6 @@ func Start(tb testing.TB, kind string, arg int, env ...string) *exec.Cmd {
 // child ignores) and waits until it is ready. It is killed and reaped when the test ends.
 func StartCmd(tb testing.TB, cmd *exec.Cmd) *exec.Cmd {
 	tb.Helper()
-	kind := cmd.Env[len(cmd.Env)-1]
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		tb.Fatal(err)
@@ -143,7 +156,7 @@ func StartCmd(tb testing.TB, cmd *exec.Cmd) *exec.Cmd {
 	})
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil || strings.TrimSpace(line) != "ready" {
-		tb.Fatalf("workload %s did not get ready: %q %v", kind, line, err)
+		tb.Fatalf("workload %q did not get ready: %q %v", strings.Join(cmd.Args, " "), line, err)
 	}
 	return cmd
 }
