@@ -1,0 +1,185 @@
+// Package propeller is Propeller's wire format as this project speaks it: the task and
+// proplet metrics messages the manager reads, their MQTT topics, and the "aggregated" history
+// window. It knows nothing of the Collector; see shared/PROPELLER_WIRE.md for the reference.
+package propeller // import "github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
+
+import "time"
+
+// Has flags say which optional fields of a message hold values. A field without its flag is
+// left out of the JSON: the manager reads a missing key as 0, and we send no invented zeros.
+type Has uint16
+
+// Field groups of a task message.
+const (
+	HasCPU Has = 1 << iota
+	HasMemory
+	HasMemoryPercent
+	HasDisk
+	HasNetwork
+	HasUptime
+	HasThreads
+	HasFDs
+)
+
+// TaskMetrics is the "metrics" object of a task message.
+type TaskMetrics struct {
+	Has                 Has
+	CPUPercent          float64 // CPU used since the previous sample, 100 = one full core
+	MemoryBytes         uint64  // resident set size
+	MemoryPercent       float64 // RSS over the memory available to the task, 0-100
+	DiskReadBytes       uint64  // cumulative
+	DiskWriteBytes      uint64  // cumulative
+	NetworkRxBytes      uint64  // cumulative
+	NetworkTxBytes      uint64  // cumulative
+	UptimeSeconds       uint64  // since the process started
+	ThreadCount         int64
+	FileDescriptorCount int64
+	Timestamp           time.Time
+}
+
+// Aggregated is the "aggregated" object: statistics over the task's last history_size samples.
+type Aggregated struct {
+	Has            Has // HasCPU, HasMemory, HasDisk, HasNetwork
+	AvgCPUUsage    float64
+	MaxCPUUsage    float64
+	AvgMemoryUsage float64
+	MaxMemoryUsage uint64
+	TotalDiskRead  uint64 // last minus first cumulative value in the window
+	TotalDiskWrite uint64
+	TotalNetworkRx uint64
+	TotalNetworkTx uint64
+	SampleCount    int
+}
+
+// TaskMessage is published on the task metrics topics.
+type TaskMessage struct {
+	TaskID     string
+	PropletID  string
+	Metrics    TaskMetrics
+	Aggregated *Aggregated // nil encodes as null: no history
+}
+
+// AppendJSON appends the message's JSON encoding to b.
+func (m *TaskMessage) AppendJSON(b []byte) []byte {
+	o := beginObject(b)
+	o.str("task_id", m.TaskID)
+	o.str("proplet_id", m.PropletID)
+	o.key("metrics")
+	o.b = m.Metrics.appendJSON(o.b)
+	o.key("aggregated")
+	if m.Aggregated == nil {
+		o.b = append(o.b, "null"...)
+	} else {
+		o.b = m.Aggregated.appendJSON(o.b)
+	}
+	o.time("timestamp", m.Metrics.Timestamp)
+	return o.end()
+}
+
+func (m *TaskMetrics) appendJSON(b []byte) []byte {
+	o := beginObject(b)
+	if m.Has&HasCPU != 0 {
+		o.float("cpu_percent", m.CPUPercent)
+	}
+	if m.Has&HasMemory != 0 {
+		o.uint("memory_bytes", m.MemoryBytes)
+	}
+	if m.Has&HasMemoryPercent != 0 {
+		o.float("memory_percent", m.MemoryPercent)
+	}
+	if m.Has&HasDisk != 0 {
+		o.uint("disk_read_bytes", m.DiskReadBytes)
+		o.uint("disk_write_bytes", m.DiskWriteBytes)
+	}
+	if m.Has&HasNetwork != 0 {
+		o.uint("network_rx_bytes", m.NetworkRxBytes)
+		o.uint("network_tx_bytes", m.NetworkTxBytes)
+	}
+	if m.Has&HasUptime != 0 {
+		o.uint("uptime_seconds", m.UptimeSeconds)
+	}
+	if m.Has&HasThreads != 0 {
+		o.int("thread_count", m.ThreadCount)
+	}
+	if m.Has&HasFDs != 0 {
+		o.int("file_descriptor_count", m.FileDescriptorCount)
+	}
+	o.time("timestamp", m.Timestamp)
+	return o.end()
+}
+
+func (a *Aggregated) appendJSON(b []byte) []byte {
+	o := beginObject(b)
+	if a.Has&HasCPU != 0 {
+		o.float("avg_cpu_usage", a.AvgCPUUsage)
+		o.float("max_cpu_usage", a.MaxCPUUsage)
+	}
+	if a.Has&HasMemory != 0 {
+		o.float("avg_memory_usage", a.AvgMemoryUsage)
+		o.uint("max_memory_usage", a.MaxMemoryUsage)
+	}
+	if a.Has&HasDisk != 0 {
+		o.uint("total_disk_read", a.TotalDiskRead)
+		o.uint("total_disk_write", a.TotalDiskWrite)
+	}
+	if a.Has&HasNetwork != 0 {
+		o.uint("total_network_rx", a.TotalNetworkRx)
+		o.uint("total_network_tx", a.TotalNetworkTx)
+	}
+	o.int("sample_count", int64(a.SampleCount))
+	return o.end()
+}
+
+// Field groups of a proplet message.
+const (
+	HasCPUTimes Has = 1 << iota
+	HasCPUPercent
+	HasRSS
+	HasContainerUsage
+	HasContainerLimit
+)
+
+// PropletMessage is published on the proplet metrics topics.
+type PropletMessage struct {
+	Has                 Has
+	PropletID           string
+	Namespace           string
+	Timestamp           time.Time
+	UserSeconds         float64 // the proplet process's CPU times
+	SystemSeconds       float64
+	Percent             float64 // machine-wide CPU utilisation, 0-100
+	RSSBytes            uint64
+	ContainerUsageBytes uint64 // cgroup memory.current
+	ContainerLimitBytes uint64 // cgroup memory.max; left out when unlimited
+}
+
+// AppendJSON appends the message's JSON encoding to b.
+func (m *PropletMessage) AppendJSON(b []byte) []byte {
+	o := beginObject(b)
+	o.str("proplet_id", m.PropletID)
+	o.str("namespace", m.Namespace)
+	o.time("timestamp", m.Timestamp)
+	o.key("cpu_metrics")
+	c := beginObject(o.b)
+	if m.Has&HasCPUTimes != 0 {
+		c.float("user_seconds", m.UserSeconds)
+		c.float("system_seconds", m.SystemSeconds)
+	}
+	if m.Has&HasCPUPercent != 0 {
+		c.float("percent", m.Percent)
+	}
+	o.b = c.end()
+	o.key("memory_metrics")
+	mm := beginObject(o.b)
+	if m.Has&HasRSS != 0 {
+		mm.uint("rss_bytes", m.RSSBytes)
+	}
+	if m.Has&HasContainerUsage != 0 {
+		mm.uint("container_usage_bytes", m.ContainerUsageBytes)
+	}
+	if m.Has&HasContainerLimit != 0 {
+		mm.uint("container_limit_bytes", m.ContainerLimitBytes)
+	}
+	o.b = mm.end()
+	return o.end()
+}
