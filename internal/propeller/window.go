@@ -7,8 +7,9 @@ import (
 
 // Entry is one task sample as the window keeps it.
 type Entry struct {
-	Time       int64 // sample timestamp, Unix nanoseconds; the window's key
-	Has        Has   // HasCPU, HasMemory, HasDisk, HasNetwork
+	Time       int64   // sample timestamp, Unix nanoseconds; the window's key
+	Has        Has     // HasCPU, HasMemory, HasDisk, HasNetwork
+	CPUTime    float64 // cumulative CPU seconds, for the next sample's cpu_percent
 	CPUPercent float64
 	Memory     uint64
 	DiskRead   uint64 // cumulative

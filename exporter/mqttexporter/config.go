@@ -1,0 +1,165 @@
+package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter"
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/config/configopaque"
+	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/config/configretry"
+	"go.opentelemetry.io/collector/config/configtls"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
+)
+
+// Config is the MQTT exporter's configuration.
+type Config struct {
+	TimeoutConfig exporterhelper.TimeoutConfig                             `mapstructure:",squash"`
+	QueueConfig   configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
+	BackOffConfig configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
+
+	// Endpoint is the broker URL: tcp://, mqtt://, ssl://, tls://, mqtts://, ws:// or wss://.
+	Endpoint string `mapstructure:"endpoint"`
+	// ClientID is the MQTT client id. Default: unique per collector instance.
+	ClientID string `mapstructure:"client_id"`
+	// Username for the broker (Propeller: the proplet's entity id).
+	Username string `mapstructure:"username"`
+	// Password for the broker (Propeller: the proplet's API key). Never logged.
+	Password configopaque.String `mapstructure:"password"`
+	// TLS settings, used with ssl://, tls://, mqtts:// and wss:// endpoints. Server
+	// certificates are verified unless insecure_skip_verify is set.
+	TLS configtls.ClientConfig `mapstructure:"tls"`
+	// ProtocolVersion is "3.1.1" or "5".
+	ProtocolVersion string `mapstructure:"protocol_version"`
+	// QoS of published messages: 0, 1 or 2.
+	QoS byte `mapstructure:"qos"`
+	// Retain sets the retain flag (Propeller never retains metrics).
+	Retain bool `mapstructure:"retain"`
+	// KeepAlive is the MQTT keep-alive; Mosquitto rejects 0.
+	KeepAlive time.Duration `mapstructure:"keep_alive"`
+	// ConnectTimeout bounds each connection attempt, including the first one at start.
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+	// MaxReconnectInterval caps the backoff between reconnection attempts.
+	MaxReconnectInterval time.Duration `mapstructure:"max_reconnect_interval"`
+
+	// DomainID is Propeller's domain (tenant) id, the {domain_id} of topics.
+	DomainID string `mapstructure:"domain_id"`
+	// ChannelID is Propeller's channel id, the {channel_id} of topics.
+	ChannelID string `mapstructure:"channel_id"`
+	// PropletID is used for resources without a propeller.proplet.id attribute.
+	PropletID string `mapstructure:"proplet_id"`
+	// Namespace is the proplet message's namespace field.
+	Namespace string `mapstructure:"namespace"`
+	// DefaultHistorySize is the aggregated window of tasks whose resource carries no
+	// propeller.monitoring_profile.history_size (metrics from other sources).
+	DefaultHistorySize int `mapstructure:"default_history_size"`
+	// Topics lists the topic templates of each message kind.
+	Topics TopicsConfig `mapstructure:"topics"`
+
+	// prevent unkeyed literal initialization
+	_ struct{}
+}
+
+// TopicsConfig lists topic templates. Templates take {domain_id}, {channel_id}, {proplet_id}
+// and, for task messages, {task_id}.
+type TopicsConfig struct {
+	TaskMetrics    []string `mapstructure:"task_metrics"`
+	PropletMetrics []string `mapstructure:"proplet_metrics"`
+}
+
+var schemes = map[string]bool{"tcp": false, "mqtt": false, "ws": false, "ssl": true, "tls": true, "mqtts": true, "wss": true}
+
+// Validate checks the configuration. Errors name the key and the value.
+func (cfg *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	u, err := url.Parse(cfg.Endpoint)
+	switch {
+	case cfg.Endpoint == "":
+		add("endpoint: must be set, for example tcp://127.0.0.1:1883")
+	case err != nil:
+		add("endpoint: %q is not a URL: %v", cfg.Endpoint, err)
+	default:
+		secure, ok := schemes[strings.ToLower(u.Scheme)]
+		if !ok {
+			add("endpoint: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", u.Scheme)
+		}
+		if u.Host == "" {
+			add("endpoint: %q has no host", cfg.Endpoint)
+		}
+		if ok && !secure && cfg.tlsConfigured() {
+			add("tls: is set but endpoint %q does not use TLS; use ssl://, tls://, mqtts:// or wss://", cfg.Endpoint)
+		}
+	}
+	switch cfg.ProtocolVersion {
+	case "3.1.1", "5":
+	default:
+		add(`protocol_version: must be "3.1.1" or "5", got %q`, cfg.ProtocolVersion)
+	}
+	if cfg.QoS > 2 {
+		add("qos: must be 0, 1 or 2, got %d", cfg.QoS)
+	}
+	if cfg.KeepAlive < time.Second {
+		add("keep_alive: must be at least 1s (brokers reject 0), got %s", cfg.KeepAlive)
+	}
+	if cfg.ConnectTimeout <= 0 {
+		add("connect_timeout: must be positive, got %s", cfg.ConnectTimeout)
+	}
+	if cfg.MaxReconnectInterval < time.Second {
+		add("max_reconnect_interval: must be at least 1s, got %s", cfg.MaxReconnectInterval)
+	}
+	if cfg.DefaultHistorySize < 0 {
+		add("default_history_size: must not be negative, got %d", cfg.DefaultHistorySize)
+	}
+	if len(cfg.Topics.TaskMetrics) == 0 && len(cfg.Topics.PropletMetrics) == 0 {
+		add("topics: at least one task_metrics or proplet_metrics topic is needed")
+	}
+	if _, err := cfg.templates(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (cfg *Config) tlsConfigured() bool {
+	t := cfg.TLS
+	return t.CAFile != "" || t.CAPem != "" || t.CertFile != "" || t.CertPem != "" || t.KeyFile != "" || t.KeyPem != ""
+}
+
+// templates parses the topic templates, checking the placeholders each kind may use and that
+// {domain_id} and {channel_id} have values when used.
+func (cfg *Config) templates() (tpl topicTemplates, err error) {
+	var errs []error
+	parse := func(key string, list []string, allowed ...string) []propeller.Template {
+		var out []propeller.Template
+		for i, text := range list {
+			t, err := propeller.ParseTemplate(text, allowed...)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("topics.%s[%d]: %w", key, i, err))
+				continue
+			}
+			for _, need := range []struct{ name, value, key string }{
+				{propeller.DomainID, cfg.DomainID, "domain_id"},
+				{propeller.ChannelID, cfg.ChannelID, "channel_id"},
+			} {
+				if strings.Contains(text, "{"+need.name+"}") && need.value == "" {
+					errs = append(errs, fmt.Errorf("topics.%s[%d]: uses {%s} but %s is empty", key, i, need.name, need.key))
+				} else if strings.ContainsAny(need.value, "/+#\x00") {
+					errs = append(errs, fmt.Errorf("%s: %q must not contain '/', '+', '#' or NUL", need.key, need.value))
+				}
+			}
+			out = append(out, t)
+		}
+		return out
+	}
+	tpl.task = parse("task_metrics", cfg.Topics.TaskMetrics, propeller.DomainID, propeller.ChannelID, propeller.PropletID, propeller.TaskID)
+	tpl.proplet = parse("proplet_metrics", cfg.Topics.PropletMetrics, propeller.DomainID, propeller.ChannelID, propeller.PropletID)
+	return tpl, errors.Join(errs...)
+}
+
+type topicTemplates struct {
+	task, proplet []propeller.Template
+}

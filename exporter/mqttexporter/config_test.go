@@ -1,0 +1,91 @@
+package mqttexporter
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+
+	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
+)
+
+func loadConfig(t *testing.T, name string) *Config {
+	t.Helper()
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+	cfg := NewFactory().CreateDefaultConfig()
+	id := component.NewID(metadata.Type)
+	if name != "" {
+		id = component.NewIDWithName(metadata.Type, name)
+	}
+	sub, err := cm.Sub(id.String())
+	require.NoError(t, err)
+	require.NoError(t, sub.Unmarshal(cfg))
+	return cfg.(*Config)
+}
+
+func TestLoadConfig(t *testing.T) {
+	cfg := loadConfig(t, "")
+	require.NoError(t, confmap.Validate(cfg))
+	want := createDefaultConfig().(*Config)
+	want.Endpoint = "ssl://broker.example.com:8883"
+	want.ClientID = "proplet-7c9e6679"
+	want.Username = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+	want.Password = "s3cret-api-key"
+	want.TLS.CAFile = "/etc/propeller/ca.pem"
+	want.ProtocolVersion = "5"
+	want.QoS = 2
+	want.DomainID, want.ChannelID = "d6a1", "c9b2"
+	want.PropletID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+	want.Namespace = "edge"
+	want.Topics = TopicsConfig{
+		TaskMetrics:    []string{"m/{domain_id}/c/{channel_id}/control/proplet/task_metrics"},
+		PropletMetrics: []string{"m/{domain_id}/c/{channel_id}/control/proplet/metrics"},
+	}
+	want.TimeoutConfig.Timeout = 10 * time.Second
+	want.QueueConfig.Get().QueueSize = 5000
+	want.BackOffConfig.MaxElapsedTime = 0
+	assert.Equal(t, want, cfg)
+	assert.Equal(t, "[REDACTED]", cfg.Password.String(), "the password never prints")
+}
+
+func TestValidateNamesKeysAndValues(t *testing.T) {
+	tests := map[string][]string{
+		"wildcard": {
+			`topics.task_metrics[0]: topic "m/+/c/{channel_id}/control/proplet/task_metrics" contains an MQTT wildcard`,
+			`topics.task_metrics[1]: topic "m//x" has an empty level`,
+			`topics.proplet_metrics[0]: topic "m/{domain_id}/{task_id}" uses {task_id}`,
+		},
+		"bad": {
+			`endpoint: scheme "http" is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss`,
+			`protocol_version: must be "3.1.1" or "5", got "4"`,
+			"qos: must be 0, 1 or 2, got 3",
+			"keep_alive: must be at least 1s (brokers reject 0), got 0s",
+		},
+		"plaintls": {`tls: is set but endpoint "tcp://broker:1883" does not use TLS`},
+		"nodomain": {"topics.task_metrics[0]: uses {domain_id} but domain_id is empty"},
+	}
+	for name, wants := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := confmap.Validate(loadConfig(t, name))
+			require.Error(t, err)
+			for _, w := range wants {
+				assert.ErrorContains(t, err, w)
+			}
+		})
+	}
+}
+
+func TestDefaultsAreValidOnceIDsAreSet(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	assert.ErrorContains(t, confmap.Validate(cfg), "domain_id is empty")
+	cfg.DomainID, cfg.ChannelID = "d", "c"
+	assert.NoError(t, confmap.Validate(cfg))
+	cfg.DomainID = "a/b"
+	assert.ErrorContains(t, confmap.Validate(cfg), `domain_id: "a/b" must not contain`)
+}

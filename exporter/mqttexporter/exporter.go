@@ -1,0 +1,227 @@
+package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter"
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/zap"
+
+	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
+)
+
+type mqttExporter struct {
+	cfg    *Config
+	set    exporter.Settings
+	log    *zap.Logger
+	tpl    topicTemplates
+	mapper *mapper
+	tel    *metadata.TelemetryBuilder
+	client publisher
+}
+
+func newExporter(set exporter.Settings, cfg *Config) (*mqttExporter, error) {
+	tpl, err := cfg.templates()
+	if err != nil {
+		return nil, err
+	}
+	return &mqttExporter{cfg: cfg, set: set, log: set.Logger, tpl: tpl, mapper: newMapper(cfg)}, nil
+}
+
+func (e *mqttExporter) start(ctx context.Context, _ component.Host) error {
+	tel, err := metadata.NewTelemetryBuilder(e.set.TelemetrySettings)
+	if err != nil {
+		return err
+	}
+	e.tel = tel
+	var tlsCfg *tls.Config
+	if u, err := url.Parse(e.cfg.Endpoint); err == nil && schemes[strings.ToLower(u.Scheme)] {
+		if tlsCfg, err = e.cfg.TLS.LoadTLSConfig(ctx); err != nil {
+			return fmt.Errorf("tls: %w", err)
+		}
+		if tlsCfg == nil {
+			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		if tlsCfg.ServerName == "" {
+			tlsCfg.ServerName = u.Hostname()
+		}
+	}
+	clientID := e.cfg.ClientID
+	if clientID == "" {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		clientID = "otelcol-propeller-" + hex.EncodeToString(b[:])
+	}
+	switch e.cfg.ProtocolVersion {
+	case "5":
+		e.client = newPaho5(e.cfg, clientID, tlsCfg, e.log)
+	default:
+		e.client = newPaho311(e.cfg, clientID, tlsCfg, e.log)
+	}
+	return e.client.start(ctx)
+}
+
+func (e *mqttExporter) shutdown(context.Context) error {
+	if e.client != nil {
+		e.client.stop()
+	}
+	if e.tel != nil {
+		e.tel.Shutdown()
+	}
+	return nil
+}
+
+// outgoing is one message for one topic.
+type outgoing struct {
+	topic    string
+	payload  []byte
+	resource int // index of the resource it came from, to retry only what failed
+}
+
+// pushMetrics publishes a batch. It returns nil only when the broker acknowledged every
+// message (QoS 1 and 2). Otherwise the resources whose messages failed go back to the queue
+// as a smaller batch and are sent again (at least once; the window makes the messages
+// identical).
+func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) error {
+	now := time.Now()
+	e.mapper.sweep(now)
+	outs, refused := e.build(md, now)
+	if refused > 0 {
+		e.tel.ExporterMqttMessagesRefused.Add(ctx, int64(refused))
+	}
+	if len(outs) == 0 {
+		return nil
+	}
+	if !e.client.connected() {
+		if e.cfg.QoS == 0 {
+			e.tel.ExporterMqttMessagesDropped.Add(ctx, int64(len(outs)))
+			return consumererror.NewPermanent(fmt.Errorf("not connected to the MQTT broker at %s: %d messages dropped at QoS 0", e.cfg.Endpoint, len(outs)))
+		}
+		return fmt.Errorf("not connected to the MQTT broker at %s", e.cfg.Endpoint)
+	}
+
+	tokens := make([]token, len(outs))
+	for i := range outs {
+		tokens[i] = e.client.publish(outs[i].topic, outs[i].payload)
+	}
+	var published, bytes, failed int64
+	var firstErr error
+	failedRes := map[int]bool{}
+	for i, t := range tokens {
+		var err error
+		select {
+		case <-t.Done():
+			err = t.Error()
+		case <-ctx.Done():
+			err = fmt.Errorf("no acknowledgement before the timeout: %w", ctx.Err())
+		}
+		if err != nil {
+			failed++
+			failedRes[outs[i].resource] = true
+			if firstErr == nil {
+				firstErr = fmt.Errorf("publish to %q: %w", outs[i].topic, err)
+			}
+			continue
+		}
+		published++
+		bytes += int64(len(outs[i].payload))
+	}
+	e.tel.ExporterMqttMessagesPublished.Add(ctx, published)
+	e.tel.ExporterMqttBytesSent.Add(ctx, bytes)
+	if failed == 0 {
+		return nil
+	}
+	e.tel.ExporterMqttMessagesFailed.Add(ctx, failed)
+	return consumererror.NewMetrics(fmt.Errorf("%d of %d messages not acknowledged: %w", failed, len(outs), firstErr), subset(md, failedRes))
+}
+
+// subset copies the resources with the given indexes into a new batch.
+func subset(md pmetric.Metrics, keep map[int]bool) pmetric.Metrics {
+	out := pmetric.NewMetrics()
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		if keep[i] {
+			rms.At(i).CopyTo(out.ResourceMetrics().AppendEmpty())
+		}
+	}
+	return out
+}
+
+// build maps every resource to its messages and topics. Payloads are appended to one arena per
+// batch; each message keeps its own slice of it until the broker acknowledged it.
+func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing, refused int) {
+	arena := make([]byte, 0, 1024)
+	topic := make([]byte, 0, 128)
+	vals := propeller.Values{DomainID: e.cfg.DomainID, ChannelID: e.cfg.ChannelID}
+	add := func(tpls []propeller.Template, payload []byte, res int, what string) {
+		for _, tpl := range tpls {
+			var err error
+			topic, err = tpl.AppendTopic(topic[:0], &vals)
+			if err != nil {
+				refused++
+				e.log.Warn("Message refused: unsafe value for its topic", zap.String("message", what), zap.String("template", tpl.String()), zap.Error(err))
+				continue
+			}
+			outs = append(outs, outgoing{topic: string(topic), payload: payload, resource: res})
+		}
+	}
+	rms := md.ResourceMetrics()
+	for i := 0; i < rms.Len(); i++ {
+		rm := rms.At(i)
+		res := rm.Resource().Attributes()
+		vals.PropletID = e.cfg.PropletID
+		if v, ok := res.Get(attrPropletID); ok && v.AsString() != "" {
+			vals.PropletID = v.AsString()
+		}
+		vals.TaskID = ""
+		if v, ok := res.Get(attrTaskID); ok {
+			vals.TaskID = v.AsString()
+		}
+		samples := readResource(rm)
+		if vals.TaskID != "" {
+			p := e.mapper.profileOf(res)
+			if !p.export || len(e.tpl.task) == 0 {
+				continue
+			}
+			if vals.PropletID == "" {
+				refused += len(samples) * len(e.tpl.task)
+				e.log.Warn("Task message refused: no proplet id (set propeller.proplet.id or the exporter's proplet_id)", zap.String("task_id", vals.TaskID))
+				continue
+			}
+			for _, s := range samples {
+				msg := e.mapper.taskMessage(vals.TaskID, vals.PropletID, p, s, now)
+				start := len(arena)
+				arena = msg.AppendJSON(arena)
+				add(e.tpl.task, arena[start:len(arena):len(arena)], i, "task "+vals.TaskID)
+			}
+			continue
+		}
+		if len(e.tpl.proplet) == 0 {
+			continue
+		}
+		for _, s := range samples {
+			if !isProplet(res, s) {
+				continue
+			}
+			if vals.PropletID == "" {
+				refused += len(e.tpl.proplet)
+				continue
+			}
+			msg := e.mapper.propletMessage(vals.PropletID, s)
+			start := len(arena)
+			arena = msg.AppendJSON(arena)
+			add(e.tpl.proplet, arena[start:len(arena):len(arena)], i, "proplet "+vals.PropletID)
+		}
+	}
+	return outs, refused
+}
