@@ -5,13 +5,27 @@ TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 PKGS      := ./...
 FUZZTIME  ?= 10s
 
-.PHONY: all test lint generate bench fuzz scale tidy
+DIST      := _build/otelcol-propeller
+SOURCES   := $(shell git ls-files '*.go' 2>/dev/null) go.mod go.sum builder-config.yaml
+
+.PHONY: all build run test lint generate bench fuzz scale tidy
 
 all: lint test
 
-## test: every test, with the race detector.
-test:
-	$(GO) test -race -count=1 $(PKGS)
+## build: the otelcol-propeller distribution, with ocb (the Collector builder) from builder-config.yaml.
+build: $(DIST)
+
+$(DIST): $(SOURCES)
+	$(TOOLS) builder --config builder-config.yaml
+	@touch $@
+
+## run: build, then run the demo pipeline (Ctrl-C stops everything it started).
+run: $(DIST)
+	$(GO) run ./cmd/propeller-demo run --collector $(DIST)
+
+## test: every test, with the race detector; the end-to-end test runs the built distribution.
+test: $(DIST)
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 
 ## lint: go vet, gofmt, and a cross-build of the portable fallback.
 lint:
