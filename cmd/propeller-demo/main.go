@@ -273,7 +273,6 @@ func str(v any) string {
 	return s + "        "
 }
 
-
 var configTemplate = template.Must(template.New("config").Parse(`# Written by propeller-demo.
 receivers:
   proplet:
