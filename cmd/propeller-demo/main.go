@@ -117,7 +117,7 @@ func run(args []string) error {
 	}()
 	for _, name := range []string{"busy", "idle"} {
 		c := exec.Command(self, "workload", name, "--task-name="+name, "--task-id="+uuid())
-		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		dieWithParent(c, syscall.SIGKILL)
 		if err := c.Start(); err != nil {
 			return fmt.Errorf("start %s task: %w", name, err)
 		}
@@ -146,7 +146,7 @@ func run(args []string) error {
 
 	col := exec.Command(*collector, "--config", cfgPath)
 	col.Stdout, col.Stderr = os.Stdout, os.Stderr
-	col.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	dieWithParent(col, syscall.SIGTERM)
 	if err := col.Start(); err != nil {
 		return fmt.Errorf("start the collector (run `make build` first?): %w", err)
 	}
