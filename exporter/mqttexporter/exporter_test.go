@@ -107,153 +107,165 @@ func TestGoldenMessages(t *testing.T) {
 }
 
 func TestCPUPercentFromDeltasAndTheAggregatedWindow(t *testing.T) {
-	domain, channel := uniqueIDs(t)
-	b := mqtttest.Start(t, mqtttest.Options{})
-	sub := mqtttest.Subscribe(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/control/proplet/task_metrics", domain, channel), mqtttest.SubscriberOptions{})
-	e, _ := direct(t, testConfig(b.Endpoint(), domain, channel))
+	for _, b := range brokers(t) {
+		t.Run(b.name, func(t *testing.T) {
+			domain, channel := uniqueIDs(t)
+			sub := mqtttest.Subscribe(t, b.endpoint, fmt.Sprintf("m/%s/c/%s/control/proplet/task_metrics", domain, channel), mqtttest.SubscriberOptions{})
+			e, _ := direct(t, testConfig(b.endpoint, domain, channel))
 
-	// Seven samples 10 s apart with a window of 5: CPU grows 5 s per 10 s (50% of a core),
-	// memory grows 1 MiB per sample, disk 1000 bytes and network 10 bytes per sample.
-	p := firstPoint()
-	p.net = true
-	const n, window = 7, 5
-	for i := range n {
-		q := p
-		q.ts = p.ts.Add(time.Duration(i) * 10 * time.Second)
-		q.cpuUser = p.cpuUser + 5*float64(i)
-		q.rss = p.rss + int64(i)<<20
-		q.read = p.read + int64(i)*1000
-		q.rx, q.tx = int64(i)*10, int64(i)*20
-		require.NoError(t, e.pushMetrics(context.Background(), taskMetrics(taskID, propletID, profileAttrs{history: window, retain: true, export: true}, q)))
+			// Seven samples 10 s apart with a window of 5: CPU grows 5 s per 10 s (50% of a core),
+			// memory grows 1 MiB per sample, disk 1000 bytes and network 10 bytes per sample.
+			p := firstPoint()
+			p.net = true
+			const n, window = 7, 5
+			for i := range n {
+				q := p
+				q.ts = p.ts.Add(time.Duration(i) * 10 * time.Second)
+				q.cpuUser = p.cpuUser + 5*float64(i)
+				q.rss = p.rss + int64(i)<<20
+				q.read = p.read + int64(i)*1000
+				q.rx, q.tx = int64(i)*10, int64(i)*20
+				require.NoError(t, e.pushMetrics(context.Background(), taskMetrics(taskID, propletID, profileAttrs{history: window, retain: true, export: true}, q)))
+			}
+			msgs := sub.Wait(t, 5*time.Second, func(m []mqtttest.Message) bool { return len(m) >= n })
+			last := msgs[n-1].Decoded(t)
+			metrics, agg := checkTaskMessage(t, last)
+			assert.InDelta(t, 50.0, metrics["cpu_percent"], 1e-9, "CPU-time delta over wall-time delta, 100 = one core")
+			assert.InDelta(t, 120.0, metrics["network_tx_bytes"], 0)
+			assert.InDelta(t, float64(window), agg["sample_count"], 0, "FIFO of the last history_size samples")
+			assert.InDelta(t, 50.0, agg["avg_cpu_usage"], 1e-9)
+			assert.InDelta(t, 50.0, agg["max_cpu_usage"], 1e-9)
+			assert.InDelta(t, float64(p.rss+6<<20), agg["max_memory_usage"], 0)
+			assert.InDelta(t, float64(p.rss+4<<20), agg["avg_memory_usage"], 0, "average of samples 2..6")
+			assert.InDelta(t, 4000.0, agg["total_disk_read"], 0, "last minus first in the window")
+			assert.InDelta(t, 40.0, agg["total_network_rx"], 0)
+			assert.InDelta(t, 80.0, agg["total_network_tx"], 0)
+
+			// Sent again after a failure, a batch yields exactly the same message: the sample is found
+			// in the window and neither added twice nor given another cpu_percent.
+			q := p
+			q.ts = p.ts.Add((n - 1) * 10 * time.Second)
+			q.cpuUser = p.cpuUser + 5*(n-1)
+			q.rss = p.rss + (n-1)<<20
+			q.read = p.read + (n-1)*1000
+			q.rx, q.tx = (n-1)*10, (n-1)*20
+			require.NoError(t, e.pushMetrics(context.Background(), taskMetrics(taskID, propletID, profileAttrs{history: window, retain: true, export: true}, q)))
+			msgs = sub.Wait(t, 5*time.Second, func(m []mqtttest.Message) bool { return len(m) >= n+1 })
+			assert.Equal(t, string(msgs[n-1].Payload), string(msgs[n].Payload))
+		})
 	}
-	msgs := sub.Wait(t, 5*time.Second, func(m []mqtttest.Message) bool { return len(m) >= n })
-	last := msgs[n-1].Decoded(t)
-	metrics, agg := checkTaskMessage(t, last)
-	assert.InDelta(t, 50.0, metrics["cpu_percent"], 1e-9, "CPU-time delta over wall-time delta, 100 = one core")
-	assert.InDelta(t, 120.0, metrics["network_tx_bytes"], 0)
-	assert.InDelta(t, float64(window), agg["sample_count"], 0, "FIFO of the last history_size samples")
-	assert.InDelta(t, 50.0, agg["avg_cpu_usage"], 1e-9)
-	assert.InDelta(t, 50.0, agg["max_cpu_usage"], 1e-9)
-	assert.InDelta(t, float64(p.rss+6<<20), agg["max_memory_usage"], 0)
-	assert.InDelta(t, float64(p.rss+4<<20), agg["avg_memory_usage"], 0, "average of samples 2..6")
-	assert.InDelta(t, 4000.0, agg["total_disk_read"], 0, "last minus first in the window")
-	assert.InDelta(t, 40.0, agg["total_network_rx"], 0)
-	assert.InDelta(t, 80.0, agg["total_network_tx"], 0)
-
-	// Sent again after a failure, a batch yields exactly the same message: the sample is found
-	// in the window and neither added twice nor given another cpu_percent.
-	q := p
-	q.ts = p.ts.Add((n - 1) * 10 * time.Second)
-	q.cpuUser = p.cpuUser + 5*(n-1)
-	q.rss = p.rss + (n-1)<<20
-	q.read = p.read + (n-1)*1000
-	q.rx, q.tx = (n-1)*10, (n-1)*20
-	require.NoError(t, e.pushMetrics(context.Background(), taskMetrics(taskID, propletID, profileAttrs{history: window, retain: true, export: true}, q)))
-	msgs = sub.Wait(t, 5*time.Second, func(m []mqtttest.Message) bool { return len(m) >= n+1 })
-	assert.Equal(t, string(msgs[n-1].Payload), string(msgs[n].Payload))
 }
 
 func TestHistoryOffAndExportOff(t *testing.T) {
-	domain, channel := uniqueIDs(t)
-	b := mqtttest.Start(t, mqtttest.Options{})
-	sub := mqtttest.Subscribe(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/control/proplet/task_metrics", domain, channel), mqtttest.SubscriberOptions{})
-	e, _ := direct(t, testConfig(b.Endpoint(), domain, channel))
-	ctx := context.Background()
-	require.NoError(t, e.pushMetrics(ctx, taskMetrics("no-history", propletID, profileAttrs{history: 100, retain: false, export: true}, firstPoint())))
-	require.NoError(t, e.pushMetrics(ctx, taskMetrics("zero-history", propletID, profileAttrs{history: 0, retain: true, export: true}, firstPoint())))
-	require.NoError(t, e.pushMetrics(ctx, taskMetrics("not-exported", propletID, profileAttrs{history: 100, retain: true, export: false}, firstPoint())))
-	require.NoError(t, e.pushMetrics(ctx, taskMetrics("marker", propletID, fullHistory, firstPoint())))
-	msgs := sub.Wait(t, 5*time.Second, func(m []mqtttest.Message) bool {
-		return len(m) > 0 && strings.Contains(string(m[len(m)-1].Payload), `"marker"`)
-	})
-	require.Len(t, msgs, 3, "export_to_mqtt: false is not published")
-	for _, m := range msgs[:2] {
-		v := m.Decoded(t)
-		require.Contains(t, v, "aggregated")
-		assert.Nil(t, v["aggregated"], "aggregated is null without history")
-		assert.Contains(t, string(m.Payload), `"aggregated":null`)
+	for _, b := range brokers(t) {
+		t.Run(b.name, func(t *testing.T) {
+			domain, channel := uniqueIDs(t)
+			sub := mqtttest.Subscribe(t, b.endpoint, fmt.Sprintf("m/%s/c/%s/control/proplet/task_metrics", domain, channel), mqtttest.SubscriberOptions{})
+			e, _ := direct(t, testConfig(b.endpoint, domain, channel))
+			ctx := context.Background()
+			require.NoError(t, e.pushMetrics(ctx, taskMetrics("no-history", propletID, profileAttrs{history: 100, retain: false, export: true}, firstPoint())))
+			require.NoError(t, e.pushMetrics(ctx, taskMetrics("zero-history", propletID, profileAttrs{history: 0, retain: true, export: true}, firstPoint())))
+			require.NoError(t, e.pushMetrics(ctx, taskMetrics("not-exported", propletID, profileAttrs{history: 100, retain: true, export: false}, firstPoint())))
+			require.NoError(t, e.pushMetrics(ctx, taskMetrics("marker", propletID, fullHistory, firstPoint())))
+			msgs := sub.Wait(t, 5*time.Second, func(m []mqtttest.Message) bool {
+				return len(m) > 0 && strings.Contains(string(m[len(m)-1].Payload), `"marker"`)
+			})
+			require.Len(t, msgs, 3, "export_to_mqtt: false is not published")
+			for _, m := range msgs[:2] {
+				v := m.Decoded(t)
+				require.Contains(t, v, "aggregated")
+				assert.Nil(t, v["aggregated"], "aggregated is null without history")
+				assert.Contains(t, string(m.Payload), `"aggregated":null`)
+			}
+		})
 	}
 }
 
 func TestOtherSourcesAndOlderNames(t *testing.T) {
-	// What the contrib hostmetrics process scraper emits under its older names, with a resource
-	// processor that set the task id: no profile attributes, no proplet id attribute.
-	domain, channel := uniqueIDs(t)
-	b := mqtttest.Start(t, mqtttest.Options{})
-	sub := mqtttest.Subscribe(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/control/proplet/task_metrics", domain, channel), mqtttest.SubscriberOptions{})
-	cfg := testConfig(b.Endpoint(), domain, channel)
-	cfg.PropletID = propletID
-	e, _ := direct(t, cfg)
+	for _, b := range brokers(t) {
+		t.Run(b.name, func(t *testing.T) {
+			// What the contrib hostmetrics process scraper emits under its older names, with a resource
+			// processor that set the task id: no profile attributes, no proplet id attribute.
+			domain, channel := uniqueIDs(t)
+			sub := mqtttest.Subscribe(t, b.endpoint, fmt.Sprintf("m/%s/c/%s/control/proplet/task_metrics", domain, channel), mqtttest.SubscriberOptions{})
+			cfg := testConfig(b.endpoint, domain, channel)
+			cfg.PropletID = propletID
+			e, _ := direct(t, cfg)
 
-	md := pmetric.NewMetrics()
-	rm := md.ResourceMetrics().AppendEmpty()
-	rm.Resource().Attributes().PutStr("propeller.task.id", taskID)
-	rm.Resource().Attributes().PutInt("process.pid", 99)
-	ms := rm.ScopeMetrics().AppendEmpty().Metrics()
-	ts, start := pcommon.NewTimestampFromTime(t0), pcommon.NewTimestampFromTime(t0.Add(-100*time.Second))
-	add := func(name, key, val string, v float64, isInt bool) {
-		var m pmetric.Metric
-		for i := 0; i < ms.Len(); i++ {
-			if ms.At(i).Name() == name {
-				m = ms.At(i)
+			md := pmetric.NewMetrics()
+			rm := md.ResourceMetrics().AppendEmpty()
+			rm.Resource().Attributes().PutStr("propeller.task.id", taskID)
+			rm.Resource().Attributes().PutInt("process.pid", 99)
+			ms := rm.ScopeMetrics().AppendEmpty().Metrics()
+			ts, start := pcommon.NewTimestampFromTime(t0), pcommon.NewTimestampFromTime(t0.Add(-100*time.Second))
+			add := func(name, key, val string, v float64, isInt bool) {
+				var m pmetric.Metric
+				for i := 0; i < ms.Len(); i++ {
+					if ms.At(i).Name() == name {
+						m = ms.At(i)
+					}
+				}
+				if m == (pmetric.Metric{}) {
+					m = ms.AppendEmpty()
+					m.SetName(name)
+					m.SetEmptySum()
+				}
+				dp := m.Sum().DataPoints().AppendEmpty()
+				dp.SetTimestamp(ts)
+				dp.SetStartTimestamp(start)
+				if isInt {
+					dp.SetIntValue(int64(v))
+				} else {
+					dp.SetDoubleValue(v)
+				}
+				if key != "" {
+					dp.Attributes().PutStr(key, val)
+				}
 			}
-		}
-		if m == (pmetric.Metric{}) {
-			m = ms.AppendEmpty()
-			m.SetName(name)
-			m.SetEmptySum()
-		}
-		dp := m.Sum().DataPoints().AppendEmpty()
-		dp.SetTimestamp(ts)
-		dp.SetStartTimestamp(start)
-		if isInt {
-			dp.SetIntValue(int64(v))
-		} else {
-			dp.SetDoubleValue(v)
-		}
-		if key != "" {
-			dp.Attributes().PutStr(key, val)
-		}
-	}
-	add("process.cpu.time", "state", "user", 30, false)
-	add("process.cpu.time", "state", "system", 10, false)
-	add("process.cpu.time", "state", "wait", 0, false)
-	add("process.memory.usage", "", "", 1<<20, true)
-	add("process.disk.io", "direction", "read", 100, true)
-	add("process.disk.io", "direction", "write", 200, true)
-	add("process.threads", "", "", 3, true)
-	add("process.open_file_descriptors", "", "", 7, true)
-	require.NoError(t, e.pushMetrics(context.Background(), md))
+			add("process.cpu.time", "state", "user", 30, false)
+			add("process.cpu.time", "state", "system", 10, false)
+			add("process.cpu.time", "state", "wait", 0, false)
+			add("process.memory.usage", "", "", 1<<20, true)
+			add("process.disk.io", "direction", "read", 100, true)
+			add("process.disk.io", "direction", "write", 200, true)
+			add("process.threads", "", "", 3, true)
+			add("process.open_file_descriptors", "", "", 7, true)
+			require.NoError(t, e.pushMetrics(context.Background(), md))
 
-	msgs := sub.Wait(t, 5*time.Second, func(m []mqtttest.Message) bool { return len(m) >= 1 })
-	v := msgs[0].Decoded(t)
-	metrics, agg := checkTaskMessage(t, v)
-	assert.Equal(t, propletID, v["proplet_id"], "the configured proplet_id fills in")
-	assert.InDelta(t, 40.0, metrics["cpu_percent"], 1e-9, "40 CPU seconds over 100 s of life")
-	assert.InDelta(t, float64(1<<20), metrics["memory_bytes"], 0)
-	assert.InDelta(t, 100.0, metrics["disk_read_bytes"], 0)
-	assert.InDelta(t, 200.0, metrics["disk_write_bytes"], 0)
-	assert.InDelta(t, 3.0, metrics["thread_count"], 0)
-	assert.InDelta(t, 7.0, metrics["file_descriptor_count"], 0)
-	assert.InDelta(t, 100.0, metrics["uptime_seconds"], 0, "from the cumulative start time")
-	require.NotNil(t, agg, "default_history_size applies")
+			msgs := sub.Wait(t, 5*time.Second, func(m []mqtttest.Message) bool { return len(m) >= 1 })
+			v := msgs[0].Decoded(t)
+			metrics, agg := checkTaskMessage(t, v)
+			assert.Equal(t, propletID, v["proplet_id"], "the configured proplet_id fills in")
+			assert.InDelta(t, 40.0, metrics["cpu_percent"], 1e-9, "40 CPU seconds over 100 s of life")
+			assert.InDelta(t, float64(1<<20), metrics["memory_bytes"], 0)
+			assert.InDelta(t, 100.0, metrics["disk_read_bytes"], 0)
+			assert.InDelta(t, 200.0, metrics["disk_write_bytes"], 0)
+			assert.InDelta(t, 3.0, metrics["thread_count"], 0)
+			assert.InDelta(t, 7.0, metrics["file_descriptor_count"], 0)
+			assert.InDelta(t, 100.0, metrics["uptime_seconds"], 0, "from the cumulative start time")
+			require.NotNil(t, agg, "default_history_size applies")
+		})
+	}
 }
 
 func TestUnsafeTaskIDsAreRefused(t *testing.T) {
-	domain, channel := uniqueIDs(t)
-	b := mqtttest.Start(t, mqtttest.Options{})
-	sub := mqtttest.Subscribe(t, b.Endpoint(), "#", mqtttest.SubscriberOptions{})
-	cfg := testConfig(b.Endpoint(), domain, channel)
-	cfg.Topics.TaskMetrics = []string{"m/{domain_id}/c/{channel_id}/tasks/{task_id}/metrics"}
-	e, tel := direct(t, cfg)
-	for _, id := range []string{"a/b", "evil/#", "x+y", "nul\x00"} {
-		require.NoError(t, e.pushMetrics(context.Background(), taskMetrics(id, propletID, fullHistory, firstPoint())))
+	for _, b := range brokers(t) {
+		t.Run(b.name, func(t *testing.T) {
+			domain, channel := uniqueIDs(t)
+			sub := mqtttest.Subscribe(t, b.endpoint, fmt.Sprintf("m/%s/c/%s/#", domain, channel), mqtttest.SubscriberOptions{})
+			cfg := testConfig(b.endpoint, domain, channel)
+			cfg.Topics.TaskMetrics = []string{"m/{domain_id}/c/{channel_id}/tasks/{task_id}/metrics"}
+			e, tel := direct(t, cfg)
+			for _, id := range []string{"a/b", "evil/#", "x+y", "nul\x00"} {
+				require.NoError(t, e.pushMetrics(context.Background(), taskMetrics(id, propletID, fullHistory, firstPoint())))
+			}
+			require.NoError(t, e.pushMetrics(context.Background(), taskMetrics("good", propletID, fullHistory, firstPoint())))
+			msgs := sub.Wait(t, 5*time.Second, func(m []mqtttest.Message) bool { return len(m) >= 1 })
+			require.Len(t, msgs, 1)
+			assert.Equal(t, fmt.Sprintf("m/%s/c/%s/tasks/good/metrics", domain, channel), msgs[0].Topic)
+			assert.Equal(t, int64(4), counter(t, tel, "exporter_mqtt_messages_refused"))
+		})
 	}
-	require.NoError(t, e.pushMetrics(context.Background(), taskMetrics("good", propletID, fullHistory, firstPoint())))
-	msgs := sub.Wait(t, 5*time.Second, func(m []mqtttest.Message) bool { return len(m) >= 1 })
-	require.Len(t, msgs, 1)
-	assert.Equal(t, fmt.Sprintf("m/%s/c/%s/tasks/good/metrics", domain, channel), msgs[0].Topic)
-	assert.Equal(t, int64(4), counter(t, tel, "exporter_mqtt_messages_refused"))
 }
 
 func TestWrongPasswordIsAClearErrorWithoutTheSecret(t *testing.T) {
