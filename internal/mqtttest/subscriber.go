@@ -61,7 +61,7 @@ func Subscribe(tb testing.TB, endpoint, filter string, opts SubscriberOptions) *
 	o := paho.NewClientOptions().AddBroker(endpoint).SetClientID(id).
 		SetCleanSession(!opts.Persistent).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(200 * time.Millisecond).
-		SetResumeSubs(true).SetOrderMatters(false).SetDefaultPublishHandler(handler).
+		SetResumeSubs(true).SetOrderMatters(true).SetDefaultPublishHandler(handler).
 		SetOnConnectHandler(func(c paho.Client) {
 			c.Subscribe(filter, 1, handler)
 		})
