@@ -315,6 +315,25 @@ func TestTLS(t *testing.T) {
 	assert.ErrorContains(t, e.pushMetrics(context.Background(), taskMetrics(taskID, propletID, fullHistory, firstPoint())), "not connected")
 }
 
+func TestClientCertificates(t *testing.T) {
+	certs := mqtttest.NewCerts(t)
+	b := mqtttest.Start(t, mqtttest.Options{TLS: certs.MutualTLS()})
+	domain, channel := uniqueIDs(t)
+
+	cfg := testConfig(b.Endpoint(), domain, channel)
+	cfg.TLS.CAFile = certs.CAFile
+	cfg.TLS.CertFile, cfg.TLS.KeyFile = certs.ClientCertFile, certs.ClientKeyFile
+	e, _ := direct(t, cfg)
+	require.True(t, e.client.connected(), "a broker requiring client certificates accepts ours")
+	require.NoError(t, e.pushMetrics(context.Background(), taskMetrics(taskID, propletID, fullHistory, firstPoint())))
+
+	cfg = testConfig(b.Endpoint(), domain, channel)
+	cfg.TLS.CAFile = certs.CAFile
+	cfg.ConnectTimeout = time.Second
+	e, _ = direct(t, cfg)
+	assert.False(t, e.client.connected(), "and refuses a client without one")
+}
+
 func TestQoS0WhileDisconnectedIsCountedAsDropped(t *testing.T) {
 	b := mqtttest.Start(t, mqtttest.Options{})
 	cfg := testConfig(b.Endpoint(), "d", "c")

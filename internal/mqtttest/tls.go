@@ -16,10 +16,14 @@ import (
 	"time"
 )
 
-// Certs are a CA and a server certificate for 127.0.0.1 and localhost, written as PEM files.
+// Certs are a CA, a server certificate for 127.0.0.1 and localhost, and a client certificate,
+// written as PEM files where clients need files.
 type Certs struct {
-	CAFile     string
-	ServerCert tls.Certificate
+	CAFile         string
+	ServerCert     tls.Certificate
+	ClientCertFile string
+	ClientKeyFile  string
+	ca             *x509.CertPool
 }
 
 // NewCerts generates a CA and a server certificate signed by it.
@@ -58,10 +62,49 @@ func NewCerts(tb testing.TB) Certs {
 	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	return Certs{CAFile: caFile, ServerCert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
+
+	clientKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	clientTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "proplet"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	clientDER, err := x509.CreateCertificate(rand.Reader, clientTmpl, ca, &clientKey.PublicKey, caKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(clientKey)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	certFile, keyFile := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client-key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: clientDER}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(ca)
+	return Certs{
+		CAFile: caFile, ServerCert: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key},
+		ClientCertFile: certFile, ClientKeyFile: keyFile, ca: pool,
+	}
 }
 
 // ServerTLS is the broker side TLS configuration.
 func (c Certs) ServerTLS() *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{c.ServerCert}, MinVersion: tls.VersionTLS12}
+}
+
+// MutualTLS is the broker side configuration that also requires a client certificate signed
+// by the CA.
+func (c Certs) MutualTLS() *tls.Config {
+	cfg := c.ServerTLS()
+	cfg.ClientAuth = tls.RequireAndVerifyClientCert
+	cfg.ClientCAs = c.ca
+	return cfg
 }
