@@ -38,7 +38,8 @@ type Options struct {
 	TLS      *tls.Config // serve TLS instead of plain TCP
 	Username string      // when set, only this user with Password may connect
 	Password string
-	Persist  bool // keep sessions and queued messages on disk, across Restart
+	Persist  bool   // keep sessions and queued messages on disk, across Restart
+	Address  string // host:port to listen on; default a free port of 127.0.0.1
 }
 
 // Broker is an embedded MQTT broker for one test.
@@ -53,12 +54,10 @@ type Broker struct {
 // Start starts an embedded broker on a free port of 127.0.0.1. It stops when the test ends.
 func Start(tb testing.TB, opts Options) *Broker {
 	tb.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
+	addr := opts.Address
+	if addr == "" {
+		addr = FreeAddress(tb)
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
 	b := &Broker{tb: tb, opts: opts, addr: addr}
 	if opts.Persist {
 		b.store = filepath.Join(tb.TempDir(), "broker.db")
@@ -66,6 +65,17 @@ func Start(tb testing.TB, opts Options) *Broker {
 	b.start()
 	tb.Cleanup(b.Stop)
 	return b
+}
+
+// FreeAddress returns a 127.0.0.1 address with a port nothing listens on.
+func FreeAddress(tb testing.TB) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 func (b *Broker) start() {
