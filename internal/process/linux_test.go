@@ -4,8 +4,12 @@ package process
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -20,7 +24,30 @@ import (
 
 func TestMain(m *testing.M) {
 	testworkload.MainIfChild()
+	if pid := os.Getenv("PROPLET_TEST_READ_PID"); pid != "" {
+		readAsChild(pid)
+	}
 	os.Exit(m.Run())
+}
+
+// readAsChild reads a process with every field and prints what was got and what was denied.
+func readAsChild(pid string) {
+	n, _ := strconv.Atoi(pid)
+	s, err := NewSource("/proc", "/sys/fs/cgroup")
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(0)
+	}
+	buf := make([]byte, 4096)
+	h, err := s.Open(ID{PID: int32(n)}, AllFields, buf)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(0)
+	}
+	var r Reading
+	err = h.Read(AllFields, &r, buf)
+	fmt.Println("got", r.Got, "denied", r.Denied, "err", err)
+	os.Exit(0)
 }
 
 func newSource(t testing.TB) *Source {
@@ -94,6 +121,38 @@ func TestExitAndPIDReuse(t *testing.T) {
 	// The same pid with another start time is another process.
 	_, err = s.Open(ID{PID: id.PID, Start: id.Start + 1}, AllFields, buf)
 	assert.True(t, errors.Is(err, ErrGone))
+}
+
+// TestUnreadableFilesAreLeftOut reads a root-owned process as an unprivileged user: its io and
+// fd/ cannot be read, so those fields are left out and reported as denied, and the rest is read.
+func TestUnreadableFilesAreLeftOut(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to start a reader as another user")
+	}
+	target := testworkload.Start(t, testworkload.Sleep, 0)
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	dir, err := os.MkdirTemp("", "proc-reader-")
+	require.NoError(t, err)
+	defer os.RemoveAll(dir)
+	require.NoError(t, os.Chmod(dir, 0o755))
+	copyExe := filepath.Join(dir, "reader.test")
+	b, err := os.ReadFile(exe)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(copyExe, b, 0o755))
+
+	cmd := exec.Command(copyExe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PROPLET_TEST_READ_PID="+strconv.Itoa(target.Process.Pid))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	var got, denied int
+	var rerr string
+	_, err = fmt.Sscanf(string(out), "got %d denied %d err %s", &got, &denied, &rerr)
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, "<nil>", rerr, "a denied file is not an error of the whole read")
+	assert.Equal(t, int(FieldDisk|FieldFDs), denied&int(FieldDisk|FieldFDs), "io and fd/ of another user's process are denied: %s", out)
+	assert.Equal(t, int(FieldCPU|FieldMemory|FieldThreads), got, "the rest is read: %s", out)
 }
 
 func TestScanAndDescribe(t *testing.T) {
