@@ -359,6 +359,9 @@ func TestNetworkOnlyForAnOwnNamespace(t *testing.T) {
 	if err := exec.Command("unshare", "-n", "true").Run(); err != nil {
 		t.Skipf("cannot create a network namespace here (needs CAP_SYS_ADMIN): %v", err)
 	}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("the ip command (iproute2) is needed to set up the namespace's interfaces")
+	}
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	script := "ip link add v0 type veth peer name v1 && ip link set v1 address 02:00:00:00:00:02 && " +
