@@ -5,6 +5,8 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"sync"
 	"time"
 
@@ -68,6 +70,11 @@ func newPaho311(cfg *Config, clientID string, tlsCfg *tls.Config, log *zap.Logge
 		})
 	if tlsCfg != nil {
 		opts.SetTLSConfig(tlsCfg)
+	}
+	if u, err := url.Parse(cfg.Endpoint); err == nil {
+		if dial, ok := dialCoalescing(u, tlsCfg, cfg.ConnectTimeout); ok {
+			opts.SetCustomOpenConnectionFn(func(*url.URL, paho.ClientOptions) (net.Conn, error) { return dial() })
+		}
 	}
 	p.c = paho.NewClient(opts)
 	return p

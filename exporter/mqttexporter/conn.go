@@ -1,0 +1,125 @@
+package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter"
+
+import (
+	"bufio"
+	"crypto/tls"
+	"net"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+)
+
+// coalescingConn buffers writes and flushes them from its own goroutine as soon as the writer
+// pauses, and acknowledges reads at once (see quickAck). paho writes every MQTT packet with a system call of its own; at thousands of
+// messages per second, coalescing them into few writes is what lets the broker keep up. When
+// the connection is idle a write is flushed immediately, so latency does not grow.
+type coalescingConn struct {
+	net.Conn
+	mu     sync.Mutex
+	w      *bufio.Writer
+	err    error
+	signal chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	ack    func() // re-arms immediate ACKs after a read (Linux)
+}
+
+func newCoalescingConn(c net.Conn) *coalescingConn {
+	cc := &coalescingConn{Conn: c, w: bufio.NewWriterSize(c, 64<<10), signal: make(chan struct{}, 1), done: make(chan struct{}), ack: quickAck(c)}
+	go cc.flusher()
+	return cc
+}
+
+func (c *coalescingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.ack()
+	return n, err
+}
+
+func (c *coalescingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	if err != nil {
+		c.err = err
+		return n, err
+	}
+	select {
+	case c.signal <- struct{}{}:
+	default:
+	}
+	return n, nil
+}
+
+func (c *coalescingConn) flusher() {
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.signal:
+		}
+		c.mu.Lock()
+		if c.err == nil && c.w.Buffered() > 0 {
+			c.err = c.w.Flush()
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *coalescingConn) Close() error {
+	c.once.Do(func() {
+		c.mu.Lock()
+		if c.err == nil {
+			_ = c.w.Flush()
+		}
+		c.mu.Unlock()
+		close(c.done)
+	})
+	return c.Conn.Close()
+}
+
+// dialCoalescing opens a TCP or TLS connection whose writes are coalesced. It reports false for
+// schemes it does not handle (WebSockets), which keep paho's own dialer.
+func dialCoalescing(u *url.URL, tlsCfg *tls.Config, timeout time.Duration) (func() (net.Conn, error), bool) {
+	host := u.Host
+	secure := false
+	switch strings.ToLower(u.Scheme) {
+	case "tcp", "mqtt":
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), "1883")
+		}
+	case "ssl", "tls", "mqtts":
+		secure = true
+		if u.Port() == "" {
+			host = net.JoinHostPort(u.Hostname(), "8883")
+		}
+	default:
+		return nil, false
+	}
+	return func() (net.Conn, error) {
+		raw, err := net.DialTimeout("tcp", host, timeout)
+		if err != nil {
+			return nil, err
+		}
+		var c net.Conn = newCoalescingConn(raw)
+		if secure {
+			cfg := tlsCfg
+			if cfg == nil {
+				cfg = &tls.Config{MinVersion: tls.VersionTLS12, ServerName: u.Hostname()}
+			}
+			tc := tls.Client(c, cfg)
+			_ = tc.SetDeadline(time.Now().Add(timeout))
+			if err := tc.Handshake(); err != nil {
+				_ = c.Close()
+				return nil, err
+			}
+			_ = tc.SetDeadline(time.Time{})
+			c = tc
+		}
+		return c, nil
+	}, true
+}
