@@ -391,6 +391,7 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 	rss, vms, threads, fds := cur.RSS, cur.VMS, cur.Threads, cur.FDs
 	t.root.prev = cur
 	for pid, mb := range t.members {
+		mb.h.Ensure(fields)
 		var mr process.Reading
 		if err := mb.h.Read(fields, &mr, buf); err != nil {
 			mb.h.Close()
@@ -464,4 +465,86 @@ func fieldsOf(p profile.Profile) process.Fields {
 
 func selfEntry(src *process.Source, buf []byte) (process.Entry, bool) {
 	return src.Lookup(int32(os.Getpid()), buf)
+}
+
+// Task returns the status of one task.
+func (m *Monitor) Task(id string) (Status, bool) {
+	m.mu.Lock()
+	t, ok := m.tasks[id]
+	m.mu.Unlock()
+	if !ok {
+		return Status{}, false
+	}
+	return t.status(), true
+}
+
+// CollectAll samples every sampled task now, outside its cadence. It returns how many.
+func (m *Monitor) CollectAll() int {
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.tasks))
+	for id := range m.tasks {
+		ids = append(ids, id)
+	}
+	m.mu.Unlock()
+	n := 0
+	for _, id := range ids {
+		if m.Collect(id) {
+			n++
+		}
+	}
+	return n
+}
+
+// SetProfile changes a task's monitoring profile. It takes effect on the task's next sample:
+// the interval moves to one new interval after the previous sample, files of newly enabled
+// metrics are opened then, and a profile with enabled: false stops sampling (and true starts
+// it again). It reports whether the task exists.
+func (m *Monitor) SetProfile(id, name string, p profile.Profile) bool {
+	m.mu.Lock()
+	t, ok := m.tasks[id]
+	m.mu.Unlock()
+	if !ok {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.spec.ProfileName, t.spec.Profile = name, p
+	key := taskPrefix + id
+	switch {
+	case t.state == StateActive && !p.Enabled:
+		m.sched.Remove(key)
+		t.state = StateDisabled
+	case t.state == StateDisabled && p.Enabled:
+		t.state = StateActive
+		m.sched.Add(key, p.Interval, p.Interval)
+	case t.state == StateActive:
+		m.sched.SetInterval(key, p.Interval)
+	}
+	return true
+}
+
+// StopTask ends a task's monitoring after a last sample, marked final, when its process can
+// still be read. It reports whether the task existed.
+func (m *Monitor) StopTask(ctx context.Context, id string) bool {
+	m.mu.Lock()
+	t, ok := m.tasks[id]
+	m.mu.Unlock()
+	if !ok {
+		return false
+	}
+	t.mu.Lock()
+	var last Sample
+	var emit bool
+	if t.state == StateActive || t.state == StateDisabled {
+		bp := m.buf()
+		last, emit = m.read(t, *bp)
+		m.putBuf(bp)
+		last.Final = true
+	}
+	t.mu.Unlock()
+	if emit {
+		m.emit(ctx, last)
+	}
+	m.RemoveTask(id)
+	return true
 }

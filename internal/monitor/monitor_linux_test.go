@@ -379,3 +379,49 @@ func TestNetworkOnlyForAnOwnNamespace(t *testing.T) {
 	assert.GreaterOrEqual(t, s.TxBytes, uint64(64*1024), "64 KiB of datagrams were sent")
 	assert.GreaterOrEqual(t, s.RxBytes, uint64(64*1024), "and arrived at the other end of the pair")
 }
+
+func TestProfileChangesTakeEffectWithoutRestart(t *testing.T) {
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	p := prof(2 * time.Second)
+	p.CollectDiskIO = false
+	h := runMonitor(t, Config{Tasks: []TaskSpec{{ID: "t", ProfileName: "slow", Profile: p, Locator: Locator{PID: int32(cmd.Process.Pid)}}}})
+	first := h.wait(t, "t", 1, 5*time.Second)[0]
+	assert.Zero(t, first.Got&process.FieldDisk)
+
+	fast := prof(200 * time.Millisecond)
+	require.True(t, h.m.SetProfile("t", "fast", fast))
+	got := h.wait(t, "t", 6, 5*time.Second)
+	last := got[len(got)-1]
+	assert.Equal(t, "fast", last.ProfileName)
+	assert.NotZero(t, last.Got&process.FieldDisk, "a metric enabled by the new profile is read")
+	assert.Less(t, last.Time.Sub(got[len(got)-2].Time), time.Second, "the new interval applies")
+
+	off, _ := profile.Builtin("disabled")
+	require.True(t, h.m.SetProfile("t", "disabled", off))
+	st, ok := h.m.Task("t")
+	require.True(t, ok)
+	assert.Equal(t, StateDisabled, st.State)
+	assert.False(t, h.m.SetProfile("nope", "fast", fast))
+}
+
+func TestStopTaskTakesALastSample(t *testing.T) {
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	h := runMonitor(t, Config{Tasks: []TaskSpec{pidTask("t", cmd, time.Hour)}})
+	require.Eventually(t, func() bool { st, _ := h.m.Task("t"); return st.State == StateActive }, 5*time.Second, 10*time.Millisecond)
+	assert.Empty(t, h.of("t"), "an hour-long interval has not sampled yet")
+	require.True(t, h.m.StopTask(context.Background(), "t"))
+	got := h.wait(t, "t", 1, 5*time.Second)
+	assert.True(t, got[0].Final)
+	_, ok := h.m.Task("t")
+	assert.False(t, ok)
+	assert.False(t, h.m.StopTask(context.Background(), "t"))
+}
+
+func TestCollectNow(t *testing.T) {
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	h := runMonitor(t, Config{Tasks: []TaskSpec{pidTask("t", cmd, time.Hour)}})
+	require.Eventually(t, func() bool { st, _ := h.m.Task("t"); return st.State == StateActive }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, 1, h.m.CollectAll())
+	s := h.wait(t, "t", 1, 5*time.Second)[0]
+	assert.True(t, s.HasUtil, "a manual sample also covers a real interval")
+}
