@@ -24,17 +24,17 @@ const (
 // Spec is a match rule as users write it. Every set condition must hold.
 type Spec struct {
 	// Executable is a regular expression over the executable's base name.
-	Executable string `mapstructure:"executable"`
+	Executable string `mapstructure:"executable" json:"executable,omitempty"`
 	// Cmdline is a regular expression over the full command line (arguments joined by spaces).
-	Cmdline string `mapstructure:"cmdline"`
+	Cmdline string `mapstructure:"cmdline" json:"cmdline,omitempty"`
 	// Owner is a user name or a numeric uid.
-	Owner string `mapstructure:"owner"`
+	Owner string `mapstructure:"owner" json:"owner,omitempty"`
 	// ParentPID requires this parent pid.
-	ParentPID int32 `mapstructure:"parent_pid"`
+	ParentPID int32 `mapstructure:"parent_pid" json:"parent_pid,omitempty"`
 	// ParentPIDFile requires the parent whose pid is in this file.
-	ParentPIDFile string `mapstructure:"parent_pid_file"`
+	ParentPIDFile string `mapstructure:"parent_pid_file" json:"parent_pid_file,omitempty"`
 	// Parent requires a parent that matches this nested rule.
-	Parent *Spec `mapstructure:"parent"`
+	Parent *Spec `mapstructure:"parent" json:"parent,omitempty"`
 }
 
 // IsZero reports whether the rule has no condition at all.

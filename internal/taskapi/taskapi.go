@@ -1,0 +1,368 @@
+// Package taskapi is the HTTP API to register, inspect, re-profile, stop and sample tasks
+// (seeds 000, 003 and 004): POST/GET /tasks, GET/DELETE /tasks/{id}, PUT /tasks/{id}/profile,
+// POST /tasks/{id}/collect, POST /collect and GET /health. Every error is a JSON body with a
+// 4xx or 5xx status; no input makes it panic.
+package taskapi // import "github.com/otelcol-propeller/otelcol-propeller/internal/taskapi"
+
+import (
+	"bytes"
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
+)
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 64 << 10
+
+// Registry is what the API drives: the monitor.
+type Registry interface {
+	AddTask(spec monitor.TaskSpec) error
+	StopTask(ctx context.Context, id string) bool
+	SetProfile(id, name string, p profile.Profile) bool
+	Collect(id string) bool
+	CollectAll() int
+	Tasks() []monitor.Status
+	Task(id string) (monitor.Status, bool)
+}
+
+// Config configures the handler.
+type Config struct {
+	Registry       Registry
+	Profiles       profile.Set
+	DefaultProfile string
+	// Token, when set, must be presented as "Authorization: Bearer <token>".
+	Token string
+}
+
+// New returns the API's handler.
+func New(cfg Config) http.Handler {
+	a := &api{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", a.health)
+	mux.HandleFunc("GET /tasks", a.list)
+	mux.HandleFunc("POST /tasks", a.create)
+	mux.HandleFunc("GET /tasks/{id}", a.get)
+	mux.HandleFunc("DELETE /tasks/{id}", a.remove)
+	mux.HandleFunc("PUT /tasks/{id}/profile", a.setProfile)
+	mux.HandleFunc("POST /tasks/{id}/collect", a.collect)
+	mux.HandleFunc("POST /collect", a.collectAll)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if allow := allowed(r.URL.Path); allow != "" {
+			w.Header().Set("Allow", allow)
+			writeError(w, http.StatusMethodNotAllowed, fmt.Sprintf("%s is not allowed on %s (allowed: %s)", r.Method, r.URL.Path, allow))
+			return
+		}
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no route %s %s", r.Method, r.URL.Path))
+	})
+	return a.authenticate(mux)
+}
+
+type api struct{ cfg Config }
+
+// allowed returns the methods of a known path, for a 405 answer.
+func allowed(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	switch {
+	case path == "/health":
+		return "GET"
+	case path == "/collect":
+		return "POST"
+	case path == "/tasks":
+		return "GET, POST"
+	case len(parts) == 2 && parts[0] == "tasks":
+		return "GET, DELETE"
+	case len(parts) == 3 && parts[0] == "tasks" && parts[2] == "profile":
+		return "PUT"
+	case len(parts) == 3 && parts[0] == "tasks" && parts[2] == "collect":
+		return "POST"
+	}
+	return ""
+}
+
+func (a *api) authenticate(next http.Handler) http.Handler {
+	if a.cfg.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + a.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="otelcol-propeller"`)
+			writeError(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+// TaskView is a task as the API shows it.
+type TaskView struct {
+	ID                string      `json:"id"`
+	Name              string      `json:"name,omitempty"`
+	PID               int32       `json:"pid,omitempty"`
+	Profile           string      `json:"profile"`
+	MonitoringProfile ProfileView `json:"monitoring_profile"`
+	State             string      `json:"state"`
+	LastSample        *time.Time  `json:"last_sample"`
+	Samples           uint64      `json:"samples"`
+	Errors            uint64      `json:"errors"`
+}
+
+// ProfileView is a monitoring profile in Propeller's keys, interval in seconds.
+type ProfileView struct {
+	Enabled                bool    `json:"enabled"`
+	Interval               float64 `json:"interval"`
+	CollectCPU             bool    `json:"collect_cpu"`
+	CollectMemory          bool    `json:"collect_memory"`
+	CollectDiskIO          bool    `json:"collect_disk_io"`
+	CollectNetworkIO       bool    `json:"collect_network_io"`
+	CollectThreads         bool    `json:"collect_threads"`
+	CollectFileDescriptors bool    `json:"collect_file_descriptors"`
+	ExportToMQTT           bool    `json:"export_to_mqtt"`
+	RetainHistory          bool    `json:"retain_history"`
+	HistorySize            int     `json:"history_size"`
+}
+
+func view(s monitor.Status) TaskView {
+	p := s.Profile
+	v := TaskView{
+		ID: s.ID, Name: s.Name, PID: s.PID, Profile: s.ProfileName, State: string(s.State),
+		Samples: s.Samples, Errors: s.Errors,
+		MonitoringProfile: ProfileView{
+			Enabled: p.Enabled, Interval: p.Interval.Seconds(), CollectCPU: p.CollectCPU, CollectMemory: p.CollectMemory,
+			CollectDiskIO: p.CollectDiskIO, CollectNetworkIO: p.CollectNetworkIO, CollectThreads: p.CollectThreads,
+			CollectFileDescriptors: p.CollectFileDescriptors, ExportToMQTT: p.ExportToMQTT,
+			RetainHistory: p.RetainHistory, HistorySize: p.HistorySize,
+		},
+	}
+	if !s.LastSample.IsZero() {
+		t := s.LastSample.UTC()
+		v.LastSample = &t
+	}
+	return v
+}
+
+func (a *api) health(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "tasks": len(a.cfg.Registry.Tasks())})
+}
+
+func (a *api) list(w http.ResponseWriter, _ *http.Request) {
+	out := []TaskView{}
+	for _, s := range a.cfg.Registry.Tasks() {
+		out = append(out, view(s))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func (a *api) get(w http.ResponseWriter, r *http.Request) {
+	s, ok := a.cfg.Registry.Task(r.PathValue("id"))
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no task %q", r.PathValue("id")))
+		return
+	}
+	writeJSON(w, http.StatusOK, view(s))
+}
+
+// readBody reads at most MaxBody bytes; it writes the error response itself.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody))
+		} else {
+			writeError(w, http.StatusBadRequest, "cannot read body: "+err.Error())
+		}
+		return nil, false
+	}
+	return b, true
+}
+
+// createRequest is the body of POST /tasks: the seed's task (id, name, monitoring_profile)
+// plus how to find its process.
+type createRequest struct {
+	ID                string          `json:"id"`
+	Name              string          `json:"name"`
+	Daemon            bool            `json:"daemon"`
+	PID               int32           `json:"pid"`
+	PIDFile           string          `json:"pid_file"`
+	Match             *procmatch.Spec `json:"match"`
+	Profile           string          `json:"profile"`
+	MonitoringProfile json.RawMessage `json:"monitoring_profile"`
+	IncludeChildren   bool            `json:"include_children"`
+}
+
+// DecodeCreate decodes and checks a POST /tasks body into a task spec.
+func DecodeCreate(b []byte, profiles profile.Set, defaultProfile string) (monitor.TaskSpec, error) {
+	var req createRequest
+	if err := json.Unmarshal(b, &req); err != nil {
+		return monitor.TaskSpec{}, fmt.Errorf("invalid JSON body: %w", err)
+	}
+	var errs []error
+	if strings.TrimSpace(req.ID) == "" {
+		errs = append(errs, errors.New("id: must be a non-empty string"))
+	}
+	spec := monitor.TaskSpec{ID: req.ID, Name: req.Name, IncludeChildren: req.IncludeChildren}
+	ways := 0
+	if req.PID != 0 {
+		ways++
+		if req.PID < 0 {
+			errs = append(errs, fmt.Errorf("pid: must be positive, got %d", req.PID))
+		}
+		spec.Locator.PID = req.PID
+	}
+	if req.PIDFile != "" {
+		ways++
+		spec.Locator.PIDFile = req.PIDFile
+	}
+	if req.Match != nil {
+		ways++
+		m, err := procmatch.Compile(*req.Match)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("match.%w", err))
+		}
+		spec.Locator.Match = m
+	}
+	if ways != 1 {
+		errs = append(errs, errors.New("exactly one of pid, pid_file or match is required to find the task's process"))
+	}
+	name, p, err := resolveProfile(profiles, profile.Default(req.Daemon), defaultProfile, req.Profile, req.MonitoringProfile)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	spec.ProfileName, spec.Profile = name, p
+	return spec, errors.Join(errs...)
+}
+
+// resolveProfile picks a named profile, or decodes a wire profile over the default one.
+func resolveProfile(profiles profile.Set, daemonDefault, defaultProfile, name string, raw json.RawMessage) (string, profile.Profile, error) {
+	hasInline := len(bytes.TrimSpace(raw)) > 0 && !bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
+	if name != "" && hasInline {
+		return "", profile.Profile{}, errors.New("set either profile or monitoring_profile, not both")
+	}
+	base := defaultProfile
+	if base == "" {
+		base = daemonDefault
+	}
+	if hasInline {
+		o, err := propeller.DecodeProfile(raw)
+		if err != nil {
+			return "", profile.Profile{}, err
+		}
+		p, _ := o.Apply(profiles[base]).Capped()
+		if err := p.Validate(); err != nil {
+			return "", p, fmt.Errorf("monitoring_profile: %w", err)
+		}
+		return profile.Inline, p, nil
+	}
+	if name == "" {
+		name = base
+	}
+	p, ok := profiles[name]
+	if !ok {
+		return "", p, fmt.Errorf("profile: unknown profile %q", name)
+	}
+	return name, p, nil
+}
+
+func (a *api) create(w http.ResponseWriter, r *http.Request) {
+	b, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	spec, err := DecodeCreate(b, a.cfg.Profiles, a.cfg.DefaultProfile)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := a.cfg.Registry.AddTask(spec); err != nil {
+		writeError(w, http.StatusConflict, err.Error())
+		return
+	}
+	s, _ := a.cfg.Registry.Task(spec.ID)
+	w.Header().Set("Location", "/tasks/"+spec.ID)
+	writeJSON(w, http.StatusCreated, view(s))
+}
+
+func (a *api) remove(w http.ResponseWriter, r *http.Request) {
+	if !a.cfg.Registry.StopTask(r.Context(), r.PathValue("id")) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no task %q", r.PathValue("id")))
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// setProfile takes {"profile": "<name>"} or a monitoring profile in Propeller's keys; keys it
+// does not set take the default profile's values.
+func (a *api) setProfile(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if _, ok := a.cfg.Registry.Task(id); !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no task %q", id))
+		return
+	}
+	b, ok := readBody(w, r)
+	if !ok {
+		return
+	}
+	var named struct {
+		Profile *string `json:"profile"`
+	}
+	if err := json.Unmarshal(b, &named); err != nil {
+		writeError(w, http.StatusBadRequest, "invalid JSON body: "+err.Error())
+		return
+	}
+	var name string
+	var raw json.RawMessage = b
+	if named.Profile != nil {
+		name, raw = *named.Profile, nil
+	}
+	name, p, err := resolveProfile(a.cfg.Profiles, profile.Standard, a.cfg.DefaultProfile, name, raw)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !a.cfg.Registry.SetProfile(id, name, p) {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no task %q", id))
+		return
+	}
+	s, _ := a.cfg.Registry.Task(id)
+	writeJSON(w, http.StatusOK, view(s))
+}
+
+func (a *api) collect(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	s, ok := a.cfg.Registry.Task(id)
+	if !ok {
+		writeError(w, http.StatusNotFound, fmt.Sprintf("no task %q", id))
+		return
+	}
+	if !a.cfg.Registry.Collect(id) {
+		writeError(w, http.StatusConflict, fmt.Sprintf("task %q is %s: nothing to sample", id, s.State))
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"triggered": 1})
+}
+
+func (a *api) collectAll(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusAccepted, map[string]any{"triggered": a.cfg.Registry.CollectAll()})
+}
