@@ -7,6 +7,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/config/configopaque"
+	"go.opentelemetry.io/collector/config/configoptional"
+
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
@@ -42,9 +46,20 @@ type Config struct {
 	// StartJitter spreads first samples over this window, so many tasks and collectors do not
 	// sample in lockstep.
 	StartJitter time.Duration `mapstructure:"start_jitter"`
+	// API is the task API (off unless configured).
+	API configoptional.Optional[APIConfig] `mapstructure:"api"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
+}
+
+// APIConfig configures the task API's HTTP server.
+type APIConfig struct {
+	confighttp.ServerConfig `mapstructure:",squash"`
+	// BearerToken, when set, must be sent as "Authorization: Bearer <token>" (not for /health).
+	BearerToken configopaque.String `mapstructure:"bearer_token"`
+	// BearerTokenFile holds the token instead (read at start, surrounding whitespace trimmed).
+	BearerTokenFile string `mapstructure:"bearer_token_file"`
 }
 
 // ProcessLocator says how to find a process: exactly one of PID, PIDFile and Match.
@@ -119,6 +134,15 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.StartJitter < 0 {
 		add("start_jitter: must not be negative, got %s", cfg.StartJitter)
+	}
+	if cfg.API.HasValue() {
+		api := cfg.API.Get()
+		if api.NetAddr.Endpoint == "" {
+			add("api.endpoint: must be set, for example localhost:8990")
+		}
+		if api.BearerToken != "" && api.BearerTokenFile != "" {
+			add("api: set bearer_token or bearer_token_file, not both")
+		}
 	}
 	if cfg.Proplet.Interval < profile.MinInterval {
 		add("proplet.interval: must be at least %s, got %s", profile.MinInterval, cfg.Proplet.Interval)

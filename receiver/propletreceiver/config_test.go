@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
@@ -56,6 +57,7 @@ func TestLoadConfig(t *testing.T) {
 		DiscoveryInterval: 2 * time.Second,
 		MaxConcurrency:    4,
 		StartJitter:       500 * time.Millisecond,
+		API:               configoptional.Default(defaultAPIConfig()),
 	}
 	assert.Equal(t, want, cfg)
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/confighttp"
+	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver"
 
@@ -34,7 +36,15 @@ func createDefaultConfig() component.Config {
 		DiscoveryInterval:    time.Second,
 		MaxConcurrency:       min(4, max(runtime.NumCPU(), 1)),
 		StartJitter:          500 * time.Millisecond,
+		API:                  configoptional.Default(defaultAPIConfig()),
 	}
+}
+
+func defaultAPIConfig() APIConfig {
+	s := confighttp.NewDefaultServerConfig()
+	s.NetAddr.Endpoint = "localhost:8990"
+	s.MaxRequestBodySize = 64 << 10
+	return APIConfig{ServerConfig: s}
 }
 
 // propletIntervalFromEnv honours Propeller's PROPLET_METRICS_INTERVAL (whole seconds).

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -19,6 +22,7 @@ import (
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/taskapi"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
 )
 
@@ -38,6 +42,7 @@ type propletReceiver struct {
 	monCfg  monitor.Config
 
 	mon     *monitor.Monitor
+	api     *http.Server
 	samples chan monitor.Sample
 	mb      *metadata.MetricsBuilder
 	cancel  context.CancelFunc
@@ -123,7 +128,7 @@ func (cfg *Config) monitorConfig(log *zap.Logger) (monitor.Config, error) {
 	return mc, nil
 }
 
-func (r *propletReceiver) Start(ctx context.Context, _ component.Host) error {
+func (r *propletReceiver) Start(ctx context.Context, host component.Host) error {
 	tel, err := metadata.NewTelemetryBuilder(r.set.TelemetrySettings)
 	if err != nil {
 		return err
@@ -145,6 +150,9 @@ func (r *propletReceiver) Start(ctx context.Context, _ component.Host) error {
 		cancel()
 		return err
 	}
+	if err := r.startAPI(ctx, host); err != nil {
+		return errors.Join(err, r.Shutdown(ctx))
+	}
 	r.set.Logger.Info("Proplet receiver started", zap.Int("tasks", len(r.monCfg.Tasks)), zap.Int("discovery_rules", len(r.monCfg.Rules)))
 	return nil
 }
@@ -153,7 +161,12 @@ func (r *propletReceiver) Shutdown(ctx context.Context) error {
 	if r.mon == nil {
 		return nil
 	}
-	err := r.mon.Shutdown(ctx)
+	var err error
+	if r.api != nil {
+		err = r.api.Shutdown(ctx)
+		r.api = nil
+	}
+	err = errors.Join(err, r.mon.Shutdown(ctx))
 	r.cancel()
 	select {
 	case <-r.done:
@@ -163,6 +176,43 @@ func (r *propletReceiver) Shutdown(ctx context.Context) error {
 	r.tel.Shutdown()
 	r.mon = nil
 	return err
+}
+
+// startAPI serves the task API when it is configured. Tasks registered through it live in
+// memory: a restart forgets them.
+func (r *propletReceiver) startAPI(ctx context.Context, host component.Host) error {
+	if !r.cfg.API.HasValue() {
+		return nil
+	}
+	cfg := r.cfg.API.Get()
+	token := string(cfg.BearerToken)
+	if cfg.BearerTokenFile != "" {
+		b, err := os.ReadFile(cfg.BearerTokenFile)
+		if err != nil {
+			return fmt.Errorf("api.bearer_token_file: %w", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	ln, err := cfg.ServerConfig.ToListener(ctx)
+	if err != nil {
+		return fmt.Errorf("api: listen on %s: %w", cfg.NetAddr.Endpoint, err)
+	}
+	handler := taskapi.New(taskapi.Config{
+		Registry: r.mon, Profiles: profile.NewSet(r.cfg.Profiles), DefaultProfile: r.cfg.DefaultProfile, Token: token,
+	})
+	srv, err := cfg.ServerConfig.ToServer(ctx, host.GetExtensions(), r.set.TelemetrySettings, handler)
+	if err != nil {
+		_ = ln.Close()
+		return err
+	}
+	r.api = srv
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			r.set.Logger.Error("Task API stopped", zap.Error(err))
+		}
+	}()
+	r.set.Logger.Info("Task API listening", zap.String("endpoint", ln.Addr().String()))
+	return nil
 }
 
 // emitLoop turns samples into pdata. Samples of tasks due in the same scheduling round

@@ -4,13 +4,19 @@ package propletreceiver
 
 import (
 	"context"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
+	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -144,3 +150,39 @@ func dataPoints(m pmetric.Metric) pmetric.NumberDataPointSlice {
 }
 
 func itoa(i int) string { return pcommon.NewValueInt(int64(i)).AsString() }
+
+func TestTaskAPI(t *testing.T) {
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("s3cret\n"), 0o600))
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := l.Addr().String()
+	require.NoError(t, l.Close())
+
+	cfg := createDefaultConfig().(*Config)
+	cfg.PropletID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+	api := defaultAPIConfig()
+	api.NetAddr.Endpoint = addr
+	api.BearerTokenFile = tokenFile
+	cfg.API = configoptional.Some(api)
+	sink := startReceiver(t, cfg)
+
+	body := fmt.Sprintf(`{"id":"api-task","name":"compute","pid":%d,"monitoring_profile":{"interval":1}}`, cmd.Process.Pid)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+addr+"/tasks", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer s3cret")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+
+	require.Eventually(t, func() bool { return len(resources(sink, "propeller.task.id", "api-task")) > 0 }, 10*time.Second, 20*time.Millisecond)
+	rm := resources(sink, "propeller.task.id", "api-task")[0]
+	name, _ := rm.Resource().Attributes().Get("propeller.monitoring_profile.name")
+	assert.Equal(t, "inline", name.Str())
+
+	resp, err = http.Get("http://" + addr + "/tasks")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the token from the file is required")
+}
