@@ -28,6 +28,9 @@ type Locator struct {
 	PIDFile string
 	Match   *procmatch.Matcher
 	Self    bool // the collector's own process
+	// InProcess says the task runs inside the proplet process (Propeller's default runtime):
+	// it has no process of its own to sample, and its state says so.
+	InProcess bool
 }
 
 // rebinds reports whether the locator can find a new process after the old one exited.
@@ -85,6 +88,9 @@ const (
 	StateActive   State = "active"   // bound to a process and sampled
 	StateDisabled State = "disabled" // bound, but its profile says enabled: false
 	StateExited   State = "exited"   // its process exited and cannot come back
+	// StateInProcess is a task that runs inside the proplet process: the proplet's own metrics
+	// cover it; it is not sampled on its own.
+	StateInProcess State = "in_process"
 )
 
 // Status is a snapshot of one task, for inspection.
@@ -244,7 +250,11 @@ func (m *Monitor) register(spec TaskSpec, o origin) error {
 	if _, ok := m.tasks[spec.ID]; ok {
 		return fmt.Errorf("task %q is already registered", spec.ID)
 	}
-	m.tasks[spec.ID] = &task{spec: spec, origin: o, state: StatePending}
+	state := StatePending
+	if spec.Locator.InProcess {
+		state = StateInProcess
+	}
+	m.tasks[spec.ID] = &task{spec: spec, origin: o, state: state}
 	m.tel.TasksChanged(1)
 	return nil
 }

@@ -190,3 +190,17 @@ func ReadPIDFile(path string) (int32, bool) {
 	}
 	return int32(pid), true
 }
+
+// Fill returns s with the placeholders {task_id} and {task_name} in its regular expressions
+// (executable, cmdline, and those of nested parents) replaced by the values, quoted so they
+// match literally.
+func (s Spec) Fill(taskID, taskName string) Spec {
+	r := strings.NewReplacer("{"+CaptureTaskID+"}", regexp.QuoteMeta(taskID), "{"+CaptureTaskName+"}", regexp.QuoteMeta(taskName))
+	s.Executable = r.Replace(s.Executable)
+	s.Cmdline = r.Replace(s.Cmdline)
+	if s.Parent != nil {
+		p := s.Parent.Fill(taskID, taskName)
+		s.Parent = &p
+	}
+	return s
+}

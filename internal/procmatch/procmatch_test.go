@@ -103,3 +103,13 @@ func TestReadPIDFile(t *testing.T) {
 	_, ok := ReadPIDFile(filepath.Join(dir, "missing"))
 	assert.False(t, ok)
 }
+
+func TestFill(t *testing.T) {
+	s := Spec{Cmdline: `--env TASK_ID={task_id} .*{task_name}\.wasm`, Parent: &Spec{Executable: "proplet-{task_name}"}}
+	f := s.Fill("550e8400-e29b-41d4-a716-446655440001", "a.b")
+	assert.Equal(t, `--env TASK_ID=550e8400-e29b-41d4-a716-446655440001 .*a\.b\.wasm`, f.Cmdline)
+	assert.Equal(t, `proplet-a\.b`, f.Parent.Executable)
+	assert.Equal(t, "proplet-{task_name}", s.Parent.Executable, "the original is not changed")
+	_, err := Compile(f)
+	require.NoError(t, err)
+}

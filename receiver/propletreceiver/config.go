@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/config/configtls"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
@@ -48,6 +49,8 @@ type Config struct {
 	StartJitter time.Duration `mapstructure:"start_jitter"`
 	// API is the task API (off unless configured).
 	API configoptional.Optional[APIConfig] `mapstructure:"api"`
+	// Propeller follows a Propeller deployment's control plane (off unless configured).
+	Propeller configoptional.Optional[PropellerConfig] `mapstructure:"propeller"`
 
 	// prevent unkeyed literal initialization
 	_ struct{}
@@ -60,6 +63,26 @@ type APIConfig struct {
 	BearerToken configopaque.String `mapstructure:"bearer_token"`
 	// BearerTokenFile holds the token instead (read at start, surrounding whitespace trimmed).
 	BearerTokenFile string `mapstructure:"bearer_token_file"`
+}
+
+// PropellerConfig subscribes the receiver to the manager's task start and stop requests.
+type PropellerConfig struct {
+	// Endpoint is the broker URL: tcp://, mqtt://, ssl://, tls://, ws://, wss://.
+	Endpoint string `mapstructure:"endpoint"`
+	// ClientID is the MQTT client id; default unique per collector instance.
+	ClientID  string                 `mapstructure:"client_id"`
+	Username  string                 `mapstructure:"username"`
+	Password  configopaque.String    `mapstructure:"password"`
+	TLS       configtls.ClientConfig `mapstructure:"tls"`
+	DomainID  string                 `mapstructure:"domain_id"`
+	ChannelID string                 `mapstructure:"channel_id"`
+	// TaskMatch finds a started task's process. {task_id} and {task_name} in its executable and
+	// cmdline expressions are replaced by the task's (quoted) values. Unless it names a parent,
+	// the process must be a child of the proplet (as located by proplet:).
+	TaskMatch procmatch.Spec `mapstructure:"task_match"`
+	// InProcess says the proplet runs tasks inside its own process (its default runtime): tasks
+	// are registered with state in_process and not sampled on their own.
+	InProcess bool `mapstructure:"in_process"`
 }
 
 // ProcessLocator says how to find a process: exactly one of PID, PIDFile and Match.
@@ -134,6 +157,22 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.StartJitter < 0 {
 		add("start_jitter: must not be negative, got %s", cfg.StartJitter)
+	}
+	if cfg.Propeller.HasValue() {
+		p := cfg.Propeller.Get()
+		if p.Endpoint == "" {
+			add("propeller.endpoint: must be set, for example tcp://127.0.0.1:1883")
+		}
+		for key, v := range map[string]string{"domain_id": p.DomainID, "channel_id": p.ChannelID} {
+			if v == "" || strings.ContainsAny(v, "/+#\x00") {
+				add("propeller.%s: must be set and must not contain '/', '+', '#' or NUL, got %q", key, v)
+			}
+		}
+		if !p.InProcess {
+			if _, err := procmatch.Compile(p.TaskMatch.Fill("t", "t")); err != nil {
+				errs = append(errs, prefixed("propeller.task_match", err))
+			}
+		}
 	}
 	if cfg.API.HasValue() {
 		api := cfg.API.Get()

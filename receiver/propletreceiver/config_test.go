@@ -58,6 +58,7 @@ func TestLoadConfig(t *testing.T) {
 		MaxConcurrency:    4,
 		StartJitter:       500 * time.Millisecond,
 		API:               configoptional.Default(defaultAPIConfig()),
+		Propeller:         configoptional.Default(defaultPropellerConfig()),
 	}
 	assert.Equal(t, want, cfg)
 

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
 )
@@ -37,7 +38,14 @@ func createDefaultConfig() component.Config {
 		MaxConcurrency:       min(4, max(runtime.NumCPU(), 1)),
 		StartJitter:          500 * time.Millisecond,
 		API:                  configoptional.Default(defaultAPIConfig()),
+		Propeller:            configoptional.Default(defaultPropellerConfig()),
 	}
+}
+
+// defaultPropellerConfig finds a started task as a child of the proplet whose command line
+// contains the task id (Propeller passes it to wasmtime in the environment it sets).
+func defaultPropellerConfig() PropellerConfig {
+	return PropellerConfig{Endpoint: "tcp://127.0.0.1:1883", TaskMatch: procmatch.Spec{Cmdline: "{task_id}"}}
 }
 
 func defaultAPIConfig() APIConfig {

@@ -43,6 +43,8 @@ type propletReceiver struct {
 
 	mon     *monitor.Monitor
 	api     *http.Server
+	cp      *controlPlane
+	runCtx  context.Context
 	samples chan monitor.Sample
 	mb      *metadata.MetricsBuilder
 	cancel  context.CancelFunc
@@ -143,7 +145,7 @@ func (r *propletReceiver) Start(ctx context.Context, host component.Host) error 
 	r.mon = mon
 	r.mb = metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set)
 	runCtx, cancel := context.WithCancel(context.Background())
-	r.cancel = cancel
+	r.runCtx, r.cancel = runCtx, cancel
 	r.done = make(chan struct{})
 	go r.emitLoop(runCtx)
 	if err := mon.Start(runCtx); err != nil {
@@ -151,6 +153,9 @@ func (r *propletReceiver) Start(ctx context.Context, host component.Host) error 
 		return err
 	}
 	if err := r.startAPI(ctx, host); err != nil {
+		return errors.Join(err, r.Shutdown(ctx))
+	}
+	if err := r.startControlPlane(ctx); err != nil {
 		return errors.Join(err, r.Shutdown(ctx))
 	}
 	r.set.Logger.Info("Proplet receiver started", zap.Int("tasks", len(r.monCfg.Tasks)), zap.Int("discovery_rules", len(r.monCfg.Rules)))
@@ -162,6 +167,8 @@ func (r *propletReceiver) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	var err error
+	r.cp.stop()
+	r.cp = nil
 	if r.api != nil {
 		err = r.api.Shutdown(ctx)
 		r.api = nil

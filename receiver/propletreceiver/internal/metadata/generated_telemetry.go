@@ -23,12 +23,13 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                       metric.Meter
-	mu                          sync.Mutex
-	registrations               []metric.Registration
-	ReceiverPropletSampleErrors metric.Int64Counter
-	ReceiverPropletSamples      metric.Int64Counter
-	ReceiverPropletTasks        metric.Int64UpDownCounter
+	meter                        metric.Meter
+	mu                           sync.Mutex
+	registrations                []metric.Registration
+	ReceiverPropletControlErrors metric.Int64Counter
+	ReceiverPropletSampleErrors  metric.Int64Counter
+	ReceiverPropletSamples       metric.Int64Counter
+	ReceiverPropletTasks         metric.Int64UpDownCounter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -60,6 +61,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
+	builder.ReceiverPropletControlErrors, err = builder.meter.Int64Counter(
+		"otelcol_receiver_proplet_control_errors",
+		metric.WithDescription("Propeller start or stop requests that could not be used (malformed JSON, a missing id, an invalid monitoring profile such as interval 0). [Alpha]"),
+		metric.WithUnit("{request}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ReceiverPropletSampleErrors, err = builder.meter.Int64Counter(
 		"otelcol_receiver_proplet_sample_errors",
 		metric.WithDescription("Samples or metric reads skipped because a file could not be read or parsed (a process that vanished mid-read, a permission error, malformed content). [Alpha]"),
