@@ -4,6 +4,7 @@ package propletreceiver
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
@@ -21,7 +23,10 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver/receivertest"
+	"go.uber.org/zap/zaptest"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
@@ -30,7 +35,9 @@ import (
 func startReceiver(t *testing.T, cfg *Config) *consumertest.MetricsSink {
 	t.Helper()
 	sink := new(consumertest.MetricsSink)
-	rcv, err := NewFactory().CreateMetrics(context.Background(), receivertest.NewNopSettings(metadata.Type), cfg, sink)
+	set := receivertest.NewNopSettings(metadata.Type)
+	set.Logger = zaptest.NewLogger(t)
+	rcv, err := NewFactory().CreateMetrics(context.Background(), set, cfg, sink)
 	require.NoError(t, err)
 	require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
 	t.Cleanup(func() { require.NoError(t, rcv.Shutdown(context.Background())) })
@@ -185,4 +192,99 @@ func TestTaskAPI(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	assert.Equal(t, http.StatusUnauthorized, resp.StatusCode, "the token from the file is required")
+}
+
+// TestFollowsThePropellerManager plays the Propeller manager against a real broker.
+func TestFollowsThePropellerManager(t *testing.T) {
+	broker := mqtttest.Start(t, mqtttest.Options{})
+	apiAddr := mqtttest.FreeAddress(t)
+	cfg := createDefaultConfig().(*Config)
+	cfg.PropletID = "proplet-1"
+	cfg.Proplet = PropletConfig{Self: true, Interval: 10 * time.Second}
+	cfg.StartJitter = 0
+	cfg.DiscoveryInterval = 200 * time.Millisecond
+	api := defaultAPIConfig()
+	api.NetAddr.Endpoint = apiAddr
+	cfg.API = configoptional.Some(api)
+	pc := defaultPropellerConfig()
+	pc.Endpoint, pc.DomainID, pc.ChannelID = broker.Endpoint(), "d", "c"
+	pc.TaskMatch = procmatch.Spec{Cmdline: "--task-id={task_id}$"}
+	cfg.Propeller = configoptional.Some(pc)
+	sink := startReceiver(t, cfg)
+
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker(broker.Endpoint()).SetClientID("manager"))
+	require.True(t, pub.Connect().WaitTimeout(5*time.Second))
+	defer pub.Disconnect(100)
+	publish := func(path, payload string) {
+		tok := pub.Publish("m/d/c/c/control/manager/"+path, 1, false, payload)
+		require.True(t, tok.WaitTimeout(5*time.Second))
+		require.NoError(t, tok.Error())
+	}
+	tasks := func() map[string]map[string]any {
+		resp, err := http.Get("http://" + apiAddr + "/tasks")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var list []map[string]any
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&list))
+		out := map[string]map[string]any{}
+		for _, v := range list {
+			out[v["id"].(string)] = v
+		}
+		return out
+	}
+	// Wait until the receiver is subscribed: a probe task appears.
+	require.Eventually(t, func() bool {
+		publish("start", `{"id":"probe","name":"probe"}`)
+		_, ok := tasks()["probe"]
+		return ok
+	}, 10*time.Second, 200*time.Millisecond)
+	publish("stop", `{"id":"probe"}`)
+
+	publish("start", `{"id":"full","name":"full","state":0,"cli_args":[],"daemon":false,"monitoring_profile":{"enabled":true,"interval":1,"collect_cpu":true,"collect_memory":true,"collect_disk_io":true,"collect_threads":true,"collect_file_descriptors":true,"export_to_mqtt":true,"retain_history":true,"history_size":50}}`)
+	publish("start", `{"id":"partial","name":"partial","monitoring_profile":{"interval":2000000000,"collect_disk_io":false}}`)
+	publish("start", `{"id":"daemon","name":"daemon","daemon":true}`)
+	publish("start", `{"id":"zero","name":"zero","monitoring_profile":{"interval":0}}`)
+	publish("start", `{"id":"elsewhere","proplet_id":"proplet-2"}`)
+	publish("start", `not json at all`)
+
+	// The tasks' processes appear a little later, as when the proplet is still compiling.
+	require.Eventually(t, func() bool { ts := tasks(); return ts["full"] != nil && ts["partial"] != nil && ts["daemon"] != nil }, 5*time.Second, 50*time.Millisecond)
+	assert.Equal(t, "pending", tasks()["full"]["state"])
+	for _, id := range []string{"full", "partial", "daemon"} {
+		c := testworkload.Command(t, testworkload.Sleep, 0)
+		c.Args = append(c.Args, "--task-id="+id)
+		testworkload.StartCmd(t, c)
+	}
+
+	require.Eventually(t, func() bool { return len(resources(sink, "propeller.task.id", "partial")) >= 3 }, 15*time.Second, 50*time.Millisecond)
+	ts := tasks()
+	assert.Equal(t, "active", ts["full"]["state"])
+	assert.InDelta(t, 1.0, ts["full"]["monitoring_profile"].(map[string]any)["interval"], 0, "whole seconds")
+	assert.InDelta(t, 50.0, ts["full"]["monitoring_profile"].(map[string]any)["history_size"], 0)
+	assert.InDelta(t, 2.0, ts["partial"]["monitoring_profile"].(map[string]any)["interval"], 0, "nanoseconds")
+	assert.Equal(t, false, ts["partial"]["monitoring_profile"].(map[string]any)["collect_disk_io"])
+	assert.Equal(t, true, ts["partial"]["monitoring_profile"].(map[string]any)["collect_cpu"], "missing keys take the defaults")
+	assert.Equal(t, "long_running_daemon", ts["daemon"]["profile"], "no profile and daemon: long_running_daemon")
+	assert.Equal(t, "active", ts["daemon"]["state"])
+	assert.NotContains(t, ts, "zero", "interval 0 is rejected")
+	assert.NotContains(t, ts, "elsewhere", "a request for another proplet is ignored")
+	assert.NotContains(t, ts, "probe", "stopped")
+
+	full, partial := resources(sink, "propeller.task.id", "full"), resources(sink, "propeller.task.id", "partial")
+	assert.InDelta(t, 2.0, float64(len(full))/float64(len(partial)), 0.8, "full every 1 s, partial every 2 s: %d and %d", len(full), len(partial))
+	assert.Contains(t, metricsByName(full[0]), "process.disk.io")
+	assert.NotContains(t, metricsByName(partial[0]), "process.disk.io")
+
+	publish("stop", `{"id":"full","proplet_id":"proplet-1"}`)
+	require.Eventually(t, func() bool { _, ok := tasks()["full"]; return !ok }, 5*time.Second, 50*time.Millisecond)
+	// The stop's last sample is flushed well before the next partial sample; count after that.
+	advance := func() {
+		before := len(resources(sink, "propeller.task.id", "partial"))
+		require.Eventually(t, func() bool { return len(resources(sink, "propeller.task.id", "partial")) > before }, 10*time.Second, 50*time.Millisecond,
+			"the receiver keeps sampling after bad requests and stops")
+	}
+	advance()
+	n := len(resources(sink, "propeller.task.id", "full"))
+	advance()
+	assert.Len(t, resources(sink, "propeller.task.id", "full"), n, "nothing after the stop")
 }
