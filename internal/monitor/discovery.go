@@ -116,6 +116,10 @@ func (m *Monitor) discover() {
 		}
 		switch t.state {
 		case StatePending:
+			if t.spec.Cgroup != "" {
+				m.bindCgroup(t, bound)
+				break
+			}
 			if e, ok := m.resolve(t.spec.Locator, bound); ok {
 				if err := m.bind(t, e, m.disc.buf); err != nil && !errors.Is(err, process.ErrGone) {
 					m.log.Debug("Cannot open task process", zap.String("task_id", t.spec.ID), zap.Error(err))

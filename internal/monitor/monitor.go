@@ -43,6 +43,10 @@ type TaskSpec struct {
 	Profile         profile.Profile
 	Locator         Locator
 	IncludeChildren bool // the task's numbers cover its whole process tree
+	// Cgroup names a cgroup v2 directory (absolute, or relative to the v2 root) the task runs in.
+	// Its numbers then come from the cgroup's files; a Locator, when also set, gives the task's
+	// identity (pid, executable, uptime).
+	Cgroup string
 }
 
 // Rule turns matching processes into tasks: the matcher's task_id capture is the task id.
@@ -245,6 +249,9 @@ func (m *Monitor) register(spec TaskSpec, o origin) error {
 	if spec.ID == "" {
 		return errors.New("task id must not be empty")
 	}
+	if spec.Cgroup == "" && spec.Locator == (Locator{}) {
+		return fmt.Errorf("task %q: no way to find its process or cgroup", spec.ID)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.tasks[spec.ID]; ok {
@@ -373,6 +380,9 @@ func (m *Monitor) sampleTask(ctx context.Context, t *task) {
 // read takes one sample of an active task. The caller holds t.mu. It returns false when
 // nothing is to be emitted (the process is gone, or the read failed and was counted).
 func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
+	if t.cg != nil {
+		return m.readCgroup(t, buf)
+	}
 	p := t.spec.Profile
 	fields := fieldsOf(p)
 	t.root.h.Ensure(fields)

@@ -26,6 +26,8 @@ type task struct {
 
 	root    *member
 	members map[int32]*member // descendants, with IncludeChildren
+	cg      *process.Cgroup   // with spec.Cgroup
+	cgPrev  process.CgroupReading
 
 	ppid                int32
 	exe, cmdline, owner string
@@ -45,6 +47,10 @@ type member struct {
 }
 
 func (t *task) closeHandles() {
+	if t.cg != nil {
+		t.cg.Close()
+		t.cg = nil
+	}
 	if t.root != nil {
 		t.root.h.Close()
 		t.root = nil

@@ -14,11 +14,18 @@ import (
 // cgroupLayout says where the memory controller's files are: a cgroup v2 hierarchy that has
 // the memory controller (v2Root), else a v1 memory hierarchy (v1Root), else nowhere.
 type cgroupLayout struct {
-	v2Root string
-	v1Root string
+	v2Root  string
+	v1Root  string
+	v2Mount string // the unified hierarchy, with or without the memory controller
 }
 
 func detectCgroupLayout(root string) cgroupLayout {
+	l := detectMemoryLayout(root)
+	l.v2Mount = v2Mount(root)
+	return l
+}
+
+func detectMemoryLayout(root string) cgroupLayout {
 	hasMemory := func(dir string) bool {
 		b, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
 		return err == nil && containsWord(string(b), "memory")

@@ -64,3 +64,15 @@ func FuzzParseCgroup(f *testing.F) {
 		_, _, _ = ParseCgroupValue(b)
 	})
 }
+
+func FuzzParseCgroupV2(f *testing.F) {
+	f.Add([]byte("usage_usec 1\nuser_usec 1\nsystem_usec 0\n"))
+	f.Add([]byte("8:0 rbytes=1 wbytes=2 rios=1 wios=1 dbytes=0 dios=0\n"))
+	f.Add([]byte("1\n2\n"))
+	f.Fuzz(func(_ *testing.T, b []byte) {
+		var c CgroupCPU
+		_ = ParseCgroupCPUStat(b, &c)
+		_, _, _ = ParseCgroupIOStat(b)
+		_ = ParseCgroupProcs(b, func(int32) {})
+	})
+}

@@ -195,3 +195,26 @@ func BenchmarkParseSample(b *testing.B) {
 		}
 	}
 }
+
+func TestCgroupV2Files(t *testing.T) {
+	var c CgroupCPU
+	require.NoError(t, ParseCgroupCPUStat([]byte("usage_usec 1500000\nuser_usec 1000000\nsystem_usec 500000\nnr_periods 0\nnr_throttled 0\nthrottled_usec 0\nnr_bursts 0\nburst_usec 0\n"), &c))
+	assert.Equal(t, CgroupCPU{UsageUsec: 1500000, UserUsec: 1000000, SystemUsec: 500000}, c)
+	assert.ErrorIs(t, ParseCgroupCPUStat([]byte("usage_usec 1\n"), &c), ErrMalformed)
+	assert.ErrorIs(t, ParseCgroupCPUStat([]byte("usage_usec x\nuser_usec 1\nsystem_usec 1\n"), &c), ErrMalformed)
+
+	r, w, err := ParseCgroupIOStat([]byte("8:0 rbytes=1024 wbytes=2048 rios=1 wios=2 dbytes=0 dios=0\n253:1 rbytes=1 wbytes=2 rios=1 wios=1 dbytes=0 dios=0\n"))
+	require.NoError(t, err)
+	assert.Equal(t, uint64(1025), r)
+	assert.Equal(t, uint64(2050), w)
+	r, w, err = ParseCgroupIOStat(nil)
+	require.NoError(t, err)
+	assert.Zero(t, r+w)
+	_, _, err = ParseCgroupIOStat([]byte("8:0 rbytes\n"))
+	assert.ErrorIs(t, err, ErrMalformed)
+
+	var pids []int32
+	require.NoError(t, ParseCgroupProcs([]byte("12\n345\n"), func(p int32) { pids = append(pids, p) }))
+	assert.Equal(t, []int32{12, 345}, pids)
+	assert.ErrorIs(t, ParseCgroupProcs([]byte("12\nx\n"), func(int32) {}), ErrMalformed)
+}

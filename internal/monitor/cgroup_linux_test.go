@@ -1,0 +1,92 @@
+//go:build linux
+
+package monitor
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
+)
+
+// TestCgroupTaskFromFixtures reads a cgroup directory made of fixture files.
+func TestCgroupTaskFromFixtures(t *testing.T) {
+	dir := t.TempDir()
+	self := os.Getpid()
+	for name, content := range map[string]string{
+		"cpu.stat":       "usage_usec 3000000\nuser_usec 2000000\nsystem_usec 1000000\n",
+		"memory.current": "268435456\n",
+		"memory.peak":    "536870912\n",
+		"memory.max":     "1073741824\n",
+		"io.stat":        "8:0 rbytes=4096 wbytes=67108864 rios=1 wios=16 dbytes=0 dios=0\n",
+		"pids.current":   "3\n",
+		"cgroup.procs":   strconv.Itoa(self) + "\n",
+	} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
+	}
+	h := runMonitor(t, Config{Tasks: []TaskSpec{{ID: "cg", ProfileName: "test", Profile: prof(200 * time.Millisecond), Cgroup: dir}}})
+	s := h.wait(t, "cg", 1, 5*time.Second)[0]
+	assert.InDelta(t, 2.0, s.CPUUser, 1e-9)
+	assert.InDelta(t, 1.0, s.CPUSystem, 1e-9)
+	assert.Equal(t, uint64(256<<20), s.RSS)
+	assert.InDelta(t, 0.25, s.MemUtil, 1e-9, "memory.current over memory.max")
+	assert.True(t, s.HasMemoryPeak)
+	assert.Equal(t, uint64(512<<20), s.MemoryPeak)
+	assert.Equal(t, uint64(4096), s.ReadBytes)
+	assert.Equal(t, uint64(64<<20), s.WriteBytes)
+	assert.Equal(t, int64(3), s.Processes, "pids.current")
+	assert.GreaterOrEqual(t, s.Threads, int64(1), "threads of the processes in cgroup.procs")
+	assert.False(t, s.HasProcess, "a cgroup-only task has no process identity")
+}
+
+// TestCgroupTaskReal creates a real cgroup v2 directory, runs a busy process in it and lets it
+// exit: the cgroup's CPU time keeps what the exited process used.
+func TestCgroupTaskReal(t *testing.T) {
+	src, err := process.NewSource("/proc", "/sys/fs/cgroup")
+	require.NoError(t, err)
+	root := src.CgroupV2Root()
+	_ = src.Close()
+	if root == "" {
+		t.Skip("no cgroup v2 hierarchy on this machine; the fixture test covers the files")
+	}
+	dir := filepath.Join(root, fmt.Sprintf("otelcol-propeller-test-%d", os.Getpid()))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("cannot create a cgroup under %s (needs root and a writable cgroup2 mount): %v", root, err)
+	}
+	t.Cleanup(func() { _ = os.Remove(dir) })
+
+	burn := testworkload.Command(t, testworkload.Burn, 0)
+	testworkload.StartCmd(t, burn)
+	if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(burn.Process.Pid)), 0o600); err != nil {
+		t.Skipf("cannot move a process into %s: %v", dir, err)
+	}
+
+	h := runMonitor(t, Config{Tasks: []TaskSpec{{ID: "cg", ProfileName: "test", Profile: prof(500 * time.Millisecond), Cgroup: dir}}})
+	got := h.wait(t, "cg", 2, 10*time.Second)
+	s := got[len(got)-1]
+	require.True(t, s.HasUtil)
+	assert.InDelta(t, 1.0, (s.UtilUser+s.UtilSystem)*float64(h.m.Source().NumCPU()), 0.2, "one busy process: one core")
+	assert.Equal(t, int64(1), s.Processes)
+	assert.GreaterOrEqual(t, s.Threads, int64(1))
+
+	used := s.CPUUser + s.CPUSystem
+	require.NoError(t, burn.Process.Kill())
+	_ = burn.Wait()
+	n := len(h.of("cg"))
+	got = h.wait(t, "cg", n+1, 10*time.Second)
+	after := got[len(got)-1]
+	assert.Equal(t, int64(0), after.Processes)
+	assert.GreaterOrEqual(t, after.CPUUser+after.CPUSystem, used, "CPU time of the exited process stays in the cgroup's count")
+
+	require.NoError(t, os.Remove(dir))
+	require.Eventually(t, func() bool { st, _ := h.m.Task("cg"); return st.State == StateExited }, 5*time.Second, 10*time.Millisecond,
+		"a removed cgroup ends the task")
+}
