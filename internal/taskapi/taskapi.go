@@ -210,6 +210,7 @@ type createRequest struct {
 	Profile           string          `json:"profile"`
 	MonitoringProfile json.RawMessage `json:"monitoring_profile"`
 	IncludeChildren   bool            `json:"include_children"`
+	Cgroup            string          `json:"cgroup"`
 }
 
 // DecodeCreate decodes and checks a POST /tasks body into a task spec.
@@ -222,7 +223,7 @@ func DecodeCreate(b []byte, profiles profile.Set, defaultProfile string) (monito
 	if strings.TrimSpace(req.ID) == "" {
 		errs = append(errs, errors.New("id: must be a non-empty string"))
 	}
-	spec := monitor.TaskSpec{ID: req.ID, Name: req.Name, IncludeChildren: req.IncludeChildren}
+	spec := monitor.TaskSpec{ID: req.ID, Name: req.Name, IncludeChildren: req.IncludeChildren, Cgroup: req.Cgroup}
 	ways := 0
 	if req.PID != 0 {
 		ways++
@@ -243,8 +244,8 @@ func DecodeCreate(b []byte, profiles profile.Set, defaultProfile string) (monito
 		}
 		spec.Locator.Match = m
 	}
-	if ways != 1 {
-		errs = append(errs, errors.New("exactly one of pid, pid_file or match is required to find the task's process"))
+	if ways > 1 || (ways == 0 && req.Cgroup == "") {
+		errs = append(errs, errors.New("exactly one of pid, pid_file or match is required to find the task's process (or a cgroup)"))
 	}
 	name, p, err := resolveProfile(profiles, profile.Default(req.Daemon), defaultProfile, req.Profile, req.MonitoringProfile)
 	if err != nil {

@@ -83,6 +83,9 @@ type PropellerConfig struct {
 	// InProcess says the proplet runs tasks inside its own process (its default runtime): tasks
 	// are registered with state in_process and not sampled on their own.
 	InProcess bool `mapstructure:"in_process"`
+	// TaskCgroup, when set, is the cgroup v2 directory of a started task, with {task_id} and
+	// {task_name} filled in; the task is then measured from it.
+	TaskCgroup string `mapstructure:"task_cgroup"`
 }
 
 // ProcessLocator says how to find a process: exactly one of PID, PIDFile and Match.
@@ -119,6 +122,9 @@ type TaskConfig struct {
 	MonitoringProfile *profile.Overrides `mapstructure:"monitoring_profile"`
 	// IncludeChildren makes the task's numbers cover its whole process tree.
 	IncludeChildren bool `mapstructure:"include_children"`
+	// Cgroup is a cgroup v2 directory the task runs in (absolute, or relative to the v2 root):
+	// its numbers then come from the cgroup, including children and exited processes.
+	Cgroup string `mapstructure:"cgroup"`
 }
 
 // DiscoveryRule turns processes that match into tasks.
@@ -209,7 +215,9 @@ func (cfg *Config) Validate() error {
 		}
 		switch t.ways() {
 		case 0:
-			add("%s: one of pid, pid_file or match is required to find the task's process", key)
+			if t.Cgroup == "" {
+				add("%s: one of pid, pid_file, match or cgroup is required to find the task", key)
+			}
 		case 1:
 		default:
 			add("%s: set only one of pid, pid_file and match", key)

@@ -82,7 +82,7 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 		"profiles.broken.interval: must be at least 100ms, got 0s",
 		"profiles.broken.history_size: must not be negative, got -1",
 		"proplet: set only one of pid, pid_file, match and self",
-		"tasks[0]: one of pid, pid_file or match is required",
+		"tasks[0]: one of pid, pid_file, match or cgroup is required",
 		`tasks[1].id: "a" is also the id of tasks[0]`,
 		`tasks[1].profile: unknown profile "nonexistent"`,
 		`tasks[2].match.cmdline: invalid regular expression "("`,

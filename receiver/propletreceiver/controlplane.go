@@ -125,9 +125,12 @@ func (cp *controlPlane) onStart(_ paho.Client, msg paho.Message) {
 		return
 	}
 	spec := monitor.TaskSpec{ID: req.ID, Name: req.Name, ProfileName: name, Profile: p}
-	if cp.cfg.InProcess {
+	if cp.cfg.TaskCgroup != "" {
+		spec.Cgroup = strings.NewReplacer("{task_id}", req.ID, "{task_name}", req.Name).Replace(cp.cfg.TaskCgroup)
+	}
+	if cp.cfg.InProcess && spec.Cgroup == "" {
 		spec.Locator.InProcess = true
-	} else {
+	} else if spec.Cgroup == "" {
 		m, err := procmatch.Compile(cp.childOfProplet(cp.cfg.TaskMatch.Fill(req.ID, req.Name)))
 		if err != nil {
 			cp.reject("start", fmt.Errorf("task %q: task_match: %w", req.ID, err))

@@ -113,7 +113,7 @@ func (cfg *Config) monitorConfig(log *zap.Logger) (monitor.Config, error) {
 		}
 		mc.Tasks = append(mc.Tasks, monitor.TaskSpec{
 			ID: t.ID, Name: t.Name, ProfileName: name, Profile: capped("task "+t.ID, p),
-			Locator: loc, IncludeChildren: t.IncludeChildren,
+			Locator: loc, IncludeChildren: t.IncludeChildren, Cgroup: t.Cgroup,
 		})
 	}
 	for i, r := range cfg.Discovery {
@@ -330,6 +330,12 @@ func (r *propletReceiver) record(s *monitor.Sample) {
 	}
 	if s.HasCgroupLimit {
 		mb.RecordPropellerPropletCgroupMemoryLimitDataPoint(ts, int64(s.CgroupLimit))
+	}
+	if s.HasMemoryPeak {
+		mb.RecordPropellerTaskMemoryPeakDataPoint(ts, int64(s.MemoryPeak))
+	}
+	if s.HasProcesses {
+		mb.RecordPropellerTaskProcessCountDataPoint(ts, s.Processes)
 	}
 	if s.HasMachineCPU {
 		for mode, v := range s.MachineCPU {

@@ -247,6 +247,46 @@ func (ms *PropellerPropletCgroupMemoryUsageMetricConfig) Unmarshal(parser *confm
 	return nil
 }
 
+// PropellerTaskMemoryPeakMetricConfig provides config for the propeller.task.memory.peak metric.
+type PropellerTaskMemoryPeakMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *PropellerTaskMemoryPeakMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// PropellerTaskProcessCountMetricConfig provides config for the propeller.task.process.count metric.
+type PropellerTaskProcessCountMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *PropellerTaskProcessCountMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
 // SystemCPUUtilizationMetricConfig provides config for the system.cpu.utilization metric.
 type SystemCPUUtilizationMetricConfig struct {
 	Enabled          bool `mapstructure:"enabled"`
@@ -281,6 +321,8 @@ type MetricsConfig struct {
 	ProcessUptime                     ProcessUptimeMetricConfig                     `mapstructure:"process.uptime"`
 	PropellerPropletCgroupMemoryLimit PropellerPropletCgroupMemoryLimitMetricConfig `mapstructure:"propeller.proplet.cgroup.memory.limit"`
 	PropellerPropletCgroupMemoryUsage PropellerPropletCgroupMemoryUsageMetricConfig `mapstructure:"propeller.proplet.cgroup.memory.usage"`
+	PropellerTaskMemoryPeak           PropellerTaskMemoryPeakMetricConfig           `mapstructure:"propeller.task.memory.peak"`
+	PropellerTaskProcessCount         PropellerTaskProcessCountMetricConfig         `mapstructure:"propeller.task.process.count"`
 	SystemCPUUtilization              SystemCPUUtilizationMetricConfig              `mapstructure:"system.cpu.utilization"`
 }
 
@@ -320,6 +362,12 @@ func DefaultMetricsConfig() MetricsConfig {
 			Enabled: true,
 		},
 		PropellerPropletCgroupMemoryUsage: PropellerPropletCgroupMemoryUsageMetricConfig{
+			Enabled: true,
+		},
+		PropellerTaskMemoryPeak: PropellerTaskMemoryPeakMetricConfig{
+			Enabled: true,
+		},
+		PropellerTaskProcessCount: PropellerTaskProcessCountMetricConfig{
 			Enabled: true,
 		},
 		SystemCPUUtilization: SystemCPUUtilizationMetricConfig{

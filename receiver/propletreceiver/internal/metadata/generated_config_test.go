@@ -62,6 +62,12 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					PropellerPropletCgroupMemoryUsage: PropellerPropletCgroupMemoryUsageMetricConfig{
 						Enabled: true,
 					},
+					PropellerTaskMemoryPeak: PropellerTaskMemoryPeakMetricConfig{
+						Enabled: true,
+					},
+					PropellerTaskProcessCount: PropellerTaskProcessCountMetricConfig{
+						Enabled: true,
+					},
 					SystemCPUUtilization: SystemCPUUtilizationMetricConfig{
 						Enabled: true,
 					},
@@ -123,6 +129,12 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					PropellerPropletCgroupMemoryUsage: PropellerPropletCgroupMemoryUsageMetricConfig{
 						Enabled: false,
 					},
+					PropellerTaskMemoryPeak: PropellerTaskMemoryPeakMetricConfig{
+						Enabled: false,
+					},
+					PropellerTaskProcessCount: PropellerTaskProcessCountMetricConfig{
+						Enabled: false,
+					},
 					SystemCPUUtilization: SystemCPUUtilizationMetricConfig{
 						Enabled: false,
 					},
@@ -148,7 +160,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ProcessCPUTimeMetricConfig{}, ProcessCPUUtilizationMetricConfig{}, ProcessDiskIoMetricConfig{}, ProcessMemoryUsageMetricConfig{}, ProcessMemoryUtilizationMetricConfig{}, ProcessMemoryVirtualMetricConfig{}, ProcessNetworkIoMetricConfig{}, ProcessThreadCountMetricConfig{}, ProcessUnixFileDescriptorCountMetricConfig{}, ProcessUptimeMetricConfig{}, PropellerPropletCgroupMemoryLimitMetricConfig{}, PropellerPropletCgroupMemoryUsageMetricConfig{}, SystemCPUUtilizationMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ProcessCPUTimeMetricConfig{}, ProcessCPUUtilizationMetricConfig{}, ProcessDiskIoMetricConfig{}, ProcessMemoryUsageMetricConfig{}, ProcessMemoryUtilizationMetricConfig{}, ProcessMemoryVirtualMetricConfig{}, ProcessNetworkIoMetricConfig{}, ProcessThreadCountMetricConfig{}, ProcessUnixFileDescriptorCountMetricConfig{}, ProcessUptimeMetricConfig{}, PropellerPropletCgroupMemoryLimitMetricConfig{}, PropellerPropletCgroupMemoryUsageMetricConfig{}, PropellerTaskMemoryPeakMetricConfig{}, PropellerTaskProcessCountMetricConfig{}, SystemCPUUtilizationMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}

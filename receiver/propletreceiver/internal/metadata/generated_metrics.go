@@ -184,6 +184,12 @@ var MetricsInfo = metricsInfo{
 	PropellerPropletCgroupMemoryUsage: metricInfo{
 		Name: "propeller.proplet.cgroup.memory.usage",
 	},
+	PropellerTaskMemoryPeak: metricInfo{
+		Name: "propeller.task.memory.peak",
+	},
+	PropellerTaskProcessCount: metricInfo{
+		Name: "propeller.task.process.count",
+	},
 	SystemCPUUtilization: metricInfo{
 		Name:       "system.cpu.utilization",
 		Attributes: []string{"system.cpu.mode"},
@@ -203,6 +209,8 @@ type metricsInfo struct {
 	ProcessUptime                     metricInfo
 	PropellerPropletCgroupMemoryLimit metricInfo
 	PropellerPropletCgroupMemoryUsage metricInfo
+	PropellerTaskMemoryPeak           metricInfo
+	PropellerTaskProcessCount         metricInfo
 	SystemCPUUtilization              metricInfo
 }
 
@@ -837,6 +845,110 @@ func newMetricPropellerPropletCgroupMemoryUsage(cfg PropellerPropletCgroupMemory
 	return m
 }
 
+type metricPropellerTaskMemoryPeak struct {
+	data     pmetric.Metric                      // data buffer for generated metric.
+	config   PropellerTaskMemoryPeakMetricConfig // metric config provided by user.
+	capacity int                                 // max observed number of data points added to the metric.
+}
+
+// init fills propeller.task.memory.peak metric with initial data.
+func (m *metricPropellerTaskMemoryPeak) init() {
+	m.data.SetName("propeller.task.memory.peak")
+	m.data.SetDescription("Peak memory of a task that runs in a cgroup of its own (cgroup v2 memory.peak). Cgroup tasks only.")
+	m.data.SetUnit("By")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(false)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricPropellerTaskMemoryPeak) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricPropellerTaskMemoryPeak) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricPropellerTaskMemoryPeak) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricPropellerTaskMemoryPeak(cfg PropellerTaskMemoryPeakMetricConfig) metricPropellerTaskMemoryPeak {
+	m := metricPropellerTaskMemoryPeak{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricPropellerTaskProcessCount struct {
+	data     pmetric.Metric                        // data buffer for generated metric.
+	config   PropellerTaskProcessCountMetricConfig // metric config provided by user.
+	capacity int                                   // max observed number of data points added to the metric.
+}
+
+// init fills propeller.task.process.count metric with initial data.
+func (m *metricPropellerTaskProcessCount) init() {
+	m.data.SetName("propeller.task.process.count")
+	m.data.SetDescription("Processes in a task's cgroup (pids.current, or the entries of cgroup.procs). Cgroup tasks only.")
+	m.data.SetUnit("{process}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(false)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricPropellerTaskProcessCount) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricPropellerTaskProcessCount) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricPropellerTaskProcessCount) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricPropellerTaskProcessCount(cfg PropellerTaskProcessCountMetricConfig) metricPropellerTaskProcessCount {
+	m := metricPropellerTaskProcessCount{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
 type metricSystemCPUUtilization struct {
 	data     pmetric.Metric                   // data buffer for generated metric.
 	config   SystemCPUUtilizationMetricConfig // metric config provided by user.
@@ -911,6 +1023,8 @@ type MetricsBuilder struct {
 	metricProcessUptime                     metricProcessUptime
 	metricPropellerPropletCgroupMemoryLimit metricPropellerPropletCgroupMemoryLimit
 	metricPropellerPropletCgroupMemoryUsage metricPropellerPropletCgroupMemoryUsage
+	metricPropellerTaskMemoryPeak           metricPropellerTaskMemoryPeak
+	metricPropellerTaskProcessCount         metricPropellerTaskProcessCount
 	metricSystemCPUUtilization              metricSystemCPUUtilization
 }
 
@@ -949,6 +1063,8 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricProcessUptime:                     newMetricProcessUptime(mbc.Metrics.ProcessUptime),
 		metricPropellerPropletCgroupMemoryLimit: newMetricPropellerPropletCgroupMemoryLimit(mbc.Metrics.PropellerPropletCgroupMemoryLimit),
 		metricPropellerPropletCgroupMemoryUsage: newMetricPropellerPropletCgroupMemoryUsage(mbc.Metrics.PropellerPropletCgroupMemoryUsage),
+		metricPropellerTaskMemoryPeak:           newMetricPropellerTaskMemoryPeak(mbc.Metrics.PropellerTaskMemoryPeak),
+		metricPropellerTaskProcessCount:         newMetricPropellerTaskProcessCount(mbc.Metrics.PropellerTaskProcessCount),
 		metricSystemCPUUtilization:              newMetricSystemCPUUtilization(mbc.Metrics.SystemCPUUtilization),
 		resourceAttributeIncludeFilter:          make(map[string]filter.Filter),
 		resourceAttributeExcludeFilter:          make(map[string]filter.Filter),
@@ -1113,6 +1229,8 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricProcessUptime.emit(ils.Metrics())
 	mb.metricPropellerPropletCgroupMemoryLimit.emit(ils.Metrics())
 	mb.metricPropellerPropletCgroupMemoryUsage.emit(ils.Metrics())
+	mb.metricPropellerTaskMemoryPeak.emit(ils.Metrics())
+	mb.metricPropellerTaskProcessCount.emit(ils.Metrics())
 	mb.metricSystemCPUUtilization.emit(ils.Metrics())
 
 	for _, op := range options {
@@ -1203,6 +1321,16 @@ func (mb *MetricsBuilder) RecordPropellerPropletCgroupMemoryLimitDataPoint(ts pc
 // RecordPropellerPropletCgroupMemoryUsageDataPoint adds a data point to propeller.proplet.cgroup.memory.usage metric.
 func (mb *MetricsBuilder) RecordPropellerPropletCgroupMemoryUsageDataPoint(ts pcommon.Timestamp, val int64) {
 	mb.metricPropellerPropletCgroupMemoryUsage.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordPropellerTaskMemoryPeakDataPoint adds a data point to propeller.task.memory.peak metric.
+func (mb *MetricsBuilder) RecordPropellerTaskMemoryPeakDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricPropellerTaskMemoryPeak.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordPropellerTaskProcessCountDataPoint adds a data point to propeller.task.process.count metric.
+func (mb *MetricsBuilder) RecordPropellerTaskProcessCountDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricPropellerTaskProcessCount.recordDataPoint(mb.startTime, ts, val)
 }
 
 // RecordSystemCPUUtilizationDataPoint adds a data point to system.cpu.utilization metric.

@@ -104,6 +104,12 @@ func TestMetricsBuilder(t *testing.T) {
 			mb.RecordPropellerPropletCgroupMemoryUsageDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
+			mb.RecordPropellerTaskMemoryPeakDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordPropellerTaskProcessCountDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
 			mb.RecordSystemCPUUtilizationDataPoint(ts, 1, AttributeSystemCPUModeUser)
 
 			rb := mb.NewResourceBuilder()
@@ -315,6 +321,34 @@ func TestMetricsBuilder(t *testing.T) {
 					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
 					assert.Equal(t, "Memory used by the proplet's cgroup (cgroup v2 memory.current, v1 memory.usage_in_bytes). Proplet resource only; absent outside a cgroup.", mi.Description())
 					assert.Equal(t, "By", mi.Unit())
+					assert.False(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
+				case "propeller.task.memory.peak":
+					assert.False(t, validatedMetrics["propeller.task.memory.peak"], "Found a duplicate in the metrics slice: propeller.task.memory.peak")
+					validatedMetrics["propeller.task.memory.peak"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "Peak memory of a task that runs in a cgroup of its own (cgroup v2 memory.peak). Cgroup tasks only.", mi.Description())
+					assert.Equal(t, "By", mi.Unit())
+					assert.False(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
+				case "propeller.task.process.count":
+					assert.False(t, validatedMetrics["propeller.task.process.count"], "Found a duplicate in the metrics slice: propeller.task.process.count")
+					validatedMetrics["propeller.task.process.count"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "Processes in a task's cgroup (pids.current, or the entries of cgroup.procs). Cgroup tasks only.", mi.Description())
+					assert.Equal(t, "{process}", mi.Unit())
 					assert.False(t, mi.Sum().IsMonotonic())
 					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
 					dp := mi.Sum().DataPoints().At(0)
