@@ -21,9 +21,12 @@ type discovery struct {
 }
 
 type cachedDetails struct {
-	comm string
-	d    process.Details
-	ok   bool
+	comm    string
+	d       process.Details
+	ok      bool
+	env     []string
+	envRead bool
+	envOK   bool
 }
 
 func (d *discovery) init() {
@@ -53,6 +56,22 @@ func (t discoveryTable) Details(e process.Entry) (process.Details, bool) {
 	det, err := t.m.src.Describe(e, d.buf)
 	d.details[e.ID] = cachedDetails{comm: e.Comm, d: det, ok: err == nil}
 	return det, err == nil
+}
+
+func (t discoveryTable) Environ(e process.Entry) ([]string, bool) {
+	d := &t.m.disc
+	c := d.details[e.ID]
+	if c.comm == e.Comm && c.envRead {
+		return c.env, c.envOK
+	}
+	if c.comm != e.Comm {
+		c = cachedDetails{comm: e.Comm}
+		c.d, c.ok = t.Details(e)
+	}
+	env, err := t.m.src.Environ(e, d.buf)
+	c.env, c.envRead, c.envOK = env, true, err == nil
+	d.details[e.ID] = c
+	return c.env, c.envOK
 }
 
 func (m *Monitor) scan() {

@@ -425,3 +425,13 @@ func TestCollectNow(t *testing.T) {
 	s := h.wait(t, "t", 1, 5*time.Second)[0]
 	assert.True(t, s.HasUtil, "a manual sample also covers a real interval")
 }
+
+func TestDiscoveryByEnvironmentVariable(t *testing.T) {
+	const id = "650e8400-e29b-41d4-a716-446655440009"
+	m, err := procmatch.Compile(procmatch.Spec{Environ: `^PROPLET_TASK_ID=(?P<task_id>[0-9a-f-]{36})$`, ParentPID: int32(os.Getpid())})
+	require.NoError(t, err)
+	h := runMonitor(t, Config{Rules: []Rule{{Match: m, ProfileName: "test", Profile: prof(200 * time.Millisecond)}}})
+	cmd := testworkload.Start(t, testworkload.Sleep, 0, "PROPLET_TASK_ID="+id)
+	s := h.wait(t, id, 1, 5*time.Second)[0]
+	assert.Equal(t, int32(cmd.Process.Pid), s.PID)
+}

@@ -438,6 +438,25 @@ func (s *Source) entry(pid int32, buf []byte) (Entry, bool) {
 // Lookup returns the table entry of one pid.
 func (s *Source) Lookup(pid int32, buf []byte) (Entry, bool) { return s.entry(pid, buf) }
 
+// Environ reads a process's environment entries ("KEY=value"). It fails with ErrGone if the pid
+// no longer belongs to e.
+func (s *Source) Environ(e Entry, buf []byte) ([]string, error) {
+	b, err := os.ReadFile(filepath.Join(s.root, strconv.Itoa(int(e.ID.PID)), "environ"))
+	if err != nil {
+		return nil, err
+	}
+	if again, ok := s.entry(e.ID.PID, buf); !ok || again.ID != e.ID {
+		return nil, ErrGone
+	}
+	var out []string
+	for _, kv := range bytes.Split(bytes.TrimRight(b, "\x00"), []byte{0}) {
+		if len(kv) > 0 {
+			out = append(out, string(kv))
+		}
+	}
+	return out, nil
+}
+
 // Describe reads a process's executable name, command line and owner. It fails with ErrGone
 // if the pid no longer belongs to e.
 func (s *Source) Describe(e Entry, buf []byte) (Details, error) {

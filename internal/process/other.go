@@ -233,3 +233,12 @@ func (*Source) ThreadsAndFDs(pid int32, _ []byte) (int64, int64, bool) {
 	f, _ := p.NumFDs()
 	return int64(t), int64(f), true
 }
+
+// Environ reads a process's environment entries.
+func (*Source) Environ(e Entry, _ []byte) ([]string, error) {
+	p, err := gp.NewProcess(e.ID.PID)
+	if err != nil {
+		return nil, ErrGone
+	}
+	return p.Environ()
+}

@@ -27,6 +27,10 @@ type Spec struct {
 	Executable string `mapstructure:"executable" json:"executable,omitempty"`
 	// Cmdline is a regular expression over the full command line (arguments joined by spaces).
 	Cmdline string `mapstructure:"cmdline" json:"cmdline,omitempty"`
+	// Environ is a regular expression over each of the process's environment entries
+	// ("KEY=value"); it holds when one entry matches. Reading another user's environment needs
+	// privileges.
+	Environ string `mapstructure:"environ" json:"environ,omitempty"`
 	// Owner is a user name or a numeric uid.
 	Owner string `mapstructure:"owner" json:"owner,omitempty"`
 	// ParentPID requires this parent pid.
@@ -39,12 +43,12 @@ type Spec struct {
 
 // IsZero reports whether the rule has no condition at all.
 func (s Spec) IsZero() bool {
-	return s.Executable == "" && s.Cmdline == "" && s.Owner == "" && s.ParentPID == 0 && s.ParentPIDFile == "" && s.Parent == nil
+	return s.Executable == "" && s.Cmdline == "" && s.Environ == "" && s.Owner == "" && s.ParentPID == 0 && s.ParentPIDFile == "" && s.Parent == nil
 }
 
 // Matcher is a compiled Spec.
 type Matcher struct {
-	exe, cmd      *regexp.Regexp
+	exe, cmd, env *regexp.Regexp
 	uid           int64 // -1: any owner
 	parentPID     int32
 	parentPIDFile string
@@ -54,7 +58,7 @@ type Matcher struct {
 // Compile checks and compiles a rule. Errors name the key and the value.
 func Compile(s Spec) (*Matcher, error) {
 	if s.IsZero() {
-		return nil, errors.New("match: at least one of executable, cmdline, owner, parent_pid, parent_pid_file or parent is required")
+		return nil, errors.New("match: at least one of executable, cmdline, environ, owner, parent_pid, parent_pid_file or parent is required")
 	}
 	m := &Matcher{uid: -1, parentPID: s.ParentPID, parentPIDFile: s.ParentPIDFile}
 	var errs []error
@@ -67,6 +71,11 @@ func Compile(s Spec) (*Matcher, error) {
 	if s.Cmdline != "" {
 		if m.cmd, err = regexp.Compile(s.Cmdline); err != nil {
 			errs = append(errs, fmt.Errorf("cmdline: invalid regular expression %q: %w", s.Cmdline, err))
+		}
+	}
+	if s.Environ != "" {
+		if m.env, err = regexp.Compile(s.Environ); err != nil {
+			errs = append(errs, fmt.Errorf("environ: invalid regular expression %q: %w", s.Environ, err))
 		}
 	}
 	if s.Owner != "" {
@@ -106,7 +115,7 @@ func resolveOwner(owner string) (int64, error) {
 // CapturesTask reports whether the rule has a task_id capture group.
 func (m *Matcher) CapturesTask() bool {
 	has := func(re *regexp.Regexp) bool { return re != nil && re.SubexpIndex(CaptureTaskID) >= 0 }
-	return has(m.exe) || has(m.cmd)
+	return has(m.exe) || has(m.cmd) || has(m.env)
 }
 
 // Table is what matching needs to know about the processes of the host.
@@ -115,6 +124,8 @@ type Table interface {
 	Entry(pid int32) (process.Entry, bool)
 	// Details returns the slower fields of a process, read once and cached.
 	Details(e process.Entry) (process.Details, bool)
+	// Environ returns a process's environment entries, read only for rules that need them.
+	Environ(e process.Entry) ([]string, bool)
 }
 
 // Captures are the task fields a match produced.
@@ -144,7 +155,7 @@ func (m *Matcher) Match(e process.Entry, t Table) (Captures, bool) {
 			return c, false
 		}
 	}
-	if m.exe == nil && m.cmd == nil && m.uid < 0 {
+	if m.exe == nil && m.cmd == nil && m.env == nil && m.uid < 0 {
 		return c, true
 	}
 	d, ok := t.Details(e)
@@ -159,6 +170,22 @@ func (m *Matcher) Match(e process.Entry, t Table) (Captures, bool) {
 	}
 	if m.cmd != nil && !capture(m.cmd, d.Cmdline, &c) {
 		return c, false
+	}
+	if m.env != nil {
+		env, ok := t.Environ(e)
+		if !ok {
+			return c, false
+		}
+		found := false
+		for _, kv := range env {
+			if capture(m.env, kv, &c) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return c, false
+		}
 	}
 	return c, true
 }
@@ -198,6 +225,7 @@ func (s Spec) Fill(taskID, taskName string) Spec {
 	r := strings.NewReplacer("{"+CaptureTaskID+"}", regexp.QuoteMeta(taskID), "{"+CaptureTaskName+"}", regexp.QuoteMeta(taskName))
 	s.Executable = r.Replace(s.Executable)
 	s.Cmdline = r.Replace(s.Cmdline)
+	s.Environ = r.Replace(s.Environ)
 	if s.Parent != nil {
 		p := s.Parent.Fill(taskID, taskName)
 		s.Parent = &p

@@ -17,6 +17,12 @@ type table map[int32]struct {
 }
 
 func (t table) Entry(pid int32) (process.Entry, bool) { p, ok := t[pid]; return p.e, ok }
+func (t table) Environ(e process.Entry) ([]string, bool) {
+	if e.ID.PID == 20 {
+		return []string{"HOME=/root", "PROPLET_TASK_ID=550e8400-e29b-41d4-a716-446655440001"}, true
+	}
+	return nil, true
+}
 func (t table) Details(e process.Entry) (process.Details, bool) {
 	p, ok := t[e.ID.PID]
 	return p.d, ok
@@ -60,6 +66,8 @@ func TestMatch(t *testing.T) {
 		{"owner mismatch", Spec{Owner: "0", Executable: "proplet"}, 10, false, Captures{}},
 		{"owner by name", Spec{Owner: "root"}, 1, true, Captures{}},
 		{"cmdline mismatch", Spec{Cmdline: "nothing-like-this"}, 20, false, Captures{}},
+		{"environment variable", Spec{Environ: `^PROPLET_TASK_ID=(?P<task_id>.+)$`}, 20, true, Captures{TaskID: "550e8400-e29b-41d4-a716-446655440001"}},
+		{"environment variable absent", Spec{Environ: `^PROPLET_TASK_ID=`}, 30, false, Captures{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

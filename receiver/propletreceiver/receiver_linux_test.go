@@ -288,3 +288,32 @@ func TestFollowsThePropellerManager(t *testing.T) {
 	advance()
 	assert.Len(t, resources(sink, "propeller.task.id", "full"), n, "nothing after the stop")
 }
+
+func TestInProcessTasksAreSaidSo(t *testing.T) {
+	broker := mqtttest.Start(t, mqtttest.Options{})
+	apiAddr := mqtttest.FreeAddress(t)
+	cfg := createDefaultConfig().(*Config)
+	cfg.PropletID = "proplet-1"
+	api := defaultAPIConfig()
+	api.NetAddr.Endpoint = apiAddr
+	cfg.API = configoptional.Some(api)
+	pc := defaultPropellerConfig()
+	pc.Endpoint, pc.DomainID, pc.ChannelID, pc.InProcess = broker.Endpoint(), "d", "c", true
+	cfg.Propeller = configoptional.Some(pc)
+	startReceiver(t, cfg)
+
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker(broker.Endpoint()).SetClientID("manager"))
+	require.True(t, pub.Connect().WaitTimeout(5*time.Second))
+	defer pub.Disconnect(100)
+	require.Eventually(t, func() bool {
+		pub.Publish("m/d/c/c/control/manager/start", 1, false, `{"id":"inproc","name":"f"}`).WaitTimeout(time.Second)
+		resp, err := http.Get("http://" + apiAddr + "/tasks/inproc")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var v map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&v)
+		return v["state"] == "in_process"
+	}, 10*time.Second, 200*time.Millisecond, "a task run inside the proplet is registered as in_process")
+}
