@@ -54,15 +54,8 @@ func (m *Monitor) readCgroup(t *task, buf []byte) (Sample, bool) {
 	fields := fieldsOf(p)
 	now := time.Now()
 	var cur process.CgroupReading
-	err := t.cg.Read(&cur, buf)
-	if errors.Is(err, process.ErrGone) {
-		m.finish(t)
-		return Sample{}, false
-	}
-	if err != nil {
-		t.errors++
-		m.tel.SampleError(KindTask)
-		m.log.Debug("Task cgroup sample skipped", zap.String("task_id", t.spec.ID), zap.Error(err))
+	if err := t.cg.Read(&cur, buf); err != nil {
+		m.readFailed(t, err)
 		return Sample{}, false
 	}
 	s := Sample{

@@ -388,15 +388,8 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 	t.root.h.Ensure(fields)
 	now := time.Now()
 	var cur process.Reading
-	err := t.root.h.Read(fields, &cur, buf)
-	if errors.Is(err, process.ErrGone) {
-		m.finish(t)
-		return Sample{}, false
-	}
-	if err != nil {
-		t.errors++
-		m.tel.SampleError(KindTask)
-		m.log.Debug("Task sample skipped", zap.String("task_id", t.spec.ID), zap.Error(err))
+	if err := t.root.h.Read(fields, &cur, buf); err != nil {
+		m.readFailed(t, err)
 		return Sample{}, false
 	}
 	if denied := cur.Denied &^ t.loggedDenied; denied != 0 {
@@ -466,6 +459,18 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 	return s, true
 }
 
+// readFailed handles a task read that failed: a process (or cgroup) that is gone ends the
+// task's sampling; anything else skips this sample and is counted. The caller holds t.mu.
+func (m *Monitor) readFailed(t *task, err error) {
+	if errors.Is(err, process.ErrGone) {
+		m.finish(t)
+		return
+	}
+	t.errors++
+	m.tel.SampleError(KindTask)
+	m.log.Debug("Task sample skipped", zap.String("task_id", t.spec.ID), zap.Error(err))
+}
+
 // fieldsOf maps a profile's collect flags to the counters read.
 func fieldsOf(p profile.Profile) process.Fields {
 	var f process.Fields
@@ -487,11 +492,17 @@ func selfEntry(src *process.Source, buf []byte) (process.Entry, bool) {
 	return src.Lookup(int32(os.Getpid()), buf)
 }
 
+// lookup returns a registered task.
+func (m *Monitor) lookup(id string) (*task, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.tasks[id]
+	return t, ok
+}
+
 // Task returns the status of one task.
 func (m *Monitor) Task(id string) (Status, bool) {
-	m.mu.Lock()
-	t, ok := m.tasks[id]
-	m.mu.Unlock()
+	t, ok := m.lookup(id)
 	if !ok {
 		return Status{}, false
 	}
@@ -520,9 +531,7 @@ func (m *Monitor) CollectAll() int {
 // metrics are opened then, and a profile with enabled: false stops sampling (and true starts
 // it again). It reports whether the task exists.
 func (m *Monitor) SetProfile(id, name string, p profile.Profile) bool {
-	m.mu.Lock()
-	t, ok := m.tasks[id]
-	m.mu.Unlock()
+	t, ok := m.lookup(id)
 	if !ok {
 		return false
 	}
@@ -546,9 +555,7 @@ func (m *Monitor) SetProfile(id, name string, p profile.Profile) bool {
 // StopTask ends a task's monitoring after a last sample, marked final, when its process can
 // still be read. It reports whether the task existed.
 func (m *Monitor) StopTask(ctx context.Context, id string) bool {
-	m.mu.Lock()
-	t, ok := m.tasks[id]
-	m.mu.Unlock()
+	t, ok := m.lookup(id)
 	if !ok {
 		return false
 	}
