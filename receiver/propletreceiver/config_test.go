@@ -34,7 +34,7 @@ func TestLoadConfig(t *testing.T) {
 	cfg := loadConfig(t, component.NewID(metadata.Type))
 	require.NoError(t, confmap.Validate(cfg))
 	want := &Config{
-		MetricsBuilderConfig: metadata.DefaultMetricsBuilderConfig(),
+		MetricsBuilderConfig: metadata.NewDefaultMetricsBuilderConfig(),
 		PropletID:            "7c9e6679-7425-40de-944b-e07fc1f90ae7",
 		ProcRoot:             "/hostfs/proc",
 		CgroupRoot:           "/sys/fs/cgroup",

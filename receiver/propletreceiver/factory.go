@@ -29,7 +29,7 @@ func NewFactory() receiver.Factory {
 
 func createDefaultConfig() component.Config {
 	return &Config{
-		MetricsBuilderConfig: metadata.DefaultMetricsBuilderConfig(),
+		MetricsBuilderConfig: metadata.NewDefaultMetricsBuilderConfig(),
 		ProcRoot:             "/proc",
 		CgroupRoot:           "/sys/fs/cgroup",
 		DefaultProfile:       profile.Standard,
