@@ -30,9 +30,10 @@ test: $(DIST)
 	$(GO) test -race -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v /e2e$$)
 	$(GO) test -race -count=1 -timeout 10m ./e2e/
 
-## lint: go vet, gofmt, and a cross-build of the portable fallback.
+## lint: go vet, staticcheck, gofmt, and a cross-build of the portable fallback.
 lint:
 	$(GO) vet $(PKGS)
+	$(TOOLS) staticcheck $(PKGS)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	GOOS=darwin $(GO) build $(PKGS)
@@ -41,6 +42,7 @@ lint:
 ## generate: regenerate mdatagen code (internal/metadata, documentation.md, generated tests).
 generate:
 	cd receiver/propletreceiver && $(TOOLS) mdatagen metadata.yaml
+	cd exporter/mqttexporter && $(TOOLS) mdatagen metadata.yaml
 
 ## bench: benchmarks with allocations, three runs each (feed to benchstat).
 bench:
