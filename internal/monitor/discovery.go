@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"errors"
+	"syscall"
 
 	"go.uber.org/zap"
 
@@ -141,7 +142,7 @@ func (m *Monitor) discover() {
 			}
 			if e, ok := m.resolve(t.spec.Locator, bound); ok {
 				if err := m.bind(t, e, m.disc.buf); err != nil && !errors.Is(err, process.ErrGone) {
-					m.log.Debug("Cannot open task process", zap.String("task_id", t.spec.ID), zap.Error(err))
+					m.bindFailed(t, e.ID.PID, err)
 				}
 			}
 		case StateActive, StateDisabled:
@@ -159,6 +160,24 @@ func (m *Monitor) discover() {
 		m.applyRules(bound)
 	}
 	m.proplet.locate(m, m.disc.buf)
+}
+
+// bindFailed reports a task whose process exists but cannot be opened. It warns once per task:
+// running out of file descriptors (each task keeps three open) is a configuration problem the
+// user must see, not a debug line.
+func (m *Monitor) bindFailed(t *task, pid int32, err error) {
+	t.errors++
+	m.tel.SampleError(KindTask)
+	if t.warnedBind {
+		return
+	}
+	t.warnedBind = true
+	if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		m.log.Warn("Cannot open the task's /proc files: out of file descriptors. Each sampled task keeps three open; raise the collector's RLIMIT_NOFILE (systemd: LimitNOFILE=)",
+			zap.String("task_id", t.spec.ID), zap.Int32("pid", pid), zap.Error(err))
+		return
+	}
+	m.log.Warn("Cannot open the task's process; retrying on every discovery pass", zap.String("task_id", t.spec.ID), zap.Int32("pid", pid), zap.Error(err))
 }
 
 // resolve finds the process a locator names, skipping processes already bound to a task.

@@ -36,6 +36,7 @@ type task struct {
 	acc                 accum
 	prevTime            time.Time
 	loggedDenied        process.Fields
+	warnedBind          bool // warned that the process exists but cannot be opened
 	samples, errors     uint64
 	lastSample          time.Time
 }

@@ -201,13 +201,22 @@ func openRO(path string) (int, error) {
 func (h *Handle) Ensure(fields Fields) {
 	todo := fields &^ h.tried
 	h.tried |= todo
+	// Out of descriptors is not a property of the process: such a file is tried again at the
+	// next sample rather than remembered as denied.
+	retry := func(f Fields, err error) bool {
+		if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+			h.tried &^= f
+			return true
+		}
+		return false
+	}
 	open := func(f Fields, name string, dst *int) {
 		if todo&f == 0 {
 			return
 		}
 		fd, err := openRO(filepath.Join(h.dir, name))
 		if err != nil {
-			if !errors.Is(err, ErrGone) {
+			if !errors.Is(err, ErrGone) && !retry(f, err) {
 				h.denied |= f
 			}
 			return
@@ -217,10 +226,11 @@ func (h *Handle) Ensure(fields Fields) {
 	open(FieldDisk, "io", &h.io)
 	if todo&FieldFDs != 0 && h.src.fdSizeWorks {
 		fd, err := unix.Open(filepath.Join(h.dir, "fd"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			h.denied |= FieldFDs
-		} else {
+		switch {
+		case err == nil:
 			h.fd = fd
+		case !retry(FieldFDs, err):
+			h.denied |= FieldFDs
 		}
 	}
 	if todo&FieldNetwork != 0 {

@@ -27,7 +27,48 @@ func TestMain(m *testing.M) {
 	if pid := os.Getenv("PROPLET_TEST_READ_PID"); pid != "" {
 		readAsChild(pid)
 	}
+	if pid := os.Getenv("PROPLET_TEST_FDLIMIT_PID"); pid != "" {
+		fdLimitChild(pid)
+	}
 	os.Exit(m.Run())
+}
+
+// fdLimitChild opens a process with only one descriptor to spare, then with the limit raised,
+// and prints what each read got.
+func fdLimitChild(pid string) {
+	n, _ := strconv.Atoi(pid)
+	s, err := NewSource("/proc", "/sys/fs/cgroup")
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(0)
+	}
+	var lim syscall.Rlimit
+	_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	// The limit is on descriptor numbers: learn the next two free ones, and allow only the first.
+	a, _ := syscall.Open("/dev/null", syscall.O_RDONLY, 0)
+	b, _ := syscall.Open("/dev/null", syscall.O_RDONLY, 0)
+	_ = syscall.Close(a)
+	_ = syscall.Close(b)
+	tight := lim
+	tight.Cur = uint64(b)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &tight); err != nil {
+		fmt.Println("error", err)
+		os.Exit(0)
+	}
+	buf := make([]byte, 4096)
+	h, err := s.Open(ID{PID: int32(n)}, FieldCPU|FieldDisk, buf)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(0)
+	}
+	var r Reading
+	_ = h.Read(FieldCPU|FieldDisk, &r, buf)
+	fmt.Print("tight got ", r.Got, " denied ", r.Denied, " ")
+	_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	h.Ensure(FieldCPU | FieldDisk)
+	_ = h.Read(FieldCPU|FieldDisk, &r, buf)
+	fmt.Println("raised got", r.Got, "denied", r.Denied)
+	os.Exit(0)
 }
 
 // readAsChild reads a process with every field and prints what was got and what was denied.
@@ -153,6 +194,25 @@ func TestUnreadableFilesAreLeftOut(t *testing.T) {
 	assert.Equal(t, "<nil>", rerr, "a denied file is not an error of the whole read")
 	assert.Equal(t, int(FieldDisk|FieldFDs), denied&int(FieldDisk|FieldFDs), "io and fd/ of another user's process are denied: %s", out)
 	assert.Equal(t, int(FieldCPU|FieldMemory|FieldThreads), got, "the rest is read: %s", out)
+}
+
+// TestOutOfDescriptorsIsRetried: a file that cannot be opened for lack of descriptors is not
+// remembered as denied; it is opened once descriptors are available again.
+func TestOutOfDescriptorsIsRetried(t *testing.T) {
+	target := testworkload.Start(t, testworkload.Sleep, 0)
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), "PROPLET_TEST_FDLIMIT_PID="+strconv.Itoa(target.Process.Pid))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	var tightGot, tightDenied, raisedGot, raisedDenied int
+	_, err = fmt.Sscanf(string(out), "tight got %d denied %d raised got %d denied %d", &tightGot, &tightDenied, &raisedGot, &raisedDenied)
+	require.NoError(t, err, "%s", out)
+	assert.Equal(t, int(FieldCPU), tightGot, "io could not be opened: %s", out)
+	assert.Zero(t, tightDenied, "and is not taken for a permission problem: %s", out)
+	assert.Equal(t, int(FieldCPU|FieldDisk), raisedGot, "with descriptors back, io is read: %s", out)
+	assert.Zero(t, raisedDenied)
 }
 
 func TestScanAndDescribe(t *testing.T) {
