@@ -67,6 +67,9 @@ type Config struct {
 	DiscoveryInterval    time.Duration
 	MaxConcurrency       int
 	StartJitter          time.Duration
+	// KeptOpenProcesses bounds the processes whose /proc files stay open between samples; past
+	// it, files are opened and closed on every sample. 0 derives it from RLIMIT_NOFILE.
+	KeptOpenProcesses int
 }
 
 // Telemetry receives the monitor's self-observations. Every method must be cheap and safe for
@@ -142,6 +145,7 @@ func New(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample) (*Monito
 	if tel == nil {
 		tel = noTelemetry{}
 	}
+	src.SetKeptOpenBudget(cfg.KeptOpenProcesses)
 	if cfg.DiscoveryInterval <= 0 {
 		cfg.DiscoveryInterval = time.Second
 	}

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,11 +35,36 @@ type Source struct {
 	statMu sync.Mutex
 	statFD int // kept-open /proc/stat for machine CPU
 	buf    [4096]byte
+
+	budget   int64        // processes whose files may be kept open; past it, handles are transient
+	keptOpen atomic.Int64 // kept-open handles now
 }
+
+// descriptorsPerHandle is what a kept-open handle may hold: stat, io, fd/ and net/dev.
+const descriptorsPerHandle = 4
+
+// SetKeptOpenBudget sets how many processes may have their files kept open at once; handles
+// opened past it are transient (files opened and closed on every read). 0 derives the budget
+// from RLIMIT_NOFILE, keeping 256 descriptors for everything else.
+func (s *Source) SetKeptOpenBudget(n int) {
+	if n <= 0 {
+		var lim unix.Rlimit
+		if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur > 256+descriptorsPerHandle {
+			n = int(min(lim.Cur-256, 1<<30) / descriptorsPerHandle)
+		} else {
+			n = 1
+		}
+	}
+	s.budget = int64(n)
+}
+
+// KeptOpenBudget is the current budget.
+func (s *Source) KeptOpenBudget() int { return int(s.budget) }
 
 // NewSource returns a Source rooted at procRoot, reading cgroups under cgroupRoot.
 func NewSource(procRoot, cgroupRoot string) (*Source, error) {
 	s := &Source{root: procRoot, pageSize: uint64(os.Getpagesize()), statFD: -1}
+	s.SetKeptOpenBudget(0)
 	up, err := os.ReadFile(filepath.Join(procRoot, "uptime"))
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", filepath.Join(procRoot, "uptime"), err)
@@ -160,21 +186,42 @@ type Handle struct {
 	netOwn bool   // the process has a network namespace of its own
 	tried  Fields // fields whose files Open already tried
 	denied Fields
+	// transient handles keep nothing open: past the kept-open budget, each read opens, reads
+	// and closes the files (by paths made once), and checks the start time for identity.
+	transient                bool
+	statPath, ioPath, fdPath string
+	netPath                  string
 }
 
 // Open opens the process with the given pid for the given fields. If want.Start is not zero,
 // a process with another start time is treated as gone (the pid was reused).
 func (s *Source) Open(want ID, fields Fields, buf []byte) (*Handle, error) {
 	h := &Handle{src: s, dir: filepath.Join(s.root, strconv.Itoa(int(want.PID))), stat: -1, io: -1, fd: -1, netdev: -1}
-	fd, err := openRO(filepath.Join(h.dir, "stat"))
-	if err != nil {
-		return nil, err
+	h.statPath, h.ioPath, h.fdPath, h.netPath = h.dir+"/stat", h.dir+"/io", h.dir+"/fd", h.dir+"/net/dev"
+	if s.keptOpen.Add(1) > s.budget {
+		s.keptOpen.Add(-1)
+		h.transient = true
 	}
-	h.stat = fd
 	var st procfs.Stat
-	if err := h.readStat(buf, &st); err != nil {
-		h.Close()
-		return nil, err
+	if h.transient {
+		b, err := readFile(h.statPath, buf)
+		if err != nil {
+			return nil, err
+		}
+		if err := procfs.ParseStat(b, &st); err != nil {
+			return nil, err
+		}
+	} else {
+		fd, err := openRO(h.statPath)
+		if err != nil {
+			s.keptOpen.Add(-1)
+			return nil, err
+		}
+		h.stat = fd
+		if err := h.readStat(buf, &st); err != nil {
+			h.Close()
+			return nil, err
+		}
 	}
 	h.id = ID{PID: want.PID, Start: st.StartTime}
 	if want.Start != 0 && want.Start != st.StartTime {
@@ -183,6 +230,29 @@ func (s *Source) Open(want ID, fields Fields, buf []byte) (*Handle, error) {
 	}
 	h.Ensure(fields)
 	return h, nil
+}
+
+// Transient reports whether the handle keeps no files open (it was opened past the budget).
+func (h *Handle) Transient() bool { return h.transient }
+
+// readFile opens, reads and closes a /proc file into buf.
+func readFile(path string, buf []byte) ([]byte, error) {
+	fd, err := openRO(path)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	n, err := unix.Pread(fd, buf, 0)
+	if err != nil {
+		if errors.Is(err, unix.ESRCH) {
+			return nil, ErrGone
+		}
+		return nil, err
+	}
+	if n == len(buf) {
+		return nil, procfs.ErrMalformed
+	}
+	return buf[:n], nil
 }
 
 func openRO(path string) (int, error) {
@@ -211,7 +281,7 @@ func (h *Handle) Ensure(fields Fields) {
 		return false
 	}
 	open := func(f Fields, name string, dst *int) {
-		if todo&f == 0 {
+		if todo&f == 0 || h.transient {
 			return
 		}
 		fd, err := openRO(filepath.Join(h.dir, name))
@@ -224,7 +294,7 @@ func (h *Handle) Ensure(fields Fields) {
 		*dst = fd
 	}
 	open(FieldDisk, "io", &h.io)
-	if todo&FieldFDs != 0 && h.src.fdSizeWorks {
+	if todo&FieldFDs != 0 && h.src.fdSizeWorks && !h.transient {
 		fd, err := unix.Open(filepath.Join(h.dir, "fd"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		switch {
 		case err == nil:
@@ -254,6 +324,9 @@ func (h *Handle) OwnNetworkNamespace() bool { return h.netOwn }
 
 // Close closes the kept-open files.
 func (h *Handle) Close() {
+	if !h.transient && h.stat >= 0 {
+		h.src.keptOpen.Add(-1)
+	}
 	for _, fd := range []*int{&h.stat, &h.io, &h.fd, &h.netdev} {
 		if *fd >= 0 {
 			_ = unix.Close(*fd)
@@ -277,6 +350,13 @@ func (h *Handle) pread(fd int, buf []byte) ([]byte, error) {
 }
 
 func (h *Handle) readStat(buf []byte, st *procfs.Stat) error {
+	if h.transient {
+		b, err := readFile(h.statPath, buf)
+		if err != nil {
+			return err
+		}
+		return procfs.ParseStat(b, st)
+	}
 	b, err := h.pread(h.stat, buf)
 	if err != nil {
 		return err
@@ -316,8 +396,14 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 		r.RSS, r.VMS = uint64(max(st.RSSPages, 0))*h.src.pageSize, st.VSize
 		r.Got |= FieldMemory
 	}
-	if fields&FieldDisk != 0 && h.io >= 0 {
-		b, err := h.pread(h.io, buf)
+	if fields&FieldDisk != 0 && (h.io >= 0 || (h.transient && h.denied&FieldDisk == 0)) {
+		var b []byte
+		var err error
+		if h.transient {
+			b, err = readFile(h.ioPath, buf)
+		} else {
+			b, err = h.pread(h.io, buf)
+		}
 		switch {
 		case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM):
 			r.Denied |= FieldDisk
@@ -344,8 +430,14 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 			r.Got |= FieldFDs
 		}
 	}
-	if fields&FieldNetwork != 0 && h.netdev >= 0 {
-		b, err := h.pread(h.netdev, buf)
+	if fields&FieldNetwork != 0 && (h.netdev >= 0 || (h.transient && h.netOwn)) {
+		var b []byte
+		var err error
+		if h.transient {
+			b, err = readFile(h.netPath, buf)
+		} else {
+			b, err = h.pread(h.netdev, buf)
+		}
 		if err != nil {
 			return err
 		}
@@ -362,6 +454,16 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 // countFDs counts open descriptors: st_size of the kept-open fd/ directory on Linux 6.2+,
 // else a listing of the directory.
 func (h *Handle) countFDs(buf []byte) (int64, error) {
+	if h.transient && h.src.fdSizeWorks {
+		var st unix.Stat_t
+		if err := unix.Stat(h.fdPath, &st); err != nil {
+			if errors.Is(err, unix.ENOENT) {
+				return 0, ErrGone
+			}
+			return 0, err
+		}
+		return st.Size, nil
+	}
 	if h.fd >= 0 {
 		var st unix.Stat_t
 		if err := unix.Fstat(h.fd, &st); err != nil {

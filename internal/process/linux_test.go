@@ -215,6 +215,43 @@ func TestOutOfDescriptorsIsRetried(t *testing.T) {
 	assert.Zero(t, raisedDenied)
 }
 
+// TestPastTheBudgetHandlesAreTransient: past the kept-open budget a handle keeps nothing open,
+// reads the same fields, and still notices that its process is gone.
+func TestPastTheBudgetHandlesAreTransient(t *testing.T) {
+	s := newSource(t)
+	s.SetKeptOpenBudget(1)
+	a := testworkload.Start(t, testworkload.Files, 0)
+	bcmd := testworkload.Command(t, testworkload.Files, 0)
+	testworkload.StartCmd(t, bcmd)
+	buf := make([]byte, 4096)
+	ha, err := s.Open(ID{PID: int32(a.Process.Pid)}, AllFields, buf)
+	require.NoError(t, err)
+	defer ha.Close()
+	hb, err := s.Open(ID{PID: int32(bcmd.Process.Pid)}, AllFields, buf)
+	require.NoError(t, err)
+	defer hb.Close()
+	assert.False(t, ha.Transient())
+	assert.True(t, hb.Transient(), "the second process is past a budget of one")
+
+	var ra, rb Reading
+	require.NoError(t, ha.Read(AllFields, &ra, buf))
+	require.NoError(t, hb.Read(AllFields, &rb, buf))
+	assert.Equal(t, ra.Got, rb.Got, "a transient handle reads the same fields")
+	assert.GreaterOrEqual(t, rb.FDs, int64(100))
+	assert.GreaterOrEqual(t, rb.Threads, int64(8))
+	assert.Positive(t, rb.RSS)
+
+	require.NoError(t, bcmd.Process.Kill())
+	_ = bcmd.Wait()
+	assert.ErrorIs(t, hb.Read(AllFields, &rb, buf), ErrGone)
+
+	ha.Close()
+	hc, err := s.Open(ID{PID: int32(a.Process.Pid)}, AllFields, buf)
+	require.NoError(t, err)
+	defer hc.Close()
+	assert.False(t, hc.Transient(), "a closed handle frees its place in the budget")
+}
+
 func TestScanAndDescribe(t *testing.T) {
 	s := newSource(t)
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
@@ -294,6 +331,25 @@ func BenchmarkRead(b *testing.B) {
 			_, _ = p.IOCounters()
 			_, _ = p.NumThreads()
 			_, _ = p.NumFDs()
+		}
+	})
+	// Past the kept-open budget: every file opened, read and closed on each sample.
+	b.Run("transient", func(b *testing.B) {
+		buf := make([]byte, 4096)
+		s.SetKeptOpenBudget(1)
+		defer s.SetKeptOpenBudget(0)
+		hold, err := s.Open(ID{PID: int32(sleeper.Process.Pid)}, AllFields, buf)
+		require.NoError(b, err)
+		defer hold.Close()
+		h, err := s.Open(ID{PID: int32(sleeper.Process.Pid)}, AllFields, buf)
+		require.NoError(b, err)
+		require.True(b, h.Transient())
+		var r Reading
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := h.Read(AllFields, &r, buf); err != nil {
+				b.Fatal(err)
+			}
 		}
 	})
 	for _, c := range cases {

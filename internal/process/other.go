@@ -242,3 +242,6 @@ func (*Source) Environ(e Entry, _ []byte) ([]string, error) {
 	}
 	return p.Environ()
 }
+
+// SetKeptOpenBudget has no effect here: gopsutil keeps nothing open between reads.
+func (*Source) SetKeptOpenBudget(int) {}

@@ -47,6 +47,10 @@ type Config struct {
 	// StartJitter spreads first samples over this window, so many tasks and collectors do not
 	// sample in lockstep.
 	StartJitter time.Duration `mapstructure:"start_jitter"`
+	// MaxKeptOpenProcesses bounds the processes whose /proc files stay open between samples
+	// (up to four descriptors each); past it, files are opened, read and closed on every sample
+	// (slower, never out of descriptors). 0 derives it from RLIMIT_NOFILE.
+	MaxKeptOpenProcesses int `mapstructure:"max_kept_open_processes"`
 	// API is the task API (off unless configured).
 	API configoptional.Optional[APIConfig] `mapstructure:"api"`
 	// Propeller follows a Propeller deployment's control plane (off unless configured).
@@ -160,6 +164,9 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.MaxConcurrency < 1 || cfg.MaxConcurrency > 1024 {
 		add("max_concurrency: must be between 1 and 1024, got %d", cfg.MaxConcurrency)
+	}
+	if cfg.MaxKeptOpenProcesses < 0 {
+		add("max_kept_open_processes: must not be negative (0 derives it from RLIMIT_NOFILE), got %d", cfg.MaxKeptOpenProcesses)
 	}
 	if cfg.StartJitter < 0 {
 		add("start_jitter: must not be negative, got %s", cfg.StartJitter)

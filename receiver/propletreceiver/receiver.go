@@ -96,6 +96,7 @@ func (cfg *Config) monitorConfig(log *zap.Logger) (monitor.Config, error) {
 		DiscoveryInterval: cfg.DiscoveryInterval,
 		MaxConcurrency:    cfg.MaxConcurrency,
 		StartJitter:       cfg.StartJitter,
+		KeptOpenProcesses: cfg.MaxKeptOpenProcesses,
 	}
 	var err error
 	if mc.Proplet, err = locator(cfg.Proplet.ProcessLocator); err != nil {
