@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -279,10 +280,10 @@ func TestProcessTreeTask(t *testing.T) {
 	script := fmt.Sprintf("%q -test.run=^$ & %q -test.run=^$ & wait", exe, exe)
 	cmd := exec.Command("sh", "-c", script)
 	cmd.Env = append(os.Environ(), "PROPLET_TEST_WORKLOAD=hold", "PROPLET_TEST_WORKLOAD_ARG=64")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // the whole tree is one process group
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
-		_ = exec.Command("pkill", "-KILL", "-P", strconv.Itoa(cmd.Process.Pid)).Run()
-		_ = cmd.Process.Kill()
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
 	})
 	spec := pidTask("tree", cmd, 300*time.Millisecond)
