@@ -25,6 +25,10 @@ type coalescingConn struct {
 	ack    func() // re-arms immediate ACKs after a read (Linux)
 }
 
+// flushTimeout bounds one flush; a connection that cannot take the data in that time is
+// treated as broken, and paho reconnects.
+const flushTimeout = 10 * time.Second
+
 func newCoalescingConn(c net.Conn) *coalescingConn {
 	cc := &coalescingConn{Conn: c, w: bufio.NewWriterSize(c, 64<<10), signal: make(chan struct{}, 1), done: make(chan struct{}), ack: quickAck(c)}
 	go cc.flusher()
@@ -43,7 +47,14 @@ func (c *coalescingConn) Write(p []byte) (int, error) {
 	if c.err != nil {
 		return 0, c.err
 	}
-	n, err := c.w.Write(p)
+	var n int
+	var err error
+	if len(p) > c.w.Available() {
+		// This write makes the buffer flush on the caller's goroutine: bound it as well.
+		err = c.deadline(func() error { n, err = c.w.Write(p); return err })
+	} else {
+		n, err = c.w.Write(p)
+	}
 	if err != nil {
 		c.err = err
 		return n, err
@@ -64,19 +75,35 @@ func (c *coalescingConn) flusher() {
 		}
 		c.mu.Lock()
 		if c.err == nil && c.w.Buffered() > 0 {
-			c.err = c.w.Flush()
+			c.err = c.deadline(c.w.Flush)
 		}
 		c.mu.Unlock()
 	}
 }
 
+// deadline runs a write to the socket bounded by flushTimeout: a broker that stops reading must
+// not hold a write (and the lock) forever. The caller holds c.mu.
+func (c *coalescingConn) deadline(write func() error) error {
+	_ = c.Conn.SetWriteDeadline(time.Now().Add(flushTimeout))
+	err := write()
+	_ = c.Conn.SetWriteDeadline(time.Time{})
+	return err
+}
+
+// Close closes the connection. It never waits for a flush in progress: a flush blocked on a
+// broker that stopped reading must not keep the connection from closing (closing it is what
+// ends that flush). What is still buffered is flushed only if that can be done at once; lost
+// publishes were not acknowledged, so the exporter sends them again.
 func (c *coalescingConn) Close() error {
 	c.once.Do(func() {
-		c.mu.Lock()
-		if c.err == nil {
-			_ = c.w.Flush()
+		if c.mu.TryLock() {
+			if c.err == nil && c.w.Buffered() > 0 {
+				_ = c.Conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+				_ = c.w.Flush()
+			}
+			c.err = net.ErrClosed
+			c.mu.Unlock()
 		}
-		c.mu.Unlock()
 		close(c.done)
 	})
 	return c.Conn.Close()

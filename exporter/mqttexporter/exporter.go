@@ -110,6 +110,17 @@ func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) erro
 		return fmt.Errorf("not connected to the MQTT broker at %s", e.cfg.Endpoint)
 	}
 
+	if _, ok := ctx.Deadline(); !ok {
+		// paho never completes the token of a publish in flight when a clean-session
+		// connection drops and reconnects: without a deadline such a push would wait forever.
+		timeout := e.cfg.TimeoutConfig.Timeout
+		if timeout <= 0 {
+			timeout = 5 * time.Second
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
 	tokens := make([]token, len(outs))
 	for i := range outs {
 		tokens[i] = e.client.publish(outs[i].topic, outs[i].payload)

@@ -346,13 +346,23 @@ func TestQoS0WhileDisconnectedIsCountedAsDropped(t *testing.T) {
 	assert.Equal(t, int64(2), counter(t, tel, "exporter_mqtt_messages_dropped"))
 }
 
+type restartable interface {
+	Endpoint() string
+	Restart(down time.Duration)
+}
+
 // TestBrokerRestartAtQoS1 sends a stream of samples through the exporter as the Collector runs
 // it (queue and retry) while the broker restarts, and counts at a subscriber with a persistent
 // session that every sample arrived at least once.
 func TestBrokerRestartAtQoS1(t *testing.T) {
 	for _, version := range []string{"3.1.1", "5"} {
 		t.Run(version, func(t *testing.T) {
-			b := mqtttest.Start(t, mqtttest.Options{Persist: true})
+			// A mosquitto process when the binary exists (it persists what it acknowledged on
+			// a graceful stop), else the embedded broker with its disk store.
+			var b restartable = mqtttest.Start(t, mqtttest.Options{Persist: true})
+			if mqtttest.MosquittoAvailable() {
+				b = mqtttest.StartMosquitto(t)
+			}
 			domain, channel := uniqueIDs(t)
 			sub := mqtttest.Subscribe(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/control/proplet/task_metrics", domain, channel),
 				mqtttest.SubscriberOptions{ClientID: "restart-sub-" + strings.ReplaceAll(version, ".", ""), Persistent: true})
