@@ -1,7 +1,6 @@
 package mqtttest
 
 import (
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -66,7 +65,7 @@ func (m *Mosquitto) start() {
 		}
 		time.Sleep(20 * time.Millisecond) //nolint:forbidigo // polling for the listener
 	}
-	m.tb.Fatal(fmt.Sprintf("mosquitto did not listen on %s", m.addr))
+	m.tb.Fatalf("mosquitto did not listen on %s", m.addr)
 }
 
 // Endpoint is the broker's URL.
