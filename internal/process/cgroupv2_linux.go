@@ -85,17 +85,11 @@ func (c *Cgroup) Close() {
 }
 
 func (c *Cgroup) pread(fd int, buf []byte) ([]byte, error) {
-	n, err := unix.Pread(fd, buf, 0)
-	if err != nil {
-		if errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) {
-			return nil, ErrGone // the cgroup was removed
-		}
-		return nil, err
+	b, err := preadProc(fd, buf)
+	if errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT) {
+		return nil, ErrGone // the cgroup was removed
 	}
-	if n == len(buf) {
-		return nil, procfs.ErrMalformed
-	}
-	return buf[:n], nil
+	return b, err
 }
 
 // Read reads the cgroup's counters. Files a host lacks (a controller that is not enabled) are
@@ -174,17 +168,12 @@ func (c *Cgroup) Procs(buf []byte, fn func(pid int32)) error {
 // the processes of a cgroup, which come and go).
 func (s *Source) ThreadsAndFDs(pid int32, buf []byte) (threads, fds int64, ok bool) {
 	dir := s.root + "/" + strconv.Itoa(int(pid))
-	fd, err := openRO(dir + "/stat")
+	b, err := readFile(dir+"/stat", buf)
 	if err != nil {
 		return 0, 0, false
 	}
-	n, err := unix.Pread(fd, buf, 0)
-	_ = unix.Close(fd)
-	if err != nil || n == len(buf) {
-		return 0, 0, false
-	}
 	var st procfs.Stat
-	if procfs.ParseStat(buf[:n], &st) != nil {
+	if procfs.ParseStat(b, &st) != nil {
 		return 0, 0, false
 	}
 	var fst unix.Stat_t

@@ -242,6 +242,12 @@ func readFile(path string, buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	defer unix.Close(fd)
+	return preadProc(fd, buf)
+}
+
+// preadProc reads a /proc (or cgroup) file from its start into buf. A reaped process answers
+// ESRCH (ErrGone); content that fills the whole buffer may be cut, so it is refused.
+func preadProc(fd int, buf []byte) ([]byte, error) {
 	n, err := unix.Pread(fd, buf, 0)
 	if err != nil {
 		if errors.Is(err, unix.ESRCH) {
@@ -335,19 +341,7 @@ func (h *Handle) Close() {
 	}
 }
 
-func (h *Handle) pread(fd int, buf []byte) ([]byte, error) {
-	n, err := unix.Pread(fd, buf, 0)
-	if err != nil {
-		if errors.Is(err, unix.ESRCH) {
-			return nil, ErrGone
-		}
-		return nil, err
-	}
-	if n == len(buf) {
-		return nil, procfs.ErrMalformed // larger than the scratch buffer: treat as unreadable
-	}
-	return buf[:n], nil
-}
+func (h *Handle) pread(fd int, buf []byte) ([]byte, error) { return preadProc(fd, buf) }
 
 func (h *Handle) readStat(buf []byte, st *procfs.Stat) error {
 	if h.transient {
@@ -531,20 +525,15 @@ func (s *Source) Scan(buf []byte, fn func(Entry)) error {
 }
 
 func (s *Source) entry(pid int32, buf []byte) (Entry, bool) {
-	fd, err := openRO(s.root + "/" + strconv.Itoa(int(pid)) + "/stat")
+	b, err := readFile(s.root+"/"+strconv.Itoa(int(pid))+"/stat", buf)
 	if err != nil {
 		return Entry{}, false
 	}
-	defer unix.Close(fd)
-	n, err := unix.Pread(fd, buf, 0)
-	if err != nil || n == len(buf) {
-		return Entry{}, false
-	}
 	var st procfs.Stat
-	if procfs.ParseStat(buf[:n], &st) != nil {
+	if procfs.ParseStat(b, &st) != nil {
 		return Entry{}, false
 	}
-	return Entry{ID: ID{PID: pid, Start: st.StartTime}, PPID: st.PPID, Comm: string(procfs.StatComm(buf[:n]))}, true
+	return Entry{ID: ID{PID: pid, Start: st.StartTime}, PPID: st.PPID, Comm: string(procfs.StatComm(b))}, true
 }
 
 // Lookup returns the table entry of one pid.
