@@ -13,6 +13,8 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	"go.uber.org/zap"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 )
 
 // publisher is what the exporter needs of an MQTT client, so MQTT 3.1.1 and 5 clients can sit
@@ -72,7 +74,7 @@ func newPaho311(cfg *Config, clientID string, tlsCfg *tls.Config, log *zap.Logge
 		opts.SetTLSConfig(tlsCfg)
 	}
 	if u, err := url.Parse(cfg.Endpoint); err == nil {
-		if dial, ok := dialCoalescing(u, tlsCfg, cfg.ConnectTimeout); ok {
+		if dial, ok := mqttconn.DialCoalescing(u, tlsCfg, cfg.ConnectTimeout); ok {
 			opts.SetCustomOpenConnectionFn(func(*url.URL, paho.ClientOptions) (net.Conn, error) { return dial() })
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/config/configtls"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 )
 
@@ -71,8 +72,6 @@ type TopicsConfig struct {
 	PropletMetrics []string `mapstructure:"proplet_metrics"`
 }
 
-var schemes = map[string]bool{"tcp": false, "mqtt": false, "ws": false, "ssl": true, "tls": true, "mqtts": true, "wss": true}
-
 // Validate checks the configuration. Errors name the key and the value.
 func (cfg *Config) Validate() error {
 	var errs []error
@@ -84,9 +83,9 @@ func (cfg *Config) Validate() error {
 	case err != nil:
 		add("endpoint: %q is not a URL: %v", cfg.Endpoint, err)
 	default:
-		secure, ok := schemes[strings.ToLower(u.Scheme)]
+		secure, ok := mqttconn.Scheme(u)
 		if !ok {
-			add("endpoint: scheme %q is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss", u.Scheme)
+			add("endpoint: scheme %q is not one of %s", u.Scheme, mqttconn.Schemes)
 		}
 		if u.Host == "" {
 			add("endpoint: %q has no host", cfg.Endpoint)

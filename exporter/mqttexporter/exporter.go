@@ -2,12 +2,9 @@ package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/e
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"fmt"
 	"net/url"
-	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -17,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 )
 
@@ -45,7 +43,7 @@ func (e *mqttExporter) start(ctx context.Context, _ component.Host) error {
 	}
 	e.tel = tel
 	var tlsCfg *tls.Config
-	if u, err := url.Parse(e.cfg.Endpoint); err == nil && schemes[strings.ToLower(u.Scheme)] {
+	if u, err := url.Parse(e.cfg.Endpoint); err == nil && mqttconn.Secure(e.cfg.Endpoint) {
 		if tlsCfg, err = e.cfg.TLS.LoadTLSConfig(ctx); err != nil {
 			return fmt.Errorf("tls: %w", err)
 		}
@@ -58,9 +56,7 @@ func (e *mqttExporter) start(ctx context.Context, _ component.Host) error {
 	}
 	clientID := e.cfg.ClientID
 	if clientID == "" {
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		clientID = "otelcol-propeller-" + hex.EncodeToString(b[:])
+		clientID = mqttconn.ClientID("otelcol-propeller-")
 	}
 	switch e.cfg.ProtocolVersion {
 	case "5":

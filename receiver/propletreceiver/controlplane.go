@@ -2,11 +2,8 @@ package propletreceiver // import "github.com/otelcol-propeller/otelcol-propelle
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"fmt"
-	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -15,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
@@ -45,22 +43,17 @@ func (r *propletReceiver) startControlPlane(ctx context.Context) error {
 			r.set.Logger.Warn("Connection to the Propeller broker lost; reconnecting", zap.Error(err))
 		})
 	if cfg.ClientID == "" {
-		var b [6]byte
-		_, _ = rand.Read(b[:])
-		opts.SetClientID("otelcol-propeller-cp-" + hex.EncodeToString(b[:]))
+		opts.SetClientID(mqttconn.ClientID("otelcol-propeller-cp-"))
 	}
-	if u, err := url.Parse(cfg.Endpoint); err == nil {
-		switch strings.ToLower(u.Scheme) {
-		case "ssl", "tls", "mqtts", "wss":
-			tlsCfg, err := cfg.TLS.LoadTLSConfig(ctx)
-			if err != nil {
-				return fmt.Errorf("propeller.tls: %w", err)
-			}
-			if tlsCfg == nil {
-				tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
-			}
-			opts.SetTLSConfig(tlsCfg)
+	if mqttconn.Secure(cfg.Endpoint) {
+		tlsCfg, err := cfg.TLS.LoadTLSConfig(ctx)
+		if err != nil {
+			return fmt.Errorf("propeller.tls: %w", err)
 		}
+		if tlsCfg == nil {
+			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		opts.SetTLSConfig(tlsCfg)
 	}
 	cp.client = paho.NewClient(opts)
 	// With connect-retry on, this does not block: the client keeps trying in the background.

@@ -1,6 +1,6 @@
 //go:build !linux
 
-package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter"
+package mqttconn
 
 import "net"
 

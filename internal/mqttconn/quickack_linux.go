@@ -1,4 +1,4 @@
-package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter"
+package mqttconn
 
 import (
 	"net"

@@ -1,0 +1,43 @@
+// Package mqttconn holds what this project's MQTT clients share below the client library:
+// which endpoint schemes mean TLS, a unique client id, and a TCP/TLS connection that coalesces
+// writes and acknowledges reads at once (for paho, which writes every packet with a system call
+// of its own).
+package mqttconn // import "github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"net/url"
+	"strings"
+)
+
+// schemes maps every endpoint scheme the clients accept to whether it uses TLS.
+var schemes = map[string]bool{"tcp": false, "mqtt": false, "ws": false, "ssl": true, "tls": true, "mqtts": true, "wss": true}
+
+// Schemes lists the accepted endpoint schemes, for error messages.
+const Schemes = "tcp, mqtt, ssl, tls, mqtts, ws, wss"
+
+// Scheme reports whether an endpoint URL's scheme is one the clients accept, and whether it
+// uses TLS.
+func Scheme(u *url.URL) (secure, known bool) {
+	secure, known = schemes[strings.ToLower(u.Scheme)]
+	return secure, known
+}
+
+// Secure reports whether an endpoint uses TLS; an endpoint that does not parse does not.
+func Secure(endpoint string) bool {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return false
+	}
+	secure, _ := Scheme(u)
+	return secure
+}
+
+// ClientID returns prefix followed by 12 random hexadecimal digits: unique per collector
+// instance, as brokers require of concurrent clients.
+func ClientID(prefix string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}

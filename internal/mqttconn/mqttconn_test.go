@@ -1,0 +1,29 @@
+package mqttconn
+
+import (
+	"net/url"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestSchemes(t *testing.T) {
+	for endpoint, want := range map[string][2]bool{
+		"tcp://h:1883": {false, true}, "mqtt://h": {false, true}, "ws://h/mqtt": {false, true},
+		"ssl://h:8883": {true, true}, "TLS://h": {true, true}, "mqtts://h": {true, true}, "wss://h": {true, true},
+		"http://h": {false, false},
+	} {
+		u, err := url.Parse(endpoint)
+		assert.NoError(t, err)
+		secure, known := Scheme(u)
+		assert.Equal(t, want, [2]bool{secure, known}, endpoint)
+		assert.Equal(t, want[0], Secure(endpoint), endpoint)
+	}
+	assert.False(t, Secure("::not a url"))
+}
+
+func TestClientIDsDiffer(t *testing.T) {
+	a, b := ClientID("p-"), ClientID("p-")
+	assert.Len(t, a, len("p-")+12)
+	assert.NotEqual(t, a, b)
+}
