@@ -58,22 +58,15 @@ func (m *Monitor) readCgroup(t *task, buf []byte) (Sample, bool) {
 		m.readFailed(t, err)
 		return Sample{}, false
 	}
-	s := Sample{
-		Kind: KindTask, Time: now,
-		TaskID: t.spec.ID, TaskName: t.spec.Name, ProfileName: t.spec.ProfileName, Profile: p,
-	}
 	if t.root != nil {
 		var r process.Reading
-		if err := t.root.h.Read(0, &r, buf); err == nil && !r.Exited() {
-			s.HasProcess = true
-			s.PID, s.PPID, s.Executable, s.Owner, s.Cmdline, s.Start = t.root.h.ID().PID, t.ppid, t.exe, t.owner, t.cmdline, t.start
-			s.Uptime = now.Sub(t.start).Seconds()
-		} else {
+		if err := t.root.h.Read(0, &r, buf); err != nil || r.Exited() {
 			// The process that identified the task is gone; the cgroup still measures the rest.
 			t.root.h.Close()
 			t.root = nil
 		}
 	}
+	s := t.newSample(now)
 	dt := now.Sub(t.prevTime).Seconds()
 	if cur.HasCPU && fields&process.FieldCPU != 0 {
 		s.Got |= process.FieldCPU
@@ -122,7 +115,6 @@ func (m *Monitor) readCgroup(t *task, buf []byte) (Sample, bool) {
 		s.FDs = fds
 	}
 	t.cgPrev, t.prevTime = cur, now
-	t.samples++
-	t.lastSample = now
+	t.counted(now)
 	return s, true
 }

@@ -425,15 +425,8 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 	}
 	t.prevTime = now
 
-	s := Sample{
-		Kind: KindTask, Time: now,
-		TaskID: t.spec.ID, TaskName: t.spec.Name, ProfileName: t.spec.ProfileName, Profile: p,
-		HasProcess: true, PID: t.root.h.ID().PID, PPID: t.ppid,
-		Executable: t.exe, Owner: t.owner, Cmdline: t.cmdline, Start: t.start,
-		Got:    cur.Got,
-		Uptime: now.Sub(t.start).Seconds(),
-		Final:  cur.Exited(),
-	}
+	s := t.newSample(now)
+	s.Got, s.Final = cur.Got, cur.Exited()
 	if cur.Got&process.FieldCPU != 0 {
 		s.CPUUser, s.CPUSystem = t.acc.cpuUser, t.acc.cpuSystem
 		if d.cpu && dt > 0 {
@@ -455,8 +448,7 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 		s.RxBytes, s.TxBytes = t.acc.rx, t.acc.tx
 	}
 	s.Threads, s.FDs = threads, fds
-	t.samples++
-	t.lastSample = now
+	t.counted(now)
 	if s.Final {
 		m.finish(t)
 	}

@@ -47,6 +47,27 @@ type member struct {
 	whole bool // born after the task's previous sample: its first reading counts in full
 }
 
+// newSample starts a sample of the task: its identity and profile, and its process's identity
+// and uptime when one is bound. The caller holds t.mu.
+func (t *task) newSample(now time.Time) Sample {
+	s := Sample{
+		Kind: KindTask, Time: now,
+		TaskID: t.spec.ID, TaskName: t.spec.Name, ProfileName: t.spec.ProfileName, Profile: t.spec.Profile,
+	}
+	if t.root != nil {
+		s.HasProcess = true
+		s.PID, s.PPID, s.Executable, s.Owner, s.Cmdline, s.Start = t.root.h.ID().PID, t.ppid, t.exe, t.owner, t.cmdline, t.start
+		s.Uptime = now.Sub(t.start).Seconds()
+	}
+	return s
+}
+
+// counted records that a sample was taken.
+func (t *task) counted(now time.Time) {
+	t.samples++
+	t.lastSample = now
+}
+
 func (t *task) closeHandles() {
 	if t.cg != nil {
 		t.cg.Close()
