@@ -306,20 +306,34 @@ func BenchmarkRead(b *testing.B) {
 		{"go-idle", testworkload.Start(b, testworkload.Sleep, 0).Process.Pid},
 		{"go-100files-8threads", testworkload.Start(b, testworkload.Files, 0).Process.Pid},
 	}
-	// The kernel's share: the same three system calls on the same files, without parsing.
-	b.Run("kernel-floor", func(b *testing.B) {
-		buf := make([]byte, 4096)
-		h, err := s.Open(ID{PID: int32(sleeper.Process.Pid)}, AllFields, buf)
-		require.NoError(b, err)
-		defer h.Close()
-		var st unix.Stat_t
-		b.ReportAllocs()
-		for b.Loop() {
+	// The kernel's share: the same three system calls on the same files, without parsing,
+	// together and one by one.
+	kernel := []struct {
+		name string
+		call func(h *Handle, buf []byte, st *unix.Stat_t)
+	}{
+		{"kernel-floor", func(h *Handle, buf []byte, st *unix.Stat_t) {
 			_, _ = unix.Pread(h.stat, buf, 0)
 			_, _ = unix.Pread(h.io, buf, 0)
-			_ = unix.Fstat(h.fd, &st)
-		}
-	})
+			_ = unix.Fstat(h.fd, st)
+		}},
+		{"kernel-floor/stat", func(h *Handle, buf []byte, _ *unix.Stat_t) { _, _ = unix.Pread(h.stat, buf, 0) }},
+		{"kernel-floor/io", func(h *Handle, buf []byte, _ *unix.Stat_t) { _, _ = unix.Pread(h.io, buf, 0) }},
+		{"kernel-floor/fd", func(h *Handle, _ []byte, st *unix.Stat_t) { _ = unix.Fstat(h.fd, st) }},
+	}
+	for _, k := range kernel {
+		b.Run(k.name, func(b *testing.B) {
+			buf := make([]byte, 4096)
+			h, err := s.Open(ID{PID: int32(sleeper.Process.Pid)}, AllFields, buf)
+			require.NoError(b, err)
+			defer h.Close()
+			var st unix.Stat_t
+			b.ReportAllocs()
+			for b.Loop() {
+				k.call(h, buf, &st)
+			}
+		})
+	}
 	// The same reads through gopsutil v4 on a reused Process, for comparison.
 	b.Run("gopsutil-v4", func(b *testing.B) {
 		p, err := gp.NewProcess(int32(sleeper.Process.Pid))
@@ -362,6 +376,47 @@ func BenchmarkRead(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if err := h.Read(AllFields, &r, buf); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkReadRounds measures a sample the way the receiver takes them at scale: across
+// 1,000 processes, each read once per pass, so the kernel's data for a process is cold, in
+// rounds of 100 (a scheduling round at 1,000 tasks a second). "idle-between-rounds" pauses
+// 5 ms between rounds, untimed, as the receiver's workers idle between 100 ms rounds; on a
+// VM the first reads after an idle pause cost several times a read in a tight loop.
+func BenchmarkReadRounds(b *testing.B) {
+	const processes, round = 1000, 100
+	s := newSource(b)
+	buf := make([]byte, 4096)
+	handles := make([]*Handle, 0, processes)
+	for range processes {
+		c := exec.Command("sleep", "600")
+		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		require.NoError(b, c.Start())
+		b.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+		h, err := s.Open(ID{PID: int32(c.Process.Pid)}, AllFields, buf)
+		require.NoError(b, err)
+		b.Cleanup(h.Close)
+		handles = append(handles, h)
+	}
+	for _, pause := range []time.Duration{0, 5 * time.Millisecond} {
+		name := "back-to-back"
+		if pause > 0 {
+			name = "idle-between-rounds"
+		}
+		b.Run(name, func(b *testing.B) {
+			var r Reading
+			for i := range b.N {
+				if i%round == 0 && pause > 0 {
+					b.StopTimer()
+					time.Sleep(pause) //nolint:forbidigo // the idle gap between rounds is what is measured
+					b.StartTimer()
+				}
+				if err := handles[i%processes].Read(AllFields, &r, buf); err != nil {
 					b.Fatal(err)
 				}
 			}
