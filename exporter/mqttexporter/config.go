@@ -3,7 +3,6 @@ package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/e
 import (
 	"errors"
 	"fmt"
-	"net/url"
 	"strings"
 	"time"
 
@@ -76,23 +75,10 @@ type TopicsConfig struct {
 func (cfg *Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	u, err := url.Parse(cfg.Endpoint)
-	switch {
-	case cfg.Endpoint == "":
-		add("endpoint: must be set, for example tcp://127.0.0.1:1883")
-	case err != nil:
-		add("endpoint: %q is not a URL: %v", cfg.Endpoint, err)
-	default:
-		secure, ok := mqttconn.Scheme(u)
-		if !ok {
-			add("endpoint: scheme %q is not one of %s", u.Scheme, mqttconn.Schemes)
-		}
-		if u.Host == "" {
-			add("endpoint: %q has no host", cfg.Endpoint)
-		}
-		if ok && !secure && cfg.tlsConfigured() {
-			add("tls: is set but endpoint %q does not use TLS; use ssl://, tls://, mqtts:// or wss://", cfg.Endpoint)
-		}
+	if secure, err := mqttconn.CheckEndpoint("endpoint", cfg.Endpoint); err != nil {
+		errs = append(errs, err)
+	} else if !secure && cfg.tlsConfigured() {
+		add("tls: is set but endpoint %q does not use TLS; use ssl://, tls://, mqtts:// or wss://", cfg.Endpoint)
 	}
 	switch cfg.ProtocolVersion {
 	case "3.1.1", "5":

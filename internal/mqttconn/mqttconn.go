@@ -7,6 +7,8 @@ package mqttconn // import "github.com/otelcol-propeller/otelcol-propeller/inter
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"net/url"
 	"strings"
 )
@@ -22,6 +24,27 @@ const Schemes = "tcp, mqtt, ssl, tls, mqtts, ws, wss"
 func Scheme(u *url.URL) (secure, known bool) {
 	secure, known = schemes[strings.ToLower(u.Scheme)]
 	return secure, known
+}
+
+// CheckEndpoint checks the broker URL configured at key: set, parseable, with a known scheme
+// and a host. It reports whether the endpoint uses TLS. Every error names key and the value.
+func CheckEndpoint(key, endpoint string) (secure bool, err error) {
+	if endpoint == "" {
+		return false, fmt.Errorf("%s: must be set, for example tcp://127.0.0.1:1883", key)
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return false, fmt.Errorf("%s: %q is not a URL: %w", key, endpoint, err)
+	}
+	var errs []error
+	secure, known := Scheme(u)
+	if !known {
+		errs = append(errs, fmt.Errorf("%s: scheme %q is not one of %s", key, u.Scheme, Schemes))
+	}
+	if u.Host == "" {
+		errs = append(errs, fmt.Errorf("%s: %q has no host", key, endpoint))
+	}
+	return secure, errors.Join(errs...)
 }
 
 // Secure reports whether an endpoint uses TLS; an endpoint that does not parse does not.

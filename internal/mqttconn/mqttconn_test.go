@@ -22,6 +22,21 @@ func TestSchemes(t *testing.T) {
 	assert.False(t, Secure("::not a url"))
 }
 
+func TestCheckEndpoint(t *testing.T) {
+	secure, err := CheckEndpoint("endpoint", "mqtts://broker:8883")
+	assert.NoError(t, err)
+	assert.True(t, secure)
+	for endpoint, want := range map[string]string{
+		"":              "endpoint: must be set",
+		"http://broker": `endpoint: scheme "http" is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss`,
+		"tcp://":        `endpoint: "tcp://" has no host`,
+		"tcp://%zz":     `endpoint: "tcp://%zz" is not a URL`,
+	} {
+		_, err := CheckEndpoint("endpoint", endpoint)
+		assert.ErrorContains(t, err, want, endpoint)
+	}
+}
+
 func TestClientIDsDiffer(t *testing.T) {
 	a, b := ClientID("p-"), ClientID("p-")
 	assert.Len(t, a, len("p-")+12)

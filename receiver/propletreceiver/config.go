@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/config/configtls"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
@@ -71,7 +72,7 @@ type APIConfig struct {
 
 // PropellerConfig subscribes the receiver to the manager's task start and stop requests.
 type PropellerConfig struct {
-	// Endpoint is the broker URL: tcp://, mqtt://, ssl://, tls://, ws://, wss://.
+	// Endpoint is the broker URL: tcp://, mqtt://, ssl://, tls://, mqtts://, ws:// or wss://.
 	Endpoint string `mapstructure:"endpoint"`
 	// ClientID is the MQTT client id; default unique per collector instance.
 	ClientID  string                 `mapstructure:"client_id"`
@@ -173,8 +174,8 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.Propeller.HasValue() {
 		p := cfg.Propeller.Get()
-		if p.Endpoint == "" {
-			add("propeller.endpoint: must be set, for example tcp://127.0.0.1:1883")
+		if _, err := mqttconn.CheckEndpoint("propeller.endpoint", p.Endpoint); err != nil {
+			errs = append(errs, err)
 		}
 		for key, v := range map[string]string{"domain_id": p.DomainID, "channel_id": p.ChannelID} {
 			if v == "" || strings.ContainsAny(v, "/+#\x00") {

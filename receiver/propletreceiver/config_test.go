@@ -87,6 +87,7 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 		`tasks[1].profile: unknown profile "nonexistent"`,
 		`tasks[2].match.cmdline: invalid regular expression "("`,
 		"discovery[0].match: needs a (?P<task_id>...) named capture",
+		`propeller.endpoint: scheme "http" is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss`,
 	} {
 		assert.ErrorContains(t, err, want)
 	}
