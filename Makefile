@@ -48,7 +48,7 @@ generate:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 $(PKGS)
 
-## scale: the 1,000-process scale measurement (CPU share and memory per task).
+## scale: the 1,000-process scale measurement (CPU share of sampling alone and of the whole receiver, memory per task).
 scale:
 	PROPLET_SCALE_TEST=1 $(GO) test -count=1 -run TestScale -v ./receiver/propletreceiver/
 
