@@ -18,14 +18,6 @@ func FuzzParseStat(f *testing.F) {
 	})
 }
 
-func FuzzParseStatm(f *testing.F) {
-	f.Add(fixture(f, "statm"))
-	f.Fuzz(func(_ *testing.T, b []byte) {
-		var s Statm
-		_ = ParseStatm(b, &s)
-	})
-}
-
 func FuzzParseIO(f *testing.F) {
 	f.Add(fixture(f, "io"))
 	f.Fuzz(func(_ *testing.T, b []byte) {

@@ -58,15 +58,6 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
-func TestParseStatm(t *testing.T) {
-	var s Statm
-	require.NoError(t, ParseStatm([]byte("1186 444 390 202 0 85 0\n"), &s))
-	assert.Equal(t, Statm{Size: 1186, Resident: 444, Shared: 390}, s)
-	require.NoError(t, ParseStatm(fixture(t, "statm"), &s))
-	assert.ErrorIs(t, ParseStatm([]byte("1186 444"), &s), ErrMalformed)
-	assert.ErrorIs(t, ParseStatm([]byte("a b c"), &s), ErrMalformed)
-}
-
 func TestParseIO(t *testing.T) {
 	var io IO
 	require.NoError(t, ParseIO(fixture(t, "io"), &io))
@@ -165,16 +156,14 @@ func TestParseCgroupValue(t *testing.T) {
 }
 
 func TestParsersDoNotAllocate(t *testing.T) {
-	stat, statm, io, netdev := fixture(t, "stat"), fixture(t, "statm"), fixture(t, "io"), fixture(t, "net_dev")
+	stat, io, netdev := fixture(t, "stat"), fixture(t, "io"), fixture(t, "net_dev")
 	var (
-		s  Stat
-		sm Statm
-		i  IO
-		n  NetDev
+		s Stat
+		i IO
+		n NetDev
 	)
 	allocs := testing.AllocsPerRun(100, func() {
 		_ = ParseStat(stat, &s)
-		_ = ParseStatm(statm, &sm)
 		_ = ParseIO(io, &i)
 		_ = ParseNetDev(netdev, &n)
 	})

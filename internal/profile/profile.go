@@ -30,7 +30,7 @@ type Profile struct {
 	Enabled                bool          // sample the task at all
 	Interval               time.Duration // time between two samples
 	CollectCPU             bool          // CPU times and utilisation (/proc/<pid>/stat)
-	CollectMemory          bool          // RSS, virtual size, utilisation (/proc/<pid>/statm)
+	CollectMemory          bool          // RSS, virtual size, utilisation (/proc/<pid>/stat)
 	CollectDiskIO          bool          // storage bytes (/proc/<pid>/io)
 	CollectNetworkIO       bool          // network bytes, only for tasks in their own network namespace
 	CollectThreads         bool          // thread count (/proc/<pid>/stat)

@@ -92,11 +92,11 @@ func TestScale(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
 		defer func() { require.NoError(t, rcv.Shutdown(context.Background())) }()
-		heapAfter := heapInUse()
-		perTask := float64(heapAfter-heapBefore) / n
 
-		// Warm up, then measure a steady window.
+		// Warm up, then measure the heap (every task bound, its resource cached, the
+		// receiver's buffers in use) and a steady window.
 		require.Eventually(t, func() bool { return sink.DataPointCount() >= 3*n*10 }, 30*time.Second, 100*time.Millisecond)
+		perTask := float64(heapInUse()-heapBefore) / n
 		const pointsPerSample = 12
 		m := measureWindow(t, func() int64 { return int64(sink.DataPointCount() / pointsPerSample) })
 		t.Logf("receiver (sampling and pdata): tasks=%d %s, heap per task=%.0f B (%.2f KiB)", n, m, perTask, perTask/1024)
