@@ -295,9 +295,7 @@ func TestMachineCPUAndCgroup(t *testing.T) {
 // idle Go process (about 5 threads) and one with 100 open files and 8 extra threads.
 func BenchmarkRead(b *testing.B) {
 	s := newSource(b)
-	sleeper := exec.Command("sleep", "600")
-	require.NoError(b, sleeper.Start())
-	b.Cleanup(func() { _ = sleeper.Process.Kill(); _ = sleeper.Wait() })
+	sleeper := testworkload.Sleepers(b, 1)[0]
 	cases := []struct {
 		name string
 		pid  int
@@ -393,11 +391,7 @@ func BenchmarkReadRounds(b *testing.B) {
 	s := newSource(b)
 	buf := make([]byte, 4096)
 	handles := make([]*Handle, 0, processes)
-	for range processes {
-		c := exec.Command("sleep", "600")
-		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		require.NoError(b, c.Start())
-		b.Cleanup(func() { _ = c.Process.Kill(); _ = c.Wait() })
+	for _, c := range testworkload.Sleepers(b, processes) {
 		h, err := s.Open(ID{PID: int32(c.Process.Pid)}, AllFields, buf)
 		require.NoError(b, err)
 		b.Cleanup(h.Close)

@@ -177,3 +177,26 @@ func Command(tb testing.TB, kind string, arg int, env ...string) *exec.Cmd {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
+
+// Sleepers starts n `sleep` processes (single-threaded, the cheapest real processes there
+// are), for measurements across many processes. They are killed when the test ends, or when
+// the test binary dies.
+func Sleepers(tb testing.TB, n int) []*exec.Cmd {
+	tb.Helper()
+	cmds := make([]*exec.Cmd, 0, n)
+	tb.Cleanup(func() {
+		for _, c := range cmds {
+			_ = c.Process.Kill()
+			_ = c.Wait()
+		}
+	})
+	for range n {
+		c := exec.Command("sleep", "3600")
+		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		if err := c.Start(); err != nil {
+			tb.Fatalf("start sleep: %v", err)
+		}
+		cmds = append(cmds, c)
+	}
+	return cmds
+}

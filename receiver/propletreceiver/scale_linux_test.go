@@ -6,11 +6,9 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -26,6 +24,7 @@ import (
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
 )
 
@@ -39,19 +38,7 @@ func TestScale(t *testing.T) {
 		t.Skip("set PROPLET_SCALE_TEST=1 (make scale) to run the 1,000-process measurement")
 	}
 	const n = 1000
-	cmds := make([]*exec.Cmd, 0, n)
-	t.Cleanup(func() {
-		for _, c := range cmds {
-			_ = c.Process.Kill()
-			_ = c.Wait()
-		}
-	})
-	for range n {
-		c := exec.Command("sleep", "3600")
-		c.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		require.NoError(t, c.Start())
-		cmds = append(cmds, c)
-	}
+	cmds := testworkload.Sleepers(t, n)
 
 	cfg := createDefaultConfig().(*Config)
 	cfg.PropletID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
@@ -77,7 +64,7 @@ func TestScale(t *testing.T) {
 		}()
 		require.NoError(t, mon.Start(context.Background()))
 		require.Eventually(t, func() bool { return samples.Load() >= 3*n }, 30*time.Second, 100*time.Millisecond)
-		m := measureWindow(t, func() int64 { return samples.Load() })
+		m := measureWindow(t, func() int64 { return samples.Load() }, false)
 		require.NoError(t, mon.Shutdown(context.Background()))
 		close(out)
 		<-drained
@@ -98,7 +85,7 @@ func TestScale(t *testing.T) {
 		require.Eventually(t, func() bool { return sink.DataPointCount() >= 3*n*10 }, 30*time.Second, 100*time.Millisecond)
 		perTask := float64(heapInUse()-heapBefore) / n
 		const pointsPerSample = 12
-		m := measureWindow(t, func() int64 { return int64(sink.DataPointCount() / pointsPerSample) })
+		m := measureWindow(t, func() int64 { return int64(sink.DataPointCount() / pointsPerSample) }, true)
 		t.Logf("receiver (sampling and pdata): tasks=%d %s, heap per task=%.0f B (%.2f KiB)", n, m, perTask, perTask/1024)
 		assert.InDelta(t, float64(n), m.perSecond, 0.1*n, "every task sampled once a second")
 		assert.LessOrEqual(t, m.share(), 0.02, "1,000 tasks at 1 s cost at most 2%% of one core")
@@ -120,10 +107,10 @@ func (w window) String() string {
 }
 
 // measureWindow measures 20 s of steady state; count returns the samples taken so far. With
-// PROPLET_SCALE_PROFILE set, the receiver's window is CPU-profiled into that file.
-func measureWindow(t *testing.T, count func() int64) window {
+// cpuProfile and PROPLET_SCALE_PROFILE set, the window is CPU-profiled into that file.
+func measureWindow(t *testing.T, count func() int64, cpuProfile bool) window {
 	const length = 20 * time.Second
-	if path := os.Getenv("PROPLET_SCALE_PROFILE"); path != "" && strings.HasSuffix(t.Name(), "/receiver") {
+	if path := os.Getenv("PROPLET_SCALE_PROFILE"); path != "" && cpuProfile {
 		f, err := os.Create(path)
 		require.NoError(t, err)
 		require.NoError(t, pprof.StartCPUProfile(f))
