@@ -1,0 +1,169 @@
+//go:build linux
+
+package process
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procfs"
+)
+
+// Source reads processes from a procfs mount (/proc, or /hostfs/proc in a container) and
+// cgroup files from a cgroupfs mount.
+type Source struct {
+	root        string
+	pageSize    uint64
+	bootTime    time.Time // precise to 10 ms: now minus /proc/uptime at start
+	numCPU      int
+	memTotal    uint64
+	selfNetNS   uint64 // inode of the collector's network namespace
+	fdSizeWorks bool   // st_size of /proc/<pid>/fd is the fd count (Linux 6.2+)
+	cgroup      cgroupLayout
+
+	statMu sync.Mutex
+	statFD int // kept-open /proc/stat for machine CPU
+	buf    [4096]byte
+
+	budget   int64        // processes whose files may be kept open; past it, handles are transient
+	keptOpen atomic.Int64 // kept-open handles now
+}
+
+// descriptorsPerHandle is what a kept-open handle may hold: stat, io, fd/ and net/dev.
+const descriptorsPerHandle = 4
+
+// SetKeptOpenBudget sets how many processes may have their files kept open at once; handles
+// opened past it are transient (files opened and closed on every read). 0 derives the budget
+// from RLIMIT_NOFILE, keeping 256 descriptors for everything else.
+func (s *Source) SetKeptOpenBudget(n int) {
+	if n <= 0 {
+		var lim unix.Rlimit
+		if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur > 256+descriptorsPerHandle {
+			n = int(min(lim.Cur-256, 1<<30) / descriptorsPerHandle)
+		} else {
+			n = 1
+		}
+	}
+	s.budget = int64(n)
+}
+
+// KeptOpenBudget is the current budget.
+func (s *Source) KeptOpenBudget() int { return int(s.budget) }
+
+// NewSource returns a Source rooted at procRoot, reading cgroups under cgroupRoot.
+func NewSource(procRoot, cgroupRoot string) (*Source, error) {
+	s := &Source{root: procRoot, pageSize: uint64(os.Getpagesize()), statFD: -1}
+	s.SetKeptOpenBudget(0)
+	up, err := os.ReadFile(filepath.Join(procRoot, "uptime"))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(procRoot, "uptime"), err)
+	}
+	cs, err := procfs.ParseUptime(up)
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", filepath.Join(procRoot, "uptime"), err)
+	}
+	s.bootTime = time.Now().Add(-time.Duration(cs) * 10 * time.Millisecond)
+
+	mi, err := os.ReadFile(filepath.Join(procRoot, "meminfo"))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", filepath.Join(procRoot, "meminfo"), err)
+	}
+	if s.memTotal, err = procfs.ParseMemTotal(mi); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", filepath.Join(procRoot, "meminfo"), err)
+	}
+
+	s.numCPU = countCPUs(filepath.Join(procRoot, "stat"))
+
+	// The collector's own namespace is the one of /proc/self in the collector's mount
+	// namespace, whatever procRoot is.
+	for _, p := range []string{"/proc/self/ns/net", filepath.Join(procRoot, "self/ns/net")} {
+		if ino, err := nsInode(p); err == nil {
+			s.selfNetNS = ino
+			break
+		}
+	}
+
+	var st unix.Stat_t
+	if unix.Stat(filepath.Join(procRoot, "self/fd"), &st) == nil && st.Size > 0 {
+		s.fdSizeWorks = true
+	}
+	s.cgroup = detectCgroupLayout(cgroupRoot)
+	if fd, err := unix.Open(filepath.Join(procRoot, "stat"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
+		s.statFD = fd
+	}
+	return s, nil
+}
+
+// Close releases the descriptors the Source keeps open.
+func (s *Source) Close() error {
+	s.statMu.Lock()
+	defer s.statMu.Unlock()
+	if s.statFD >= 0 {
+		_ = unix.Close(s.statFD)
+		s.statFD = -1
+	}
+	return nil
+}
+
+func countCPUs(path string) int {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 1
+	}
+	n := 0
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		if len(l) > 3 && string(l[:3]) == "cpu" && l[3] >= '0' && l[3] <= '9' {
+			n++
+		}
+	}
+	return max(n, 1)
+}
+
+func nsInode(path string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return 0, err
+	}
+	return st.Ino, nil
+}
+
+// NumCPU is the number of logical CPUs of the host.
+func (s *Source) NumCPU() int { return s.numCPU }
+
+// MemTotal is the host's total memory in bytes.
+func (s *Source) MemTotal() uint64 { return s.memTotal }
+
+// StartTime converts an ID's start to wall-clock time.
+func (s *Source) StartTime(id ID) time.Time {
+	return s.bootTime.Add(time.Duration(id.Start) * (time.Second / procfs.UserHZ))
+}
+
+// CPUTimes reads the machine-wide CPU times, in seconds per mode.
+func (s *Source) CPUTimes() (procfs.CPUTimes, error) {
+	s.statMu.Lock()
+	defer s.statMu.Unlock()
+	var c procfs.CPUTimes
+	if s.statFD < 0 {
+		return c, fmt.Errorf("open %s: not available", filepath.Join(s.root, "stat"))
+	}
+	n, err := unix.Pread(s.statFD, s.buf[:], 0)
+	if err != nil {
+		return c, fmt.Errorf("read %s: %w", filepath.Join(s.root, "stat"), err)
+	}
+	// Only the first line matters; a host with many CPUs may not fit the buffer.
+	b := s.buf[:n]
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[:i+1]
+	}
+	if _, err := procfs.ParseProcStat(b, &c); err != nil {
+		return c, fmt.Errorf("parse %s: %w", filepath.Join(s.root, "stat"), err)
+	}
+	return c, nil
+}
