@@ -1,7 +1,9 @@
-// Package mqttconn holds what this project's MQTT clients share below the client library:
-// which endpoint schemes mean TLS, a unique client id, and a TCP/TLS connection that coalesces
-// writes and acknowledges reads at once (for paho, which writes every packet with a system call
-// of its own).
+// Package mqttconn is the broker connection this project's MQTT clients share: its
+// configuration (ClientConfig, the same keys in the exporter and the receiver's control plane)
+// and checks, which endpoint schemes mean TLS, unique client ids, the paho MQTT 3.1.1 client
+// with the first-connect rule both components follow (Connection), and a TCP/TLS connection
+// that coalesces writes and acknowledges reads at once (for paho, which writes every packet with
+// a system call of its own).
 package mqttconn // import "github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 
 import (

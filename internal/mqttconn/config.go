@@ -1,0 +1,128 @@
+package mqttconn
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"go.opentelemetry.io/collector/config/configopaque"
+	"go.opentelemetry.io/collector/config/configtls"
+)
+
+// ClientConfig is the broker connection both components configure: the exporter at the top
+// level of its configuration, the receiver under `propeller`. The keys are the same in both.
+//
+// It has no Unmarshal method on purpose: embedded with `mapstructure:",squash"`, such a method
+// would be promoted to the embedding config, and confmap would then decode only this struct.
+type ClientConfig struct {
+	// Endpoint is the broker URL: tcp://, mqtt://, ssl://, tls://, mqtts://, ws:// or wss://.
+	Endpoint string `mapstructure:"endpoint"`
+	// ClientID is the MQTT client id. Default: a prefix and random digits, unique per
+	// collector instance.
+	ClientID string `mapstructure:"client_id"`
+	// Username for the broker (Propeller: the proplet's entity id).
+	Username string `mapstructure:"username"`
+	// Password for the broker (Propeller: the proplet's API key). Never logged.
+	Password configopaque.String `mapstructure:"password"`
+	// TLS settings, used with ssl://, tls://, mqtts:// and wss:// endpoints. Server
+	// certificates are verified unless insecure_skip_verify is set.
+	TLS configtls.ClientConfig `mapstructure:"tls"`
+	// KeepAlive is the MQTT keep-alive; Mosquitto rejects 0.
+	KeepAlive time.Duration `mapstructure:"keep_alive"`
+	// ConnectTimeout bounds each connection attempt, including the first one at start.
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+	// MaxReconnectInterval caps the backoff between connection attempts.
+	MaxReconnectInterval time.Duration `mapstructure:"max_reconnect_interval"`
+}
+
+// DefaultClientConfig returns the defaults both components use: the local broker without
+// TLS, a 30 s keep-alive, 5 s per connection attempt and at most 30 s between attempts.
+func DefaultClientConfig() ClientConfig {
+	return ClientConfig{
+		Endpoint:             "tcp://127.0.0.1:1883",
+		TLS:                  configtls.NewDefaultClientConfig(),
+		KeepAlive:            30 * time.Second,
+		ConnectTimeout:       5 * time.Second,
+		MaxReconnectInterval: 30 * time.Second,
+	}
+}
+
+// Check validates the configuration. Every error starts with prefix and the key it is about
+// ("" for the exporter, "propeller." for the receiver) and names the bad value.
+func (c *ClientConfig) Check(prefix string) error {
+	var errs []error
+	add := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s%s: %s", prefix, key, fmt.Sprintf(format, args...)))
+	}
+	if secure, err := CheckEndpoint(prefix+"endpoint", c.Endpoint); err != nil {
+		errs = append(errs, err)
+	} else if !secure && c.tlsConfigured() {
+		add("tls", "is set but %sendpoint %q does not use TLS; use ssl://, tls://, mqtts:// or wss://", prefix, c.Endpoint)
+	}
+	if c.KeepAlive < time.Second {
+		add("keep_alive", "must be at least 1s (brokers reject 0), got %s", c.KeepAlive)
+	}
+	if c.ConnectTimeout <= 0 {
+		add("connect_timeout", "must be positive, got %s", c.ConnectTimeout)
+	}
+	if c.MaxReconnectInterval < time.Second {
+		add("max_reconnect_interval", "must be at least 1s, got %s", c.MaxReconnectInterval)
+	}
+	return errors.Join(errs...)
+}
+
+// tlsConfigured reports whether the tls block names a CA, a certificate or a key: settings
+// that mean nothing on a plain endpoint, so a plain endpoint with them is a mistake.
+func (c *ClientConfig) tlsConfigured() bool {
+	t := c.TLS
+	return t.CAFile != "" || t.CAPem != "" || t.CertFile != "" || t.CertPem != "" || t.KeyFile != "" || t.KeyPem != ""
+}
+
+// Prepared is a ClientConfig ready to connect: its endpoint parsed, its TLS configuration
+// loaded and its client id chosen. Both MQTT client libraries are configured from it.
+type Prepared struct {
+	Config   ClientConfig
+	URL      *url.URL
+	TLS      *tls.Config // nil when the endpoint does not use TLS
+	ClientID string
+}
+
+// Prepare parses the endpoint, loads the TLS configuration of a TLS endpoint (TLS 1.2 at
+// least when there is no tls block; the server name defaults to the endpoint's host name),
+// and chooses the client id: the configured one, else idPrefix followed by random digits.
+// An error loading TLS starts with "tls: ".
+func (c *ClientConfig) Prepare(ctx context.Context, idPrefix string) (*Prepared, error) {
+	u, err := url.Parse(c.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("endpoint: %q is not a URL: %w", c.Endpoint, err)
+	}
+	p := &Prepared{Config: *c, URL: u, ClientID: c.ClientID}
+	if p.ClientID == "" {
+		p.ClientID = ClientID(idPrefix)
+	}
+	if secure, _ := Scheme(u); secure {
+		cfg, err := c.TLS.LoadTLSConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
+		}
+		if cfg == nil {
+			// configtls answers nil for `insecure: true` without a CA; the scheme still asks
+			// for TLS.
+			cfg = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = u.Hostname()
+		}
+		p.TLS = cfg
+	}
+	return p, nil
+}
+
+// CredentialsError is the error of a broker's refusal of the username or password: it wraps
+// ErrBadCredentials and cause, and names the endpoint and the username, never the password.
+func (p *Prepared) CredentialsError(cause error) error {
+	return fmt.Errorf("connect to %s as %q: %w: %v", p.Config.Endpoint, p.Config.Username, ErrBadCredentials, cause)
+}

@@ -1,0 +1,219 @@
+package mqttconn
+
+import (
+	"context"
+	"crypto/tls"
+	"path/filepath"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/config/configtls"
+	"go.opentelemetry.io/collector/confmap"
+	"go.opentelemetry.io/collector/confmap/confmaptest"
+)
+
+// exporterLike and receiverLike embed ClientConfig the two ways the components do: squashed
+// into the top level, and under a key.
+type exporterLike struct {
+	ClientConfig `mapstructure:",squash"`
+	QoS          byte `mapstructure:"qos"`
+}
+
+type receiverLike struct {
+	Propeller ClientConfig `mapstructure:"propeller"`
+}
+
+func TestConfigDecodesEveryKeyThroughConfmap(t *testing.T) {
+	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
+	require.NoError(t, err)
+
+	want := DefaultClientConfig()
+	want.Endpoint = "mqtts://broker.example.com:8883"
+	want.ClientID = "proplet-7c9e6679"
+	want.Username = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
+	want.Password = "s3cret-api-key"
+	want.TLS.CAFile = "/etc/propeller/ca.pem"
+	want.TLS.CertFile, want.TLS.KeyFile = "/etc/propeller/client.pem", "/etc/propeller/client-key.pem"
+	want.TLS.InsecureSkipVerify = true
+	want.TLS.ServerName = "broker.internal"
+	want.KeepAlive, want.ConnectTimeout, want.MaxReconnectInterval = 45*time.Second, 7*time.Second, time.Minute
+
+	top, err := cm.Sub("")
+	require.NoError(t, err)
+	top.Delete("propeller")
+	exp := exporterLike{ClientConfig: DefaultClientConfig(), QoS: 1}
+	require.NoError(t, top.Unmarshal(&exp))
+	assert.Equal(t, want, exp.ClientConfig, "squashed: every key, credentials and tls included")
+	assert.Equal(t, byte(2), exp.QoS, "the embedding struct's own keys still decode (an Unmarshal method of ClientConfig would take them over)")
+	require.NoError(t, exp.Check(""))
+
+	sub, err := cm.Sub("propeller")
+	require.NoError(t, err)
+	rcv := receiverLike{Propeller: DefaultClientConfig()}
+	require.NoError(t, sub.Unmarshal(&rcv.Propeller))
+	wantRcv := DefaultClientConfig()
+	wantRcv.Endpoint = "wss://manager.example.com/mqtt"
+	wantRcv.Username, wantRcv.Password = "proplet", "other-key"
+	wantRcv.TLS.CAFile = "/etc/propeller/ca.pem"
+	assert.Equal(t, wantRcv, rcv.Propeller, "keys left out keep their defaults")
+	require.NoError(t, rcv.Propeller.Check("propeller."))
+	assert.Equal(t, "[REDACTED]", rcv.Propeller.Password.String(), "the password never prints")
+}
+
+func TestClientConfigHasNoUnmarshal(t *testing.T) {
+	// Promoted through a squashed embedding, it would make confmap decode only ClientConfig.
+	assert.NotImplements(t, (*confmap.Unmarshaler)(nil), &ClientConfig{})
+}
+
+func TestCheckNamesEveryKeyWithItsPrefix(t *testing.T) {
+	tests := map[string]struct {
+		change func(*ClientConfig)
+		want   string // after the prefix
+	}{
+		"no endpoint":      {func(c *ClientConfig) { c.Endpoint = "" }, "endpoint: must be set"},
+		"unknown scheme":   {func(c *ClientConfig) { c.Endpoint = "http://broker" }, `endpoint: scheme "http" is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss`},
+		"no host":          {func(c *ClientConfig) { c.Endpoint = "tcp://" }, `endpoint: "tcp://" has no host`},
+		"tls without TLS":  {func(c *ClientConfig) { c.TLS.CAFile = "/ca.pem" }, `tls: is set but {prefix}endpoint "tcp://127.0.0.1:1883" does not use TLS`},
+		"client cert":      {func(c *ClientConfig) { c.TLS.CertPem = "x" }, "tls: is set but"},
+		"zero keep-alive":  {func(c *ClientConfig) { c.KeepAlive = 0 }, "keep_alive: must be at least 1s (brokers reject 0), got 0s"},
+		"zero timeout":     {func(c *ClientConfig) { c.ConnectTimeout = 0 }, "connect_timeout: must be positive, got 0s"},
+		"short reconnect":  {func(c *ClientConfig) { c.MaxReconnectInterval = 500 * time.Millisecond }, "max_reconnect_interval: must be at least 1s, got 500ms"},
+		"negative timeout": {func(c *ClientConfig) { c.ConnectTimeout = -time.Second }, "connect_timeout: must be positive, got -1s"},
+	}
+	for name, tt := range tests {
+		for _, prefix := range []string{"", "propeller."} {
+			t.Run(name+"/"+prefix, func(t *testing.T) {
+				c := DefaultClientConfig()
+				tt.change(&c)
+				err := c.Check(prefix)
+				require.Error(t, err)
+				want := regexp.MustCompile(`\{prefix\}`).ReplaceAllLiteralString(tt.want, prefix)
+				assert.ErrorContains(t, err, prefix+want)
+				for _, line := range regexp.MustCompile("\n").Split(err.Error(), -1) {
+					assert.Regexp(t, "^"+regexp.QuoteMeta(prefix)+`(endpoint|tls|keep_alive|connect_timeout|max_reconnect_interval): `, line)
+				}
+			})
+		}
+	}
+
+	c := DefaultClientConfig()
+	assert.NoError(t, c.Check(""), "the defaults are valid")
+	c.Endpoint, c.TLS.CAFile = "ssl://broker:8883", "/ca.pem"
+	assert.NoError(t, c.Check(""), "tls with a TLS endpoint")
+	c = ClientConfig{Endpoint: "http://"}
+	assert.Len(t, regexp.MustCompile("\n").Split(c.Check("p.").Error(), -1), 5, "every problem is reported at once")
+}
+
+func TestPrepare(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("plain", func(t *testing.T) {
+		c := DefaultClientConfig()
+		p, err := c.Prepare(ctx, "otelcol-propeller-")
+		require.NoError(t, err)
+		assert.Nil(t, p.TLS, "no TLS on tcp://")
+		assert.Equal(t, "127.0.0.1:1883", p.URL.Host)
+		assert.Regexp(t, "^otelcol-propeller-[0-9a-f]{12}$", p.ClientID)
+		q, err := c.Prepare(ctx, "otelcol-propeller-")
+		require.NoError(t, err)
+		assert.NotEqual(t, p.ClientID, q.ClientID, "unique per instance")
+		assert.Equal(t, c, p.Config)
+	})
+
+	t.Run("configured client id", func(t *testing.T) {
+		c := DefaultClientConfig()
+		c.ClientID = "proplet-1"
+		p, err := c.Prepare(ctx, "otelcol-propeller-")
+		require.NoError(t, err)
+		assert.Equal(t, "proplet-1", p.ClientID)
+	})
+
+	t.Run("TLS without a tls block", func(t *testing.T) {
+		for _, endpoint := range []string{"ssl://broker.example.com:8883", "mqtts://broker.example.com", "tls://broker.example.com", "wss://broker.example.com/mqtt"} {
+			c := DefaultClientConfig()
+			c.Endpoint = endpoint
+			p, err := c.Prepare(ctx, "p-")
+			require.NoError(t, err)
+			require.NotNil(t, p.TLS, endpoint)
+			assert.GreaterOrEqual(t, p.TLS.MinVersion, uint16(tls.VersionTLS12), endpoint)
+			assert.Equal(t, "broker.example.com", p.TLS.ServerName, "the endpoint's host name: %s", endpoint)
+			assert.False(t, p.TLS.InsecureSkipVerify, "verification on by default")
+		}
+	})
+
+	t.Run("insecure without a CA still uses TLS 1.2", func(t *testing.T) {
+		c := DefaultClientConfig()
+		c.Endpoint = "ssl://10.0.0.1:8883"
+		c.TLS = configtls.ClientConfig{Insecure: true}
+		p, err := c.Prepare(ctx, "p-")
+		require.NoError(t, err)
+		require.NotNil(t, p.TLS)
+		assert.Equal(t, uint16(tls.VersionTLS12), p.TLS.MinVersion)
+		assert.Equal(t, "10.0.0.1", p.TLS.ServerName)
+	})
+
+	t.Run("server name override and minimum version kept", func(t *testing.T) {
+		c := DefaultClientConfig()
+		c.Endpoint = "ssl://10.0.0.1:8883"
+		c.TLS.ServerName = "broker.internal"
+		c.TLS.MinVersion = "1.3"
+		p, err := c.Prepare(ctx, "p-")
+		require.NoError(t, err)
+		assert.Equal(t, "broker.internal", p.TLS.ServerName)
+		assert.Equal(t, uint16(tls.VersionTLS13), p.TLS.MinVersion)
+	})
+
+	t.Run("TLS load error", func(t *testing.T) {
+		c := DefaultClientConfig()
+		c.Endpoint = "ssl://broker:8883"
+		c.TLS.CAFile = filepath.Join(t.TempDir(), "missing.pem")
+		_, err := c.Prepare(ctx, "p-")
+		require.Error(t, err)
+		assert.Regexp(t, "^tls: ", err.Error())
+	})
+
+	t.Run("a tls block on a plain endpoint is not loaded", func(t *testing.T) {
+		c := DefaultClientConfig()
+		c.TLS.CAFile = filepath.Join(t.TempDir(), "missing.pem")
+		p, err := c.Prepare(ctx, "p-")
+		require.NoError(t, err)
+		assert.Nil(t, p.TLS)
+	})
+
+	t.Run("bad URL", func(t *testing.T) {
+		c := DefaultClientConfig()
+		c.Endpoint = "tcp://%zz"
+		_, err := c.Prepare(ctx, "p-")
+		assert.ErrorContains(t, err, `endpoint: "tcp://%zz" is not a URL`)
+	})
+}
+
+func TestPahoOptions(t *testing.T) {
+	c := DefaultClientConfig()
+	c.Endpoint = "ssl://broker.example.com:8883"
+	c.Username, c.Password = "proplet", "secret"
+	c.KeepAlive, c.ConnectTimeout, c.MaxReconnectInterval = 20*time.Second, 3*time.Second, 7*time.Second
+	p, err := c.Prepare(context.Background(), "p-")
+	require.NoError(t, err)
+	o := p.PahoOptions()
+	require.Len(t, o.Servers, 1)
+	assert.Equal(t, "ssl://broker.example.com:8883", o.Servers[0].String())
+	assert.Equal(t, p.ClientID, o.ClientID)
+	assert.Equal(t, "proplet", o.Username)
+	assert.Equal(t, "secret", o.Password)
+	assert.Equal(t, uint(4), o.ProtocolVersion, "MQTT 3.1.1")
+	assert.Equal(t, int64(20), o.KeepAlive)
+	assert.Equal(t, 3*time.Second, o.ConnectTimeout)
+	assert.True(t, o.AutoReconnect)
+	assert.Equal(t, 7*time.Second, o.MaxReconnectInterval)
+	assert.Same(t, p.TLS, o.TLSConfig)
+	assert.NotNil(t, o.CustomOpenConnectionFn, "TCP and TLS endpoints use the coalescing dial")
+
+	c.Endpoint = "ws://broker.example.com/mqtt"
+	p, err = c.Prepare(context.Background(), "p-")
+	require.NoError(t, err)
+	assert.Nil(t, p.PahoOptions().CustomOpenConnectionFn, "WebSockets keep paho's dialer")
+}

@@ -1,0 +1,136 @@
+package mqttconn
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+	"go.uber.org/zap"
+)
+
+// ErrBadCredentials wraps a broker's refusal of the username or password: MQTT 3.1.1 return
+// codes 4 (bad user name or password) and 5 (not authorised), MQTT 5 reason codes 0x86 and
+// 0x87. Retrying cannot help, so a component fails its start with it.
+var ErrBadCredentials = errors.New("the MQTT broker refused the credentials")
+
+// PahoOptions returns the MQTT 3.1.1 options of Eclipse Paho for this connection: broker,
+// client id, credentials, protocol 3.1.1, keep-alive, connect timeout, automatic reconnection
+// with its backoff capped at MaxReconnectInterval, TLS, and the coalescing dial
+// (DialCoalescing) for TCP and TLS endpoints. Callers add their own handlers and their
+// clean-session and ordering choices.
+func (p *Prepared) PahoOptions() *paho.ClientOptions {
+	c := p.Config
+	opts := paho.NewClientOptions().
+		AddBroker(c.Endpoint).
+		SetClientID(p.ClientID).
+		SetUsername(c.Username).
+		SetPassword(string(c.Password)).
+		SetProtocolVersion(4).
+		SetKeepAlive(c.KeepAlive).
+		SetConnectTimeout(c.ConnectTimeout).
+		SetAutoReconnect(true).
+		SetMaxReconnectInterval(c.MaxReconnectInterval)
+	if p.TLS != nil {
+		opts.SetTLSConfig(p.TLS)
+	}
+	if dial, ok := DialCoalescing(p.URL, p.TLS, c.ConnectTimeout); ok {
+		opts.SetCustomOpenConnectionFn(func(*url.URL, paho.ClientOptions) (net.Conn, error) { return dial() })
+	}
+	return opts
+}
+
+// Connection is a paho MQTT 3.1.1 client with the first-connect rule both components follow:
+// bad credentials fail the start, an unreachable broker does not.
+type Connection struct {
+	p      *Prepared
+	log    *zap.Logger
+	c      paho.Client
+	stopCh chan struct{}
+	once   sync.Once
+	wg     sync.WaitGroup
+}
+
+// NewConnection creates the client from opts (usually PahoOptions with the caller's
+// additions). It does not connect: Start does.
+func (p *Prepared) NewConnection(opts *paho.ClientOptions, log *zap.Logger) *Connection {
+	return &Connection{p: p, log: log, c: paho.NewClient(opts), stopCh: make(chan struct{})}
+}
+
+// Client returns the paho client, to publish and subscribe with.
+func (c *Connection) Client() paho.Client { return c.c }
+
+// Start makes a first connection attempt bounded by the connect timeout. A refusal of the
+// credentials is returned as an error wrapping ErrBadCredentials. A broker that cannot be
+// reached is not an error: it is logged once, at warn, and the connection is tried again in the
+// background with exponential backoff up to MaxReconnectInterval until it succeeds once;
+// after that paho's automatic reconnection takes over.
+func (c *Connection) Start() error {
+	err := c.attempt()
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, ErrBadCredentials) {
+		return err
+	}
+	c.log.Warn("MQTT broker not reachable yet; retrying in the background", zap.String("endpoint", c.p.Config.Endpoint), zap.Error(err))
+	c.wg.Add(1)
+	go c.retry()
+	return nil
+}
+
+// attempt makes one connection attempt.
+func (c *Connection) attempt() error {
+	cfg := c.p.Config
+	t := c.c.Connect()
+	// paho bounds the dial and the CONNACK by the connect timeout; the extra second only
+	// guards against a token that never completes.
+	if !t.WaitTimeout(cfg.ConnectTimeout + time.Second) {
+		return fmt.Errorf("connect to %s: timed out after %s", cfg.Endpoint, cfg.ConnectTimeout)
+	}
+	if err := t.Error(); err != nil {
+		if errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(err, packets.ErrorRefusedNotAuthorised) {
+			return c.p.CredentialsError(err)
+		}
+		return fmt.Errorf("connect to %s: %w", cfg.Endpoint, err)
+	}
+	return nil
+}
+
+// retry connects with exponential backoff until the first connection succeeds or Stop.
+func (c *Connection) retry() {
+	defer c.wg.Done()
+	wait := time.Second
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		select {
+		case <-c.stopCh:
+			return
+		case <-timer.C:
+		}
+		err := c.attempt()
+		if err == nil {
+			return
+		}
+		if errors.Is(err, ErrBadCredentials) {
+			// The broker is there and refuses us: worth an operator's attention each time.
+			c.log.Error("MQTT broker refused the credentials", zap.Error(err))
+		} else {
+			c.log.Debug("MQTT connection attempt failed", zap.Error(err))
+		}
+		wait = min(2*wait, c.p.Config.MaxReconnectInterval)
+		timer.Reset(wait)
+	}
+}
+
+// Stop ends the background attempts and disconnects, giving work in flight 250 ms.
+func (c *Connection) Stop() {
+	c.once.Do(func() { close(c.stopCh) })
+	c.wg.Wait()
+	c.c.Disconnect(250)
+}
