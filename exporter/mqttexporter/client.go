@@ -2,16 +2,8 @@ package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/e
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
-	"fmt"
-	"net"
-	"net/url"
-	"sync"
-	"time"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
 	"go.uber.org/zap"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
@@ -21,8 +13,8 @@ import (
 // behind it.
 type publisher interface {
 	// start makes a first connection attempt, bounded by the connect timeout. A refusal for
-	// bad credentials is returned as an error; a broker that cannot be reached is not: the
-	// client keeps trying in the background.
+	// bad credentials is returned as an error (wrapping mqttconn.ErrBadCredentials); a broker
+	// that cannot be reached is not: the client keeps trying in the background.
 	start(ctx context.Context) error
 	connected() bool
 	// publish sends one message; the returned token completes when the broker acknowledged it
@@ -36,30 +28,17 @@ type token interface {
 	Error() error
 }
 
-// errBadCredentials wraps a broker's refusal of the username or password.
-var errBadCredentials = errors.New("the MQTT broker refused the credentials")
-
-// paho311 is the MQTT 3.1.1 client: Eclipse Paho.
+// paho311 is the MQTT 3.1.1 client: Eclipse Paho, through the connection both components
+// share (mqttconn.Connection).
 type paho311 struct {
-	cfg    *Config
-	log    *zap.Logger
+	conn   *mqttconn.Connection
 	c      paho.Client
-	stopCh chan struct{}
-	wg     sync.WaitGroup
+	qos    byte
+	retain bool
 }
 
-func newPaho311(cfg *Config, clientID string, tlsCfg *tls.Config, log *zap.Logger) *paho311 {
-	p := &paho311{cfg: cfg, log: log, stopCh: make(chan struct{})}
-	opts := paho.NewClientOptions().
-		AddBroker(cfg.Endpoint).
-		SetClientID(clientID).
-		SetUsername(cfg.Username).
-		SetPassword(string(cfg.Password)).
-		SetProtocolVersion(4).
-		SetKeepAlive(cfg.KeepAlive).
-		SetConnectTimeout(cfg.ConnectTimeout).
-		SetAutoReconnect(true).
-		SetMaxReconnectInterval(cfg.MaxReconnectInterval).
+func newPaho311(cfg *Config, p *mqttconn.Prepared, log *zap.Logger) *paho311 {
+	opts := p.PahoOptions().
 		// A clean session: unacknowledged publishes fail when the connection drops, and the
 		// exporterhelper queue sends them again.
 		SetCleanSession(true).
@@ -68,80 +47,18 @@ func newPaho311(cfg *Config, clientID string, tlsCfg *tls.Config, log *zap.Logge
 			log.Warn("Connection to the MQTT broker lost; reconnecting", zap.String("endpoint", cfg.Endpoint), zap.Error(err))
 		}).
 		SetOnConnectHandler(func(paho.Client) {
-			log.Info("Connected to the MQTT broker", zap.String("endpoint", cfg.Endpoint), zap.String("client_id", clientID))
+			log.Info("Connected to the MQTT broker", zap.String("endpoint", cfg.Endpoint), zap.String("client_id", p.ClientID))
 		})
-	if tlsCfg != nil {
-		opts.SetTLSConfig(tlsCfg)
-	}
-	if u, err := url.Parse(cfg.Endpoint); err == nil {
-		if dial, ok := mqttconn.DialCoalescing(u, tlsCfg, cfg.ConnectTimeout); ok {
-			opts.SetCustomOpenConnectionFn(func(*url.URL, paho.ClientOptions) (net.Conn, error) { return dial() })
-		}
-	}
-	p.c = paho.NewClient(opts)
-	return p
+	conn := p.NewConnection(opts, log)
+	return &paho311{conn: conn, c: conn.Client(), qos: cfg.QoS, retain: cfg.Retain}
 }
 
-func (p *paho311) attempt() error {
-	t := p.c.Connect()
-	if !t.WaitTimeout(p.cfg.ConnectTimeout + time.Second) {
-		return fmt.Errorf("connect to %s: timed out after %s", p.cfg.Endpoint, p.cfg.ConnectTimeout)
-	}
-	if err := t.Error(); err != nil {
-		if errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(err, packets.ErrorRefusedNotAuthorised) {
-			return fmt.Errorf("connect to %s as %q: %w: %v", p.cfg.Endpoint, p.cfg.Username, errBadCredentials, err)
-		}
-		return fmt.Errorf("connect to %s: %w", p.cfg.Endpoint, err)
-	}
-	return nil
-}
-
-func (p *paho311) start(context.Context) error {
-	err := p.attempt()
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, errBadCredentials) {
-		return err
-	}
-	p.log.Warn("MQTT broker not reachable yet; retrying in the background, batches wait in the queue", zap.Error(err))
-	p.wg.Add(1)
-	go p.retry()
-	return nil
-}
-
-// retry connects with exponential backoff until the first connection succeeds; after that
-// paho's automatic reconnection takes over.
-func (p *paho311) retry() {
-	defer p.wg.Done()
-	wait := time.Second
-	for {
-		select {
-		case <-p.stopCh:
-			return
-		case <-time.After(wait):
-		}
-		err := p.attempt()
-		if err == nil {
-			return
-		}
-		if errors.Is(err, errBadCredentials) {
-			p.log.Error("MQTT broker refused the credentials", zap.Error(err))
-		} else {
-			p.log.Debug("MQTT connection attempt failed", zap.Error(err))
-		}
-		wait = min(2*wait, p.cfg.MaxReconnectInterval)
-	}
-}
+func (p *paho311) start(context.Context) error { return p.conn.Start() }
 
 func (p *paho311) connected() bool { return p.c.IsConnectionOpen() }
 
 func (p *paho311) publish(topic string, payload []byte) token {
-	return p.c.Publish(topic, p.cfg.QoS, p.cfg.Retain, payload)
+	return p.c.Publish(topic, p.qos, p.retain, payload)
 }
 
-func (p *paho311) stop() {
-	close(p.stopCh)
-	p.wg.Wait()
-	p.c.Disconnect(250)
-}
+func (p *paho311) stop() { p.conn.Stop() }

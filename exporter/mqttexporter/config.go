@@ -4,12 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
-	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/config/configretry"
-	"go.opentelemetry.io/collector/config/configtls"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
@@ -22,29 +19,16 @@ type Config struct {
 	QueueConfig   configoptional.Optional[exporterhelper.QueueBatchConfig] `mapstructure:"sending_queue"`
 	BackOffConfig configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
 
-	// Endpoint is the broker URL: tcp://, mqtt://, ssl://, tls://, mqtts://, ws:// or wss://.
-	Endpoint string `mapstructure:"endpoint"`
-	// ClientID is the MQTT client id. Default: unique per collector instance.
-	ClientID string `mapstructure:"client_id"`
-	// Username for the broker (Propeller: the proplet's entity id).
-	Username string `mapstructure:"username"`
-	// Password for the broker (Propeller: the proplet's API key). Never logged.
-	Password configopaque.String `mapstructure:"password"`
-	// TLS settings, used with ssl://, tls://, mqtts:// and wss:// endpoints. Server
-	// certificates are verified unless insecure_skip_verify is set.
-	TLS configtls.ClientConfig `mapstructure:"tls"`
+	// ClientConfig is the broker connection: endpoint, client_id, username, password, tls,
+	// keep_alive, connect_timeout and max_reconnect_interval, the same keys as the receiver's
+	// propeller block.
+	mqttconn.ClientConfig `mapstructure:",squash"`
 	// ProtocolVersion is "3.1.1" or "5".
 	ProtocolVersion string `mapstructure:"protocol_version"`
 	// QoS of published messages: 0, 1 or 2.
 	QoS byte `mapstructure:"qos"`
 	// Retain sets the retain flag (Propeller never retains metrics).
 	Retain bool `mapstructure:"retain"`
-	// KeepAlive is the MQTT keep-alive; Mosquitto rejects 0.
-	KeepAlive time.Duration `mapstructure:"keep_alive"`
-	// ConnectTimeout bounds each connection attempt, including the first one at start.
-	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
-	// MaxReconnectInterval caps the backoff between reconnection attempts.
-	MaxReconnectInterval time.Duration `mapstructure:"max_reconnect_interval"`
 
 	// DomainID is Propeller's domain (tenant) id, the {domain_id} of topics.
 	DomainID string `mapstructure:"domain_id"`
@@ -55,7 +39,8 @@ type Config struct {
 	// Namespace is the proplet message's namespace field.
 	Namespace string `mapstructure:"namespace"`
 	// DefaultHistorySize is the aggregated window of tasks whose resource carries no
-	// propeller.monitoring_profile.history_size (metrics from other sources).
+	// propeller.monitoring_profile.history_size (metrics from other sources). Default: the
+	// history_size of Propeller's standard profile.
 	DefaultHistorySize int `mapstructure:"default_history_size"`
 	// Topics lists the topic templates of each message kind.
 	Topics TopicsConfig `mapstructure:"topics"`
@@ -75,10 +60,8 @@ type TopicsConfig struct {
 func (cfg *Config) Validate() error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if secure, err := mqttconn.CheckEndpoint("endpoint", cfg.Endpoint); err != nil {
+	if err := cfg.ClientConfig.Check(""); err != nil {
 		errs = append(errs, err)
-	} else if !secure && cfg.tlsConfigured() {
-		add("tls: is set but endpoint %q does not use TLS; use ssl://, tls://, mqtts:// or wss://", cfg.Endpoint)
 	}
 	switch cfg.ProtocolVersion {
 	case "3.1.1", "5":
@@ -87,15 +70,6 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.QoS > 2 {
 		add("qos: must be 0, 1 or 2, got %d", cfg.QoS)
-	}
-	if cfg.KeepAlive < time.Second {
-		add("keep_alive: must be at least 1s (brokers reject 0), got %s", cfg.KeepAlive)
-	}
-	if cfg.ConnectTimeout <= 0 {
-		add("connect_timeout: must be positive, got %s", cfg.ConnectTimeout)
-	}
-	if cfg.MaxReconnectInterval < time.Second {
-		add("max_reconnect_interval: must be at least 1s, got %s", cfg.MaxReconnectInterval)
 	}
 	if cfg.DefaultHistorySize < 0 {
 		add("default_history_size: must not be negative, got %d", cfg.DefaultHistorySize)
@@ -107,11 +81,6 @@ func (cfg *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
-}
-
-func (cfg *Config) tlsConfigured() bool {
-	t := cfg.TLS
-	return t.CAFile != "" || t.CAPem != "" || t.CertFile != "" || t.CertPem != "" || t.KeyFile != "" || t.KeyPem != ""
 }
 
 // templates parses the topic templates, checking the placeholders each kind may use and that

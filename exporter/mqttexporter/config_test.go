@@ -8,10 +8,13 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/config/configtls"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
 	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 )
 
 func loadConfig(t *testing.T, name string) *Config {
@@ -54,6 +57,38 @@ func TestLoadConfig(t *testing.T) {
 	assert.Equal(t, "[REDACTED]", cfg.Password.String(), "the password never prints")
 }
 
+// TestLoadConnectionKeys decodes every key of the embedded mqttconn.ClientConfig from YAML, as
+// the Collector does: squashed into the exporter's top level, next to the exporter's own keys.
+func TestLoadConnectionKeys(t *testing.T) {
+	cfg := loadConfig(t, "connection")
+	require.NoError(t, confmap.Validate(cfg))
+	want := createDefaultConfig().(*Config)
+	want.ClientConfig = mqttconn.ClientConfig{
+		Endpoint: "mqtts://broker.example.com:8883",
+		ClientID: "proplet-1",
+		Username: "proplet",
+		Password: "s3cret-api-key",
+		TLS: configtls.ClientConfig{
+			Config: configtls.Config{
+				CAFile: "/etc/propeller/ca.pem", CertFile: "/etc/propeller/client.pem", KeyFile: "/etc/propeller/client-key.pem",
+			},
+			ServerName: "broker.internal",
+		},
+		KeepAlive:            45 * time.Second,
+		ConnectTimeout:       7 * time.Second,
+		MaxReconnectInterval: time.Minute,
+	}
+	want.Retain = true
+	want.DomainID, want.ChannelID = "d", "c"
+	assert.Equal(t, want, cfg)
+}
+
+func TestDefaultHistorySizeIsTheStandardProfiles(t *testing.T) {
+	std, ok := profile.Builtin(profile.Standard)
+	require.True(t, ok)
+	assert.Equal(t, std.HistorySize, createDefaultConfig().(*Config).DefaultHistorySize)
+}
+
 func TestValidateNamesKeysAndValues(t *testing.T) {
 	tests := map[string][]string{
 		"wildcard": {
@@ -66,6 +101,8 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 			`protocol_version: must be "3.1.1" or "5", got "4"`,
 			"qos: must be 0, 1 or 2, got 3",
 			"keep_alive: must be at least 1s (brokers reject 0), got 0s",
+			"connect_timeout: must be positive, got -1s",
+			"max_reconnect_interval: must be at least 1s, got 100ms",
 		},
 		"plaintls": {`tls: is set but endpoint "tcp://broker:1883" does not use TLS`},
 		"nodomain": {"topics.task_metrics[0]: uses {domain_id} but domain_id is empty"},

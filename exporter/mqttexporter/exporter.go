@@ -2,9 +2,7 @@ package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/e
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"net/url"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -14,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
-	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 )
 
@@ -42,27 +39,15 @@ func (e *mqttExporter) start(ctx context.Context, _ component.Host) error {
 		return err
 	}
 	e.tel = tel
-	var tlsCfg *tls.Config
-	if u, err := url.Parse(e.cfg.Endpoint); err == nil && mqttconn.Secure(e.cfg.Endpoint) {
-		if tlsCfg, err = e.cfg.TLS.LoadTLSConfig(ctx); err != nil {
-			return fmt.Errorf("tls: %w", err)
-		}
-		if tlsCfg == nil {
-			tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12}
-		}
-		if tlsCfg.ServerName == "" {
-			tlsCfg.ServerName = u.Hostname()
-		}
-	}
-	clientID := e.cfg.ClientID
-	if clientID == "" {
-		clientID = mqttconn.ClientID("otelcol-propeller-")
+	conn, err := e.cfg.ClientConfig.Prepare(ctx, "otelcol-propeller-")
+	if err != nil {
+		return err
 	}
 	switch e.cfg.ProtocolVersion {
 	case "5":
-		e.client = newPaho5(e.cfg, clientID, tlsCfg, e.log)
+		e.client = newPaho5(e.cfg, conn, e.log)
 	default:
-		e.client = newPaho311(e.cfg, clientID, tlsCfg, e.log)
+		e.client = newPaho311(e.cfg, conn, e.log)
 	}
 	return e.client.start(ctx)
 }

@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
 )
 
@@ -283,7 +284,7 @@ func TestWrongPasswordIsAClearErrorWithoutTheSecret(t *testing.T) {
 			exp, err := NewFactory().CreateMetrics(context.Background(), exportertestSettings(), cfg)
 			require.NoError(t, err)
 			err = exp.Start(context.Background(), componenttest.NewNopHost())
-			require.Error(t, err)
+			require.ErrorIs(t, err, mqttconn.ErrBadCredentials)
 			assert.ErrorContains(t, err, "refused the credentials")
 			assert.ErrorContains(t, err, `"proplet"`)
 			assert.NotContains(t, err.Error(), "wrong-secret")

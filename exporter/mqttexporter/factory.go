@@ -12,6 +12,8 @@ import (
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
 	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 )
 
 // NewFactory returns the factory of the MQTT exporter.
@@ -25,17 +27,14 @@ func NewFactory() exporter.Factory {
 
 func createDefaultConfig() component.Config {
 	return &Config{
-		TimeoutConfig:        exporterhelper.TimeoutConfig{Timeout: 5 * time.Second},
-		QueueConfig:          configoptional.Some(exporterhelper.NewDefaultQueueConfig()),
-		BackOffConfig:        configretry.NewDefaultBackOffConfig(),
-		Endpoint:             "tcp://127.0.0.1:1883",
-		ProtocolVersion:      "3.1.1",
-		QoS:                  1,
-		KeepAlive:            30 * time.Second,
-		ConnectTimeout:       5 * time.Second,
-		MaxReconnectInterval: 30 * time.Second,
-		Namespace:            "default",
-		DefaultHistorySize:   100,
+		TimeoutConfig:      exporterhelper.TimeoutConfig{Timeout: 5 * time.Second},
+		QueueConfig:        configoptional.Some(exporterhelper.NewDefaultQueueConfig()),
+		BackOffConfig:      configretry.NewDefaultBackOffConfig(),
+		ClientConfig:       mqttconn.DefaultClientConfig(),
+		ProtocolVersion:    "3.1.1",
+		QoS:                1,
+		Namespace:          "default",
+		DefaultHistorySize: standardProfile().HistorySize,
 		Topics: TopicsConfig{
 			TaskMetrics: []string{
 				"m/{domain_id}/c/{channel_id}/control/proplet/task_metrics",
@@ -60,4 +59,11 @@ func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Con
 		exporterhelper.WithQueue(c.QueueConfig),
 		exporterhelper.WithRetry(c.BackOffConfig),
 	)
+}
+
+// standardProfile is Propeller's standard profile: its settings apply to tasks whose resource
+// does not carry them (metrics from other sources).
+func standardProfile() profile.Profile {
+	p, _ := profile.Builtin(profile.Standard)
+	return p
 }

@@ -2,9 +2,7 @@ package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/e
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
-	"fmt"
 	"net/url"
 	"sync"
 	"time"
@@ -12,14 +10,15 @@ import (
 	"github.com/eclipse/paho.golang/autopaho"
 	"github.com/eclipse/paho.golang/paho"
 	"go.uber.org/zap"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 )
 
 // paho5 is the MQTT 5 client: Eclipse Paho's autopaho, which reconnects by itself.
 type paho5 struct {
-	cfg      *Config
-	log      *zap.Logger
-	clientID string
-	tlsCfg   *tls.Config
+	cfg  *Config
+	conn *mqttconn.Prepared
+	log  *zap.Logger
 
 	cm       *autopaho.ConnectionManager
 	ctx      context.Context // the client's lifetime; publishes end with it
@@ -31,50 +30,48 @@ type paho5 struct {
 	up      bool
 }
 
-func newPaho5(cfg *Config, clientID string, tlsCfg *tls.Config, log *zap.Logger) *paho5 {
-	return &paho5{cfg: cfg, log: log, clientID: clientID, tlsCfg: tlsCfg}
+func newPaho5(cfg *Config, conn *mqttconn.Prepared, log *zap.Logger) *paho5 {
+	return &paho5{cfg: cfg, conn: conn, log: log}
 }
 
 func (p *paho5) start(context.Context) error {
-	u, err := url.Parse(p.cfg.Endpoint)
-	if err != nil {
-		return err
-	}
+	c := p.conn.Config
 	ctx, cancel := context.WithCancel(context.Background())
 	p.ctx, p.cancel = ctx, cancel
 	cc := autopaho.ClientConfig{
-		ServerUrls:                    []*url.URL{u},
-		TlsCfg:                        p.tlsCfg,
-		KeepAlive:                     uint16(p.cfg.KeepAlive / time.Second),
+		ServerUrls:                    []*url.URL{p.conn.URL},
+		TlsCfg:                        p.conn.TLS,
+		KeepAlive:                     uint16(c.KeepAlive / time.Second),
 		CleanStartOnInitialConnection: true,
-		ConnectTimeout:                p.cfg.ConnectTimeout,
+		ConnectTimeout:                c.ConnectTimeout,
 		ReconnectBackoff: func(attempt int) time.Duration {
-			return min(time.Second<<min(attempt, 10), p.cfg.MaxReconnectInterval)
+			return min(time.Second<<min(attempt, 10), c.MaxReconnectInterval)
 		},
-		ConnectUsername: p.cfg.Username,
-		ConnectPassword: []byte(p.cfg.Password),
+		ConnectUsername: c.Username,
+		ConnectPassword: []byte(c.Password),
 		OnConnectionUp: func(*autopaho.ConnectionManager, *paho.Connack) {
 			p.setState(true, nil)
-			p.log.Info("Connected to the MQTT broker", zap.String("endpoint", p.cfg.Endpoint), zap.String("client_id", p.clientID))
+			p.log.Info("Connected to the MQTT broker", zap.String("endpoint", c.Endpoint), zap.String("client_id", p.conn.ClientID))
 		},
 		OnConnectionDown: func() bool {
 			p.setState(false, nil)
-			p.log.Warn("Connection to the MQTT broker lost; reconnecting", zap.String("endpoint", p.cfg.Endpoint))
+			p.log.Warn("Connection to the MQTT broker lost; reconnecting", zap.String("endpoint", c.Endpoint))
 			return true
 		},
 		OnConnectError: func(err error) {
 			p.setState(false, err)
 			if isAuthError(err) {
-				p.log.Error("MQTT broker refused the credentials", zap.String("endpoint", p.cfg.Endpoint), zap.String("username", p.cfg.Username), zap.Error(err))
+				p.log.Error("MQTT broker refused the credentials", zap.Error(p.conn.CredentialsError(err)))
 			}
 		},
-		ClientConfig: paho.ClientConfig{ClientID: p.clientID},
+		ClientConfig: paho.ClientConfig{ClientID: p.conn.ClientID},
 	}
+	var err error
 	if p.cm, err = autopaho.NewConnection(ctx, cc); err != nil {
 		cancel()
 		return err
 	}
-	wait, cancelWait := context.WithTimeout(ctx, p.cfg.ConnectTimeout+time.Second)
+	wait, cancelWait := context.WithTimeout(ctx, c.ConnectTimeout+time.Second)
 	defer cancelWait()
 	if err := p.cm.AwaitConnection(wait); err != nil {
 		p.mu.Lock()
@@ -82,9 +79,9 @@ func (p *paho5) start(context.Context) error {
 		p.mu.Unlock()
 		if isAuthError(last) {
 			p.stop()
-			return fmt.Errorf("connect to %s as %q: %w: %v", p.cfg.Endpoint, p.cfg.Username, errBadCredentials, last)
+			return p.conn.CredentialsError(last)
 		}
-		p.log.Warn("MQTT broker not reachable yet; retrying in the background, batches wait in the queue", zap.String("endpoint", p.cfg.Endpoint), zap.Error(last))
+		p.log.Warn("MQTT broker not reachable yet; retrying in the background", zap.String("endpoint", c.Endpoint), zap.Error(last))
 	}
 	return nil
 }
