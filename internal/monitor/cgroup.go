@@ -25,7 +25,9 @@ func (m *Monitor) bindCgroup(t *task, bound map[process.ID]bool) {
 		cg.Close()
 		return
 	}
-	if t.spec.Locator != (Locator{}) {
+	if t.spec.Locator.IsZero() {
+		m.activate(t)
+	} else {
 		e, ok := m.resolve(t.spec.Locator, bound)
 		if !ok {
 			cg.Close()
@@ -35,14 +37,6 @@ func (m *Monitor) bindCgroup(t *task, bound map[process.ID]bool) {
 			cg.Close()
 			return
 		}
-	} else {
-		t.state = StateActive
-		if !t.spec.Profile.Enabled {
-			t.state = StateDisabled
-		} else {
-			iv := t.spec.Profile.Interval
-			m.sched.Add(taskPrefix+t.spec.ID, iv, iv+m.jitter())
-		}
 	}
 	t.cg, t.cgPrev, t.prevTime = cg, base, time.Now()
 	m.log.Debug("Task bound to cgroup", zap.String("task_id", t.spec.ID), zap.String("cgroup", cg.Dir()))
@@ -50,8 +44,7 @@ func (m *Monitor) bindCgroup(t *task, bound map[process.ID]bool) {
 
 // readCgroup takes one sample of a cgroup task. The caller holds t.mu.
 func (m *Monitor) readCgroup(t *task, buf []byte) (Sample, bool) {
-	p := t.spec.Profile
-	fields := fieldsOf(p)
+	fields := fieldsOf(t.spec.Profile)
 	now := time.Now()
 	var cur process.CgroupReading
 	if err := t.cg.Read(&cur, buf); err != nil {
@@ -66,55 +59,42 @@ func (m *Monitor) readCgroup(t *task, buf []byte) (Sample, bool) {
 			t.root = nil
 		}
 	}
-	s := t.newSample(now)
-	dt := now.Sub(t.prevTime).Seconds()
+	var r reading
 	if cur.HasCPU && fields&process.FieldCPU != 0 {
-		s.Got |= process.FieldCPU
-		s.CPUUser, s.CPUSystem = cur.CPUUser, cur.CPUSystem
-		if t.cgPrev.HasCPU && dt > 0 {
-			n := float64(m.src.NumCPU())
-			s.UtilUser = max(cur.CPUUser-t.cgPrev.CPUUser, 0) / dt / n
-			s.UtilSystem = max(cur.CPUSystem-t.cgPrev.CPUSystem, 0) / dt / n
-			s.HasUtil = true
+		r.got |= process.FieldCPU
+		r.cpuUser, r.cpuSystem = cur.CPUUser, cur.CPUSystem
+		if t.cgPrev.HasCPU {
+			r.dUser = max(cur.CPUUser-t.cgPrev.CPUUser, 0)
+			r.dSystem = max(cur.CPUSystem-t.cgPrev.CPUSystem, 0)
+			r.hasDelta = true
 		}
 	}
 	if cur.HasMemory && fields&process.FieldMemory != 0 {
-		s.Got |= process.FieldMemory
-		s.RSS = cur.Memory
-		limit := m.src.MemTotal()
-		if cur.HasLimit && cur.Limit < limit {
-			limit = cur.Limit
-		}
-		if limit > 0 {
-			s.MemUtil = float64(cur.Memory) / float64(limit)
-		}
-		s.MemoryPeak, s.HasMemoryPeak = cur.Peak, cur.HasPeak
+		r.got |= process.FieldMemory
+		r.rss = cur.Memory
+		r.memLimit = m.memLimit(cur.Limit, cur.HasLimit)
 	}
 	if cur.HasIO && fields&process.FieldDisk != 0 {
-		s.Got |= process.FieldDisk
-		s.ReadBytes, s.WriteBytes = cur.ReadBytes, cur.WriteBytes
+		r.got |= process.FieldDisk
+		r.read, r.write = cur.ReadBytes, cur.WriteBytes
 	}
-	var procs, threads, fds int64
+	var procs int64
 	_ = t.cg.Procs(buf[:len(buf)/2], func(pid int32) {
 		procs++
 		if th, fd, ok := m.src.ThreadsAndFDs(pid, buf[len(buf)/2:]); ok {
-			threads += th
-			fds += fd
+			r.threads += th
+			r.fds += fd
 		}
 	})
-	s.Processes, s.HasProcesses = procs, true
+	r.got |= fields & (process.FieldThreads | process.FieldFDs)
 	if cur.HasPids {
-		s.Processes = cur.Pids
+		procs = cur.Pids
 	}
-	if fields&process.FieldThreads != 0 {
-		s.Got |= process.FieldThreads
-		s.Threads = threads
+	t.cgPrev = cur
+	s := m.sample(t, now, &r)
+	if r.got&process.FieldMemory != 0 {
+		s.MemoryPeak, s.HasMemoryPeak = cur.Peak, cur.HasPeak
 	}
-	if fields&process.FieldFDs != 0 {
-		s.Got |= process.FieldFDs
-		s.FDs = fds
-	}
-	t.cgPrev, t.prevTime = cur, now
-	t.counted(now)
+	s.Processes, s.HasProcesses = procs, true
 	return s, true
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
 )
@@ -32,7 +33,7 @@ func TestCgroupTaskFromFixtures(t *testing.T) {
 	} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
 	}
-	h := runMonitor(t, Config{Tasks: []TaskSpec{{ID: "cg", ProfileName: "test", Profile: prof(200 * time.Millisecond), Cgroup: dir}}})
+	h := runMonitor(t, Config{Tasks: []admission.Spec{{ID: "cg", ProfileName: "test", Profile: prof(200 * time.Millisecond), Cgroup: dir}}})
 	s := h.wait(t, "cg", 1, 5*time.Second)[0]
 	assert.InDelta(t, 2.0, s.CPUUser, 1e-9)
 	assert.InDelta(t, 1.0, s.CPUSystem, 1e-9)
@@ -69,7 +70,7 @@ func TestCgroupTaskReal(t *testing.T) {
 		t.Skipf("cannot move a process into %s: %v", dir, err)
 	}
 
-	h := runMonitor(t, Config{Tasks: []TaskSpec{{ID: "cg", ProfileName: "test", Profile: prof(500 * time.Millisecond), Cgroup: dir}}})
+	h := runMonitor(t, Config{Tasks: []admission.Spec{{ID: "cg", ProfileName: "test", Profile: prof(500 * time.Millisecond), Cgroup: dir}}})
 	got := h.wait(t, "cg", 2, 10*time.Second)
 	s := got[len(got)-1]
 	require.True(t, s.HasUtil)

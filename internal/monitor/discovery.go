@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 )
@@ -181,7 +182,7 @@ func (m *Monitor) bindFailed(t *task, pid int32, err error) {
 }
 
 // resolve finds the process a locator names, skipping processes already bound to a task.
-func (m *Monitor) resolve(l Locator, bound map[process.ID]bool) (process.Entry, bool) {
+func (m *Monitor) resolve(l admission.Locator, bound map[process.ID]bool) (process.Entry, bool) {
 	var pid int32
 	switch {
 	case l.Self:
@@ -314,11 +315,15 @@ func (m *Monitor) applyRules(bound map[process.ID]bool) {
 }
 
 func (m *Monitor) bindDiscovered(r Rule, c procmatch.Captures, e process.Entry) {
+	if err := errors.Join(admission.CheckID(c.TaskID), admission.CheckName(c.TaskName)); err != nil {
+		m.refuseDiscovered(e, err)
+		return
+	}
 	m.mu.Lock()
 	t, exists := m.tasks[c.TaskID]
 	if !exists {
 		t = &task{
-			spec: TaskSpec{
+			spec: admission.Spec{
 				ID: c.TaskID, Name: c.TaskName, ProfileName: r.ProfileName, Profile: r.Profile,
 				IncludeChildren: r.IncludeChildren,
 			},
@@ -349,4 +354,13 @@ func (m *Monitor) bindDiscovered(r Rule, c procmatch.Captures, e process.Entry) 
 		return
 	}
 	m.log.Info("Discovered task", zap.String("task_id", c.TaskID), zap.String("task_name", t.spec.Name), zap.Int32("pid", e.ID.PID), zap.Duration("interval", t.spec.Profile.Interval))
+}
+
+// refuseDiscovered reports a process a discovery rule matched whose captured id or name cannot
+// be a task's. It is counted and logged once: the process is remembered as matching no rule
+// until it execs.
+func (m *Monitor) refuseDiscovered(e process.Entry, err error) {
+	m.tel.SampleError(KindTask)
+	m.disc.misses[e.ID] = e.Comm
+	m.log.Warn("Discovery rule matched a process whose task id or name is refused", zap.Int32("pid", e.ID.PID), zap.Error(err))
 }

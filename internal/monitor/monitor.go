@@ -16,38 +16,12 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/schedule"
 )
-
-// Locator says how to find a process. Exactly one way is set.
-type Locator struct {
-	PID     int32
-	PIDFile string
-	Match   *procmatch.Matcher
-	Self    bool // the collector's own process
-	// InProcess says the task runs inside the proplet process (Propeller's default runtime):
-	// it has no process of its own to sample, and its state says so.
-	InProcess bool
-}
-
-// rebinds reports whether the locator can find a new process after the old one exited.
-func (l Locator) rebinds() bool { return l.PIDFile != "" || l.Match != nil }
-
-// TaskSpec describes a task to monitor.
-type TaskSpec struct {
-	ID, Name        string
-	ProfileName     string
-	Profile         profile.Profile
-	Locator         Locator
-	IncludeChildren bool // the task's numbers cover its whole process tree
-	// Cgroup names a cgroup v2 directory (absolute, or relative to the v2 root) the task runs in.
-	// Its numbers then come from the cgroup's files; a Locator, when also set, gives the task's
-	// identity (pid, executable, uptime).
-	Cgroup string
-}
 
 // Rule turns matching processes into tasks: the matcher's task_id capture is the task id.
 type Rule struct {
@@ -60,9 +34,9 @@ type Rule struct {
 // Config configures a Monitor.
 type Config struct {
 	ProcRoot, CgroupRoot string
-	Tasks                []TaskSpec
+	Tasks                []admission.Spec
 	Rules                []Rule
-	Proplet              Locator
+	Proplet              admission.Locator
 	PropletInterval      time.Duration // 0: no proplet samples
 	DiscoveryInterval    time.Duration
 	MaxConcurrency       int
@@ -86,23 +60,10 @@ func (noTelemetry) Sampled(Kind)     {}
 func (noTelemetry) SampleError(Kind) {}
 func (noTelemetry) TasksChanged(int) {}
 
-// State is where a task is in its life.
-type State string
-
-// Task states.
-const (
-	StatePending  State = "pending"  // registered, its process not found (yet)
-	StateActive   State = "active"   // bound to a process and sampled
-	StateDisabled State = "disabled" // bound, but its profile says enabled: false
-	StateExited   State = "exited"   // its process exited and cannot come back
-	// StateInProcess is a task that runs inside the proplet process: the proplet's own metrics
-	// cover it; it is not sampled on its own.
-	StateInProcess State = "in_process"
-)
-
 // Status is a snapshot of one task, for inspection.
 type Status struct {
 	ID, Name    string
+	Daemon      bool
 	PID         int32
 	ProfileName string
 	Profile     profile.Profile
@@ -194,32 +155,14 @@ func (m *Monitor) Shutdown(ctx context.Context) error {
 	return errors.Join(err, m.src.Close())
 }
 
-// AddTask registers a task at run time. Its process is looked for on every discovery pass
-// until it appears.
-func (m *Monitor) AddTask(spec TaskSpec) error {
+// AddTask registers an admitted task at run time. Its process is looked for on every
+// discovery pass until it appears.
+func (m *Monitor) AddTask(spec admission.Spec) error {
 	if err := m.register(spec, originAPI); err != nil {
 		return err
 	}
 	m.sched.Trigger(discoveryKey)
 	return nil
-}
-
-// RemoveTask stops monitoring a task. It reports whether the task existed.
-func (m *Monitor) RemoveTask(id string) bool {
-	m.mu.Lock()
-	t, ok := m.tasks[id]
-	delete(m.tasks, id)
-	m.mu.Unlock()
-	if !ok {
-		return false
-	}
-	m.sched.Remove(taskPrefix + id)
-	t.mu.Lock()
-	t.closeHandles()
-	t.state = StateExited
-	t.mu.Unlock()
-	m.tel.TasksChanged(-1)
-	return true
 }
 
 // Collect samples a task now, outside its cadence. It reports whether the task is sampled.
@@ -249,17 +192,11 @@ func (m *Monitor) Tasks() []Status {
 	return out
 }
 
-func (m *Monitor) register(spec TaskSpec, o origin) error {
-	if spec.ID == "" {
-		return errors.New("task id must not be empty")
-	}
-	if spec.Cgroup == "" && spec.Locator == (Locator{}) {
-		return fmt.Errorf("task %q: no way to find its process or cgroup", spec.ID)
-	}
+func (m *Monitor) register(spec admission.Spec, o origin) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.tasks[spec.ID]; ok {
-		return fmt.Errorf("task %q is already registered", spec.ID)
+		return fmt.Errorf("task %s is already registered", admission.Quote(spec.ID))
 	}
 	state := StatePending
 	if spec.Locator.InProcess {
@@ -316,33 +253,34 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 		h.Close()
 		return err
 	}
-	t.root = &member{h: h}
-	t.members = nil
+	root := &member{h: h}
+	if err := h.Read(fields, &root.prev, buf); err != nil {
+		h.Close()
+		return err
+	}
+	t.root, t.members = root, nil
 	t.ppid = e.PPID
 	t.exe, t.cmdline, t.owner = d.Executable, d.Cmdline, process.OwnerName(d.UID)
 	t.start = m.src.StartTime(h.ID())
-	t.memLimit = m.src.MemTotal()
-	if _, _, limit, ok := m.src.CgroupMemory(e.ID.PID); ok && limit > 0 && limit < t.memLimit {
-		t.memLimit = limit
-	}
+	_, _, limit, ok := m.src.CgroupMemory(e.ID.PID)
+	t.memLimit = m.memLimit(limit, ok)
 	t.acc = accum{}
+	t.acc.add(&process.Reading{}, &root.prev, true)
 	t.loggedDenied = 0
-	if err := t.root.h.Read(fields, &t.root.prev, buf); err != nil {
-		h.Close()
-		t.root = nil
-		return err
-	}
-	t.acc.add(&process.Reading{}, &t.root.prev, true)
 	t.prevTime = time.Now()
-	t.state = StateActive
-	if !t.spec.Profile.Enabled {
-		t.state = StateDisabled
-		return nil
-	}
-	iv := t.spec.Profile.Interval
-	m.sched.Add(taskPrefix+t.spec.ID, iv, iv+m.jitter())
+	m.activate(t)
 	m.log.Debug("Task bound to process", zap.String("task_id", t.spec.ID), zap.Int32("pid", e.ID.PID), zap.String("executable", t.exe))
 	return nil
+}
+
+// memLimit is the memory available to a task: the machine's, or its cgroup's limit when that
+// is lower.
+func (m *Monitor) memLimit(cgroupLimit uint64, ok bool) uint64 {
+	total := m.src.MemTotal()
+	if ok && cgroupLimit > 0 && (total == 0 || cgroupLimit < total) {
+		return cgroupLimit
+	}
+	return total
 }
 
 // finish ends sampling of a task's current process. The caller holds t.mu.
@@ -351,17 +289,17 @@ func (m *Monitor) finish(t *task) {
 	t.closeHandles()
 	switch {
 	case t.origin == originDiscovered:
+		m.setState(t, StateExited)
 		m.mu.Lock()
 		if m.tasks[t.spec.ID] == t {
 			delete(m.tasks, t.spec.ID)
 			m.tel.TasksChanged(-1)
 		}
 		m.mu.Unlock()
-		t.state = StateExited
-	case t.spec.Locator.rebinds():
-		t.state = StatePending
+	case t.spec.Locator.Rebinds():
+		m.setState(t, StatePending)
 	default:
-		t.state = StateExited
+		m.setState(t, StateExited)
 	}
 	m.log.Debug("Task process exited", zap.String("task_id", t.spec.ID), zap.String("state", string(t.state)))
 }
@@ -381,14 +319,14 @@ func (m *Monitor) sampleTask(ctx context.Context, t *task) {
 	m.emit(ctx, s)
 }
 
-// read takes one sample of an active task. The caller holds t.mu. It returns false when
-// nothing is to be emitted (the process is gone, or the read failed and was counted).
+// read takes one sample of a bound task, from its process (tree) or its cgroup. The caller
+// holds t.mu. It returns false when nothing is to be emitted (the process is gone, or the read
+// failed and was counted).
 func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 	if t.cg != nil {
 		return m.readCgroup(t, buf)
 	}
-	p := t.spec.Profile
-	fields := fieldsOf(p)
+	fields := fieldsOf(t.spec.Profile)
 	t.root.h.Ensure(fields)
 	now := time.Now()
 	var cur process.Reading
@@ -403,9 +341,8 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 		m.log.Debug("Some metrics of a task cannot be read: permission denied", zap.String("task_id", t.spec.ID), zap.Int32("pid", t.root.h.ID().PID), zap.Uint8("fields", uint8(denied)))
 	}
 
-	dt := now.Sub(t.prevTime).Seconds()
 	d := t.acc.add(&t.root.prev, &cur, true)
-	rss, vms, threads, fds := cur.RSS, cur.VMS, cur.Threads, cur.FDs
+	r := reading{got: cur.Got, rss: cur.RSS, vms: cur.VMS, threads: cur.Threads, fds: cur.FDs, memLimit: t.memLimit}
 	t.root.prev = cur
 	for pid, mb := range t.members {
 		mb.h.Ensure(fields)
@@ -421,38 +358,63 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 			mb.h.Close()
 			delete(t.members, pid)
 		}
-		rss, vms, threads, fds = rss+mr.RSS, vms+mr.VMS, threads+mr.Threads, fds+mr.FDs
+		r.rss, r.vms, r.threads, r.fds = r.rss+mr.RSS, r.vms+mr.VMS, r.threads+mr.Threads, r.fds+mr.FDs
 	}
-	t.prevTime = now
+	r.cpuUser, r.cpuSystem = t.acc.cpuUser, t.acc.cpuSystem
+	r.dUser, r.dSystem, r.hasDelta = d.cpuUser, d.cpuSystem, d.cpu
+	r.read, r.write, r.rx, r.tx = t.acc.read, t.acc.write, t.acc.rx, t.acc.tx
 
-	s := t.newSample(now)
-	s.Got, s.Final = cur.Got, cur.Exited()
-	if cur.Got&process.FieldCPU != 0 {
-		s.CPUUser, s.CPUSystem = t.acc.cpuUser, t.acc.cpuSystem
-		if d.cpu && dt > 0 {
-			n := float64(m.src.NumCPU())
-			s.UtilUser, s.UtilSystem = d.cpuUser/dt/n, d.cpuSystem/dt/n
-			s.HasUtil = true
-		}
-	}
-	if cur.Got&process.FieldMemory != 0 {
-		s.RSS, s.VMS = rss, vms
-		if t.memLimit > 0 {
-			s.MemUtil = float64(rss) / float64(t.memLimit)
-		}
-	}
-	if cur.Got&process.FieldDisk != 0 {
-		s.ReadBytes, s.WriteBytes = t.acc.read, t.acc.write
-	}
-	if cur.Got&process.FieldNetwork != 0 {
-		s.RxBytes, s.TxBytes = t.acc.rx, t.acc.tx
-	}
-	s.Threads, s.FDs = threads, fds
-	t.counted(now)
-	if s.Final {
+	s := m.sample(t, now, &r)
+	if s.Final = cur.Exited(); s.Final {
 		m.finish(t)
 	}
 	return s, true
+}
+
+// reading is one read of a task, from its process (tree) or from its cgroup, before it becomes
+// a Sample. Everything the two kinds of task share from here on happens once, in sample.
+type reading struct {
+	got                process.Fields
+	cpuUser, cpuSystem float64 // cumulative seconds, monotonic
+	dUser, dSystem     float64 // increase since the previous sample
+	hasDelta           bool    // dUser and dSystem cover the whole time since the previous sample
+	rss, vms           uint64
+	memLimit           uint64 // memory available to the task; 0 when unknown
+	read, write        uint64 // cumulative, monotonic
+	rx, tx             uint64 // cumulative, monotonic
+	threads, fds       int64
+}
+
+// sample turns a reading into the task's Sample (utilisation over the time since the previous
+// sample) and counts it. The caller holds t.mu.
+func (m *Monitor) sample(t *task, now time.Time, r *reading) Sample {
+	s := t.newSample(now)
+	s.Got = r.got
+	if r.got&process.FieldCPU != 0 {
+		s.CPUUser, s.CPUSystem = r.cpuUser, r.cpuSystem
+		if dt := now.Sub(t.prevTime).Seconds(); r.hasDelta && dt > 0 {
+			cpus := float64(m.src.NumCPU())
+			s.UtilUser = utilization(r.dUser, dt, cpus)
+			s.UtilSystem = utilization(r.dSystem, dt, cpus)
+			s.HasUtil = true
+		}
+	}
+	if r.got&process.FieldMemory != 0 {
+		s.RSS, s.VMS = r.rss, r.vms
+		if r.memLimit > 0 {
+			s.MemUtil = float64(r.rss) / float64(r.memLimit)
+		}
+	}
+	if r.got&process.FieldDisk != 0 {
+		s.ReadBytes, s.WriteBytes = r.read, r.write
+	}
+	if r.got&process.FieldNetwork != 0 {
+		s.RxBytes, s.TxBytes = r.rx, r.tx
+	}
+	s.Threads, s.FDs = r.threads, r.fds
+	t.prevTime = now
+	t.counted(now)
+	return s
 }
 
 // readFailed handles a task read that failed: a process (or cgroup) that is gone ends the
@@ -538,9 +500,9 @@ func (m *Monitor) SetProfile(id, name string, p profile.Profile) bool {
 	switch {
 	case t.state == StateActive && !p.Enabled:
 		m.sched.Remove(key)
-		t.state = StateDisabled
+		m.setState(t, StateDisabled)
 	case t.state == StateDisabled && p.Enabled:
-		t.state = StateActive
+		m.setState(t, StateActive)
 		m.sched.Add(key, p.Interval, p.Interval)
 	case t.state == StateActive:
 		m.sched.SetInterval(key, p.Interval)
@@ -549,9 +511,11 @@ func (m *Monitor) SetProfile(id, name string, p profile.Profile) bool {
 }
 
 // StopTask ends a task's monitoring after a last sample, marked final, when its process can
-// still be read. It reports whether the task existed.
+// still be read, and removes it from the registry. It reports whether the task existed.
 func (m *Monitor) StopTask(ctx context.Context, id string) bool {
-	t, ok := m.lookup(id)
+	m.mu.Lock()
+	t, ok := m.tasks[id]
+	m.mu.Unlock()
 	if !ok {
 		return false
 	}
@@ -564,10 +528,27 @@ func (m *Monitor) StopTask(ctx context.Context, id string) bool {
 		m.putBuf(bp)
 		last.Final = true
 	}
+	m.sched.Remove(taskPrefix + id)
+	t.closeHandles()
+	m.setState(t, StateStopped)
 	t.mu.Unlock()
+
+	m.mu.Lock()
+	removed := m.tasks[id] == t
+	if removed {
+		delete(m.tasks, id)
+	}
+	m.mu.Unlock()
+	if removed {
+		m.tel.TasksChanged(-1)
+	}
 	if emit {
 		m.emit(ctx, last)
 	}
-	m.RemoveTask(id)
 	return true
+}
+
+// utilization is the share of all CPUs a CPU-time increase took over a wall time.
+func utilization(cpuSeconds, wallSeconds, cpus float64) float64 {
+	return cpuSeconds / wallSeconds / cpus
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
@@ -108,8 +109,8 @@ func prof(interval time.Duration) profile.Profile {
 	return p
 }
 
-func pidTask(id string, cmd *exec.Cmd, interval time.Duration) TaskSpec {
-	return TaskSpec{ID: id, Name: id, ProfileName: "test", Profile: prof(interval), Locator: Locator{PID: int32(cmd.Process.Pid)}}
+func pidTask(id string, cmd *exec.Cmd, interval time.Duration) admission.Spec {
+	return admission.Spec{ID: id, Name: id, ProfileName: "test", Profile: prof(interval), Locator: admission.Locator{PID: int32(cmd.Process.Pid)}}
 }
 
 func TestSamplesMeasureWhatTheWorkloadsDo(t *testing.T) {
@@ -119,7 +120,7 @@ func TestSamplesMeasureWhatTheWorkloadsDo(t *testing.T) {
 	hold := testworkload.Start(t, testworkload.Hold, 256)
 	write := testworkload.Start(t, testworkload.Write, 64)
 	files := testworkload.Start(t, testworkload.Files, 0)
-	h := runMonitor(t, Config{Tasks: []TaskSpec{
+	h := runMonitor(t, Config{Tasks: []admission.Spec{
 		pidTask("burn", burn, time.Second),
 		pidTask("hold", hold, time.Second),
 		pidTask("write", write, time.Second),
@@ -162,8 +163,8 @@ func TestCollectFlagsOffMeansNotRead(t *testing.T) {
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	p := prof(300 * time.Millisecond)
 	p.CollectDiskIO, p.CollectFileDescriptors, p.CollectMemory = false, false, false
-	spec := TaskSpec{ID: "t", ProfileName: "custom", Profile: p, Locator: Locator{PID: int32(cmd.Process.Pid)}}
-	h := runMonitor(t, Config{Tasks: []TaskSpec{spec}})
+	spec := admission.Spec{ID: "t", ProfileName: "custom", Profile: p, Locator: admission.Locator{PID: int32(cmd.Process.Pid)}}
+	h := runMonitor(t, Config{Tasks: []admission.Spec{spec}})
 	s := h.wait(t, "t", 1, 5*time.Second)[0]
 	assert.Equal(t, process.FieldCPU|process.FieldThreads, s.Got)
 	assert.Zero(t, s.RSS)
@@ -173,8 +174,8 @@ func TestCollectFlagsOffMeansNotRead(t *testing.T) {
 func TestDisabledProfileIsNotSampled(t *testing.T) {
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	p, _ := profile.Builtin("disabled")
-	spec := TaskSpec{ID: "off", ProfileName: "disabled", Profile: p, Locator: Locator{PID: int32(cmd.Process.Pid)}}
-	h := runMonitor(t, Config{Tasks: []TaskSpec{spec}, PropletInterval: 200 * time.Millisecond, Proplet: Locator{Self: true}})
+	spec := admission.Spec{ID: "off", ProfileName: "disabled", Profile: p, Locator: admission.Locator{PID: int32(cmd.Process.Pid)}}
+	h := runMonitor(t, Config{Tasks: []admission.Spec{spec}, PropletInterval: 200 * time.Millisecond, Proplet: admission.Locator{Self: true}})
 	h.waitProplet(t, 3)
 	assert.Empty(t, h.of("off"))
 	st := h.m.Tasks()
@@ -191,7 +192,7 @@ func (h *harness) waitProplet(t *testing.T, n int) []Sample {
 func TestTwoProfilesKeepTheirOwnCadence(t *testing.T) {
 	a := testworkload.Start(t, testworkload.Sleep, 0)
 	b := testworkload.Start(t, testworkload.Sleep, 0)
-	h := runMonitor(t, Config{Tasks: []TaskSpec{pidTask("fast", a, time.Second), pidTask("slow", b, 3*time.Second)}})
+	h := runMonitor(t, Config{Tasks: []admission.Spec{pidTask("fast", a, time.Second), pidTask("slow", b, 3*time.Second)}})
 	h.wait(t, "slow", 3, 15*time.Second)
 	fast, slow := len(h.of("fast")), len(h.of("slow"))
 	assert.InDelta(t, 3.0, float64(fast)/float64(slow), 0.75, "fast=%d slow=%d", fast, slow)
@@ -200,7 +201,7 @@ func TestTwoProfilesKeepTheirOwnCadence(t *testing.T) {
 func TestExitMidRunTakesALastSampleThenStops(t *testing.T) {
 	cmd := testworkload.Command(t, testworkload.Sleep, 0)
 	testworkload.StartCmd(t, cmd)
-	h := runMonitor(t, Config{Tasks: []TaskSpec{pidTask("short", cmd, 200*time.Millisecond)}})
+	h := runMonitor(t, Config{Tasks: []admission.Spec{pidTask("short", cmd, 200*time.Millisecond)}})
 	h.wait(t, "short", 2, 5*time.Second)
 	// Kill without reaping: the zombie can be read once more.
 	require.NoError(t, cmd.Process.Kill())
@@ -220,8 +221,8 @@ func TestExitMidRunTakesALastSampleThenStops(t *testing.T) {
 
 func TestPendingTaskIsFoundWhenItsPIDFileAppears(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "task.pid")
-	spec := TaskSpec{ID: "late", ProfileName: "test", Profile: prof(200 * time.Millisecond), Locator: Locator{PIDFile: pidFile}}
-	h := runMonitor(t, Config{Tasks: []TaskSpec{spec}})
+	spec := admission.Spec{ID: "late", ProfileName: "test", Profile: prof(200 * time.Millisecond), Locator: admission.Locator{PIDFile: pidFile}}
+	h := runMonitor(t, Config{Tasks: []admission.Spec{spec}})
 	assert.Equal(t, StatePending, h.m.Tasks()[0].State)
 
 	first := testworkload.Start(t, testworkload.Sleep, 0)
@@ -288,7 +289,7 @@ func TestProcessTreeTask(t *testing.T) {
 	})
 	spec := pidTask("tree", cmd, 300*time.Millisecond)
 	spec.IncludeChildren = true
-	h := runMonitor(t, Config{Tasks: []TaskSpec{spec}})
+	h := runMonitor(t, Config{Tasks: []admission.Spec{spec}})
 	require.Eventually(t, func() bool {
 		got := h.of("tree")
 		return len(got) > 0 && got[len(got)-1].RSS >= 128<<20
@@ -298,7 +299,7 @@ func TestProcessTreeTask(t *testing.T) {
 }
 
 func TestProplet(t *testing.T) {
-	h := runMonitor(t, Config{PropletInterval: 200 * time.Millisecond, Proplet: Locator{Self: true}})
+	h := runMonitor(t, Config{PropletInterval: 200 * time.Millisecond, Proplet: admission.Locator{Self: true}})
 	s := h.waitProplet(t, 1)[0]
 	assert.True(t, s.HasProcess)
 	assert.Equal(t, int32(os.Getpid()), s.PID)
@@ -314,8 +315,8 @@ func TestProplet(t *testing.T) {
 
 func TestProcTreeWithGarbageIsSkippedAndCounted(t *testing.T) {
 	root := fakeProc(t, 4242, "4242 (task) S 1 1 1 0 -1 0 0 0 0 0 100 50 0 0 20 0 1 0 500 1000 10 0 0 0")
-	spec := TaskSpec{ID: "fake", ProfileName: "test", Profile: prof(200 * time.Millisecond), Locator: Locator{PID: 4242}}
-	h := runMonitor(t, Config{ProcRoot: root, CgroupRoot: t.TempDir(), Tasks: []TaskSpec{spec}})
+	spec := admission.Spec{ID: "fake", ProfileName: "test", Profile: prof(200 * time.Millisecond), Locator: admission.Locator{PID: 4242}}
+	h := runMonitor(t, Config{ProcRoot: root, CgroupRoot: t.TempDir(), Tasks: []admission.Spec{spec}})
 	s := h.wait(t, "fake", 1, 5*time.Second)[0]
 	assert.InDelta(t, 1.5, s.CPUUser+s.CPUSystem, 1e-9)
 
@@ -374,7 +375,7 @@ func TestNetworkOnlyForAnOwnNamespace(t *testing.T) {
 	cmd.Env = append(os.Environ(), "PROPLET_TEST_WORKLOAD=udp", "PROPLET_TEST_WORKLOAD_ARG=64", "PROPLET_TEST_WORKLOAD_TARGET=10.200.0.2:9")
 	testworkload.StartCmd(t, cmd)
 
-	h := runMonitor(t, Config{Tasks: []TaskSpec{pidTask("netns", cmd, 300*time.Millisecond)}})
+	h := runMonitor(t, Config{Tasks: []admission.Spec{pidTask("netns", cmd, 300*time.Millisecond)}})
 	s := h.wait(t, "netns", 1, 5*time.Second)[0]
 	require.NotZero(t, s.Got&process.FieldNetwork, "a task in its own namespace has network metrics")
 	assert.GreaterOrEqual(t, s.TxBytes, uint64(64*1024), "64 KiB of datagrams were sent")
@@ -385,7 +386,7 @@ func TestProfileChangesTakeEffectWithoutRestart(t *testing.T) {
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	p := prof(2 * time.Second)
 	p.CollectDiskIO = false
-	h := runMonitor(t, Config{Tasks: []TaskSpec{{ID: "t", ProfileName: "slow", Profile: p, Locator: Locator{PID: int32(cmd.Process.Pid)}}}})
+	h := runMonitor(t, Config{Tasks: []admission.Spec{{ID: "t", ProfileName: "slow", Profile: p, Locator: admission.Locator{PID: int32(cmd.Process.Pid)}}}})
 	first := h.wait(t, "t", 1, 5*time.Second)[0]
 	assert.Zero(t, first.Got&process.FieldDisk)
 
@@ -407,7 +408,7 @@ func TestProfileChangesTakeEffectWithoutRestart(t *testing.T) {
 
 func TestStopTaskTakesALastSample(t *testing.T) {
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
-	h := runMonitor(t, Config{Tasks: []TaskSpec{pidTask("t", cmd, time.Hour)}})
+	h := runMonitor(t, Config{Tasks: []admission.Spec{pidTask("t", cmd, time.Hour)}})
 	require.Eventually(t, func() bool { st, _ := h.m.Task("t"); return st.State == StateActive }, 5*time.Second, 10*time.Millisecond)
 	assert.Empty(t, h.of("t"), "an hour-long interval has not sampled yet")
 	require.True(t, h.m.StopTask(context.Background(), "t"))
@@ -420,7 +421,7 @@ func TestStopTaskTakesALastSample(t *testing.T) {
 
 func TestCollectNow(t *testing.T) {
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
-	h := runMonitor(t, Config{Tasks: []TaskSpec{pidTask("t", cmd, time.Hour)}})
+	h := runMonitor(t, Config{Tasks: []admission.Spec{pidTask("t", cmd, time.Hour)}})
 	require.Eventually(t, func() bool { st, _ := h.m.Task("t"); return st.State == StateActive }, 5*time.Second, 10*time.Millisecond)
 	assert.Equal(t, 1, h.m.CollectAll())
 	s := h.wait(t, "t", 1, 5*time.Second)[0]

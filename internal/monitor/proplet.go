@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procfs"
 )
@@ -16,7 +17,7 @@ import (
 // proplet process; the proplet job samples it; mu orders the two.
 type propletState struct {
 	mu       sync.Mutex
-	loc      Locator
+	loc      admission.Locator
 	h        *process.Handle
 	start    time.Time
 	exe      string
@@ -58,7 +59,7 @@ func (p *propletState) missing() bool {
 func (p *propletState) locate(m *Monitor, buf []byte) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.h != nil || (p.loc == Locator{}) {
+	if p.h != nil || p.loc.IsZero() {
 		return
 	}
 	e, ok := m.resolve(p.loc, nil)

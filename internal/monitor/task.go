@@ -4,6 +4,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 )
 
@@ -20,7 +21,7 @@ const (
 // discovery.
 type task struct {
 	mu     sync.Mutex
-	spec   TaskSpec
+	spec   admission.Spec
 	origin origin
 	state  State
 
@@ -87,7 +88,7 @@ func (t *task) status() Status {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	s := Status{
-		ID: t.spec.ID, Name: t.spec.Name, ProfileName: t.spec.ProfileName, Profile: t.spec.Profile,
+		ID: t.spec.ID, Name: t.spec.Name, Daemon: t.spec.Daemon, ProfileName: t.spec.ProfileName, Profile: t.spec.Profile,
 		State: t.state, LastSample: t.lastSample, Samples: t.samples, Errors: t.errors,
 	}
 	if t.root != nil {

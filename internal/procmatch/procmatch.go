@@ -48,6 +48,7 @@ func (s Spec) IsZero() bool {
 
 // Matcher is a compiled Spec.
 type Matcher struct {
+	spec          Spec
 	exe, cmd, env *regexp.Regexp
 	uid           int64 // -1: any owner
 	parentPID     int32
@@ -58,9 +59,9 @@ type Matcher struct {
 // Compile checks and compiles a rule. Errors name the key and the value.
 func Compile(s Spec) (*Matcher, error) {
 	if s.IsZero() {
-		return nil, errors.New("match: at least one of executable, cmdline, environ, owner, parent_pid, parent_pid_file or parent is required")
+		return nil, errors.New("at least one of executable, cmdline, environ, owner, parent_pid, parent_pid_file or parent is required")
 	}
-	m := &Matcher{uid: -1, parentPID: s.ParentPID, parentPIDFile: s.ParentPIDFile}
+	m := &Matcher{spec: s, uid: -1, parentPID: s.ParentPID, parentPIDFile: s.ParentPIDFile}
 	var errs []error
 	var err error
 	if s.Executable != "" {
@@ -111,6 +112,9 @@ func resolveOwner(owner string) (int64, error) {
 	}
 	return uid, nil
 }
+
+// Spec returns the rule the matcher was compiled from, to show what a task looks for.
+func (m *Matcher) Spec() Spec { return m.spec }
 
 // CapturesTask reports whether the rule has a task_id capture group.
 func (m *Matcher) CapturesTask() bool {

@@ -13,9 +13,11 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
@@ -27,7 +29,7 @@ const MaxBody = 64 << 10
 
 // Registry is what the API drives: the monitor.
 type Registry interface {
-	AddTask(spec monitor.TaskSpec) error
+	AddTask(spec admission.Spec) error
 	StopTask(ctx context.Context, id string) bool
 	SetProfile(id, name string, p profile.Profile) bool
 	Collect(id string) bool
@@ -38,9 +40,9 @@ type Registry interface {
 
 // Config configures the handler.
 type Config struct {
-	Registry       Registry
-	Profiles       profile.Set
-	DefaultProfile string
+	Registry Registry
+	// Policy admits tasks, as it does for the configuration and the control plane.
+	Policy admission.Policy
 	// Token, when set, must be presented as "Authorization: Bearer <token>".
 	Token string
 }
@@ -126,6 +128,8 @@ type TaskView struct {
 	LastSample        *time.Time  `json:"last_sample"`
 	Samples           uint64      `json:"samples"`
 	Errors            uint64      `json:"errors"`
+	// Warnings say what admission changed in the request (a history size lowered to the cap).
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 // ProfileView is a monitoring profile in Propeller's keys, interval in seconds.
@@ -207,83 +211,42 @@ type createRequest struct {
 	PID               int32           `json:"pid"`
 	PIDFile           string          `json:"pid_file"`
 	Match             *procmatch.Spec `json:"match"`
+	InProcess         bool            `json:"in_process"`
+	Cgroup            string          `json:"cgroup"`
+	IncludeChildren   bool            `json:"include_children"`
 	Profile           string          `json:"profile"`
 	MonitoringProfile json.RawMessage `json:"monitoring_profile"`
-	IncludeChildren   bool            `json:"include_children"`
-	Cgroup            string          `json:"cgroup"`
 }
 
-// DecodeCreate decodes and checks a POST /tasks body into a task spec.
-func DecodeCreate(b []byte, profiles profile.Set, defaultProfile string) (monitor.TaskSpec, error) {
+// DecodeCreate decodes a POST /tasks body into an admission request. The request is not
+// validated here: admission does that, as for every other door.
+func DecodeCreate(b []byte) (admission.Request, error) {
 	var req createRequest
 	if err := json.Unmarshal(b, &req); err != nil {
-		return monitor.TaskSpec{}, fmt.Errorf("invalid JSON body: %w", err)
+		return admission.Request{}, fmt.Errorf("invalid JSON body: %w", err)
 	}
-	var errs []error
-	if strings.TrimSpace(req.ID) == "" {
-		errs = append(errs, errors.New("id: must be a non-empty string"))
-	}
-	spec := monitor.TaskSpec{ID: req.ID, Name: req.Name, IncludeChildren: req.IncludeChildren, Cgroup: req.Cgroup}
-	ways := 0
-	if req.PID != 0 {
-		ways++
-		if req.PID < 0 {
-			errs = append(errs, fmt.Errorf("pid: must be positive, got %d", req.PID))
-		}
-		spec.Locator.PID = req.PID
-	}
-	if req.PIDFile != "" {
-		ways++
-		spec.Locator.PIDFile = req.PIDFile
-	}
-	if req.Match != nil {
-		ways++
-		m, err := procmatch.Compile(*req.Match)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("match.%w", err))
-		}
-		spec.Locator.Match = m
-	}
-	if ways > 1 || (ways == 0 && req.Cgroup == "") {
-		errs = append(errs, errors.New("exactly one of pid, pid_file or match is required to find the task's process (or a cgroup)"))
-	}
-	name, p, err := resolveProfile(profiles, profile.Default(req.Daemon), defaultProfile, req.Profile, req.MonitoringProfile)
+	inline, err := decodeInline(req.MonitoringProfile)
 	if err != nil {
-		errs = append(errs, err)
+		return admission.Request{}, err
 	}
-	spec.ProfileName, spec.Profile = name, p
-	return spec, errors.Join(errs...)
+	return admission.Request{
+		ID: req.ID, Name: req.Name, Profile: req.Profile, MonitoringProfile: inline, Daemon: req.Daemon,
+		PID: req.PID, PIDFile: req.PIDFile, Match: req.Match, InProcess: req.InProcess, Cgroup: req.Cgroup,
+		IncludeChildren: req.IncludeChildren,
+	}, nil
 }
 
-// resolveProfile picks a named profile, or decodes a wire profile over the default one.
-func resolveProfile(profiles profile.Set, daemonDefault, defaultProfile, name string, raw json.RawMessage) (string, profile.Profile, error) {
-	hasInline := len(bytes.TrimSpace(raw)) > 0 && !bytes.Equal(bytes.TrimSpace(raw), []byte("null"))
-	if name != "" && hasInline {
-		return "", profile.Profile{}, errors.New("set either profile or monitoring_profile, not both")
+// decodeInline decodes a monitoring_profile in Propeller's wire format; absent or null is none.
+func decodeInline(raw json.RawMessage) (*profile.Overrides, error) {
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || bytes.Equal(trimmed, []byte("null")) {
+		return nil, nil
 	}
-	base := defaultProfile
-	if base == "" {
-		base = daemonDefault
+	o, err := propeller.DecodeProfile(raw)
+	if err != nil {
+		return nil, err
 	}
-	if hasInline {
-		o, err := propeller.DecodeProfile(raw)
-		if err != nil {
-			return "", profile.Profile{}, err
-		}
-		p, _ := o.Apply(profiles[base]).Capped()
-		if err := p.Validate(); err != nil {
-			return "", p, fmt.Errorf("monitoring_profile: %w", err)
-		}
-		return profile.Inline, p, nil
-	}
-	if name == "" {
-		name = base
-	}
-	p, ok := profiles[name]
-	if !ok {
-		return "", p, fmt.Errorf("profile: unknown profile %q", name)
-	}
-	return name, p, nil
+	return &o, nil
 }
 
 func (a *api) create(w http.ResponseWriter, r *http.Request) {
@@ -291,7 +254,12 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	spec, err := DecodeCreate(b, a.cfg.Profiles, a.cfg.DefaultProfile)
+	req, err := DecodeCreate(b)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	spec, notes, err := a.cfg.Policy.Admit(req)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -301,8 +269,10 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, _ := a.cfg.Registry.Task(spec.ID)
-	w.Header().Set("Location", "/tasks/"+spec.ID)
-	writeJSON(w, http.StatusCreated, view(s))
+	v := view(s)
+	v.Warnings = notes
+	w.Header().Set("Location", "/tasks/"+url.PathEscape(spec.ID))
+	writeJSON(w, http.StatusCreated, v)
 }
 
 func (a *api) remove(w http.ResponseWriter, r *http.Request) {
@@ -314,10 +284,11 @@ func (a *api) remove(w http.ResponseWriter, r *http.Request) {
 }
 
 // setProfile takes {"profile": "<name>"} or a monitoring profile in Propeller's keys; keys it
-// does not set take the default profile's values.
+// does not set take the values of the profile the task would get without one.
 func (a *api) setProfile(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if _, ok := a.cfg.Registry.Task(id); !ok {
+	cur, ok := a.cfg.Registry.Task(id)
+	if !ok {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no task %q", id))
 		return
 	}
@@ -333,11 +304,21 @@ func (a *api) setProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var name string
-	var raw json.RawMessage = b
+	var inline *profile.Overrides
 	if named.Profile != nil {
-		name, raw = *named.Profile, nil
+		if name = *named.Profile; name == "" {
+			writeError(w, http.StatusBadRequest, "profile: must name a profile")
+			return
+		}
+	} else {
+		o, err := propeller.DecodeProfile(b)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		}
+		inline = &o
 	}
-	name, p, err := resolveProfile(a.cfg.Profiles, profile.Standard, a.cfg.DefaultProfile, name, raw)
+	name, p, notes, err := a.cfg.Policy.ResolveProfile(name, inline, cur.Daemon)
 	if err != nil {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
@@ -347,7 +328,9 @@ func (a *api) setProfile(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, _ := a.cfg.Registry.Task(id)
-	writeJSON(w, http.StatusOK, view(s))
+	v := view(s)
+	v.Warnings = notes
+	writeJSON(w, http.StatusOK, v)
 }
 
 func (a *api) collect(w http.ResponseWriter, r *http.Request) {

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
@@ -41,7 +42,9 @@ func start(t *testing.T, token string) *fixture {
 	require.NoError(t, err)
 	require.NoError(t, mon.Start(context.Background()))
 	t.Cleanup(func() { _ = mon.Shutdown(context.Background()) })
-	srv := httptest.NewServer(New(Config{Registry: mon, Profiles: profile.NewSet(nil), DefaultProfile: profile.Standard, Token: token}))
+	policy, _, err := admission.NewPolicy(nil, profile.Standard, profile.LongRunningDaemon)
+	require.NoError(t, err)
+	srv := httptest.NewServer(New(Config{Registry: mon, Policy: policy, Token: token}))
 	t.Cleanup(srv.Close)
 	return &fixture{srv: srv, mon: mon, samples: samples}
 }
@@ -139,9 +142,11 @@ func TestErrors(t *testing.T) {
 	}{
 		{"POST", "/tasks", `{"id":`, http.StatusBadRequest, "invalid JSON"},
 		{"POST", "/tasks", `{"id":5,"pid":1}`, http.StatusBadRequest, "invalid JSON"},
-		{"POST", "/tasks", `{"id":"x"}`, http.StatusBadRequest, "exactly one of pid, pid_file or match"},
-		{"POST", "/tasks", `{"id":"x","pid":1,"pid_file":"/p"}`, http.StatusBadRequest, "exactly one of"},
-		{"POST", "/tasks", `{"id":"","pid":1}`, http.StatusBadRequest, "id: must be a non-empty string"},
+		{"POST", "/tasks", `{"id":"x"}`, http.StatusBadRequest, "one of pid, pid_file, match, in_process or cgroup is required"},
+		{"POST", "/tasks", `{"id":"x","pid":1,"pid_file":"/p"}`, http.StatusBadRequest, "set only one of"},
+		{"POST", "/tasks", `{"id":"","pid":1}`, http.StatusBadRequest, "id: must be set"},
+		{"POST", "/tasks", `{"id":"a\u0000b","pid":1}`, http.StatusBadRequest, "id: must not contain U+0000"},
+		{"POST", "/tasks", `{"id":"x","cgroup":"propeller/../../memory"}`, http.StatusBadRequest, "cgroup: must not contain a '..' element"},
 		{"POST", "/tasks", `{"id":"x","pid":1,"monitoring_profile":{"interval":0}}`, http.StatusBadRequest, "interval: must be positive"},
 		{"POST", "/tasks", `{"id":"x","pid":1,"monitoring_profile":{"interval":"10s"}}`, http.StatusBadRequest, "interval: must be a number"},
 		{"POST", "/tasks", `{"id":"x","pid":1,"profile":"nope"}`, http.StatusBadRequest, `unknown profile "nope"`},

@@ -3,15 +3,17 @@ package propletreceiver // import "github.com/otelcol-propeller/otelcol-propelle
 import (
 	"errors"
 	"fmt"
-	"slices"
+	"os"
 	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/config/configoptional"
-	"go.opentelemetry.io/collector/config/configtls"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/controlplane"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
@@ -31,6 +33,8 @@ type Config struct {
 	CgroupRoot string `mapstructure:"cgroup_root"`
 	// DefaultProfile is the profile of tasks that name none.
 	DefaultProfile string `mapstructure:"default_profile"`
+	// DaemonProfile is the profile of daemon tasks that name none (Propeller's rule).
+	DaemonProfile string `mapstructure:"daemon_profile"`
 	// Profiles are custom monitoring profiles, keyed by name. Keys are Propeller's; a key that
 	// is not set takes the value of the built-in `standard` profile.
 	Profiles map[string]profile.Overrides `mapstructure:"profiles"`
@@ -72,18 +76,16 @@ type APIConfig struct {
 
 // PropellerConfig subscribes the receiver to the manager's task start and stop requests.
 type PropellerConfig struct {
-	// Endpoint is the broker URL: tcp://, mqtt://, ssl://, tls://, mqtts://, ws:// or wss://.
-	Endpoint string `mapstructure:"endpoint"`
-	// ClientID is the MQTT client id; default unique per collector instance.
-	ClientID  string                 `mapstructure:"client_id"`
-	Username  string                 `mapstructure:"username"`
-	Password  configopaque.String    `mapstructure:"password"`
-	TLS       configtls.ClientConfig `mapstructure:"tls"`
-	DomainID  string                 `mapstructure:"domain_id"`
-	ChannelID string                 `mapstructure:"channel_id"`
-	// TaskMatch finds a started task's process. {task_id} and {task_name} in its executable and
-	// cmdline expressions are replaced by the task's (quoted) values. Unless it names a parent,
-	// the process must be a child of the proplet (as located by proplet:).
+	// ClientConfig is the broker connection, with the same keys and defaults as the mqtt
+	// exporter's: endpoint, client_id, username, password, tls, keep_alive, connect_timeout,
+	// max_reconnect_interval.
+	mqttconn.ClientConfig `mapstructure:",squash"`
+	DomainID              string `mapstructure:"domain_id"`
+	ChannelID             string `mapstructure:"channel_id"`
+	// TaskMatch finds a started task's process. {task_id} and {task_name} in its expressions
+	// are replaced by the task's (quoted) values. Unless it names a parent, the process must be
+	// a child of the proplet (as located by proplet:). Unset, it is `cmdline: '{task_id}'`; a
+	// rule that is set replaces that default whole.
 	TaskMatch procmatch.Spec `mapstructure:"task_match"`
 	// InProcess says the proplet runs tasks inside its own process (its default runtime): tasks
 	// are registered with state in_process and not sampled on their own.
@@ -121,20 +123,36 @@ type TaskConfig struct {
 	// Name is the Propeller task name.
 	Name           string `mapstructure:"name"`
 	ProcessLocator `mapstructure:",squash"`
-	// Profile names a built-in or custom profile.
-	Profile string `mapstructure:"profile"`
-	// MonitoringProfile is an inline profile; keys not set take the default profile's values.
-	MonitoringProfile *profile.Overrides `mapstructure:"monitoring_profile"`
-	// IncludeChildren makes the task's numbers cover its whole process tree.
-	IncludeChildren bool `mapstructure:"include_children"`
+	// InProcess says the task runs inside the proplet process: it is listed, not sampled.
+	InProcess bool `mapstructure:"in_process"`
 	// Cgroup is a cgroup v2 directory the task runs in (absolute, or relative to the v2 root):
 	// its numbers then come from the cgroup, including children and exited processes.
 	Cgroup string `mapstructure:"cgroup"`
+	// Profile names a built-in or custom profile.
+	Profile string `mapstructure:"profile"`
+	// MonitoringProfile is an inline profile; keys not set take the values of the profile the
+	// task would get without it.
+	MonitoringProfile *profile.Overrides `mapstructure:"monitoring_profile"`
+	// Daemon says the task runs until stopped: without a profile it gets daemon_profile.
+	Daemon bool `mapstructure:"daemon"`
+	// IncludeChildren makes the task's numbers cover its whole process tree.
+	IncludeChildren bool `mapstructure:"include_children"`
+}
+
+// request is the task as an admission request, the same as the task API and the control
+// plane make.
+func (t TaskConfig) request() admission.Request {
+	return admission.Request{
+		ID: t.ID, Name: t.Name, Profile: t.Profile, MonitoringProfile: t.MonitoringProfile, Daemon: t.Daemon,
+		PID: t.PID, PIDFile: t.PIDFile, Match: t.Match, InProcess: t.InProcess, Cgroup: t.Cgroup,
+		IncludeChildren: t.IncludeChildren,
+	}
 }
 
 // DiscoveryRule turns processes that match into tasks.
 type DiscoveryRule struct {
-	// Match must have a task_id named capture in executable or cmdline (task_name optional).
+	// Match must have a task_id named capture in executable, cmdline or environ (task_name
+	// optional).
 	Match             procmatch.Spec     `mapstructure:"match"`
 	Profile           string             `mapstructure:"profile"`
 	MonitoringProfile *profile.Overrides `mapstructure:"monitoring_profile"`
@@ -151,14 +169,9 @@ func (cfg *Config) Validate() error {
 	if cfg.ProcRoot == "" {
 		add("proc_root: must not be empty")
 	}
-	profiles := profile.NewSet(cfg.Profiles)
-	for name, o := range cfg.Profiles {
-		if err := o.Apply(profiles[profile.Standard]).Validate(); err != nil {
-			errs = append(errs, prefixed("profiles."+name, err))
-		}
-	}
-	if _, ok := profiles[cfg.DefaultProfile]; !ok {
-		add("default_profile: unknown profile %q (known: %s)", cfg.DefaultProfile, known(profiles))
+	policy, _, err := cfg.policy()
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if cfg.DiscoveryInterval < profile.MinInterval {
 		add("discovery_interval: must be at least %s, got %s", profile.MinInterval, cfg.DiscoveryInterval)
@@ -174,19 +187,7 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.Propeller.HasValue() {
 		p := cfg.Propeller.Get()
-		if _, err := mqttconn.CheckEndpoint("propeller.endpoint", p.Endpoint); err != nil {
-			errs = append(errs, err)
-		}
-		for key, v := range map[string]string{"domain_id": p.DomainID, "channel_id": p.ChannelID} {
-			if v == "" || strings.ContainsAny(v, "/+#\x00") {
-				add("propeller.%s: must be set and must not contain '/', '+', '#' or NUL, got %q", key, v)
-			}
-		}
-		if !p.InProcess {
-			if _, err := procmatch.Compile(p.TaskMatch.Fill("t", "t")); err != nil {
-				errs = append(errs, prefixed("propeller.task_match", err))
-			}
-		}
+		errs = append(errs, p.Check("propeller."), admission.Under("propeller", cfg.controlPlane(policy).Check()))
 	}
 	if cfg.API.HasValue() {
 		api := cfg.API.Get()
@@ -208,49 +209,73 @@ func (cfg *Config) Validate() error {
 		add("proplet: set only one of pid, pid_file, match and self")
 	}
 	if err := cfg.Proplet.check(); err != nil {
-		errs = append(errs, prefixed("proplet", err))
+		errs = append(errs, admission.Under("proplet", err))
 	}
 
 	ids := map[string]int{}
 	for i, t := range cfg.Tasks {
 		key := fmt.Sprintf("tasks[%d]", i)
-		if t.ID == "" {
-			add("%s.id: must be set", key)
-		} else if j, dup := ids[t.ID]; dup {
-			add("%s.id: %q is also the id of tasks[%d]", key, t.ID, j)
+		if j, dup := ids[t.ID]; dup && t.ID != "" {
+			add("%s.id: %s is also the id of tasks[%d]", key, admission.Quote(t.ID), j)
 		} else {
 			ids[t.ID] = i
 		}
-		switch t.ways() {
-		case 0:
-			if t.Cgroup == "" {
-				add("%s: one of pid, pid_file, match or cgroup is required to find the task", key)
-			}
-		case 1:
-		default:
-			add("%s: set only one of pid, pid_file and match", key)
-		}
-		if err := t.check(); err != nil {
-			errs = append(errs, prefixed(key, err))
-		}
-		if _, _, err := resolveProfile(profiles, cfg.DefaultProfile, t.Profile, t.MonitoringProfile); err != nil {
-			errs = append(errs, prefixed(key, err))
+		if _, _, err := policy.Admit(t.request()); err != nil {
+			errs = append(errs, admission.Under(key, err))
 		}
 	}
 	for i, r := range cfg.Discovery {
-		key := fmt.Sprintf("discovery[%d]", i)
-		m, err := procmatch.Compile(r.Match)
-		switch {
-		case err != nil:
-			errs = append(errs, prefixed(key+".match", err))
-		case !m.CapturesTask():
-			add("%s.match: needs a (?P<task_id>...) named capture in executable or cmdline", key)
-		}
-		if _, _, err := resolveProfile(profiles, cfg.DefaultProfile, r.Profile, r.MonitoringProfile); err != nil {
-			errs = append(errs, prefixed(key, err))
+		if _, err := cfg.rule(policy, r); err != nil {
+			errs = append(errs, admission.Under(fmt.Sprintf("discovery[%d]", i), err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// policy is the admission policy every door uses: the profiles and the two defaults. Notes
+// say which custom profiles' history sizes were capped.
+func (cfg *Config) policy() (admission.Policy, []string, error) {
+	return admission.NewPolicy(cfg.Profiles, cfg.DefaultProfile, cfg.DaemonProfile)
+}
+
+// rule compiles a discovery rule, with its profile resolved as a task's would be.
+func (cfg *Config) rule(policy admission.Policy, r DiscoveryRule) (monitor.Rule, error) {
+	var errs []error
+	m, err := procmatch.Compile(r.Match)
+	switch {
+	case err != nil:
+		errs = append(errs, admission.Under("match", err))
+	case !m.CapturesTask():
+		errs = append(errs, &admission.FieldError{Field: "match", Msg: "needs a (?P<task_id>...) named capture in executable, cmdline or environ"})
+	}
+	name, p, _, err := policy.ResolveProfile(r.Profile, r.MonitoringProfile, false)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return monitor.Rule{Match: m, ProfileName: name, Profile: p, IncludeChildren: r.IncludeChildren}, errors.Join(errs...)
+}
+
+// controlPlane is the control plane's configuration: how a started task is found, and the
+// policy that admits it.
+func (cfg *Config) controlPlane(policy admission.Policy) controlplane.Config {
+	p := cfg.Propeller.Get()
+	cp := controlplane.Config{
+		DomainID: p.DomainID, ChannelID: p.ChannelID, PropletID: cfg.PropletID,
+		TaskMatch: p.TaskMatch, InProcess: p.InProcess, TaskCgroup: p.TaskCgroup, Policy: policy,
+	}
+	// Started tasks are children of the proplet, wherever proplet: finds it.
+	switch pl := cfg.Proplet; {
+	case pl.PID != 0:
+		cp.Parent.ParentPID = pl.PID
+	case pl.PIDFile != "":
+		cp.Parent.ParentPIDFile = pl.PIDFile
+	case pl.Match != nil:
+		parent := *pl.Match
+		cp.Parent.Parent = &parent
+	case pl.Self:
+		cp.Parent.ParentPID = int32(os.Getpid())
+	}
+	return cp
 }
 
 func (l ProcessLocator) ways() int {
@@ -269,51 +294,8 @@ func (l ProcessLocator) check() error {
 	}
 	if l.Match != nil {
 		if _, err := procmatch.Compile(*l.Match); err != nil {
-			return prefixed("match", err)
+			return admission.Under("match", err)
 		}
 	}
 	return nil
-}
-
-// resolveProfile returns the profile a task or rule gets, and its name.
-func resolveProfile(set profile.Set, defaultName, name string, inline *profile.Overrides) (string, profile.Profile, error) {
-	if name != "" && inline != nil {
-		return "", profile.Profile{}, errors.New("set either profile or monitoring_profile, not both")
-	}
-	if inline != nil {
-		p := inline.Apply(set[defaultName])
-		if err := p.Validate(); err != nil {
-			return "", p, prefixed("monitoring_profile", err)
-		}
-		return profile.Inline, p, nil
-	}
-	if name == "" {
-		name = defaultName
-	}
-	p, ok := set[name]
-	if !ok {
-		return "", p, fmt.Errorf("profile: unknown profile %q (known: %s)", name, known(set))
-	}
-	return name, p, nil
-}
-
-func known(set profile.Set) string {
-	names := make([]string, 0, len(set))
-	for n := range set {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	return strings.Join(names, ", ")
-}
-
-// prefixed puts key in front of every line of err, so joined errors keep their full path.
-func prefixed(key string, err error) error {
-	lines := strings.Split(err.Error(), "\n")
-	for i, l := range lines {
-		lines[i] = key + "." + l
-		if strings.HasPrefix(l, "one of") || strings.HasPrefix(l, "set ") {
-			lines[i] = key + ": " + l
-		}
-	}
-	return errors.New(strings.Join(lines, "\n"))
 }

@@ -39,6 +39,7 @@ func TestLoadConfig(t *testing.T) {
 		ProcRoot:             "/hostfs/proc",
 		CgroupRoot:           "/sys/fs/cgroup",
 		DefaultProfile:       "standard",
+		DaemonProfile:        "long_running_daemon",
 		Profiles: map[string]profile.Overrides{
 			"fast": {Interval: ptr(time.Second), HistorySize: ptr(20), CollectDiskIO: ptr(false)},
 		},
@@ -62,7 +63,7 @@ func TestLoadConfig(t *testing.T) {
 	}
 	assert.Equal(t, want, cfg)
 
-	mc, err := cfg.monitorConfig(nopLogger())
+	mc, _, err := cfg.monitorConfig(nopLogger())
 	require.NoError(t, err)
 	require.Len(t, mc.Tasks, 2)
 	assert.Equal(t, "fast", mc.Tasks[0].ProfileName)
@@ -82,7 +83,7 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 		"profiles.broken.interval: must be at least 100ms, got 0s",
 		"profiles.broken.history_size: must not be negative, got -1",
 		"proplet: set only one of pid, pid_file, match and self",
-		"tasks[0]: one of pid, pid_file, match or cgroup is required",
+		"tasks[0]: one of pid, pid_file, match, in_process or cgroup is required",
 		`tasks[1].id: "a" is also the id of tasks[0]`,
 		`tasks[1].profile: unknown profile "nonexistent"`,
 		`tasks[2].match.cmdline: invalid regular expression "("`,
@@ -120,7 +121,7 @@ func TestHistorySizeIsCapped(t *testing.T) {
 	cfg.PropletID = "p"
 	cfg.Tasks = []TaskConfig{{ID: "t", ProcessLocator: ProcessLocator{PID: 1}, MonitoringProfile: &profile.Overrides{HistorySize: ptr(1 << 30)}}}
 	require.NoError(t, confmap.Validate(cfg))
-	mc, err := cfg.monitorConfig(nopLogger())
+	mc, _, err := cfg.monitorConfig(nopLogger())
 	require.NoError(t, err)
 	assert.Equal(t, profile.MaxHistorySize, mc.Tasks[0].Profile.HistorySize)
 }

@@ -13,7 +13,7 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver"
 
-	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
 )
@@ -33,6 +33,7 @@ func createDefaultConfig() component.Config {
 		ProcRoot:             "/proc",
 		CgroupRoot:           "/sys/fs/cgroup",
 		DefaultProfile:       profile.Standard,
+		DaemonProfile:        profile.LongRunningDaemon,
 		Proplet:              PropletConfig{Interval: propletIntervalFromEnv()},
 		DiscoveryInterval:    time.Second,
 		MaxConcurrency:       min(4, max(runtime.NumCPU(), 1)),
@@ -42,10 +43,11 @@ func createDefaultConfig() component.Config {
 	}
 }
 
-// defaultPropellerConfig finds a started task as a child of the proplet whose command line
-// contains the task id (Propeller passes it to wasmtime in the environment it sets).
+// defaultPropellerConfig has the broker defaults the mqtt exporter has. Its task_match is
+// unset: a rule the user writes replaces controlplane.DefaultTaskMatch whole instead of being
+// merged with it.
 func defaultPropellerConfig() PropellerConfig {
-	return PropellerConfig{Endpoint: "tcp://127.0.0.1:1883", TaskMatch: procmatch.Spec{Cmdline: "{task_id}"}}
+	return PropellerConfig{ClientConfig: mqttconn.DefaultClientConfig()}
 }
 
 func defaultAPIConfig() APIConfig {

@@ -18,10 +18,11 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/controlplane"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
-	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/taskapi"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
 )
@@ -40,10 +41,11 @@ type propletReceiver struct {
 	obsrecv *receiverhelper.ObsReport
 	tel     *metadata.TelemetryBuilder
 	monCfg  monitor.Config
+	policy  admission.Policy
 
 	mon     *monitor.Monitor
 	api     *http.Server
-	cp      *controlPlane
+	cp      *controlplane.Follower
 	runCtx  context.Context
 	samples chan monitor.Sample
 	mb      *metadata.MetricsBuilder
@@ -52,7 +54,7 @@ type propletReceiver struct {
 }
 
 func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics) (*propletReceiver, error) {
-	monCfg, err := cfg.monitorConfig(set.Logger)
+	monCfg, policy, err := cfg.monitorConfig(set.Logger)
 	if err != nil {
 		return nil, err
 	}
@@ -64,31 +66,12 @@ func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics) (*pr
 	if err != nil {
 		return nil, err
 	}
-	return &propletReceiver{cfg: cfg, set: set, next: next, obsrecv: obsrecv, monCfg: monCfg}, nil
+	return &propletReceiver{cfg: cfg, set: set, next: next, obsrecv: obsrecv, monCfg: monCfg, policy: policy}, nil
 }
 
-// monitorConfig turns the user's configuration into the monitor's: profiles resolved,
-// matchers compiled, history sizes capped.
-func (cfg *Config) monitorConfig(log *zap.Logger) (monitor.Config, error) {
-	set := profile.NewSet(cfg.Profiles)
-	capped := func(where string, p profile.Profile) profile.Profile {
-		p, lowered := p.Capped()
-		if lowered {
-			log.Warn("history_size capped", zap.String("where", where), zap.Int("history_size", p.HistorySize))
-		}
-		return p
-	}
-	locator := func(l ProcessLocator) (monitor.Locator, error) {
-		out := monitor.Locator{PID: l.PID, PIDFile: l.PIDFile}
-		if l.Match != nil {
-			m, err := procmatch.Compile(*l.Match)
-			if err != nil {
-				return out, err
-			}
-			out.Match = m
-		}
-		return out, nil
-	}
+// monitorConfig turns the user's configuration into the monitor's: tasks admitted, rules
+// compiled, the proplet located. Admission notes (history sizes capped) are logged.
+func (cfg *Config) monitorConfig(log *zap.Logger) (monitor.Config, admission.Policy, error) {
 	mc := monitor.Config{
 		ProcRoot:          cfg.ProcRoot,
 		CgroupRoot:        cfg.CgroupRoot,
@@ -97,38 +80,39 @@ func (cfg *Config) monitorConfig(log *zap.Logger) (monitor.Config, error) {
 		MaxConcurrency:    cfg.MaxConcurrency,
 		StartJitter:       cfg.StartJitter,
 		KeptOpenProcesses: cfg.MaxKeptOpenProcesses,
+		Proplet:           admission.Locator{PID: cfg.Proplet.PID, PIDFile: cfg.Proplet.PIDFile, Self: cfg.Proplet.Self},
 	}
-	var err error
-	if mc.Proplet, err = locator(cfg.Proplet.ProcessLocator); err != nil {
-		return mc, err
+	policy, notes, err := cfg.policy()
+	if err != nil {
+		return mc, policy, err
 	}
-	mc.Proplet.Self = cfg.Proplet.Self
-	for _, t := range cfg.Tasks {
-		name, p, err := resolveProfile(set, cfg.DefaultProfile, t.Profile, t.MonitoringProfile)
-		if err != nil {
-			return mc, err
+	warn := func(where string, notes []string) {
+		for _, n := range notes {
+			log.Warn("Configuration adjusted", zap.String("where", where), zap.String("change", n))
 		}
-		loc, err := locator(t.ProcessLocator)
-		if err != nil {
-			return mc, err
+	}
+	warn("profiles", notes)
+	if cfg.Proplet.Match != nil {
+		if mc.Proplet.Match, err = procmatch.Compile(*cfg.Proplet.Match); err != nil {
+			return mc, policy, admission.Under("proplet.match", err)
 		}
-		mc.Tasks = append(mc.Tasks, monitor.TaskSpec{
-			ID: t.ID, Name: t.Name, ProfileName: name, Profile: capped("task "+t.ID, p),
-			Locator: loc, IncludeChildren: t.IncludeChildren, Cgroup: t.Cgroup,
-		})
+	}
+	for i, t := range cfg.Tasks {
+		spec, notes, err := policy.Admit(t.request())
+		if err != nil {
+			return mc, policy, admission.Under(fmt.Sprintf("tasks[%d]", i), err)
+		}
+		warn(fmt.Sprintf("tasks[%d]", i), notes)
+		mc.Tasks = append(mc.Tasks, spec)
 	}
 	for i, r := range cfg.Discovery {
-		name, p, err := resolveProfile(set, cfg.DefaultProfile, r.Profile, r.MonitoringProfile)
+		rule, err := cfg.rule(policy, r)
 		if err != nil {
-			return mc, err
+			return mc, policy, admission.Under(fmt.Sprintf("discovery[%d]", i), err)
 		}
-		m, err := procmatch.Compile(r.Match)
-		if err != nil {
-			return mc, err
-		}
-		mc.Rules = append(mc.Rules, monitor.Rule{Match: m, ProfileName: name, Profile: capped(fmt.Sprintf("discovery[%d]", i), p), IncludeChildren: r.IncludeChildren})
+		mc.Rules = append(mc.Rules, rule)
 	}
-	return mc, nil
+	return mc, policy, nil
 }
 
 func (r *propletReceiver) Start(ctx context.Context, host component.Host) error {
@@ -156,7 +140,7 @@ func (r *propletReceiver) Start(ctx context.Context, host component.Host) error 
 	if err := r.startAPI(ctx, host); err != nil {
 		return errors.Join(err, r.Shutdown(ctx))
 	}
-	if err := r.startControlPlane(ctx); err != nil {
+	if err := r.startControlPlane(); err != nil {
 		return errors.Join(err, r.Shutdown(ctx))
 	}
 	r.set.Logger.Info("Proplet receiver started", zap.Int("tasks", len(r.monCfg.Tasks)), zap.Int("discovery_rules", len(r.monCfg.Rules)))
@@ -168,8 +152,10 @@ func (r *propletReceiver) Shutdown(ctx context.Context) error {
 		return nil
 	}
 	var err error
-	r.cp.stop()
-	r.cp = nil
+	if r.cp != nil {
+		r.cp.Stop()
+		r.cp = nil
+	}
 	if r.api != nil {
 		err = r.api.Shutdown(ctx)
 		r.api = nil
@@ -205,9 +191,7 @@ func (r *propletReceiver) startAPI(ctx context.Context, host component.Host) err
 	if err != nil {
 		return fmt.Errorf("api: listen on %s: %w", cfg.NetAddr.Endpoint, err)
 	}
-	handler := taskapi.New(taskapi.Config{
-		Registry: r.mon, Profiles: profile.NewSet(r.cfg.Profiles), DefaultProfile: r.cfg.DefaultProfile, Token: token,
-	})
+	handler := taskapi.New(taskapi.Config{Registry: r.mon, Policy: r.policy, Token: token})
 	srv, err := cfg.ServerConfig.ToServer(ctx, host.GetExtensions(), r.set.TelemetrySettings, handler)
 	if err != nil {
 		_ = ln.Close()
@@ -220,6 +204,20 @@ func (r *propletReceiver) startAPI(ctx context.Context, host component.Host) err
 		}
 	}()
 	r.set.Logger.Info("Task API listening", zap.String("endpoint", ln.Addr().String()))
+	return nil
+}
+
+// startControlPlane follows the Propeller manager's start and stop requests when it is
+// configured.
+func (r *propletReceiver) startControlPlane() error {
+	if !r.cfg.Propeller.HasValue() {
+		return nil
+	}
+	refused := func() { r.tel.ReceiverPropletControlErrors.Add(context.Background(), 1) }
+	r.cp = controlplane.New(r.cfg.controlPlane(r.policy), r.mon, r.set.Logger, refused)
+	if err := r.cp.Start(r.runCtx, r.cfg.Propeller.Get().ClientConfig); err != nil {
+		return fmt.Errorf("propeller: %w", err)
+	}
 	return nil
 }
 

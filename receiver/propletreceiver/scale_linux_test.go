@@ -49,7 +49,7 @@ func TestScale(t *testing.T) {
 	}
 
 	t.Run("sampling-alone", func(t *testing.T) {
-		mc, err := cfg.monitorConfig(zap.NewNop())
+		mc, _, err := cfg.monitorConfig(zap.NewNop())
 		require.NoError(t, err)
 		out := make(chan monitor.Sample, 256)
 		mon, err := monitor.New(mc, zap.NewNop(), nil, out)

@@ -1,0 +1,244 @@
+// Package controlplane follows a Propeller manager's task start and stop requests, as a
+// proplet does: a start request becomes a monitored task through admission, like a task from
+// the configuration or the task API, and a stop request ends it after a last sample.
+package controlplane // import "github.com/otelcol-propeller/otelcol-propeller/internal/controlplane"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"go.uber.org/zap"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
+)
+
+// DefaultTaskMatch finds a started task's process by its id on the command line: the proplet
+// runs each task as `wasmtime run ... /tmp/proplet_<task id>.wasm`.
+var DefaultTaskMatch = procmatch.Spec{Cmdline: "{task_id}"}
+
+// Registry is what the control plane drives: the monitor.
+type Registry interface {
+	AddTask(spec admission.Spec) error
+	SetProfile(id, name string, p profile.Profile) bool
+	StopTask(ctx context.Context, id string) bool
+	Task(id string) (monitor.Status, bool)
+}
+
+// Config says whose requests to follow and how a started task's process is found.
+type Config struct {
+	// DomainID and ChannelID name the manager's topics, m/{domain}/c/{channel}/control/manager/...
+	DomainID, ChannelID string
+	// PropletID is this proplet: requests addressed to another proplet are ignored.
+	PropletID string
+	// TaskMatch finds a started task's process; {task_id} and {task_name} are filled in,
+	// quoted. The zero rule means DefaultTaskMatch: a rule the user sets replaces it whole.
+	TaskMatch procmatch.Spec
+	// Parent restricts a TaskMatch that names no parent to children of the proplet process
+	// (only its ParentPID, ParentPIDFile and Parent conditions are used).
+	Parent procmatch.Spec
+	// InProcess says the proplet runs tasks inside its own process.
+	InProcess bool
+	// TaskCgroup, when set, is the cgroup v2 directory of a started task, with {task_id} and
+	// {task_name} filled in; the task is then measured from it.
+	TaskCgroup string
+	// Policy admits started tasks, as it does for the configuration and the task API.
+	Policy admission.Policy
+}
+
+// Follower follows the control plane. Create it with New, then Start and Stop.
+type Follower struct {
+	cfg     Config
+	reg     Registry
+	log     *zap.Logger
+	refused func()
+
+	ctx  context.Context // the receiver's run context, for the last sample of a stopped task
+	mu   sync.Mutex
+	conn *mqttconn.Connection
+}
+
+// New returns a follower that registers tasks with reg. refused is called once for every
+// request that cannot be used; it may be nil.
+func New(cfg Config, reg Registry, log *zap.Logger, refused func()) *Follower {
+	if refused == nil {
+		refused = func() {}
+	}
+	return &Follower{cfg: cfg, reg: reg, log: log, refused: refused, ctx: context.Background()}
+}
+
+// Check reports a configuration that could not admit any task: it admits an example start
+// request through the same path as real ones. Errors name the key and the value.
+func (c Config) Check() error {
+	var errs []error
+	for _, id := range []struct{ key, value string }{{"domain_id", c.DomainID}, {"channel_id", c.ChannelID}} {
+		if id.value == "" || strings.ContainsAny(id.value, "/+#\x00") {
+			errs = append(errs, &admission.FieldError{Field: id.key, Msg: fmt.Sprintf("must be set and must not contain '/', '+', '#' or NUL, got %s", admission.Quote(id.value))})
+		}
+	}
+	example := propeller.StartRequest{ID: "00000000-0000-0000-0000-000000000000", Name: "example"}
+	if _, _, err := c.Policy.Admit(c.Request(example)); err != nil {
+		errs = append(errs, c.keyed(err))
+	}
+	return errors.Join(errs...)
+}
+
+// keyed names the configuration key behind an admission error of a started task.
+func (c Config) keyed(err error) error {
+	var out []error
+	for _, e := range admission.Errors(err) {
+		var fe *admission.FieldError
+		switch {
+		case errors.As(e, &fe) && strings.HasPrefix(fe.Field, "match"):
+			out = append(out, admission.Under("task_match", &admission.FieldError{Field: strings.TrimPrefix(strings.TrimPrefix(fe.Field, "match"), "."), Msg: fe.Msg}))
+		case errors.As(e, &fe) && fe.Field == "cgroup":
+			out = append(out, &admission.FieldError{Field: "task_cgroup", Msg: fe.Msg})
+		default:
+			out = append(out, e)
+		}
+	}
+	return errors.Join(out...)
+}
+
+// Request is the admission request of a start request: its id, name, daemon flag and
+// monitoring profile, and the way to find its process that the configuration gives.
+func (c Config) Request(r propeller.StartRequest) admission.Request {
+	req := admission.Request{ID: r.ID, Name: r.Name, Daemon: r.Daemon, MonitoringProfile: r.Profile}
+	switch {
+	case c.TaskCgroup != "":
+		req.Cgroup = strings.NewReplacer("{task_id}", r.ID, "{task_name}", r.Name).Replace(c.TaskCgroup)
+	case c.InProcess:
+		req.InProcess = true
+	default:
+		rule := c.TaskMatch
+		if rule.IsZero() {
+			rule = DefaultTaskMatch
+		}
+		rule = rule.Fill(r.ID, r.Name)
+		if rule.ParentPID == 0 && rule.ParentPIDFile == "" && rule.Parent == nil {
+			rule.ParentPID, rule.ParentPIDFile, rule.Parent = c.Parent.ParentPID, c.Parent.ParentPIDFile, c.Parent.Parent
+		}
+		req.Match = &rule
+	}
+	return req
+}
+
+// HandleStart follows one start request. It returns why a request was refused (also counted
+// and logged); a request for another proplet is not an error.
+func (f *Follower) HandleStart(_ context.Context, payload []byte) error {
+	r, err := propeller.DecodeStart(payload)
+	if err != nil {
+		return f.refuse("start", err)
+	}
+	if !f.forUs(r.PropletID) {
+		return nil
+	}
+	spec, notes, err := f.cfg.Policy.Admit(f.cfg.Request(r))
+	if err != nil {
+		return f.refuse("start", fmt.Errorf("task %s: %w", admission.Quote(r.ID), err))
+	}
+	for _, n := range notes {
+		f.log.Warn("Propeller start request adjusted", zap.String("task_id", spec.ID), zap.String("change", n))
+	}
+	if _, exists := f.reg.Task(spec.ID); exists {
+		// The manager starts a task again (a retry, or a new profile): keep it, take the profile.
+		f.reg.SetProfile(spec.ID, spec.ProfileName, spec.Profile)
+		return nil
+	}
+	if err := f.reg.AddTask(spec); err != nil {
+		return f.refuse("start", err)
+	}
+	f.log.Info("Task started by the manager", zap.String("task_id", spec.ID), zap.String("task_name", spec.Name),
+		zap.String("profile", spec.ProfileName), zap.Duration("interval", spec.Profile.Interval))
+	return nil
+}
+
+// HandleStop follows one stop request: the task's last sample, then it is gone.
+func (f *Follower) HandleStop(ctx context.Context, payload []byte) error {
+	r, err := propeller.DecodeStop(payload)
+	if err != nil {
+		return f.refuse("stop", err)
+	}
+	if !f.forUs(r.PropletID) {
+		return nil
+	}
+	if f.reg.StopTask(ctx, r.ID) {
+		f.log.Info("Task stopped by the manager", zap.String("task_id", r.ID))
+	}
+	return nil
+}
+
+func (f *Follower) refuse(what string, err error) error {
+	f.refused()
+	f.log.Warn("Propeller "+what+" request rejected", zap.Error(err))
+	return err
+}
+
+// forUs says whether a request addressed to propletID concerns this proplet: a broadcast
+// request names none.
+func (f *Follower) forUs(propletID string) bool {
+	return propletID == "" || propletID == f.cfg.PropletID
+}
+
+func (c Config) topic(path string) string {
+	return "m/" + c.DomainID + "/c/" + c.ChannelID + "/control/manager/" + path
+}
+
+// Start connects to the broker and subscribes to the start and stop topics (again after every
+// reconnection). ctx lives as long as the follower: stopped tasks' last samples are emitted
+// with it. A broker that refuses the credentials is an error; one that cannot be reached yet
+// is retried in the background.
+func (f *Follower) Start(ctx context.Context, conn mqttconn.ClientConfig) error {
+	p, err := conn.Prepare(ctx, "otelcol-propeller-cp-")
+	if err != nil {
+		return err
+	}
+	f.ctx = ctx
+	opts := p.PahoOptions().
+		SetCleanSession(true).
+		SetOnConnectHandler(f.subscribe).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			f.log.Warn("Connection to the Propeller broker lost; reconnecting", zap.String("endpoint", conn.Endpoint), zap.Error(err))
+		})
+	c := p.NewConnection(opts, f.log)
+	f.mu.Lock()
+	f.conn = c
+	f.mu.Unlock()
+	return c.Start()
+}
+
+// Stop disconnects. It may be called on a follower that never started.
+func (f *Follower) Stop() {
+	f.mu.Lock()
+	c := f.conn
+	f.conn = nil
+	f.mu.Unlock()
+	if c != nil {
+		c.Stop()
+	}
+}
+
+func (f *Follower) subscribe(c paho.Client) {
+	handlers := []struct {
+		path   string
+		handle func(context.Context, []byte) error
+	}{{"start", f.HandleStart}, {"stop", f.HandleStop}}
+	for _, h := range handlers {
+		topic := f.cfg.topic(h.path)
+		handle := h.handle
+		t := c.Subscribe(topic, 1, func(_ paho.Client, msg paho.Message) { _ = handle(f.ctx, msg.Payload()) })
+		if t.WaitTimeout(10*time.Second) && t.Error() != nil {
+			f.log.Error("Cannot subscribe to the Propeller control plane", zap.String("topic", topic), zap.Error(t.Error()))
+		}
+	}
+	f.log.Info("Following the Propeller control plane", zap.String("start", f.cfg.topic("start")), zap.String("stop", f.cfg.topic("stop")))
+}
