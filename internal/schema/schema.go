@@ -1,0 +1,154 @@
+// Package schema is the contract between the proplet receiver and the MQTT exporter, which
+// never import each other and meet only in pdata: the resource attributes the receiver sets
+// and their types, the metrics it writes with their units, the data point attributes and their
+// values, and the one definition of CPU percent both sides use.
+//
+// The receiver's metadata.yaml is where the metrics are declared for mdatagen; this package
+// names them for the code that reads them. Tests on both sides hold the two together: every
+// name the receiver writes is listed here, every name listed here is written, and every name
+// listed here is either read by the exporter or listed by it as not carried on Propeller's wire.
+package schema // import "github.com/otelcol-propeller/otelcol-propeller/internal/schema"
+
+// Type is the value type of a resource attribute.
+type Type string
+
+// Value types of resource attributes.
+const (
+	String Type = "string"
+	Int    Type = "int"
+	Double Type = "double"
+	Bool   Type = "bool"
+)
+
+// Resource attributes. Task resources carry the propeller.task.* and monitoring profile
+// attributes; the proplet's own resource carries neither. Both carry process.* when a process
+// was found.
+const (
+	TaskID    = "propeller.task.id"    // Propeller task id
+	TaskName  = "propeller.task.name"  // Propeller task name
+	PropletID = "propeller.proplet.id" // the proplet that runs the task, or the proplet itself
+
+	ProfileName          = "propeller.monitoring_profile.name"           // built-in, configured or "inline"
+	ProfileInterval      = "propeller.monitoring_profile.interval"       // sampling interval, seconds
+	ProfileHistorySize   = "propeller.monitoring_profile.history_size"   // the aggregated window's length
+	ProfileRetainHistory = "propeller.monitoring_profile.retain_history" // send the aggregated block
+	ProfileExportToMQTT  = "propeller.monitoring_profile.export_to_mqtt" // publish the task at all
+
+	ProcessPID            = "process.pid"             // the task's (root) process
+	ProcessParentPID      = "process.parent_pid"      // its parent
+	ProcessExecutableName = "process.executable.name" // base name of /proc/<pid>/exe
+	ProcessOwner          = "process.owner"           // user name of the owner
+	ProcessCommandLine    = "process.command_line"    // full command line
+)
+
+// ResourceAttribute is one resource attribute and the type of its value.
+type ResourceAttribute struct {
+	Name string
+	Type Type
+}
+
+// ResourceAttributes lists every resource attribute the receiver may set.
+var ResourceAttributes = []ResourceAttribute{
+	{TaskID, String},
+	{TaskName, String},
+	{PropletID, String},
+	{ProfileName, String},
+	{ProfileInterval, Double},
+	{ProfileHistorySize, Int},
+	{ProfileRetainHistory, Bool},
+	{ProfileExportToMQTT, Bool},
+	{ProcessPID, Int},
+	{ProcessParentPID, Int},
+	{ProcessExecutableName, String},
+	{ProcessOwner, String},
+	{ProcessCommandLine, String},
+}
+
+// Metric names.
+const (
+	ProcessCPUTime             = "process.cpu.time"                   // cumulative CPU seconds, by cpu.mode
+	ProcessCPUUtilization      = "process.cpu.utilization"            // share of all CPUs since the previous sample, by cpu.mode
+	ProcessMemoryUsage         = "process.memory.usage"               // resident set size
+	ProcessMemoryUtilization   = "process.memory.utilization"         // RSS over the memory available to the task
+	ProcessMemoryVirtual       = "process.memory.virtual"             // virtual memory size
+	ProcessDiskIO              = "process.disk.io"                    // cumulative bytes, by disk.io.direction
+	ProcessNetworkIO           = "process.network.io"                 // cumulative bytes, by network.io.direction
+	ProcessThreadCount         = "process.thread.count"               // threads
+	ProcessFileDescriptorCount = "process.unix.file_descriptor.count" // open file descriptors
+	ProcessUptime              = "process.uptime"                     // seconds since the process started
+	SystemCPUUtilization       = "system.cpu.utilization"             // machine CPU share by cpu.mode (proplet only)
+	PropletCgroupMemoryUsage   = "propeller.proplet.cgroup.memory.usage"
+	PropletCgroupMemoryLimit   = "propeller.proplet.cgroup.memory.limit"
+	TaskMemoryPeak             = "propeller.task.memory.peak"   // cgroup tasks: memory.peak
+	TaskProcessCount           = "propeller.task.process.count" // cgroup tasks: processes in the cgroup
+)
+
+// Data point attribute keys.
+const (
+	CPUMode            = "cpu.mode"
+	DiskIODirection    = "disk.io.direction"
+	NetworkIODirection = "network.io.direction"
+)
+
+// Data point attribute values.
+const (
+	CPUModeUser      = "user"
+	CPUModeSystem    = "system"
+	CPUModeNice      = "nice"
+	CPUModeIdle      = "idle"
+	CPUModeIOWait    = "iowait"
+	CPUModeInterrupt = "interrupt"
+	CPUModeSteal     = "steal"
+
+	DirectionRead     = "read"
+	DirectionWrite    = "write"
+	DirectionReceive  = "receive"
+	DirectionTransmit = "transmit"
+)
+
+// Metric is one metric the receiver writes: its name, its unit, and the data point attribute
+// that splits it with the values that attribute takes ("" and nil when there is none).
+type Metric struct {
+	Name   string
+	Unit   string
+	Attr   string
+	Values []string
+}
+
+var (
+	processCPUModes = []string{CPUModeUser, CPUModeSystem}
+	systemCPUModes  = []string{CPUModeUser, CPUModeNice, CPUModeSystem, CPUModeIdle, CPUModeIOWait, CPUModeInterrupt, CPUModeSteal}
+)
+
+// Metrics lists every metric the receiver may write.
+var Metrics = []Metric{
+	{Name: ProcessCPUTime, Unit: "s", Attr: CPUMode, Values: processCPUModes},
+	{Name: ProcessCPUUtilization, Unit: "1", Attr: CPUMode, Values: processCPUModes},
+	{Name: ProcessMemoryUsage, Unit: "By"},
+	{Name: ProcessMemoryUtilization, Unit: "1"},
+	{Name: ProcessMemoryVirtual, Unit: "By"},
+	{Name: ProcessDiskIO, Unit: "By", Attr: DiskIODirection, Values: []string{DirectionRead, DirectionWrite}},
+	{Name: ProcessNetworkIO, Unit: "By", Attr: NetworkIODirection, Values: []string{DirectionReceive, DirectionTransmit}},
+	{Name: ProcessThreadCount, Unit: "{thread}"},
+	{Name: ProcessFileDescriptorCount, Unit: "{file_descriptor}"},
+	{Name: ProcessUptime, Unit: "s"},
+	{Name: SystemCPUUtilization, Unit: "1", Attr: CPUMode, Values: systemCPUModes},
+	{Name: PropletCgroupMemoryUsage, Unit: "By"},
+	{Name: PropletCgroupMemoryLimit, Unit: "By"},
+	{Name: TaskMemoryPeak, Unit: "By"},
+	{Name: TaskProcessCount, Unit: "{process}"},
+}
+
+// CPUPercent is CPU use as Propeller reports it: the increase in cumulative CPU time
+// (cpuSeconds) over the wall time it took (wallSeconds), as a share of one core, times 100.
+// A process that keeps two cores busy is at 200, whatever the host's core count. It is 0 when
+// wallSeconds is not positive, and a negative increase (counters that went back) counts as 0.
+//
+// The receiver's process.cpu.utilization is CPUPercent / 100 / the number of logical CPUs.
+func CPUPercent(cpuSeconds, wallSeconds float64) float64 {
+	// Written so that NaN inputs also answer 0.
+	if !(wallSeconds > 0) || !(cpuSeconds > 0) {
+		return 0
+	}
+	return cpuSeconds / wallSeconds * 100
+}
