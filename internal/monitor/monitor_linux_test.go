@@ -27,6 +27,10 @@ import (
 
 func TestMain(m *testing.M) {
 	testworkload.MainIfChild()
+	// Every test below also checks the state machine: a move it does not allow fails the run.
+	illegalMove = func(_ *Monitor, t *task, to State) {
+		panic(fmt.Sprintf("task %q: state move %s -> %s is not allowed", t.spec.ID, t.state, to))
+	}
 	os.Exit(m.Run())
 }
 

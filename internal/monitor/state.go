@@ -65,7 +65,10 @@ func canMove(from, to State) bool {
 }
 
 // illegalMove is called for a move the state machine does not allow; tests make it fail.
-var illegalMove = func(m *Monitor, t *task, to State) {
+var illegalMove = logIllegalMove
+
+// logIllegalMove reports a move the state machine does not allow: a bug, logged at error.
+func logIllegalMove(m *Monitor, t *task, to State) {
 	m.log.Error("Internal error: task state move not allowed; state kept",
 		zap.String("task_id", t.spec.ID), zap.String("from", string(t.state)), zap.String("to", string(to)))
 }

@@ -1,0 +1,206 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+)
+
+// registry records what the control plane asked of the monitor.
+type registry struct {
+	mu       sync.Mutex
+	tasks    map[string]admission.Spec
+	profiles []string
+	stopped  []string
+}
+
+func newRegistry() *registry { return &registry{tasks: map[string]admission.Spec{}} }
+
+func (g *registry) AddTask(spec admission.Spec) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.tasks[spec.ID]; ok {
+		return errors.New("already registered")
+	}
+	g.tasks[spec.ID] = spec
+	return nil
+}
+
+func (g *registry) SetProfile(id, name string, _ profile.Profile) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.profiles = append(g.profiles, id+"="+name)
+	return true
+}
+
+func (g *registry) StopTask(_ context.Context, id string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.tasks[id]
+	delete(g.tasks, id)
+	g.stopped = append(g.stopped, id)
+	return ok
+}
+
+func (g *registry) Task(id string) (monitor.Status, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s, ok := g.tasks[id]
+	return monitor.Status{ID: s.ID}, ok
+}
+
+func (g *registry) spec(id string) (admission.Spec, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s, ok := g.tasks[id]
+	return s, ok
+}
+
+func testConfig(t *testing.T) Config {
+	t.Helper()
+	policy, _, err := admission.NewPolicy(nil, profile.Standard, profile.LongRunningDaemon)
+	require.NoError(t, err)
+	return Config{DomainID: "d", ChannelID: "c", PropletID: "p1", Parent: procmatch.Spec{ParentPIDFile: "/run/proplet.pid"}, Policy: policy}
+}
+
+func TestStartRequests(t *testing.T) {
+	reg := newRegistry()
+	refused := 0
+	f := New(testConfig(t), reg, zaptest.NewLogger(t), func() { refused++ })
+	ctx := context.Background()
+
+	require.NoError(t, f.HandleStart(ctx, []byte(`{"id":"a","name":"alpha","daemon":true}`)))
+	spec, ok := reg.spec("a")
+	require.True(t, ok)
+	assert.Equal(t, profile.LongRunningDaemon, spec.ProfileName)
+	assert.Equal(t, procmatch.Spec{Cmdline: "a", ParentPIDFile: "/run/proplet.pid"}, spec.Locator.Match.Spec(), "default rule, child of the proplet")
+
+	// Started again, with a profile: the task stays, the profile changes.
+	require.NoError(t, f.HandleStart(ctx, []byte(`{"id":"a","monitoring_profile":{"interval":2}}`)))
+	assert.Equal(t, []string{"a=inline"}, reg.profiles)
+
+	// For another proplet: ignored, not refused.
+	require.NoError(t, f.HandleStart(ctx, []byte(`{"id":"b","proplet_id":"p2"}`)))
+	_, ok = reg.spec("b")
+	assert.False(t, ok)
+	assert.Zero(t, refused)
+
+	for _, bad := range []string{`nope`, `{"id":""}`, `{"id":"c","monitoring_profile":{"interval":0}}`, `{"id":"c","monitoring_profile":{"interval":0.01}}`, "{\"id\":\"c\\u0000\"}"} {
+		assert.Error(t, f.HandleStart(ctx, []byte(bad)), bad)
+	}
+	assert.Equal(t, 5, refused, "every refused request is counted")
+}
+
+func TestStartedTaskLocators(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		edit  func(*Config)
+		check func(*testing.T, admission.Spec)
+	}{
+		{"task_match with its own parent", func(c *Config) { c.TaskMatch = procmatch.Spec{Executable: "^wasmtime$", Cmdline: "proplet_{task_id}", ParentPID: 7} },
+			func(t *testing.T, s admission.Spec) {
+				assert.Equal(t, procmatch.Spec{Executable: "^wasmtime$", Cmdline: `proplet_t\.1`, ParentPID: 7}, s.Locator.Match.Spec())
+			}},
+		{"cgroup", func(c *Config) { c.TaskCgroup = "propeller/{task_name}-{task_id}"; c.InProcess = true },
+			func(t *testing.T, s admission.Spec) {
+				assert.Equal(t, "propeller/n-t.1", s.Cgroup)
+				assert.True(t, s.Locator.IsZero(), "the cgroup is the task; in_process does not apply")
+			}},
+		{"in process", func(c *Config) { c.InProcess = true },
+			func(t *testing.T, s admission.Spec) { assert.True(t, s.Locator.InProcess) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			tt.edit(&cfg)
+			require.NoError(t, cfg.Check())
+			reg := newRegistry()
+			require.NoError(t, New(cfg, reg, zap.NewNop(), nil).HandleStart(ctx, []byte(`{"id":"t.1","name":"n"}`)))
+			spec, ok := reg.spec("t.1")
+			require.True(t, ok)
+			tt.check(t, spec)
+		})
+	}
+
+	// An id that would leave the cgroup tree is refused.
+	cfg := testConfig(t)
+	cfg.TaskCgroup = "propeller/{task_id}"
+	err := New(cfg, newRegistry(), zap.NewNop(), nil).HandleStart(ctx, []byte(`{"id":".."}`))
+	assert.ErrorContains(t, err, `cgroup: must not contain a '..' element, got "propeller/.."`)
+}
+
+func TestCheckNamesTheKey(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DomainID = "a/b"
+	cfg.ChannelID = ""
+	cfg.TaskMatch = procmatch.Spec{Cmdline: "("}
+	err := cfg.Check()
+	require.Error(t, err)
+	assert.Equal(t, `domain_id: must be set and must not contain '/', '+', '#' or NUL, got "a/b"
+channel_id: must be set and must not contain '/', '+', '#' or NUL, got ""
+task_match.cmdline: invalid regular expression "(": error parsing regexp: missing closing ): `+"`(`", err.Error())
+
+	cfg = testConfig(t)
+	cfg.TaskCgroup = "../{task_id}"
+	assert.EqualError(t, cfg.Check(), `task_cgroup: must not contain a '..' element, got "../00000000-0000-0000-0000-000000000000"`)
+}
+
+func TestStopRequests(t *testing.T) {
+	reg := newRegistry()
+	refused := 0
+	f := New(testConfig(t), reg, zap.NewNop(), func() { refused++ })
+	ctx := context.Background()
+	require.NoError(t, f.HandleStart(ctx, []byte(`{"id":"a"}`)))
+	require.NoError(t, f.HandleStop(ctx, []byte(`{"id":"a","proplet_id":"p2"}`)))
+	assert.Empty(t, reg.stopped, "a stop for another proplet is ignored")
+	require.NoError(t, f.HandleStop(ctx, []byte(`{"broadcast":true,"id":"a"}`)))
+	assert.Equal(t, []string{"a"}, reg.stopped)
+	assert.Error(t, f.HandleStop(ctx, []byte(`{"id":5}`)))
+	assert.Equal(t, 1, refused)
+}
+
+func TestFollowsABroker(t *testing.T) {
+	broker := mqtttest.Start(t, mqtttest.Options{Username: "proplet", Password: "key"})
+	conn := mqttconn.DefaultClientConfig()
+	conn.Endpoint, conn.Username, conn.Password = broker.Endpoint(), "proplet", "wrong"
+	f := New(testConfig(t), newRegistry(), zaptest.NewLogger(t), nil)
+	err := f.Start(context.Background(), conn)
+	require.ErrorIs(t, err, mqttconn.ErrBadCredentials, "bad credentials stop the start, with the shared error")
+	f.Stop()
+
+	conn.Password = "key"
+	reg := newRegistry()
+	f = New(testConfig(t), reg, zaptest.NewLogger(t), nil)
+	require.NoError(t, f.Start(context.Background(), conn))
+	defer f.Stop()
+
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker(broker.Endpoint()).SetClientID("manager").SetUsername("proplet").SetPassword("key"))
+	require.True(t, pub.Connect().WaitTimeout(5*time.Second))
+	defer pub.Disconnect(100)
+	require.Eventually(t, func() bool {
+		pub.Publish("m/d/c/control/manager/start", 1, false, `{"id":"wrong-topic"}`).WaitTimeout(time.Second)
+		pub.Publish("m/d/c/c/control/manager/start", 1, false, `{"id":"t"}`).WaitTimeout(time.Second)
+		_, ok := reg.spec("t")
+		return ok
+	}, 10*time.Second, 100*time.Millisecond, "subscribed once connected")
+	_, ok := reg.spec("wrong-topic")
+	assert.False(t, ok)
+	pub.Publish("m/d/c/c/control/manager/stop", 1, false, `{"id":"t"}`).WaitTimeout(time.Second)
+	require.Eventually(t, func() bool { _, ok := reg.spec("t"); return !ok }, 5*time.Second, 20*time.Millisecond)
+}
