@@ -113,7 +113,9 @@ func TestStartedTaskLocators(t *testing.T) {
 		edit  func(*Config)
 		check func(*testing.T, admission.Spec)
 	}{
-		{"task_match with its own parent", func(c *Config) { c.TaskMatch = procmatch.Spec{Executable: "^wasmtime$", Cmdline: "proplet_{task_id}", ParentPID: 7} },
+		{"task_match with its own parent", func(c *Config) {
+			c.TaskMatch = procmatch.Spec{Executable: "^wasmtime$", Cmdline: "proplet_{task_id}", ParentPID: 7}
+		},
 			func(t *testing.T, s admission.Spec) {
 				assert.Equal(t, procmatch.Spec{Executable: "^wasmtime$", Cmdline: `proplet_t\.1`, ParentPID: 7}, s.Locator.Match.Spec())
 			}},

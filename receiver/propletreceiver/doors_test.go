@@ -103,7 +103,7 @@ func viaConfig(t *testing.T, r doorRequest) (admission.Spec, string) {
 // registry records what a door registered.
 type registry struct{ added []admission.Spec }
 
-func (g *registry) AddTask(spec admission.Spec) error { g.added = append(g.added, spec); return nil }
+func (g *registry) AddTask(spec admission.Spec) error             { g.added = append(g.added, spec); return nil }
 func (*registry) SetProfile(string, string, profile.Profile) bool { return true }
 func (*registry) StopTask(context.Context, string) bool           { return true }
 func (*registry) Collect(string) bool                             { return true }
@@ -223,7 +223,7 @@ func TestEveryDoorAdmitsAlike(t *testing.T) {
 			var want comparable
 			if tt.err == "" {
 				want = comparable{
-					Spec: admission.Spec{ID: tt.req.id, Name: tt.req.name, Daemon: tt.req.daemon, ProfileName: tt.profileName, Profile: tt.profile},
+					Spec:  admission.Spec{ID: tt.req.id, Name: tt.req.name, Daemon: tt.req.daemon, ProfileName: tt.profileName, Profile: tt.profile},
 					Match: procmatch.Spec{Cmdline: regexp.QuoteMeta(tt.req.id), ParentPID: propletPID},
 				}
 			}
