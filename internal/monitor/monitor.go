@@ -21,6 +21,7 @@ import (
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/schedule"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/schema"
 )
 
 // Rule turns matching processes into tasks: the matcher's task_id capture is the task id.
@@ -548,7 +549,8 @@ func (m *Monitor) StopTask(ctx context.Context, id string) bool {
 	return true
 }
 
-// utilization is the share of all CPUs a CPU-time increase took over a wall time.
+// utilization is the share of all CPUs a CPU-time increase took over a wall time: the
+// contract's CPU percent (a share of one core) over the number of CPUs.
 func utilization(cpuSeconds, wallSeconds, cpus float64) float64 {
-	return cpuSeconds / wallSeconds / cpus
+	return schema.CPUPercent(cpuSeconds, wallSeconds) / 100 / cpus
 }
