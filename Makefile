@@ -39,7 +39,7 @@ lint:
 	GOOS=darwin $(GO) build $(PKGS)
 	GOOS=darwin $(GO) vet ./internal/process/
 
-## generate: regenerate mdatagen code (internal/metadata, documentation.md, generated tests).
+## generate: regenerate mdatagen code (internal/metadata, documentation.md, generated tests, the status table of each component README).
 generate:
 	cd receiver/propletreceiver && $(TOOLS) mdatagen metadata.yaml
 	cd exporter/mqttexporter && $(TOOLS) mdatagen metadata.yaml
