@@ -14,8 +14,9 @@ import (
 )
 
 // Handle is a process opened for repeated reading: the /proc files a profile needs (stat,
-// io, the fd/ directory, and net/dev for a task in its own network namespace) are kept open, so a sample is a few preads, and a reused pid can never be read through them (the
-// kernel answers ESRCH once the process is reaped).
+// io, the fd/ directory, and net/dev for a task in its own network namespace) are kept open,
+// so a sample is a few preads, and a reused pid can never be read through them (the kernel
+// answers ESRCH once the process is reaped).
 type Handle struct {
 	id     ID
 	src    *Source
@@ -24,7 +25,7 @@ type Handle struct {
 	io     int
 	fd     int
 	netdev int
-	netOwn bool   // the process has a network namespace of its own
+	netOwn bool   // the process runs in a network namespace other than the collector's
 	tried  Fields // fields whose files Open already tried
 	denied Fields
 	// transient handles keep nothing open: past the kept-open budget, each read opens, reads
@@ -72,9 +73,6 @@ func (s *Source) Open(want ID, fields Fields, buf []byte) (*Handle, error) {
 	h.Ensure(fields)
 	return h, nil
 }
-
-// Transient reports whether the handle keeps no files open (it was opened past the budget).
-func (h *Handle) Transient() bool { return h.transient }
 
 // readFile opens, reads and closes a /proc file into buf.
 func readFile(path string, buf []byte) ([]byte, error) {
@@ -165,10 +163,6 @@ func (h *Handle) Ensure(fields Fields) {
 // ID returns the identity of the opened process.
 func (h *Handle) ID() ID { return h.id }
 
-// OwnNetworkNamespace reports whether the process runs in a network namespace other than the
-// collector's, the only case in which its namespace's traffic is its own.
-func (h *Handle) OwnNetworkNamespace() bool { return h.netOwn }
-
 // Close closes the kept-open files.
 func (h *Handle) Close() {
 	if !h.transient && h.stat >= 0 {
@@ -218,7 +212,6 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 	r.State = st.State
 	if fields&FieldCPU != 0 {
 		r.CPUUser, r.CPUSystem = float64(st.UTime)*tick, float64(st.STime)*tick
-		r.ChildCPUUser, r.ChildCPUSystem = float64(st.CUTime)*tick, float64(st.CSTime)*tick
 		r.Got |= FieldCPU
 	}
 	if fields&FieldThreads != 0 {

@@ -38,9 +38,6 @@ func (*Handle) Ensure(Fields) {}
 // ID returns the identity of the opened process.
 func (h *Handle) ID() ID { return h.id }
 
-// OwnNetworkNamespace is always false outside Linux: network bytes are never attributed.
-func (*Handle) OwnNetworkNamespace() bool { return false }
-
 // Close releases the handle.
 func (*Handle) Close() {}
 

@@ -110,7 +110,7 @@ func TestReadLiveProcess(t *testing.T) {
 	var r Reading
 	require.NoError(t, h.Read(AllFields, &r, buf))
 	assert.Equal(t, FieldCPU|FieldMemory|FieldDisk|FieldThreads|FieldFDs, r.Got, "network is only read in a namespace of its own")
-	assert.False(t, h.OwnNetworkNamespace())
+	assert.False(t, h.netOwn)
 	assert.GreaterOrEqual(t, r.FDs, int64(100), "the workload opened 100 files")
 	assert.GreaterOrEqual(t, r.Threads, int64(8), "the workload started 8 threads")
 	assert.Greater(t, r.RSS, uint64(1<<20))
@@ -230,8 +230,8 @@ func TestPastTheBudgetHandlesAreTransient(t *testing.T) {
 	hb, err := s.Open(ID{PID: int32(bcmd.Process.Pid)}, AllFields, buf)
 	require.NoError(t, err)
 	defer hb.Close()
-	assert.False(t, ha.Transient())
-	assert.True(t, hb.Transient(), "the second process is past a budget of one")
+	assert.False(t, ha.transient)
+	assert.True(t, hb.transient, "the second process is past a budget of one")
 
 	var ra, rb Reading
 	require.NoError(t, ha.Read(AllFields, &ra, buf))
@@ -249,7 +249,7 @@ func TestPastTheBudgetHandlesAreTransient(t *testing.T) {
 	hc, err := s.Open(ID{PID: int32(a.Process.Pid)}, AllFields, buf)
 	require.NoError(t, err)
 	defer hc.Close()
-	assert.False(t, hc.Transient(), "a closed handle frees its place in the budget")
+	assert.False(t, hc.transient, "a closed handle frees its place in the budget")
 }
 
 func TestScanAndDescribe(t *testing.T) {
@@ -355,7 +355,7 @@ func BenchmarkRead(b *testing.B) {
 		defer hold.Close()
 		h, err := s.Open(ID{PID: int32(sleeper.Process.Pid)}, AllFields, buf)
 		require.NoError(b, err)
-		require.True(b, h.Transient())
+		require.True(b, h.transient)
 		var r Reading
 		b.ReportAllocs()
 		for b.Loop() {

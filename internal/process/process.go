@@ -45,13 +45,12 @@ type Reading struct {
 	Denied Fields
 	State  byte // Linux process state: 'Z' is a zombie, exited but not yet reaped
 
-	CPUUser, CPUSystem           float64 // seconds of CPU in user and kernel mode
-	ChildCPUUser, ChildCPUSystem float64 // seconds of CPU of children the process has waited for
-	RSS, VMS                     uint64  // bytes
-	ReadBytes, WriteBytes        uint64  // storage bytes
-	RxBytes, TxBytes             uint64  // network bytes of the process's own network namespace
-	Threads                      int64
-	FDs                          int64
+	CPUUser, CPUSystem    float64 // seconds of CPU in user and kernel mode
+	RSS, VMS              uint64  // bytes
+	ReadBytes, WriteBytes uint64  // storage bytes
+	RxBytes, TxBytes      uint64  // network bytes of the process's own network namespace
+	Threads               int64
+	FDs                   int64
 }
 
 // Exited reports whether the reading is of a process that has exited but can still be read

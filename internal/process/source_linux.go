@@ -54,9 +54,6 @@ func (s *Source) SetKeptOpenBudget(n int) {
 	s.budget = int64(n)
 }
 
-// KeptOpenBudget is the current budget.
-func (s *Source) KeptOpenBudget() int { return int(s.budget) }
-
 // NewSource returns a Source rooted at procRoot, reading cgroups under cgroupRoot.
 func NewSource(procRoot, cgroupRoot string) (*Source, error) {
 	s := &Source{root: procRoot, pageSize: uint64(os.Getpagesize()), statFD: -1}
@@ -145,7 +142,7 @@ func (s *Source) StartTime(id ID) time.Time {
 	return s.bootTime.Add(time.Duration(id.Start) * (time.Second / procfs.UserHZ))
 }
 
-// CPUTimes reads the machine-wide CPU times, in seconds per mode.
+// CPUTimes reads the machine-wide CPU times, in clock ticks per mode.
 func (s *Source) CPUTimes() (procfs.CPUTimes, error) {
 	s.statMu.Lock()
 	defer s.statMu.Unlock()
@@ -162,7 +159,7 @@ func (s *Source) CPUTimes() (procfs.CPUTimes, error) {
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
 		b = b[:i+1]
 	}
-	if _, err := procfs.ParseProcStat(b, &c); err != nil {
+	if err := procfs.ParseProcStat(b, &c); err != nil {
 		return c, fmt.Errorf("parse %s: %w", filepath.Join(s.root, "stat"), err)
 	}
 	return c, nil

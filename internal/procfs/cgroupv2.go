@@ -5,9 +5,8 @@ import "bytes"
 // CgroupCPU holds the usage fields of a cgroup v2 cpu.stat, in microseconds. They count every
 // process that ever ran in the cgroup, including those that exited.
 type CgroupCPU struct {
-	UsageUsec  uint64
-	UserUsec   uint64
-	SystemUsec uint64
+	UserUsec   uint64 // user_usec: CPU time in user mode
+	SystemUsec uint64 // system_usec: CPU time in kernel mode
 }
 
 // ParseCgroupCPUStat parses a cgroup v2 cpu.stat.
@@ -22,12 +21,10 @@ func ParseCgroupCPUStat(b []byte, c *CgroupCPU) error {
 		var bit int
 		var dst *uint64
 		switch string(key) {
-		case "usage_usec":
-			bit, dst = 1, &c.UsageUsec
 		case "user_usec":
-			bit, dst = 2, &c.UserUsec
+			bit, dst = 1, &c.UserUsec
 		case "system_usec":
-			bit, dst = 4, &c.SystemUsec
+			bit, dst = 2, &c.SystemUsec
 		default:
 			continue
 		}
@@ -37,7 +34,7 @@ func ParseCgroupCPUStat(b []byte, c *CgroupCPU) error {
 		*dst = v
 		seen |= bit
 	}
-	if seen != 7 {
+	if seen != 3 {
 		return ErrMalformed
 	}
 	return nil

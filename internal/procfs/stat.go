@@ -9,8 +9,6 @@ type Stat struct {
 	PPID       int32  // (4) parent process id
 	UTime      uint64 // (14) user-mode CPU time, in clock ticks
 	STime      uint64 // (15) kernel-mode CPU time, in clock ticks
-	CUTime     uint64 // (16) user time of waited-for children, in clock ticks
-	CSTime     uint64 // (17) system time of waited-for children, in clock ticks
 	NumThreads int64  // (20) number of threads
 	StartTime  uint64 // (22) start time after boot, in clock ticks
 	VSize      uint64 // (23) virtual memory size, in bytes
@@ -39,16 +37,14 @@ func ParseStat(b []byte, s *Stat) error {
 	if !f.skip(9) {
 		return ErrMalformed
 	}
-	var ok1, ok2, ok3, ok4 bool
+	var ok1, ok2 bool
 	s.UTime, ok1 = f.nextUint()
 	s.STime, ok2 = f.nextUint()
-	s.CUTime, ok3 = parseUintSigned(f.next())
-	s.CSTime, ok4 = parseUintSigned(f.next())
-	if !ok1 || !ok2 || !ok3 || !ok4 {
+	if !ok1 || !ok2 {
 		return ErrMalformed
 	}
-	// priority, nice (18-19)
-	if !f.skip(2) {
+	// cutime, cstime, priority, nice (16-19)
+	if !f.skip(4) {
 		return ErrMalformed
 	}
 	if s.NumThreads, ok = parseInt(f.next()); !ok {
@@ -68,19 +64,6 @@ func ParseStat(b []byte, s *Stat) error {
 		return ErrMalformed
 	}
 	return nil
-}
-
-// parseUintSigned reads cutime/cstime, which proc(5) declares signed (%ld) but which are never
-// negative in practice; a negative value reads as 0.
-func parseUintSigned(b []byte) (uint64, bool) {
-	v, ok := parseInt(b)
-	if !ok {
-		return 0, false
-	}
-	if v < 0 {
-		return 0, true
-	}
-	return uint64(v), true
 }
 
 // StatComm returns the command name (field 2) of a /proc/<pid>/stat content: the bytes
