@@ -170,19 +170,15 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)
-		res := rm.Resource().Attributes()
+		a := readAttributes(rm.Resource().Attributes(), e.mapper.defaults)
 		vals.PropletID = e.cfg.PropletID
-		if v, ok := res.Get(attrPropletID); ok && v.AsString() != "" {
-			vals.PropletID = v.AsString()
+		if a.propletID != "" {
+			vals.PropletID = a.propletID
 		}
-		vals.TaskID = ""
-		if v, ok := res.Get(attrTaskID); ok {
-			vals.TaskID = v.AsString()
-		}
+		vals.TaskID = a.taskID
 		samples := readResource(rm)
 		if vals.TaskID != "" {
-			p := e.mapper.profileOf(res)
-			if !p.export || len(e.tpl.task) == 0 {
+			if !a.profile.export || len(e.tpl.task) == 0 {
 				continue
 			}
 			if vals.PropletID == "" {
@@ -191,7 +187,7 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing
 				continue
 			}
 			for _, s := range samples {
-				msg := e.mapper.taskMessage(vals.TaskID, vals.PropletID, p, s, now)
+				msg := e.mapper.taskMessage(vals.TaskID, vals.PropletID, a.profile, s, now)
 				start := len(arena)
 				arena = msg.AppendJSON(arena)
 				add(e.tpl.task, arena[start:len(arena):len(arena)], i, "task "+vals.TaskID)
@@ -202,7 +198,7 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing
 			continue
 		}
 		for _, s := range samples {
-			if !isProplet(res, s) {
+			if !isProplet(&a, s) {
 				continue
 			}
 			if vals.PropletID == "" {
