@@ -360,7 +360,7 @@ func (m *Monitor) bindDiscovered(r Rule, c procmatch.Captures, e process.Entry) 
 // be a task's. It is counted and logged once: the process is remembered as matching no rule
 // until it execs.
 func (m *Monitor) refuseDiscovered(e process.Entry, err error) {
-	m.tel.SampleError(KindTask)
+	m.tel.Refused("discovered_id")
 	m.disc.misses[e.ID] = e.Comm
 	m.log.Warn("Discovery rule matched a process whose task id or name is refused", zap.Int32("pid", e.ID.PID), zap.Error(err))
 }

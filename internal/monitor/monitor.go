@@ -53,6 +53,9 @@ type Telemetry interface {
 	Sampled(kind Kind)
 	SampleError(kind Kind)
 	TasksChanged(delta int)
+	// Refused counts a task refused or dropped by the monitor (a cap, an expired pending
+	// task, a discovered id admission refuses), by reason.
+	Refused(reason string)
 }
 
 type noTelemetry struct{}
@@ -60,6 +63,7 @@ type noTelemetry struct{}
 func (noTelemetry) Sampled(Kind)     {}
 func (noTelemetry) SampleError(Kind) {}
 func (noTelemetry) TasksChanged(int) {}
+func (noTelemetry) Refused(string)   {}
 
 // Status is a snapshot of one task, for inspection.
 type Status struct {

@@ -384,3 +384,11 @@ func (t telemetry) SampleError(k monitor.Kind) {
 func (t telemetry) TasksChanged(delta int) {
 	t.tb.ReceiverPropletTasks.Add(context.Background(), int64(delta))
 }
+
+func (t telemetry) Refused(reason string) { t.refused("monitor", reason) }
+
+// refused counts a task refused at a door, by reason.
+func (t telemetry) refused(door, reason string) {
+	t.tb.ReceiverPropletRefusedTasks.Add(context.Background(), 1,
+		metric.WithAttributeSet(attribute.NewSet(attribute.String("door", door), attribute.String("reason", reason))))
+}

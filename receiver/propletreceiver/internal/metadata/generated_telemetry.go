@@ -27,6 +27,7 @@ type TelemetryBuilder struct {
 	mu                           sync.Mutex
 	registrations                []metric.Registration
 	ReceiverPropletControlErrors metric.Int64Counter
+	ReceiverPropletRefusedTasks  metric.Int64Counter
 	ReceiverPropletSampleErrors  metric.Int64Counter
 	ReceiverPropletSamples       metric.Int64Counter
 	ReceiverPropletTasks         metric.Int64UpDownCounter
@@ -65,6 +66,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_proplet_control_errors",
 		metric.WithDescription("Propeller start or stop requests that could not be used (malformed JSON, a missing id, an invalid monitoring profile such as interval 0). [Alpha]"),
 		metric.WithUnit("{request}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverPropletRefusedTasks, err = builder.meter.Int64Counter(
+		"otelcol_receiver_proplet_refused_tasks",
+		metric.WithDescription("Tasks refused or dropped, by reason (a field admission refused such as id or monitoring_profile, malformed, duplicate, too_many_tasks, too_many_pending, pending_expired) and door (api, propeller, or monitor for what the monitor drops). [Alpha]"),
+		metric.WithUnit("{task}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverPropletSampleErrors, err = builder.meter.Int64Counter(

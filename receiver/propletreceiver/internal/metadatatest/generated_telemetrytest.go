@@ -37,6 +37,22 @@ func AssertEqualReceiverPropletControlErrors(t *testing.T, tt *componenttest.Tel
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualReceiverPropletRefusedTasks(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_receiver_proplet_refused_tasks",
+		Description: "Tasks refused or dropped, by reason (a field admission refused such as id or monitoring_profile, malformed, duplicate, too_many_tasks, too_many_pending, pending_expired) and door (api, propeller, or monitor for what the monitor drops). [Alpha]",
+		Unit:        "{task}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_receiver_proplet_refused_tasks")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualReceiverPropletSampleErrors(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_receiver_proplet_sample_errors",

@@ -20,10 +20,14 @@ func TestSetupTelemetry(t *testing.T) {
 	require.NoError(t, err)
 	defer tb.Shutdown()
 	tb.ReceiverPropletControlErrors.Add(context.Background(), 1)
+	tb.ReceiverPropletRefusedTasks.Add(context.Background(), 1)
 	tb.ReceiverPropletSampleErrors.Add(context.Background(), 1)
 	tb.ReceiverPropletSamples.Add(context.Background(), 1)
 	tb.ReceiverPropletTasks.Add(context.Background(), 1)
 	AssertEqualReceiverPropletControlErrors(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverPropletRefusedTasks(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverPropletSampleErrors(t, testTel,
