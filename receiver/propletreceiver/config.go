@@ -4,12 +4,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"slices"
 	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/config/confighttp"
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/confmap"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/controlplane"
@@ -67,11 +70,51 @@ type Config struct {
 
 // APIConfig configures the task API's HTTP server.
 type APIConfig struct {
-	confighttp.ServerConfig `mapstructure:",squash"`
+	// Server is the HTTP server: endpoint, tls, auth, ... (squashed: its keys sit beside ours).
+	// A named field, not an embedded one: confighttp.ServerConfig has an Unmarshal method, which
+	// embedding would promote to APIConfig, and confmap would then decode the server's keys only.
+	Server confighttp.ServerConfig `mapstructure:",squash"`
 	// BearerToken, when set, must be sent as "Authorization: Bearer <token>" (not for /health).
 	BearerToken configopaque.String `mapstructure:"bearer_token"`
 	// BearerTokenFile holds the token instead (read at start, surrounding whitespace trimmed).
 	BearerTokenFile string `mapstructure:"bearer_token_file"`
+}
+
+// Unmarshal decodes the api block and refuses a key it does not know. Decoding the squashed
+// server through its own Unmarshal ignores keys it does not know, so without this check a
+// misspelt bearer_token would leave the API open without a word.
+func (c *APIConfig) Unmarshal(conf *confmap.Conf) error {
+	known := map[string]bool{}
+	addKeys(reflect.TypeFor[APIConfig](), known)
+	var unknown []string
+	for key := range conf.ToStringMap() {
+		if !known[key] {
+			unknown = append(unknown, key)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return fmt.Errorf("has invalid keys: %s", strings.Join(unknown, ", "))
+	}
+	type plain APIConfig // no Unmarshal method: confmap decodes the fields
+	return conf.Unmarshal((*plain)(c), confmap.WithIgnoreUnused())
+}
+
+// addKeys adds the mapstructure keys of a struct type, descending into squashed fields.
+func addKeys(t reflect.Type, keys map[string]bool) {
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+		switch {
+		case strings.Contains(opts, "squash") && f.Type.Kind() == reflect.Struct:
+			addKeys(f.Type, keys)
+		case name == "-" || !f.IsExported():
+		case name != "":
+			keys[name] = true
+		default:
+			keys[strings.ToLower(f.Name)] = true
+		}
+	}
 }
 
 // PropellerConfig subscribes the receiver to the manager's task start and stop requests.
@@ -191,7 +234,7 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.API.HasValue() {
 		api := cfg.API.Get()
-		if api.NetAddr.Endpoint == "" {
+		if api.Server.NetAddr.Endpoint == "" {
 			add("api.endpoint: must be set, for example localhost:8990")
 		}
 		if api.BearerToken != "" && api.BearerTokenFile != "" {

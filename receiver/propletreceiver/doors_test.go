@@ -293,8 +293,8 @@ func TestBlocksWithDefaultsAreReplacedOrMergedOnPurpose(t *testing.T) {
 	})
 	require.NoError(t, confmap.Validate(cfg))
 	api := cfg.API.Get()
-	assert.Equal(t, "127.0.0.1:9999", api.NetAddr.Endpoint)
-	assert.Equal(t, int64(64<<10), api.MaxRequestBodySize, "api: the body limit default stays")
+	assert.Equal(t, "127.0.0.1:9999", api.Server.NetAddr.Endpoint)
+	assert.Equal(t, int64(64<<10), api.Server.MaxRequestBodySize, "api: the body limit default stays")
 	p := cfg.Propeller.Get()
 	assert.Equal(t, "u", p.Username)
 	assert.Equal(t, "tcp://127.0.0.1:1883", p.Endpoint, "propeller: connection defaults stay, as in the exporter")
@@ -302,4 +302,27 @@ func TestBlocksWithDefaultsAreReplacedOrMergedOnPurpose(t *testing.T) {
 	assert.Equal(t, "/run/p.pid", cfg.Proplet.PIDFile)
 	assert.Equal(t, 10*time.Second, cfg.Proplet.Interval, "proplet: the interval default stays")
 	assert.True(t, p.TaskMatch.IsZero(), "task_match has no default to merge with")
+}
+
+// TestAPIKeysAreDecoded decodes the api block as the Collector does: every key, the server's
+// and the API's own. (confighttp.ServerConfig has an Unmarshal method; embedded, it was promoted
+// and only the server's keys were decoded, so bearer_token was silently dropped.)
+func TestAPIKeysAreDecoded(t *testing.T) {
+	cfg := doorConfig(t, map[string]any{"api": map[string]any{
+		"endpoint": "127.0.0.1:9999", "bearer_token": "secret", "max_request_body_size": 1000,
+	}})
+	api := cfg.API.Get()
+	assert.Equal(t, "127.0.0.1:9999", api.Server.NetAddr.Endpoint)
+	assert.Equal(t, int64(1000), api.Server.MaxRequestBodySize)
+	assert.Equal(t, "secret", string(api.BearerToken))
+
+	cfg = doorConfig(t, map[string]any{"api": map[string]any{"bearer_token_file": "/etc/token"}})
+	assert.Equal(t, "/etc/token", cfg.API.Get().BearerTokenFile)
+
+	cfg = doorConfig(t, map[string]any{"api": map[string]any{"bearer_token": "a", "bearer_token_file": "/etc/token"}})
+	assert.ErrorContains(t, confmap.Validate(cfg), "api: set bearer_token or bearer_token_file, not both")
+
+	raw := createDefaultConfig().(*Config)
+	err := confmap.NewFromStringMap(map[string]any{"api": map[string]any{"bearer_tokn": "typo"}}).Unmarshal(raw)
+	assert.ErrorContains(t, err, "bearer_tokn", "an unknown key is still an error")
 }

@@ -54,7 +54,7 @@ func defaultAPIConfig() APIConfig {
 	s := confighttp.NewDefaultServerConfig()
 	s.NetAddr.Endpoint = "localhost:8990"
 	s.MaxRequestBodySize = 64 << 10
-	return APIConfig{ServerConfig: s}
+	return APIConfig{Server: s}
 }
 
 // propletIntervalFromEnv honours Propeller's PROPLET_METRICS_INTERVAL (whole seconds).

@@ -187,12 +187,12 @@ func (r *propletReceiver) startAPI(ctx context.Context, host component.Host) err
 		}
 		token = strings.TrimSpace(string(b))
 	}
-	ln, err := cfg.ServerConfig.ToListener(ctx)
+	ln, err := cfg.Server.ToListener(ctx)
 	if err != nil {
-		return fmt.Errorf("api: listen on %s: %w", cfg.NetAddr.Endpoint, err)
+		return fmt.Errorf("api: listen on %s: %w", cfg.Server.NetAddr.Endpoint, err)
 	}
 	handler := taskapi.New(taskapi.Config{Registry: r.mon, Policy: r.policy, Token: token})
-	srv, err := cfg.ServerConfig.ToServer(ctx, host.GetExtensions(), r.set.TelemetrySettings, handler)
+	srv, err := cfg.Server.ToServer(ctx, host.GetExtensions(), r.set.TelemetrySettings, handler)
 	if err != nil {
 		_ = ln.Close()
 		return err

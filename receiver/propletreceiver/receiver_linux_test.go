@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
 	"go.opentelemetry.io/collector/config/configoptional"
+	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -170,7 +171,7 @@ func TestTaskAPI(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	cfg.PropletID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 	api := defaultAPIConfig()
-	api.NetAddr.Endpoint = addr
+	api.Server.NetAddr.Endpoint = addr
 	api.BearerTokenFile = tokenFile
 	cfg.API = configoptional.Some(api)
 	sink := startReceiver(t, cfg)
@@ -204,7 +205,7 @@ func TestFollowsThePropellerManager(t *testing.T) {
 	cfg.StartJitter = 0
 	cfg.DiscoveryInterval = 200 * time.Millisecond
 	api := defaultAPIConfig()
-	api.NetAddr.Endpoint = apiAddr
+	api.Server.NetAddr.Endpoint = apiAddr
 	cfg.API = configoptional.Some(api)
 	pc := defaultPropellerConfig()
 	pc.Endpoint, pc.DomainID, pc.ChannelID = broker.Endpoint(), "d", "c"
@@ -295,7 +296,7 @@ func TestInProcessTasksAreSaidSo(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	cfg.PropletID = "proplet-1"
 	api := defaultAPIConfig()
-	api.NetAddr.Endpoint = apiAddr
+	api.Server.NetAddr.Endpoint = apiAddr
 	cfg.API = configoptional.Some(api)
 	pc := defaultPropellerConfig()
 	pc.Endpoint, pc.DomainID, pc.ChannelID, pc.InProcess = broker.Endpoint(), "d", "c", true
@@ -316,4 +317,42 @@ func TestInProcessTasksAreSaidSo(t *testing.T) {
 		_ = json.NewDecoder(resp.Body).Decode(&v)
 		return v["state"] == "in_process"
 	}, 10*time.Second, 200*time.Millisecond, "a task run inside the proplet is registered as in_process")
+}
+
+// TestAPIBearerTokenThroughTheConfiguration decodes the api block from YAML as the Collector
+// does and asks the running API: no token, a wrong one, the right one, from the key or a file.
+func TestAPIBearerTokenThroughTheConfiguration(t *testing.T) {
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	require.NoError(t, os.WriteFile(tokenFile, []byte("from-file\n"), 0o600))
+	for _, tc := range []struct {
+		name, key, value, token string
+	}{
+		{"bearer_token", "bearer_token", "s3cret", "s3cret"},
+		{"bearer_token_file", "bearer_token_file", tokenFile, "from-file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := mqtttest.FreeAddress(t)
+			cfg := doorConfig(t, map[string]any{"api": map[string]any{"endpoint": addr, tc.key: tc.value}, "propeller": nil})
+			cfg.Propeller = configoptional.None[PropellerConfig]()
+			require.NoError(t, confmap.Validate(cfg))
+			startReceiver(t, cfg)
+			call := func(method, path, token string) int {
+				req, err := http.NewRequest(method, "http://"+addr+path, nil)
+				require.NoError(t, err)
+				if token != "" {
+					req.Header.Set("Authorization", "Bearer "+token)
+				}
+				resp, err := http.DefaultClient.Do(req)
+				require.NoError(t, err)
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			assert.Equal(t, http.StatusUnauthorized, call(http.MethodGet, "/tasks", ""), "no token")
+			assert.Equal(t, http.StatusUnauthorized, call(http.MethodGet, "/tasks", "wrong"), "wrong token")
+			assert.Equal(t, http.StatusUnauthorized, call(http.MethodDelete, "/tasks/x", ""), "no token, delete")
+			assert.Equal(t, http.StatusOK, call(http.MethodGet, "/tasks", tc.token), "right token")
+			assert.Equal(t, http.StatusNotFound, call(http.MethodDelete, "/tasks/x", tc.token), "right token, delete")
+			assert.Equal(t, http.StatusOK, call(http.MethodGet, "/health", ""), "health needs no token")
+		})
+	}
 }
