@@ -19,9 +19,8 @@ import (
 )
 
 const (
-	// MaxIDLength bounds a task id, in bytes. Propeller's ids are 36-character UUIDs; the
-	// margin leaves room for ids users choose in the configuration.
-	MaxIDLength = 128
+	// MaxIDLength bounds a task id, as Propeller's store does: its ids are 36-character UUIDs.
+	MaxIDLength = 36
 	// MaxNameLength bounds a task name, in bytes: it is attached to every sample.
 	MaxNameLength = 256
 )
@@ -233,14 +232,30 @@ func locate(r Request) (Locator, error) {
 	return loc, errors.Join(errs...)
 }
 
-// CheckID reports an id that cannot be a task id: empty, longer than MaxIDLength, not UTF-8,
-// or holding a control character or a Unicode noncharacter (MQTT brokers close the
-// connection over a topic that holds one).
+// CheckID reports an id that cannot be a task id. An id is 1 to MaxIDLength characters of
+// A-Z, a-z, 0-9, '.', '_' and '-', and not "." or "..": Propeller's ids are UUIDs, and an id
+// is filled into topics, match rules and cgroup paths, where anything else could widen a
+// topic, close a broker's connection or leave the cgroup tree.
 func CheckID(id string) error {
-	if strings.TrimSpace(id) == "" {
+	if id == "" {
 		return &FieldError{Field: "id", Msg: "must be set"}
 	}
-	return checkText("id", id, MaxIDLength)
+	if len(id) > MaxIDLength {
+		return &FieldError{Field: "id", Msg: fmt.Sprintf("%d bytes long, at most %d (Propeller's ids are 36-character UUIDs), got %s", len(id), MaxIDLength, Quote(id))}
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !idChar(c) {
+			return &FieldError{Field: "id", Msg: fmt.Sprintf("may hold only A-Z, a-z, 0-9, '.', '_' and '-', got %s", Quote(id))}
+		}
+	}
+	if id == "." || id == ".." {
+		return &FieldError{Field: "id", Msg: fmt.Sprintf("must not be %q", id)}
+	}
+	return nil
+}
+
+func idChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
 }
 
 // CheckName reports a task name that cannot be used: longer than MaxNameLength, not UTF-8, or

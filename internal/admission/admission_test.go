@@ -1,12 +1,15 @@
 package admission
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
@@ -72,11 +75,14 @@ func TestAdmitRefusesNamingFieldAndValue(t *testing.T) {
 		want string
 	}{
 		{"no id", Request{PID: 1}, "id: must be set"},
-		{"blank id", Request{ID: "  ", PID: 1}, "id: must be set"},
-		{"long id", Request{ID: strings.Repeat("a", MaxIDLength+1), PID: 1}, "id: 129 bytes long, at most 128"},
-		{"NUL in the id", Request{ID: "a\x00b", PID: 1}, `id: must not contain U+0000, got "a\x00b"`},
-		{"noncharacter in the id", Request{ID: "a\uFFFF", PID: 1}, "id: must not contain U+FFFF"},
-		{"noncharacter U+FDD0", Request{ID: "a\uFDD0", PID: 1}, "id: must not contain U+FDD0"},
+		{"blank id", Request{ID: "  ", PID: 1}, "id: may hold only"},
+		{"long id", Request{ID: strings.Repeat("a", MaxIDLength+1), PID: 1}, "id: 37 bytes long, at most 36"},
+		{"NUL in the id", Request{ID: "a\x00b", PID: 1}, `id: may hold only A-Z, a-z, 0-9, '.', '_' and '-', got "a\x00b"`},
+		{"noncharacter in the id", Request{ID: "a\uFFFF", PID: 1}, "id: may hold only"},
+		{"slash in the id", Request{ID: "a/b", PID: 1}, "id: may hold only"},
+		{"dot-dot id", Request{ID: "..", PID: 1}, `id: must not be ".."`},
+		{"control character in the name", Request{ID: "t", Name: "a\x01", PID: 1}, "name: must not contain U+0001"},
+		{"noncharacter in the name", Request{ID: "t", Name: "a\uFDD0", PID: 1}, "name: must not contain U+FDD0"},
 		{"invalid UTF-8 name", Request{ID: "t", Name: "\xff", PID: 1}, "name: must be UTF-8"},
 		{"long name", Request{ID: "t", Name: strings.Repeat("n", MaxNameLength+1), PID: 1}, "name: 257 bytes long"},
 		{"nothing to find it by", Request{ID: "t"}, "one of pid, pid_file, match, in_process or cgroup is required to find the task"},
@@ -150,4 +156,37 @@ func TestQuoteShortensLongValues(t *testing.T) {
 	long := Quote(strings.Repeat("é", 100))
 	assert.Contains(t, long, "... (200 bytes)")
 	assert.Less(t, len(long), 120)
+}
+
+func TestReason(t *testing.T) {
+	policy := testPolicy(t)
+	for req, want := range map[*Request]string{
+		{PID: 1}:                        "id",
+		{ID: "t"}:                       "locator",
+		{ID: "t", PID: 1, Profile: "x"}: "profile",
+		{ID: "t", Match: &procmatch.Spec{Cmdline: "("}}:                                           "match",
+		{ID: "t", PID: 1, MonitoringProfile: &profile.Overrides{Interval: ptr(time.Millisecond)}}: "monitoring_profile",
+		{ID: "t", PID: 1, Profile: "fast", MonitoringProfile: &profile.Overrides{}}:               "profile",
+	} {
+		_, _, err := policy.Admit(*req)
+		assert.Equal(t, want, Reason(err), "%+v", *req)
+	}
+	assert.Equal(t, "malformed", Reason(errors.New("invalid JSON body")))
+}
+
+func TestRefusalsAreCountedAndLoggedOncePerReasonPerMinute(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	counted := map[string]int{}
+	r := NewRefusals("propeller", zap.New(core), func(reason string) { counted[reason]++ })
+	for range 1000 {
+		r.Refuse("id", errors.New("bad id"))
+	}
+	r.Refuse("monitoring_profile", errors.New("bad profile"))
+	assert.Equal(t, map[string]int{"id": 1000, "monitoring_profile": 1}, counted)
+	assert.Equal(t, 2, logs.Len(), "one line per reason")
+
+	r.interval = 0 // as if a minute had passed
+	r.Refuse("id", errors.New("bad id"))
+	last := logs.All()[logs.Len()-1]
+	assert.Equal(t, int64(999), last.ContextMap()["refused_since_last_logged"])
 }
