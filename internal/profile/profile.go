@@ -6,7 +6,6 @@ package profile // import "github.com/otelcol-propeller/otelcol-propeller/intern
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"time"
 )
 
@@ -75,16 +74,6 @@ func all(interval time.Duration, export bool, history int) Profile {
 func Builtin(name string) (Profile, bool) {
 	p, ok := builtins[name]
 	return p, ok
-}
-
-// BuiltinNames returns the names of the built-in profiles, sorted.
-func BuiltinNames() []string {
-	names := make([]string, 0, len(builtins))
-	for n := range builtins {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // Default returns the name of the profile a task gets when none is given.

@@ -19,8 +19,8 @@ import (
 // (a whole number).
 const NanosecondThreshold = 1_000_000
 
-// ParseInterval reads a wire interval by the rule of NanosecondThreshold.
-func ParseInterval(v float64) (time.Duration, error) {
+// parseInterval reads a wire interval by the rule of NanosecondThreshold.
+func parseInterval(v float64) (time.Duration, error) {
 	switch {
 	case math.IsNaN(v) || math.IsInf(v, 0):
 		return 0, fmt.Errorf("interval: not a number")
@@ -71,7 +71,7 @@ func DecodeProfile(raw []byte) (profile.Overrides, error) {
 				errs = append(errs, fmt.Errorf("interval: must be a number (seconds, or nanoseconds from %d on), got %s", NanosecondThreshold, v))
 				continue
 			}
-			d, err := ParseInterval(f)
+			d, err := parseInterval(f)
 			if err != nil {
 				errs = append(errs, err)
 				continue

@@ -28,7 +28,7 @@ func TestParseInterval(t *testing.T) {
 		{in: 1_000_000.5, err: "must be a whole number"},
 	}
 	for _, tt := range tests {
-		got, err := ParseInterval(tt.in)
+		got, err := parseInterval(tt.in)
 		if tt.err != "" {
 			assert.ErrorContains(t, err, tt.err, "%v", tt.in)
 			continue
