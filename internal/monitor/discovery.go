@@ -76,6 +76,8 @@ func (t discoveryTable) Environ(e process.Entry) ([]string, bool) {
 	return c.env, c.envOK
 }
 
+func (t discoveryTable) PIDFile(path string) (int32, bool) { return procmatch.ReadPIDFile(path) }
+
 func (m *Monitor) scan() {
 	d := &m.disc
 	clear(d.entries)

@@ -4,9 +4,9 @@
 package procmatch // import "github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"os/user"
 	"regexp"
 	"strconv"
@@ -54,6 +54,7 @@ type Matcher struct {
 	parentPID     int32
 	parentPIDFile string
 	parent        *Matcher
+	key           string
 }
 
 // Compile checks and compiles a rule. Errors name the key and the value.
@@ -95,6 +96,11 @@ func Compile(s Spec) (*Matcher, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	key, err := json.Marshal(s)
+	if err != nil {
+		return nil, err
+	}
+	m.key = string(key)
 	return m, nil
 }
 
@@ -130,6 +136,10 @@ type Table interface {
 	Details(e process.Entry) (process.Details, bool)
 	// Environ returns a process's environment entries, read only for rules that need them.
 	Environ(e process.Entry) ([]string, bool)
+	// PIDFile returns the pid a pid file holds, as ReadPIDFile reads it. A table that serves a
+	// whole discovery pass reads each file once per pass, however many rules and processes
+	// ask: a parent_pid_file shared by thousands of pending tasks costs one read.
+	PIDFile(path string) (int32, bool)
 }
 
 // Captures are the task fields a match produced.
@@ -141,14 +151,8 @@ type Captures struct {
 // Match reports whether e matches, with the captured task fields.
 func (m *Matcher) Match(e process.Entry, t Table) (Captures, bool) {
 	var c Captures
-	if m.parentPID != 0 && e.PPID != m.parentPID {
+	if pid, fixed := m.FixedParent(t); fixed && (pid == 0 || e.PPID != pid) {
 		return c, false
-	}
-	if m.parentPIDFile != "" {
-		pid, ok := ReadPIDFile(m.parentPIDFile)
-		if !ok || e.PPID != pid {
-			return c, false
-		}
 	}
 	if m.parent != nil {
 		pe, ok := t.Entry(e.PPID)
@@ -194,6 +198,29 @@ func (m *Matcher) Match(e process.Entry, t Table) (Captures, bool) {
 	return c, true
 }
 
+// FixedParent reports whether the rule requires one parent pid (parent_pid, or the pid in
+// parent_pid_file, read through the table), and which, so a caller that keeps the table's
+// children by parent looks at that parent's children only. pid is 0 when no process can match:
+// the pid file cannot be read, or parent_pid and parent_pid_file disagree.
+func (m *Matcher) FixedParent(t Table) (pid int32, fixed bool) {
+	if m.parentPIDFile != "" {
+		p, ok := t.PIDFile(m.parentPIDFile)
+		if !ok || (m.parentPID != 0 && p != m.parentPID) {
+			return 0, true
+		}
+		return p, true
+	}
+	return m.parentPID, m.parentPID != 0
+}
+
+// ParentRule returns the nested rule a matching process's parent must match, or nil.
+func (m *Matcher) ParentRule() *Matcher { return m.parent }
+
+// Key identifies the rule: matchers compiled from equal Specs have equal keys, so a cache of
+// one pass (the processes that match a proplet rule shared by every started task) can keep one
+// result for all of them.
+func (m *Matcher) Key() string { return m.key }
+
 func capture(re *regexp.Regexp, s string, c *Captures) bool {
 	sub := re.FindStringSubmatch(s)
 	if sub == nil {
@@ -206,20 +233,6 @@ func capture(re *regexp.Regexp, s string, c *Captures) bool {
 		c.TaskName = sub[i]
 	}
 	return true
-}
-
-// ReadPIDFile reads a pid file: a positive decimal pid, surrounding whitespace allowed. A file
-// that does not exist (yet) or holds anything else reads as not ok.
-func ReadPIDFile(path string) (int32, bool) {
-	b, err := os.ReadFile(path)
-	if err != nil || len(b) > 64 {
-		return 0, false
-	}
-	pid, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 32)
-	if err != nil || pid <= 0 {
-		return 0, false
-	}
-	return int32(pid), true
 }
 
 // Fill returns s with the placeholders {task_id} and {task_name} in its regular expressions

@@ -23,6 +23,7 @@ func (t table) Environ(e process.Entry) ([]string, bool) {
 	}
 	return nil, true
 }
+func (t table) PIDFile(path string) (int32, bool) { return ReadPIDFile(path) }
 func (t table) Details(e process.Entry) (process.Details, bool) {
 	p, ok := t[e.ID.PID]
 	return p.d, ok
@@ -60,6 +61,9 @@ func TestMatch(t *testing.T) {
 		{"parent pid file", Spec{Executable: "^wasmtime$", ParentPIDFile: pidFile}, 20, true, Captures{}},
 		{"parent pid file excludes other parents", Spec{Executable: "^wasmtime$", ParentPIDFile: pidFile}, 30, false, Captures{}},
 		{"parent pid", Spec{ParentPID: 10}, 20, true, Captures{}},
+		{"parent pid and pid file agree", Spec{ParentPID: 10, ParentPIDFile: pidFile}, 20, true, Captures{}},
+		{"parent pid and pid file disagree", Spec{ParentPID: 1, ParentPIDFile: pidFile}, 30, false, Captures{}},
+		{"unreadable parent pid file", Spec{ParentPIDFile: filepath.Join(dir, "missing")}, 20, false, Captures{}},
 		{"nested parent match", Spec{Executable: "wasmtime", Parent: &Spec{Executable: "^proplet$"}}, 20, true, Captures{}},
 		{"nested parent mismatch", Spec{Executable: "wasmtime", Parent: &Spec{Executable: "^proplet$"}}, 30, false, Captures{}},
 		{"owner by uid", Spec{Owner: "1000", Executable: "proplet"}, 10, true, Captures{}},
@@ -99,19 +103,6 @@ func TestCompileErrors(t *testing.T) {
 	assert.False(t, m.CapturesTask())
 }
 
-func TestReadPIDFile(t *testing.T) {
-	dir := t.TempDir()
-	for content, want := range map[string]int32{" 42\n": 42, "0": 0, "-3": 0, "abc": 0, "": 0} {
-		p := filepath.Join(dir, "f")
-		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
-		pid, ok := ReadPIDFile(p)
-		assert.Equal(t, want, pid, "%q", content)
-		assert.Equal(t, want > 0, ok, "%q", content)
-	}
-	_, ok := ReadPIDFile(filepath.Join(dir, "missing"))
-	assert.False(t, ok)
-}
-
 func TestFill(t *testing.T) {
 	s := Spec{Cmdline: `--env TASK_ID={task_id} .*{task_name}\.wasm`, Parent: &Spec{Executable: "proplet-{task_name}"}}
 	f := s.Fill("550e8400-e29b-41d4-a716-446655440001", "a.b")
@@ -120,4 +111,77 @@ func TestFill(t *testing.T) {
 	assert.Equal(t, "proplet-{task_name}", s.Parent.Executable, "the original is not changed")
 	_, err := Compile(f)
 	require.NoError(t, err)
+}
+
+// countingTable counts the pid file reads matching asks for.
+type countingTable struct {
+	table
+	reads int
+}
+
+func (t *countingTable) PIDFile(path string) (int32, bool) {
+	t.reads++
+	return ReadPIDFile(path)
+}
+
+func TestFixedParent(t *testing.T) {
+	dir := t.TempDir()
+	pidFile := filepath.Join(dir, "proplet.pid")
+	require.NoError(t, os.WriteFile(pidFile, []byte("10\n"), 0o600))
+	tests := []struct {
+		name  string
+		spec  Spec
+		pid   int32
+		fixed bool
+	}{
+		{"no parent condition", Spec{Cmdline: "x"}, 0, false},
+		{"nested rule only", Spec{Parent: &Spec{Executable: "proplet"}}, 0, false},
+		{"parent pid", Spec{ParentPID: 7}, 7, true},
+		{"parent pid file", Spec{ParentPIDFile: pidFile}, 10, true},
+		{"both, agreeing", Spec{ParentPID: 10, ParentPIDFile: pidFile}, 10, true},
+		{"both, disagreeing: nothing matches", Spec{ParentPID: 7, ParentPIDFile: pidFile}, 0, true},
+		{"unreadable file: nothing matches", Spec{ParentPIDFile: filepath.Join(dir, "missing")}, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := Compile(tt.spec)
+			require.NoError(t, err)
+			tbl := &countingTable{}
+			pid, fixed := m.FixedParent(tbl)
+			assert.Equal(t, tt.pid, pid)
+			assert.Equal(t, tt.fixed, fixed)
+			if tt.spec.ParentPIDFile != "" {
+				assert.Equal(t, 1, tbl.reads, "the pid file is read through the table")
+			}
+		})
+	}
+}
+
+func TestMatchReadsThePIDFileThroughTheTable(t *testing.T) {
+	pidFile := filepath.Join(t.TempDir(), "proplet.pid")
+	require.NoError(t, os.WriteFile(pidFile, []byte("10\n"), 0o600))
+	m, err := Compile(Spec{Cmdline: "wasmtime", ParentPIDFile: pidFile})
+	require.NoError(t, err)
+	tbl := &countingTable{table: table{20: proc(20, 10, "wasmtime", "wasmtime run", 1000)}}
+	_, ok := m.Match(tbl.table[20].e, tbl)
+	assert.True(t, ok)
+	assert.Equal(t, 1, tbl.reads)
+}
+
+func TestKey(t *testing.T) {
+	spec := func() Spec {
+		return Spec{Cmdline: "a", ParentPIDFile: "/run/p.pid", Parent: &Spec{Executable: "proplet"}}
+	}
+	a, err := Compile(spec())
+	require.NoError(t, err)
+	b, err := Compile(spec())
+	require.NoError(t, err)
+	assert.Equal(t, a.Key(), b.Key(), "equal specs, equal keys")
+	assert.Equal(t, a.ParentRule().Key(), b.ParentRule().Key())
+	other := spec()
+	other.Parent = &Spec{Executable: "proplet2"}
+	c, err := Compile(other)
+	require.NoError(t, err)
+	assert.NotEqual(t, a.Key(), c.Key(), "a nested rule is part of the key")
+	assert.Nil(t, c.ParentRule().ParentRule())
 }
