@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -167,6 +168,7 @@ func FuzzParseTemplate(f *testing.F) {
 	for _, s := range []string{"m/{domain_id}/c/{channel_id}/control/proplet/task_metrics", "a/{task_id}", "{", "}", "a//b", "+/#"} {
 		f.Add(s, "value")
 	}
+	f.Add("a/{task_id}", "\x01\uffff\ufdd0\xff")
 	f.Fuzz(func(t *testing.T, text, value string) {
 		tpl, err := ParseTemplate(text, DomainID, ChannelID, PropletID, TaskID)
 		if err != nil {
@@ -177,7 +179,8 @@ func FuzzParseTemplate(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if strings.ContainsAny(string(topic), "+#\x00") || strings.Contains(string(topic), "//") {
+		if strings.ContainsAny(string(topic), "+#") || strings.Contains(string(topic), "//") ||
+			len(topic) > MaxTopicLength || scan(string(topic), true) != "" || !utf8.Valid(topic) {
 			t.Fatalf("template %q with %q gave unsafe topic %q", text, value, topic)
 		}
 	})
