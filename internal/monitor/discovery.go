@@ -3,6 +3,7 @@ package monitor
 import (
 	"errors"
 	"syscall"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -18,8 +19,12 @@ type discovery struct {
 	children map[int32][]int32
 	details  map[process.ID]cachedDetails
 	misses   map[process.ID]string // processes no rule matched, with the command name then
+	capped   map[process.ID]bool   // processes a rule matched while max_tasks was reached
 	scanned  bool
 	buf      []byte
+
+	cappedLogged     time.Time // when a rule's match past max_tasks was last logged
+	cappedSuppressed int       // such refusals not logged since
 }
 
 type cachedDetails struct {
@@ -36,6 +41,7 @@ func (d *discovery) init() {
 	d.children = map[int32][]int32{}
 	d.details = map[process.ID]cachedDetails{}
 	d.misses = map[process.ID]string{}
+	d.capped = map[process.ID]bool{}
 	d.buf = make([]byte, bufSize)
 }
 
@@ -101,12 +107,18 @@ func (m *Monitor) scan() {
 			delete(d.misses, id)
 		}
 	}
+	for id := range d.capped {
+		if e, ok := d.entries[id.PID]; !ok || e.ID != id {
+			delete(d.capped, id)
+		}
+	}
 }
 
-// discover is one discovery pass: bind pending tasks, create tasks from rules, refresh the
+// discover is one discovery pass: expire pending tasks past PendingTimeout, bind pending tasks, create tasks from rules, refresh the
 // members of process-tree tasks, and notice exits of tasks sampled less often than discovery
 // runs so their last sample is taken while the process can still be read.
 func (m *Monitor) discover() {
+	start := time.Now()
 	m.mu.Lock()
 	tasks := make([]*task, 0, len(m.tasks))
 	for _, t := range m.tasks {
@@ -133,12 +145,18 @@ func (m *Monitor) discover() {
 	}
 
 	bound := map[process.ID]bool{}
+	var expired []string
 	for _, t := range tasks {
 		if !t.mu.TryLock() {
 			continue // being sampled; look again next pass
 		}
 		switch t.state {
 		case StatePending:
+			if m.cfg.PendingTimeout > 0 && t.origin == originAPI && start.Sub(t.pendingSince) >= m.cfg.PendingTimeout {
+				m.expire(t)
+				expired = append(expired, t.spec.ID)
+				break
+			}
 			if t.spec.Cgroup != "" {
 				m.bindCgroup(t, bound)
 				break
@@ -159,10 +177,33 @@ func (m *Monitor) discover() {
 		}
 		t.mu.Unlock()
 	}
+	m.logExpired(expired)
 	if len(m.cfg.Rules) > 0 && m.disc.scanned {
 		m.applyRules(bound)
 	}
 	m.proplet.locate(m, m.disc.buf)
+}
+
+// expire removes a task that has been pending for PendingTimeout. The caller holds t.mu.
+func (m *Monitor) expire(t *task) {
+	t.closeHandles()
+	m.setState(t, StateStopped)
+	m.mu.Lock()
+	if m.tasks[t.spec.ID] == t {
+		delete(m.tasks, t.spec.ID)
+		m.tel.TasksChanged(-1)
+	}
+	m.mu.Unlock()
+	m.tel.Refused("pending_expired")
+}
+
+// logExpired logs the tasks one pass expired, in one line.
+func (m *Monitor) logExpired(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	m.log.Info("Pending tasks removed: their process was not found within pending_timeout",
+		zap.Int("tasks", len(ids)), zap.Duration("pending_timeout", m.cfg.PendingTimeout), zap.Strings("task_ids", ids[:min(len(ids), 5)]))
 }
 
 // bindFailed reports a task whose process exists but cannot be opened. It warns once per task:
@@ -324,6 +365,11 @@ func (m *Monitor) bindDiscovered(r Rule, c procmatch.Captures, e process.Entry) 
 	m.mu.Lock()
 	t, exists := m.tasks[c.TaskID]
 	if !exists {
+		if len(m.tasks) >= m.cfg.MaxTasks {
+			m.mu.Unlock()
+			m.refuseCapped(e, c.TaskID)
+			return
+		}
 		t = &task{
 			spec: admission.Spec{
 				ID: c.TaskID, Name: c.TaskName, ProfileName: r.ProfileName, Profile: r.Profile,
@@ -332,8 +378,7 @@ func (m *Monitor) bindDiscovered(r Rule, c procmatch.Captures, e process.Entry) 
 			origin: originDiscovered,
 			state:  StatePending,
 		}
-		m.tasks[c.TaskID] = t
-		m.tel.TasksChanged(1)
+		m.addLocked(t)
 	}
 	m.mu.Unlock()
 	if !t.mu.TryLock() {
@@ -348,6 +393,7 @@ func (m *Monitor) bindDiscovered(r Rule, c procmatch.Captures, e process.Entry) 
 	}
 	if err := m.bind(t, e, m.disc.buf); err != nil {
 		if !exists {
+			m.setState(t, StateStopped)
 			m.mu.Lock()
 			delete(m.tasks, c.TaskID)
 			m.mu.Unlock()
@@ -356,6 +402,25 @@ func (m *Monitor) bindDiscovered(r Rule, c procmatch.Captures, e process.Entry) 
 		return
 	}
 	m.log.Info("Discovered task", zap.String("task_id", c.TaskID), zap.String("task_name", t.spec.Name), zap.Int32("pid", e.ID.PID), zap.Duration("interval", t.spec.Profile.Interval))
+}
+
+// refuseCapped reports a process a discovery rule matched while max_tasks tasks are
+// registered. It is counted once per process and logged at most once a minute; the process is
+// looked at again on every pass, so it becomes a task once there is room.
+func (m *Monitor) refuseCapped(e process.Entry, id string) {
+	d := &m.disc
+	if d.capped[e.ID] {
+		return
+	}
+	d.capped[e.ID] = true
+	m.tel.Refused("too_many_tasks")
+	if now := time.Now(); now.Sub(d.cappedLogged) >= time.Minute {
+		m.log.Warn("Discovery rule matched a process, but max_tasks tasks are registered: no task created until there is room",
+			zap.String("task_id", id), zap.Int32("pid", e.ID.PID), zap.Int("max_tasks", m.cfg.MaxTasks), zap.Int("not_logged_since_last", d.cappedSuppressed))
+		d.cappedLogged, d.cappedSuppressed = now, 0
+		return
+	}
+	d.cappedSuppressed++
 }
 
 // refuseDiscovered reports a process a discovery rule matched whose captured id or name cannot

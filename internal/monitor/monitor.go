@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -45,7 +46,31 @@ type Config struct {
 	// KeptOpenProcesses bounds the processes whose /proc files stay open between samples; past
 	// it, files are opened and closed on every sample. 0 derives it from RLIMIT_NOFILE.
 	KeptOpenProcesses int
+	// MaxTasks bounds the registered tasks, of every origin (the configuration, the task API,
+	// the control plane, discovery rules): past it AddTask fails with ErrTooManyTasks and a
+	// discovery rule creates no task. 0 means DefaultMaxTasks.
+	MaxTasks int
+	// MaxPendingTasks bounds the tasks in state pending (registered, their process not found):
+	// past it AddTask fails with ErrTooManyPending. 0 means DefaultMaxPendingTasks.
+	MaxPendingTasks int
+	// PendingTimeout removes a task registered at run time (the task API, the control plane)
+	// that has been pending this long: its process never appeared, or did not come back. Tasks
+	// of the configuration never expire. 0 means never.
+	PendingTimeout time.Duration
 }
+
+// Defaults of the caps on tasks.
+const (
+	DefaultMaxTasks        = 10_000
+	DefaultMaxPendingTasks = 10_000
+)
+
+// Errors AddTask wraps when a cap refuses a task; the message names the cap and its
+// configuration key.
+var (
+	ErrTooManyTasks   = errors.New("too many tasks")
+	ErrTooManyPending = errors.New("too many pending tasks")
+)
 
 // Telemetry receives the monitor's self-observations. Every method must be cheap and safe for
 // concurrent use.
@@ -97,6 +122,9 @@ type Monitor struct {
 
 	mu    sync.Mutex
 	tasks map[string]*task
+	// pending counts the tasks in state pending. It changes in setState, when a pending task
+	// is registered, and when one leaves the registry still pending.
+	pending atomic.Int64
 
 	disc    discovery
 	proplet propletState
@@ -114,6 +142,12 @@ func New(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample) (*Monito
 	src.SetKeptOpenBudget(cfg.KeptOpenProcesses)
 	if cfg.DiscoveryInterval <= 0 {
 		cfg.DiscoveryInterval = time.Second
+	}
+	if cfg.MaxTasks <= 0 {
+		cfg.MaxTasks = DefaultMaxTasks
+	}
+	if cfg.MaxPendingTasks <= 0 {
+		cfg.MaxPendingTasks = DefaultMaxPendingTasks
 	}
 	m := &Monitor{cfg: cfg, src: src, log: log, tel: tel, out: out, tasks: map[string]*task{}}
 	m.bufs.New = func() any { b := make([]byte, bufSize); return &b }
@@ -161,7 +195,9 @@ func (m *Monitor) Shutdown(ctx context.Context) error {
 }
 
 // AddTask registers an admitted task at run time. Its process is looked for on every
-// discovery pass until it appears.
+// discovery pass until it appears, or until PendingTimeout. Past MaxTasks registered tasks, or
+// MaxPendingTasks pending ones, it fails with an error wrapping ErrTooManyTasks or
+// ErrTooManyPending; the caller counts and logs the refusal.
 func (m *Monitor) AddTask(spec admission.Spec) error {
 	if err := m.register(spec, originAPI); err != nil {
 		return err
@@ -197,6 +233,7 @@ func (m *Monitor) Tasks() []Status {
 	return out
 }
 
+// register adds a task of the configuration or the task API to the registry, within the caps.
 func (m *Monitor) register(spec admission.Spec, o origin) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -207,9 +244,24 @@ func (m *Monitor) register(spec admission.Spec, o origin) error {
 	if spec.Locator.InProcess {
 		state = StateInProcess
 	}
-	m.tasks[spec.ID] = &task{spec: spec, origin: o, state: state}
-	m.tel.TasksChanged(1)
+	if n := len(m.tasks); n >= m.cfg.MaxTasks {
+		return fmt.Errorf("task %s refused: %w: %d are registered, the most max_tasks (%d) allows", admission.Quote(spec.ID), ErrTooManyTasks, n, m.cfg.MaxTasks)
+	}
+	if n := m.pending.Load(); state == StatePending && n >= int64(m.cfg.MaxPendingTasks) {
+		return fmt.Errorf("task %s refused: %w: %d are waiting for their process, the most max_pending_tasks (%d) allows", admission.Quote(spec.ID), ErrTooManyPending, n, m.cfg.MaxPendingTasks)
+	}
+	m.addLocked(&task{spec: spec, origin: o, state: state})
 	return nil
+}
+
+// addLocked adds a task to the registry. The caller holds m.mu and has checked the caps.
+func (m *Monitor) addLocked(t *task) {
+	if t.state == StatePending {
+		m.pending.Add(1)
+		t.pendingSince = time.Now()
+	}
+	m.tasks[t.spec.ID] = t
+	m.tel.TasksChanged(1)
 }
 
 func (m *Monitor) jitter() time.Duration {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
@@ -42,6 +43,12 @@ type harness struct {
 
 func runMonitor(t *testing.T, cfg Config) *harness {
 	t.Helper()
+	return runMonitorWith(t, cfg, nil, zaptest.NewLogger(t))
+}
+
+// runMonitorWith runs a monitor with its telemetry and logger.
+func runMonitorWith(t *testing.T, cfg Config, tel Telemetry, log *zap.Logger) *harness {
+	t.Helper()
 	if cfg.ProcRoot == "" {
 		cfg.ProcRoot, cfg.CgroupRoot = "/proc", "/sys/fs/cgroup"
 	}
@@ -52,7 +59,7 @@ func runMonitor(t *testing.T, cfg Config) *harness {
 		cfg.DiscoveryInterval = 200 * time.Millisecond
 	}
 	out := make(chan Sample, 64)
-	m, err := New(cfg, zaptest.NewLogger(t), nil, out)
+	m, err := New(cfg, log, tel, out)
 	require.NoError(t, err)
 	h := &harness{m: m}
 	done := make(chan struct{})

@@ -1,6 +1,10 @@
 package monitor
 
-import "go.uber.org/zap"
+import (
+	"time"
+
+	"go.uber.org/zap"
+)
 
 // State is where a task is in its life. Every change goes through setState, which allows
 // only the moves in transitions:
@@ -14,6 +18,8 @@ import "go.uber.org/zap"
 //	                                       rule then leaves the registry
 //	every state  ── StopTask ──▶ stopped: a last sample when the process can still be read,
 //	                               then the task leaves the registry
+//	pending      ── PendingTimeout, for a task registered at run time ──▶ stopped: it leaves
+//	                the registry, counted as refused (pending_expired)
 //
 // Who calls into the monitor, and under which lock:
 //   - scheduler workers (internal/schedule, at most max_concurrency at once) run the
@@ -73,8 +79,8 @@ func logIllegalMove(m *Monitor, t *task, to State) {
 		zap.String("task_id", t.spec.ID), zap.String("from", string(t.state)), zap.String("to", string(to)))
 }
 
-// setState moves a task to another state. Every change of task.state goes through here. The
-// caller holds t.mu.
+// setState moves a task to another state. Every change of task.state goes through here, and
+// so does the count of pending tasks that max_pending_tasks bounds. The caller holds t.mu.
 func (m *Monitor) setState(t *task, to State) {
 	if t.state == to {
 		return
@@ -82,6 +88,13 @@ func (m *Monitor) setState(t *task, to State) {
 	if !canMove(t.state, to) {
 		illegalMove(m, t, to)
 		return
+	}
+	switch {
+	case t.state == StatePending:
+		m.pending.Add(-1)
+	case to == StatePending:
+		m.pending.Add(1)
+		t.pendingSince = time.Now()
 	}
 	t.state = to
 }

@@ -37,9 +37,11 @@ type task struct {
 	acc                 accum
 	prevTime            time.Time
 	loggedDenied        process.Fields
-	warnedBind          bool // warned that the process exists but cannot be opened
-	samples, errors     uint64
-	lastSample          time.Time
+	warnedBind          bool      // warned that the process exists but cannot be opened
+	pendingSince        time.Time // when it last became pending, for PendingTimeout
+
+	samples, errors uint64
+	lastSample      time.Time
 }
 
 type member struct {
