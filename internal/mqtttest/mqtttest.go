@@ -40,6 +40,10 @@ type Options struct {
 	Password string
 	Persist  bool   // keep sessions and queued messages on disk, across Restart
 	Address  string // host:port to listen on; default a free port of 127.0.0.1
+	// DenyPublish lists topic filters no client may publish to. The broker answers such a
+	// publish with reason code 0x87 (not authorised) over MQTT 5, and disconnects an MQTT 3.1.1
+	// client.
+	DenyPublish []string
 }
 
 // Broker is an embedded MQTT broker for one test.
@@ -84,10 +88,19 @@ func (b *Broker) start() {
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	var err error
-	if b.opts.Username != "" {
-		err = s.AddHook(new(auth.Hook), &auth.Options{Ledger: &auth.Ledger{Auth: auth.AuthRules{
+	if b.opts.Username != "" || len(b.opts.DenyPublish) > 0 {
+		// Empty rule fields match everything: without a username, everyone may connect.
+		ledger := &auth.Ledger{Auth: auth.AuthRules{
 			{Username: auth.RString(b.opts.Username), Password: auth.RString(b.opts.Password), Allow: true},
-		}}})
+		}}
+		if len(b.opts.DenyPublish) > 0 {
+			deny := auth.Filters{}
+			for _, f := range b.opts.DenyPublish {
+				deny[auth.RString(f)] = auth.Deny
+			}
+			ledger.ACL = auth.ACLRules{{Filters: deny}}
+		}
+		err = s.AddHook(new(auth.Hook), &auth.Options{Ledger: ledger})
 	} else {
 		err = s.AddHook(new(auth.AllowHook), nil)
 	}
