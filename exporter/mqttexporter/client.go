@@ -2,6 +2,7 @@ package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/e
 
 import (
 	"context"
+	"errors"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"go.uber.org/zap"
@@ -25,8 +26,16 @@ type publisher interface {
 
 type token interface {
 	Done() <-chan struct{}
+	// Error is nil once the message is acknowledged. An error wrapping errRefusedByBroker
+	// means the broker refused this message for good (it is not retried).
 	Error() error
 }
+
+// errRefusedByBroker marks a publish the broker answered with a refusal that sending it again
+// cannot change: an MQTT 5 acknowledgement with reason code 0x87 (not authorised), 0x90 (topic
+// name invalid) or 0x99 (payload format invalid), or a publish the server's announced limits
+// rule out. MQTT 3.1.1 has no negative acknowledgement.
+var errRefusedByBroker = errors.New("the MQTT broker refused the message")
 
 // paho311 is the MQTT 3.1.1 client: Eclipse Paho, through the connection both components
 // share (mqttconn.Connection).

@@ -83,10 +83,12 @@ func (cfg *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// templates parses the topic templates, checking the placeholders each kind may use and that
-// {domain_id} and {channel_id} have values when used.
+// templates parses the topic templates, checking the placeholders each kind may use, and that
+// the configured values a topic uses ({domain_id}, {channel_id}, {proplet_id}) are set and can
+// be part of a topic.
 func (cfg *Config) templates() (tpl topicTemplates, err error) {
 	var errs []error
+	used := map[string]bool{}
 	parse := func(key string, list []string, allowed ...string) []propeller.Template {
 		var out []propeller.Template
 		for i, text := range list {
@@ -95,15 +97,13 @@ func (cfg *Config) templates() (tpl topicTemplates, err error) {
 				errs = append(errs, fmt.Errorf("topics.%s[%d]: %w", key, i, err))
 				continue
 			}
-			for _, need := range []struct{ name, value, key string }{
-				{propeller.DomainID, cfg.DomainID, "domain_id"},
-				{propeller.ChannelID, cfg.ChannelID, "channel_id"},
-			} {
+			for _, need := range []struct{ name, value string }{{propeller.DomainID, cfg.DomainID}, {propeller.ChannelID, cfg.ChannelID}} {
 				if strings.Contains(text, "{"+need.name+"}") && need.value == "" {
-					errs = append(errs, fmt.Errorf("topics.%s[%d]: uses {%s} but %s is empty", key, i, need.name, need.key))
-				} else if strings.ContainsAny(need.value, "/+#\x00") {
-					errs = append(errs, fmt.Errorf("%s: %q must not contain '/', '+', '#' or NUL", need.key, need.value))
+					errs = append(errs, fmt.Errorf("topics.%s[%d]: uses {%s} but %s is empty", key, i, need.name, need.name))
 				}
+			}
+			for _, name := range []string{propeller.DomainID, propeller.ChannelID, propeller.PropletID} {
+				used[name] = used[name] || strings.Contains(text, "{"+name+"}")
 			}
 			out = append(out, t)
 		}
@@ -111,6 +111,14 @@ func (cfg *Config) templates() (tpl topicTemplates, err error) {
 	}
 	tpl.task = parse("task_metrics", cfg.Topics.TaskMetrics, propeller.DomainID, propeller.ChannelID, propeller.PropletID, propeller.TaskID)
 	tpl.proplet = parse("proplet_metrics", cfg.Topics.PropletMetrics, propeller.DomainID, propeller.ChannelID, propeller.PropletID)
+	for _, v := range []struct{ key, value string }{{"domain_id", cfg.DomainID}, {"channel_id", cfg.ChannelID}, {"proplet_id", cfg.PropletID}} {
+		if !used[v.key] || v.value == "" {
+			continue
+		}
+		if reason := propeller.CheckValue(v.value); reason != "" {
+			errs = append(errs, fmt.Errorf("%s: %q cannot be part of a topic: %s", v.key, v.value, reason))
+		}
+	}
 	return tpl, errors.Join(errs...)
 }
 

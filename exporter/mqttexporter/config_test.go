@@ -124,5 +124,12 @@ func TestDefaultsAreValidOnceIDsAreSet(t *testing.T) {
 	cfg.DomainID, cfg.ChannelID = "d", "c"
 	assert.NoError(t, confmap.Validate(cfg))
 	cfg.DomainID = "a/b"
-	assert.ErrorContains(t, confmap.Validate(cfg), `domain_id: "a/b" must not contain`)
+	assert.ErrorContains(t, confmap.Validate(cfg), `domain_id: "a/b" cannot be part of a topic: '/', '+' or '#'`)
+	cfg.DomainID, cfg.ChannelID = "d", "c\x01"
+	assert.ErrorContains(t, confmap.Validate(cfg), `channel_id: "c\x01" cannot be part of a topic: control character`)
+	cfg.ChannelID = "c"
+	cfg.PropletID = "p\uffff"
+	assert.NoError(t, confmap.Validate(cfg), "no default topic uses {proplet_id}")
+	cfg.Topics.PropletMetrics = []string{"proplets/{proplet_id}"}
+	assert.ErrorContains(t, confmap.Validate(cfg), `proplet_id: "p\uffff" cannot be part of a topic: Unicode noncharacter`)
 }

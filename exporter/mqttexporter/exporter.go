@@ -2,6 +2,7 @@ package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,13 +17,14 @@ import (
 )
 
 type mqttExporter struct {
-	cfg    *Config
-	set    exporter.Settings
-	log    *zap.Logger
-	tpl    topicTemplates
-	mapper *mapper
-	tel    *metadata.TelemetryBuilder
-	client publisher
+	cfg      *Config
+	set      exporter.Settings
+	log      *zap.Logger
+	tpl      topicTemplates
+	mapper   *mapper
+	refusals *refusals
+	tel      *metadata.TelemetryBuilder
+	client   publisher
 }
 
 func newExporter(set exporter.Settings, cfg *Config) (*mqttExporter, error) {
@@ -30,7 +32,7 @@ func newExporter(set exporter.Settings, cfg *Config) (*mqttExporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &mqttExporter{cfg: cfg, set: set, log: set.Logger, tpl: tpl, mapper: newMapper(cfg)}, nil
+	return &mqttExporter{cfg: cfg, set: set, log: set.Logger, tpl: tpl, mapper: newMapper(cfg), refusals: newRefusals(set.Logger)}, nil
 }
 
 func (e *mqttExporter) start(ctx context.Context, _ component.Host) error {
@@ -72,7 +74,9 @@ type outgoing struct {
 // pushMetrics publishes a batch. It returns nil only when the broker acknowledged every
 // message (QoS 1 and 2). Otherwise the resources whose messages failed go back to the queue
 // as a smaller batch and are sent again (at least once; the window makes the messages
-// identical).
+// identical). A refused message (a topic that cannot hold its ids, a missing proplet id, an
+// MQTT 5 broker's refusal) is counted and logged, never retried: it cannot succeed, and it
+// must not hold back the rest of the batch.
 func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) error {
 	now := time.Now()
 	e.mapper.sweep(now)
@@ -106,7 +110,7 @@ func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) erro
 	for i := range outs {
 		tokens[i] = e.client.publish(outs[i].topic, outs[i].payload)
 	}
-	var published, bytes, failed int64
+	var published, bytes, failed, refusedByBroker int64
 	var firstErr error
 	failedRes := map[int]bool{}
 	for i, t := range tokens {
@@ -116,6 +120,12 @@ func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) erro
 			err = t.Error()
 		case <-ctx.Done():
 			err = fmt.Errorf("no acknowledgement before the timeout: %w", ctx.Err())
+		}
+		if errors.Is(err, errRefusedByBroker) {
+			refusedByBroker++
+			e.refusals.refused(reasonBroker, 1, "Message refused by the MQTT broker; not retried",
+				zap.String("topic", clip(outs[i].topic, 256)), zap.Error(err))
+			continue
 		}
 		if err != nil {
 			failed++
@@ -130,6 +140,9 @@ func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) erro
 	}
 	e.tel.ExporterMqttMessagesPublished.Add(ctx, published)
 	e.tel.ExporterMqttBytesSent.Add(ctx, bytes)
+	if refusedByBroker > 0 {
+		e.tel.ExporterMqttMessagesRefused.Add(ctx, refusedByBroker)
+	}
 	if failed == 0 {
 		return nil
 	}
@@ -150,18 +163,26 @@ func subset(md pmetric.Metrics, keep map[int]bool) pmetric.Metrics {
 }
 
 // build maps every resource to its messages and topics. Payloads are appended to one arena per
-// batch; each message keeps its own slice of it until the broker acknowledged it.
+// batch; each message keeps its own slice of it until the broker acknowledged it. A message
+// whose topic cannot be built is refused, for that topic only: the rest of the batch goes on.
 func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing, refused int) {
 	arena := make([]byte, 0, 1024)
 	topic := make([]byte, 0, 128)
 	vals := propeller.Values{DomainID: e.cfg.DomainID, ChannelID: e.cfg.ChannelID}
-	add := func(tpls []propeller.Template, payload []byte, res int, what string) {
+	add := func(tpls []propeller.Template, payload []byte, res int, kind string) {
 		for _, tpl := range tpls {
 			var err error
 			topic, err = tpl.AppendTopic(topic[:0], &vals)
 			if err != nil {
 				refused++
-				e.log.Warn("Message refused: unsafe value for its topic", zap.String("message", what), zap.String("template", tpl.String()), zap.Error(err))
+				reason := "unsafe topic value"
+				var te *propeller.TopicError
+				if errors.As(err, &te) {
+					reason = string(te.Reason)
+				}
+				e.refusals.refused(reason, 1, "Message refused: its topic cannot hold this id; not published",
+					zap.String("message", kind), zap.String("task_id", clip(vals.TaskID, 64)), zap.String("proplet_id", clip(vals.PropletID, 64)),
+					zap.String("template", tpl.String()), zap.Error(err))
 				continue
 			}
 			outs = append(outs, outgoing{topic: string(topic), payload: payload, resource: res})
@@ -182,15 +203,17 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing
 				continue
 			}
 			if vals.PropletID == "" {
-				refused += len(samples) * len(e.tpl.task)
-				e.log.Warn("Task message refused: no proplet id (set propeller.proplet.id or the exporter's proplet_id)", zap.String("task_id", vals.TaskID))
+				n := len(samples) * len(e.tpl.task)
+				refused += n
+				e.refusals.refused(reasonNoPropletID, n, "Task message refused: no proplet id (set propeller.proplet.id or the exporter's proplet_id)",
+					zap.String("task_id", clip(vals.TaskID, 64)))
 				continue
 			}
 			for _, s := range samples {
 				msg := e.mapper.taskMessage(vals.TaskID, vals.PropletID, a.profile, s, now)
 				start := len(arena)
 				arena = msg.AppendJSON(arena)
-				add(e.tpl.task, arena[start:len(arena):len(arena)], i, "task "+vals.TaskID)
+				add(e.tpl.task, arena[start:len(arena):len(arena)], i, "task")
 			}
 			continue
 		}
@@ -203,13 +226,22 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing
 			}
 			if vals.PropletID == "" {
 				refused += len(e.tpl.proplet)
+				e.refusals.refused(reasonNoPropletID, len(e.tpl.proplet), "Proplet message refused: no proplet id (set propeller.proplet.id or the exporter's proplet_id)")
 				continue
 			}
 			msg := e.mapper.propletMessage(vals.PropletID, s)
 			start := len(arena)
 			arena = msg.AppendJSON(arena)
-			add(e.tpl.proplet, arena[start:len(arena):len(arena)], i, "proplet "+vals.PropletID)
+			add(e.tpl.proplet, arena[start:len(arena):len(arena)], i, "proplet")
 		}
 	}
 	return outs, refused
+}
+
+// clip cuts an id or a topic to n bytes for a log field: a refused id may be 70,000 bytes long.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

@@ -13,6 +13,9 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
@@ -177,21 +180,43 @@ func testConfig(endpoint, domain, channel string) *Config {
 // direct starts an exporter without the exporterhelper queue, so push errors are seen as is.
 func direct(t *testing.T, cfg *Config) (*mqttExporter, *componenttest.Telemetry) {
 	t.Helper()
-	tel := componenttest.NewTelemetry()
-	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
-	set := exportertest.NewNopSettings(metadata.Type)
-	set.TelemetrySettings = tel.NewTelemetrySettings()
+	e, tel, _ := directObserved(t, cfg)
+	return e, tel
+}
+
+// directObserved is direct with the exporter's log kept, at every level.
+func directObserved(t *testing.T, cfg *Config) (*mqttExporter, *componenttest.Telemetry, *observer.ObservedLogs) {
+	t.Helper()
+	set, tel, logs := observedSettings(t)
 	e, err := newExporter(set, cfg)
 	require.NoError(t, err)
 	require.NoError(t, e.start(context.Background(), componenttest.NewNopHost()))
 	t.Cleanup(func() { _ = e.shutdown(context.Background()) })
-	return e, tel
+	return e, tel, logs
+}
+
+// observedSettings are exporter settings whose telemetry and log the test reads.
+func observedSettings(t *testing.T) (exporter.Settings, *componenttest.Telemetry, *observer.ObservedLogs) {
+	t.Helper()
+	tel := componenttest.NewTelemetry()
+	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
+	set := exportertest.NewNopSettings(metadata.Type)
+	set.TelemetrySettings = tel.NewTelemetrySettings()
+	core, logs := observer.New(zapcore.DebugLevel)
+	set.Logger = zap.New(core)
+	return set, tel, logs
 }
 
 // viaFactory starts the exporter as the Collector does: queue, retry and timeout included.
 func viaFactory(t *testing.T, cfg *Config) exporter.Metrics {
 	t.Helper()
-	exp, err := NewFactory().CreateMetrics(context.Background(), exportertest.NewNopSettings(metadata.Type), cfg)
+	return viaFactoryWith(t, cfg, exportertest.NewNopSettings(metadata.Type))
+}
+
+// viaFactoryWith is viaFactory with the given settings.
+func viaFactoryWith(t *testing.T, cfg *Config, set exporter.Settings) exporter.Metrics {
+	t.Helper()
+	exp, err := NewFactory().CreateMetrics(context.Background(), set, cfg)
 	require.NoError(t, err)
 	require.NoError(t, exp.Start(context.Background(), componenttest.NewNopHost()))
 	t.Cleanup(func() { require.NoError(t, exp.Shutdown(context.Background())) })

@@ -3,6 +3,7 @@ package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/e
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/url"
 	"sync"
 	"time"
@@ -117,9 +118,27 @@ func (p *paho5) publish(topic string, payload []byte) token {
 		defer close(t.done)
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.ConnectTimeout+p.cfg.KeepAlive)
 		defer cancel()
-		_, t.err = p.cm.Publish(ctx, &paho.Publish{QoS: p.cfg.QoS, Retain: p.cfg.Retain, Topic: topic, Payload: payload})
+		resp, err := p.cm.Publish(ctx, &paho.Publish{QoS: p.cfg.QoS, Retain: p.cfg.Retain, Topic: topic, Payload: payload})
+		if err != nil && (refusal(resp) || errors.Is(err, paho.ErrInvalidArguments)) {
+			err = fmt.Errorf("%w: %w", errRefusedByBroker, err)
+		}
+		t.err = err
 	}()
 	return t
+}
+
+// refusal reports whether an acknowledgement refuses the message for good; other negative
+// reason codes (0x80 unspecified, 0x83 implementation specific, 0x97 quota exceeded) may pass
+// and are retried.
+func refusal(resp *paho.PublishResponse) bool {
+	if resp == nil {
+		return false
+	}
+	switch resp.ReasonCode {
+	case 0x87, 0x90, 0x99:
+		return true
+	}
+	return false
 }
 
 func (p *paho5) stop() {

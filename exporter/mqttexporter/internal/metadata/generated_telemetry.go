@@ -88,7 +88,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ExporterMqttMessagesRefused, err = builder.meter.Int64Counter(
 		"otelcol_exporter_mqtt_messages_refused",
-		metric.WithDescription("Messages not published because a value substituted into the topic was unsafe (contains '/', '+', '#' or NUL, or is empty) or a required id was missing. [Alpha]"),
+		metric.WithDescription("Messages not published and not retried because a value substituted into the topic was refused (empty, '/', '+', '#', a control character, a Unicode noncharacter, invalid UTF-8, or a topic over 65,535 bytes), a required id was missing, or an MQTT 5 broker refused the message. [Alpha]"),
 		metric.WithUnit("{message}"),
 	)
 	errs = errors.Join(errs, err)

@@ -88,7 +88,7 @@ func AssertEqualExporterMqttMessagesPublished(t *testing.T, tt *componenttest.Te
 func AssertEqualExporterMqttMessagesRefused(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_exporter_mqtt_messages_refused",
-		Description: "Messages not published because a value substituted into the topic was unsafe (contains '/', '+', '#' or NUL, or is empty) or a required id was missing. [Alpha]",
+		Description: "Messages not published and not retried because a value substituted into the topic was refused (empty, '/', '+', '#', a control character, a Unicode noncharacter, invalid UTF-8, or a topic over 65,535 bytes), a required id was missing, or an MQTT 5 broker refused the message. [Alpha]",
 		Unit:        "{message}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
