@@ -60,20 +60,18 @@ type Follower struct {
 	cfg     Config
 	reg     Registry
 	log     *zap.Logger
-	refused func()
+	refused *admission.Refusals
 
 	ctx  context.Context // the receiver's run context, for the last sample of a stopped task
 	mu   sync.Mutex
 	conn *mqttconn.Connection
 }
 
-// New returns a follower that registers tasks with reg. refused is called once for every
-// request that cannot be used; it may be nil.
-func New(cfg Config, reg Registry, log *zap.Logger, refused func()) *Follower {
-	if refused == nil {
-		refused = func() {}
-	}
-	return &Follower{cfg: cfg, reg: reg, log: log, refused: refused, ctx: context.Background()}
+// New returns a follower that registers tasks with reg. count is called, with the reason, for
+// every request that cannot be used; it may be nil. Refusals are logged once per reason per
+// minute.
+func New(cfg Config, reg Registry, log *zap.Logger, count func(reason string)) *Follower {
+	return &Follower{cfg: cfg, reg: reg, log: log, refused: admission.NewRefusals("propeller", log, count), ctx: context.Background()}
 }
 
 // Check reports a configuration that could not admit any task: it admits an example start
@@ -86,7 +84,11 @@ func (c Config) Check() error {
 		}
 	}
 	example := propeller.StartRequest{ID: "00000000-0000-0000-0000-000000000000", Name: "example"}
-	if _, _, err := c.Policy.Admit(c.Request(example)); err != nil {
+	req, err := c.Request(example)
+	if err == nil {
+		_, _, err = c.Policy.Admit(req)
+	}
+	if err != nil {
 		errs = append(errs, c.keyed(err))
 	}
 	return errors.Join(errs...)
@@ -110,11 +112,16 @@ func (c Config) keyed(err error) error {
 }
 
 // Request is the admission request of a start request: its id, name, daemon flag and
-// monitoring profile, and the way to find its process that the configuration gives.
-func (c Config) Request(r propeller.StartRequest) admission.Request {
+// monitoring profile, and the way to find its process that the configuration gives. A task
+// name that would add or leave a level of the task_cgroup path is refused; the id is checked
+// by admission, whose rule allows no separator.
+func (c Config) Request(r propeller.StartRequest) (admission.Request, error) {
 	req := admission.Request{ID: r.ID, Name: r.Name, Daemon: r.Daemon, MonitoringProfile: r.Profile}
 	switch {
 	case c.TaskCgroup != "":
+		if strings.Contains(c.TaskCgroup, "{task_name}") && (strings.Contains(r.Name, "/") || r.Name == "." || r.Name == "..") {
+			return req, &admission.FieldError{Field: "name", Msg: fmt.Sprintf("must not hold '/' or be '.' or '..' when task_cgroup uses {task_name}, got %s", admission.Quote(r.Name))}
+		}
 		req.Cgroup = strings.NewReplacer("{task_id}", r.ID, "{task_name}", r.Name).Replace(c.TaskCgroup)
 	case c.InProcess:
 		req.InProcess = true
@@ -129,7 +136,7 @@ func (c Config) Request(r propeller.StartRequest) admission.Request {
 		}
 		req.Match = &rule
 	}
-	return req
+	return req, nil
 }
 
 // HandleStart follows one start request. It returns why a request was refused (also counted
@@ -137,15 +144,24 @@ func (c Config) Request(r propeller.StartRequest) admission.Request {
 func (f *Follower) HandleStart(_ context.Context, payload []byte) error {
 	r, err := propeller.DecodeStart(payload)
 	if err != nil {
-		return f.refuse("start", err)
+		return f.refuse("malformed", err)
 	}
 	if !f.forUs(r.PropletID) {
 		return nil
 	}
-	spec, notes, err := f.cfg.Policy.Admit(f.cfg.Request(r))
-	if err != nil {
-		return f.refuse("start", fmt.Errorf("task %s: %w", admission.Quote(r.ID), err))
+	req, err := f.cfg.Request(r)
+	if err == nil {
+		var spec admission.Spec
+		var notes []string
+		if spec, notes, err = f.cfg.Policy.Admit(req); err == nil {
+			return f.register(spec, notes)
+		}
 	}
+	return f.refuse(admission.Reason(err), fmt.Errorf("task %s: %w", admission.Quote(r.ID), err))
+}
+
+// register adds an admitted task, or sets the profile of a task already registered.
+func (f *Follower) register(spec admission.Spec, notes []string) error {
 	for _, n := range notes {
 		f.log.Warn("Propeller start request adjusted", zap.String("task_id", spec.ID), zap.String("change", n))
 	}
@@ -155,7 +171,7 @@ func (f *Follower) HandleStart(_ context.Context, payload []byte) error {
 		return nil
 	}
 	if err := f.reg.AddTask(spec); err != nil {
-		return f.refuse("start", err)
+		return f.refuse(registryReason(err), err)
 	}
 	f.log.Info("Task started by the manager", zap.String("task_id", spec.ID), zap.String("task_name", spec.Name),
 		zap.String("profile", spec.ProfileName), zap.Duration("interval", spec.Profile.Interval))
@@ -166,7 +182,7 @@ func (f *Follower) HandleStart(_ context.Context, payload []byte) error {
 func (f *Follower) HandleStop(ctx context.Context, payload []byte) error {
 	r, err := propeller.DecodeStop(payload)
 	if err != nil {
-		return f.refuse("stop", err)
+		return f.refuse("malformed", err)
 	}
 	if !f.forUs(r.PropletID) {
 		return nil
@@ -177,10 +193,21 @@ func (f *Follower) HandleStop(ctx context.Context, payload []byte) error {
 	return nil
 }
 
-func (f *Follower) refuse(what string, err error) error {
-	f.refused()
-	f.log.Warn("Propeller "+what+" request rejected", zap.Error(err))
+// refuse counts a refused request by reason and logs it (once per reason per minute).
+func (f *Follower) refuse(reason string, err error) error {
+	f.refused.Refuse(reason, err)
 	return err
+}
+
+// registryReason names why the monitor refused an admitted task.
+func registryReason(err error) string {
+	switch {
+	case errors.Is(err, monitor.ErrTooManyTasks):
+		return "too_many_tasks"
+	case errors.Is(err, monitor.ErrTooManyPending):
+		return "too_many_pending"
+	}
+	return "duplicate"
 }
 
 // forUs says whether a request addressed to propletID concerns this proplet: a broadcast

@@ -80,8 +80,8 @@ func testConfig(t *testing.T) Config {
 
 func TestStartRequests(t *testing.T) {
 	reg := newRegistry()
-	refused := 0
-	f := New(testConfig(t), reg, zaptest.NewLogger(t), func() { refused++ })
+	refused := map[string]int{}
+	f := New(testConfig(t), reg, zaptest.NewLogger(t), func(reason string) { refused[reason]++ })
 	ctx := context.Background()
 
 	require.NoError(t, f.HandleStart(ctx, []byte(`{"id":"a","name":"alpha","daemon":true}`)))
@@ -98,12 +98,12 @@ func TestStartRequests(t *testing.T) {
 	require.NoError(t, f.HandleStart(ctx, []byte(`{"id":"b","proplet_id":"p2"}`)))
 	_, ok = reg.spec("b")
 	assert.False(t, ok)
-	assert.Zero(t, refused)
+	assert.Empty(t, refused)
 
 	for _, bad := range []string{`nope`, `{"id":""}`, `{"id":"c","monitoring_profile":{"interval":0}}`, `{"id":"c","monitoring_profile":{"interval":0.01}}`, "{\"id\":\"c\\u0000\"}"} {
 		assert.Error(t, f.HandleStart(ctx, []byte(bad)), bad)
 	}
-	assert.Equal(t, 5, refused, "every refused request is counted")
+	assert.Equal(t, map[string]int{"malformed": 3, "monitoring_profile": 1, "id": 1}, refused, "every refused request is counted, by reason")
 }
 
 func TestStartedTaskLocators(t *testing.T) {
@@ -140,11 +140,14 @@ func TestStartedTaskLocators(t *testing.T) {
 		})
 	}
 
-	// An id that would leave the cgroup tree is refused.
+	// An id or a name that would leave the cgroup tree is refused.
 	cfg := testConfig(t)
-	cfg.TaskCgroup = "propeller/{task_id}"
-	err := New(cfg, newRegistry(), zap.NewNop(), nil).HandleStart(ctx, []byte(`{"id":".."}`))
-	assert.ErrorContains(t, err, `cgroup: must not contain a '..' element, got "propeller/.."`)
+	cfg.TaskCgroup = "propeller/{task_id}/{task_name}"
+	f := New(cfg, newRegistry(), zap.NewNop(), nil)
+	assert.ErrorContains(t, f.HandleStart(ctx, []byte(`{"id":".."}`)), `id: must not be ".."`)
+	assert.ErrorContains(t, f.HandleStart(ctx, []byte(`{"id":"x/../.."}`)), "id: may hold only")
+	assert.ErrorContains(t, f.HandleStart(ctx, []byte(`{"id":"t","name":"../../memory"}`)), "name: must not hold '/'")
+	assert.ErrorContains(t, f.HandleStart(ctx, []byte(`{"id":"t","name":".."}`)), "name: must not hold '/' or be '.' or '..'")
 }
 
 func TestCheckNamesTheKey(t *testing.T) {
@@ -166,7 +169,7 @@ task_match.cmdline: invalid regular expression "(": error parsing regexp: missin
 func TestStopRequests(t *testing.T) {
 	reg := newRegistry()
 	refused := 0
-	f := New(testConfig(t), reg, zap.NewNop(), func() { refused++ })
+	f := New(testConfig(t), reg, zap.NewNop(), func(string) { refused++ })
 	ctx := context.Background()
 	require.NoError(t, f.HandleStart(ctx, []byte(`{"id":"a"}`)))
 	require.NoError(t, f.HandleStop(ctx, []byte(`{"id":"a","proplet_id":"p2"}`)))

@@ -17,7 +17,7 @@ func FuzzDecodeCreate(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		req, err := DecodeCreate(b)
+		req, err := decodeCreate(b)
 		if err != nil {
 			return
 		}

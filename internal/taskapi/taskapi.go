@@ -24,8 +24,8 @@ import (
 	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 )
 
-// MaxBody is the largest request body accepted.
-const MaxBody = 64 << 10
+// maxBody is the largest request body accepted.
+const maxBody = 64 << 10
 
 // Registry is what the API drives: the monitor.
 type Registry interface {
@@ -45,10 +45,17 @@ type Config struct {
 	Policy admission.Policy
 	// Token, when set, must be presented as "Authorization: Bearer <token>".
 	Token string
+	// Refused is told of every task the API refuses (400, or 409 from the registry), with the
+	// reason (admission.Reason, or the registry's); it may be nil. The client gets the error
+	// either way.
+	Refused func(reason string, err error)
 }
 
 // New returns the API's handler.
 func New(cfg Config) http.Handler {
+	if cfg.Refused == nil {
+		cfg.Refused = func(string, error) {}
+	}
 	a := &api{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", a.health)
@@ -117,13 +124,13 @@ func writeError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-// TaskView is a task as the API shows it.
-type TaskView struct {
+// taskView is a task as the API shows it.
+type taskView struct {
 	ID                string      `json:"id"`
 	Name              string      `json:"name,omitempty"`
 	PID               int32       `json:"pid,omitempty"`
 	Profile           string      `json:"profile"`
-	MonitoringProfile ProfileView `json:"monitoring_profile"`
+	MonitoringProfile profileView `json:"monitoring_profile"`
 	State             string      `json:"state"`
 	LastSample        *time.Time  `json:"last_sample"`
 	Samples           uint64      `json:"samples"`
@@ -132,8 +139,8 @@ type TaskView struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
-// ProfileView is a monitoring profile in Propeller's keys, interval in seconds.
-type ProfileView struct {
+// profileView is a monitoring profile in Propeller's keys, interval in seconds.
+type profileView struct {
 	Enabled                bool    `json:"enabled"`
 	Interval               float64 `json:"interval"`
 	CollectCPU             bool    `json:"collect_cpu"`
@@ -147,12 +154,12 @@ type ProfileView struct {
 	HistorySize            int     `json:"history_size"`
 }
 
-func view(s monitor.Status) TaskView {
+func view(s monitor.Status) taskView {
 	p := s.Profile
-	v := TaskView{
+	v := taskView{
 		ID: s.ID, Name: s.Name, PID: s.PID, Profile: s.ProfileName, State: string(s.State),
 		Samples: s.Samples, Errors: s.Errors,
-		MonitoringProfile: ProfileView{
+		MonitoringProfile: profileView{
 			Enabled: p.Enabled, Interval: p.Interval.Seconds(), CollectCPU: p.CollectCPU, CollectMemory: p.CollectMemory,
 			CollectDiskIO: p.CollectDiskIO, CollectNetworkIO: p.CollectNetworkIO, CollectThreads: p.CollectThreads,
 			CollectFileDescriptors: p.CollectFileDescriptors, ExportToMQTT: p.ExportToMQTT,
@@ -171,7 +178,7 @@ func (a *api) health(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (a *api) list(w http.ResponseWriter, _ *http.Request) {
-	out := []TaskView{}
+	out := []taskView{}
 	for _, s := range a.cfg.Registry.Tasks() {
 		out = append(out, view(s))
 	}
@@ -187,13 +194,13 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, view(s))
 }
 
-// readBody reads at most MaxBody bytes; it writes the error response itself.
+// readBody reads at most maxBody bytes; it writes the error response itself.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", MaxBody))
+			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", maxBody))
 		} else {
 			writeError(w, http.StatusBadRequest, "cannot read body: "+err.Error())
 		}
@@ -218,9 +225,9 @@ type createRequest struct {
 	MonitoringProfile json.RawMessage `json:"monitoring_profile"`
 }
 
-// DecodeCreate decodes a POST /tasks body into an admission request. The request is not
+// decodeCreate decodes a POST /tasks body into an admission request. The request is not
 // validated here: admission does that, as for every other door.
-func DecodeCreate(b []byte) (admission.Request, error) {
+func decodeCreate(b []byte) (admission.Request, error) {
 	var req createRequest
 	if err := json.Unmarshal(b, &req); err != nil {
 		return admission.Request{}, fmt.Errorf("invalid JSON body: %w", err)
@@ -254,18 +261,28 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	req, err := DecodeCreate(b)
+	req, err := decodeCreate(b)
 	if err != nil {
+		a.cfg.Refused("malformed", err)
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	spec, notes, err := a.cfg.Policy.Admit(req)
 	if err != nil {
+		a.cfg.Refused(admission.Reason(err), err)
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if err := a.cfg.Registry.AddTask(spec); err != nil {
-		writeError(w, http.StatusConflict, err.Error())
+		status, reason := http.StatusConflict, "duplicate"
+		switch {
+		case errors.Is(err, monitor.ErrTooManyTasks):
+			status, reason = http.StatusTooManyRequests, "too_many_tasks"
+		case errors.Is(err, monitor.ErrTooManyPending):
+			status, reason = http.StatusTooManyRequests, "too_many_pending"
+		}
+		a.cfg.Refused(reason, err)
+		writeError(w, status, err.Error())
 		return
 	}
 	s, _ := a.cfg.Registry.Task(spec.ID)

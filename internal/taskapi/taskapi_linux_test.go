@@ -37,14 +37,20 @@ type fixture struct {
 
 func start(t *testing.T, token string) *fixture {
 	t.Helper()
+	return startWith(t, token, monitor.Config{}, nil)
+}
+
+func startWith(t *testing.T, token string, cfg monitor.Config, refused func(string, error)) *fixture {
+	t.Helper()
 	samples := make(chan monitor.Sample, 100)
-	mon, err := monitor.New(monitor.Config{ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup", MaxConcurrency: 2, DiscoveryInterval: 100 * time.Millisecond}, zaptest.NewLogger(t), nil, samples)
+	cfg.ProcRoot, cfg.CgroupRoot, cfg.MaxConcurrency, cfg.DiscoveryInterval = "/proc", "/sys/fs/cgroup", 2, 100*time.Millisecond
+	mon, err := monitor.New(cfg, zaptest.NewLogger(t), nil, samples)
 	require.NoError(t, err)
 	require.NoError(t, mon.Start(context.Background()))
 	t.Cleanup(func() { _ = mon.Shutdown(context.Background()) })
 	policy, _, err := admission.NewPolicy(nil, profile.Standard, profile.LongRunningDaemon)
 	require.NoError(t, err)
-	srv := httptest.NewServer(New(Config{Registry: mon, Policy: policy, Token: token}))
+	srv := httptest.NewServer(New(Config{Registry: mon, Policy: policy, Token: token, Refused: refused}))
 	t.Cleanup(srv.Close)
 	return &fixture{srv: srv, mon: mon, samples: samples}
 }
@@ -145,14 +151,14 @@ func TestErrors(t *testing.T) {
 		{"POST", "/tasks", `{"id":"x"}`, http.StatusBadRequest, "one of pid, pid_file, match, in_process or cgroup is required"},
 		{"POST", "/tasks", `{"id":"x","pid":1,"pid_file":"/p"}`, http.StatusBadRequest, "set only one of"},
 		{"POST", "/tasks", `{"id":"","pid":1}`, http.StatusBadRequest, "id: must be set"},
-		{"POST", "/tasks", `{"id":"a\u0000b","pid":1}`, http.StatusBadRequest, "id: must not contain U+0000"},
+		{"POST", "/tasks", `{"id":"a\u0000b","pid":1}`, http.StatusBadRequest, "id: may hold only A-Z, a-z, 0-9"},
 		{"POST", "/tasks", `{"id":"x","cgroup":"propeller/../../memory"}`, http.StatusBadRequest, "cgroup: must not contain a '..' element"},
 		{"POST", "/tasks", `{"id":"x","pid":1,"monitoring_profile":{"interval":0}}`, http.StatusBadRequest, "interval: must be positive"},
 		{"POST", "/tasks", `{"id":"x","pid":1,"monitoring_profile":{"interval":"10s"}}`, http.StatusBadRequest, "interval: must be a number"},
 		{"POST", "/tasks", `{"id":"x","pid":1,"profile":"nope"}`, http.StatusBadRequest, `unknown profile "nope"`},
 		{"POST", "/tasks", `{"id":"x","match":{"cmdline":"("}}`, http.StatusBadRequest, "match.cmdline: invalid regular expression"},
 		{"POST", "/tasks", `{"id":"x","pid":1,"profile":"standard","monitoring_profile":{}}`, http.StatusBadRequest, "not both"},
-		{"POST", "/tasks", `{"id":"` + strings.Repeat("a", MaxBody) + `"}`, http.StatusRequestEntityTooLarge, "larger than"},
+		{"POST", "/tasks", `{"id":"` + strings.Repeat("a", maxBody) + `"}`, http.StatusRequestEntityTooLarge, "larger than"},
 		{"GET", "/tasks/nope", "", http.StatusNotFound, `no task "nope"`},
 		{"DELETE", "/tasks/nope", "", http.StatusNotFound, `no task "nope"`},
 		{"PUT", "/tasks/nope/profile", `{"profile":"intensive"}`, http.StatusNotFound, `no task "nope"`},
@@ -190,4 +196,19 @@ func TestBearerToken(t *testing.T) {
 	assert.Equal(t, http.StatusOK, code)
 	code, _, _ = f.do(t, "GET", "/health", "", "")
 	assert.Equal(t, http.StatusOK, code, "health needs no token")
+}
+
+func TestRefusalsAreToldWithTheirReason(t *testing.T) {
+	var reasons []string
+	f := startWith(t, "", monitor.Config{MaxPendingTasks: 1}, func(reason string, _ error) { reasons = append(reasons, reason) })
+	code, _, raw := f.do(t, "POST", "/tasks", `{"id":"a","pid_file":"/nonexistent/a.pid"}`, "")
+	require.Equal(t, http.StatusCreated, code, raw)
+	code, obj, _ := f.do(t, "POST", "/tasks", `{"id":"b","pid_file":"/nonexistent/b.pid"}`, "")
+	assert.Equal(t, http.StatusTooManyRequests, code)
+	assert.Contains(t, obj["error"], "max_pending_tasks")
+	code, _, _ = f.do(t, "POST", "/tasks", `{"id":"a","pid_file":"/nonexistent/a.pid"}`, "")
+	assert.Equal(t, http.StatusConflict, code)
+	f.do(t, "POST", "/tasks", `{"id":"a/b","pid":1}`, "")
+	f.do(t, "POST", "/tasks", `{"id":`, "")
+	assert.Equal(t, []string{"too_many_pending", "duplicate", "id", "malformed"}, reasons)
 }

@@ -59,6 +59,14 @@ type Config struct {
 	// (up to four descriptors each); past it, files are opened, read and closed on every sample
 	// (slower, never out of descriptors). 0 derives it from RLIMIT_NOFILE.
 	MaxKeptOpenProcesses int `mapstructure:"max_kept_open_processes"`
+	// MaxTasks bounds the registered tasks, whatever their origin: a task past it is refused.
+	MaxTasks int `mapstructure:"max_tasks"`
+	// MaxPendingTasks bounds the tasks whose process has not been found yet.
+	MaxPendingTasks int `mapstructure:"max_pending_tasks"`
+	// PendingTimeout removes a task registered at run time (task API, control plane) whose
+	// process has not been found for this long; 0 keeps it forever. Tasks of the configuration
+	// never expire.
+	PendingTimeout time.Duration `mapstructure:"pending_timeout"`
 	// API is the task API (off unless configured).
 	API configoptional.Optional[APIConfig] `mapstructure:"api"`
 	// Propeller follows a Propeller deployment's control plane (off unless configured).
@@ -227,6 +235,17 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.StartJitter < 0 {
 		add("start_jitter: must not be negative, got %s", cfg.StartJitter)
+	}
+	if cfg.MaxTasks < 1 {
+		add("max_tasks: must be at least 1, got %d", cfg.MaxTasks)
+	} else if len(cfg.Tasks) > cfg.MaxTasks {
+		add("max_tasks: %d, but tasks lists %d", cfg.MaxTasks, len(cfg.Tasks))
+	}
+	if cfg.MaxPendingTasks < 1 {
+		add("max_pending_tasks: must be at least 1, got %d", cfg.MaxPendingTasks)
+	}
+	if cfg.PendingTimeout < 0 {
+		add("pending_timeout: must not be negative (0 keeps pending tasks), got %s", cfg.PendingTimeout)
 	}
 	if cfg.Propeller.HasValue() {
 		p := cfg.Propeller.Get()

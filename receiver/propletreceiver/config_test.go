@@ -58,6 +58,9 @@ func TestLoadConfig(t *testing.T) {
 		DiscoveryInterval: 2 * time.Second,
 		MaxConcurrency:    4,
 		StartJitter:       500 * time.Millisecond,
+		MaxTasks:          10_000,
+		MaxPendingTasks:   10_000,
+		PendingTimeout:    10 * time.Minute,
 		API:               configoptional.Default(defaultAPIConfig()),
 		Propeller:         configoptional.Default(defaultPropellerConfig()),
 	}

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/receiver"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
@@ -38,6 +39,9 @@ func createDefaultConfig() component.Config {
 		DiscoveryInterval:    time.Second,
 		MaxConcurrency:       min(4, max(runtime.NumCPU(), 1)),
 		StartJitter:          500 * time.Millisecond,
+		MaxTasks:             monitor.DefaultMaxTasks,
+		MaxPendingTasks:      monitor.DefaultMaxPendingTasks,
+		PendingTimeout:       10 * time.Minute,
 		API:                  configoptional.Default(defaultAPIConfig()),
 		Propeller:            configoptional.Default(defaultPropellerConfig()),
 	}

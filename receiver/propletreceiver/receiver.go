@@ -80,6 +80,9 @@ func (cfg *Config) monitorConfig(log *zap.Logger) (monitor.Config, admission.Pol
 		MaxConcurrency:    cfg.MaxConcurrency,
 		StartJitter:       cfg.StartJitter,
 		KeptOpenProcesses: cfg.MaxKeptOpenProcesses,
+		MaxTasks:          cfg.MaxTasks,
+		MaxPendingTasks:   cfg.MaxPendingTasks,
+		PendingTimeout:    cfg.PendingTimeout,
 		Proplet:           admission.Locator{PID: cfg.Proplet.PID, PIDFile: cfg.Proplet.PIDFile, Self: cfg.Proplet.Self},
 	}
 	policy, notes, err := cfg.policy()
@@ -191,7 +194,8 @@ func (r *propletReceiver) startAPI(ctx context.Context, host component.Host) err
 	if err != nil {
 		return fmt.Errorf("api: listen on %s: %w", cfg.Server.NetAddr.Endpoint, err)
 	}
-	handler := taskapi.New(taskapi.Config{Registry: r.mon, Policy: r.policy, Token: token})
+	refusals := admission.NewRefusals("api", r.set.Logger, func(reason string) { telemetry{r.tel}.refused("api", reason) })
+	handler := taskapi.New(taskapi.Config{Registry: r.mon, Policy: r.policy, Token: token, Refused: refusals.Refuse})
 	srv, err := cfg.Server.ToServer(ctx, host.GetExtensions(), r.set.TelemetrySettings, handler)
 	if err != nil {
 		_ = ln.Close()
@@ -213,7 +217,10 @@ func (r *propletReceiver) startControlPlane() error {
 	if !r.cfg.Propeller.HasValue() {
 		return nil
 	}
-	refused := func() { r.tel.ReceiverPropletControlErrors.Add(context.Background(), 1) }
+	refused := func(reason string) {
+		r.tel.ReceiverPropletControlErrors.Add(context.Background(), 1)
+		telemetry{r.tel}.refused("propeller", reason)
+	}
 	r.cp = controlplane.New(r.cfg.controlPlane(r.policy), r.mon, r.set.Logger, refused)
 	if err := r.cp.Start(r.runCtx, r.cfg.Propeller.Get().ClientConfig); err != nil {
 		return fmt.Errorf("propeller: %w", err)

@@ -1,0 +1,141 @@
+//go:build linux
+
+package propletreceiver
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.opentelemetry.io/collector/config/configoptional"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
+)
+
+// TestStartRequestFlood sends 20,000 start requests for tasks whose process never appears,
+// with a real task's start request among them, through a real broker: the receiver stays
+// within its caps, its memory is bounded, the real task is bound within 2 s, and once the flood
+// is over the pending tasks cost next to nothing.
+func TestStartRequestFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("sends 20,000 requests")
+	}
+	broker := mqtttest.Start(t, mqtttest.Options{})
+	apiAddr := mqtttest.FreeAddress(t)
+	cfg := createDefaultConfig().(*Config)
+	cfg.PropletID = "proplet-1"
+	cfg.Proplet = PropletConfig{Self: true, Interval: 10 * time.Second}
+	cfg.StartJitter = 0
+	api := defaultAPIConfig()
+	api.Server.NetAddr.Endpoint = apiAddr
+	cfg.API = configoptional.Some(api)
+	pc := defaultPropellerConfig()
+	pc.Endpoint, pc.DomainID, pc.ChannelID = broker.Endpoint(), "d", "c"
+	cfg.Propeller = configoptional.Some(pc)
+
+	real := testworkload.Command(t, testworkload.Sleep, 0)
+	real.Args = append(real.Args, "--task-id=real-task")
+	testworkload.StartCmd(t, real)
+
+	heapBefore := heapInUse()
+	startReceiver(t, cfg)
+	pub := paho.NewClient(paho.NewClientOptions().AddBroker(broker.Endpoint()).SetClientID("manager"))
+	require.True(t, pub.Connect().WaitTimeout(5*time.Second))
+	defer pub.Disconnect(100)
+	publish := func(payload string) paho.Token {
+		return pub.Publish("m/d/c/c/control/manager/start", 1, false, payload)
+	}
+	require.Eventually(t, func() bool {
+		publish(`{"id":"probe"}`).WaitTimeout(time.Second)
+		return taskState(t, apiAddr, "probe") != ""
+	}, 10*time.Second, 100*time.Millisecond, "subscribed")
+
+	var realSent time.Time
+	var realBound time.Duration
+	realActive := make(chan struct{})
+	hostile := `{"id":"` + strings.Repeat("x", 1<<20) + `","name":"` + strings.Repeat("n", 1<<20) + `"}`
+	// A broker queues only so much for a subscriber (Mosquitto: max_queued_messages 1000) and
+	// drops the rest, so the manager's side waits for each chunk of 500 to be registered until
+	// the cap is reached; past it, requests are refused as fast as they come.
+	for i := range 20_000 {
+		if i == 5_000 {
+			realSent = time.Now()
+			publish(`{"id":"real-task","name":"real"}`)
+			publish(hostile)
+			go func() {
+				defer close(realActive)
+				for time.Since(realSent) < 30*time.Second {
+					if taskState(t, apiAddr, "real-task") == "active" {
+						realBound = time.Since(realSent)
+						return
+					}
+					time.Sleep(10 * time.Millisecond) //nolint:forbidigo // polling the API from the side
+				}
+			}()
+		}
+		tok := publish(fmt.Sprintf(`{"id":"flood-%05d","name":"f"}`, i))
+		if (i+1)%500 == 0 {
+			require.True(t, tok.WaitTimeout(10*time.Second))
+			want := min(i+2, monitor.DefaultMaxPendingTasks)
+			require.Eventually(t, func() bool { return countTasks(t, apiAddr) >= want }, 20*time.Second, 20*time.Millisecond,
+				"%d requests sent, %d tasks registered", i+1, countTasks(t, apiAddr))
+		}
+	}
+	<-realActive
+	bound := realBound
+	require.NotZero(t, bound, "the real task was never bound")
+	t.Logf("the real task was active %s after its start request, sent amid the flood", bound.Round(time.Millisecond))
+	assert.Less(t, bound, 2*time.Second, "bound within 2 s, 5,000 pending tasks registered before it")
+
+	// The caps held: at most max_pending_tasks pending, the rest refused.
+	n := countTasks(t, apiAddr)
+	assert.LessOrEqual(t, n, monitor.DefaultMaxPendingTasks+2, "pending tasks are capped (plus the probe and the active task)")
+	assert.Empty(t, taskState(t, apiAddr, strings.Repeat("x", 36)), "the 1 MB id is refused")
+
+	heap := heapInUse() - heapBefore
+	t.Logf("heap with %d tasks registered: %d MB", n, heap>>20)
+	assert.Less(t, heap, uint64(150<<20), "memory is bounded")
+
+	// Once the flood is over, 10,000 pending tasks cost next to nothing.
+	time.Sleep(2 * time.Second) //nolint:forbidigo // let the last requests settle before measuring
+	u0, s0 := cpuTime()
+	start := time.Now()
+	time.Sleep(5 * time.Second) //nolint:forbidigo // a measurement window
+	u1, s1 := cpuTime()
+	share := float64((u1-u0)+(s1-s0)) / float64(time.Since(start)) * 100
+	t.Logf("CPU with %d pending tasks after the flood: %.2f%% of one core", n, share)
+	assert.Less(t, share, 10.0, "pending tasks do not keep a core busy")
+}
+
+// taskState asks the task API for a task's state; "" when it is not registered.
+func taskState(t *testing.T, apiAddr, id string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + apiAddr + "/tasks/" + id)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return ""
+	}
+	var v struct{ State string }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&v))
+	return v.State
+}
+
+// countTasks asks the task API's health route how many tasks are registered.
+func countTasks(t *testing.T, apiAddr string) int {
+	t.Helper()
+	resp, err := http.Get("http://" + apiAddr + "/health")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var v struct{ Tasks int }
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&v))
+	return v.Tasks
+}
