@@ -26,9 +26,28 @@ type Certs struct {
 	ca             *x509.CertPool
 }
 
+// CertOptions change the server certificate NewCertsWith makes.
+type CertOptions struct {
+	// NotBefore and NotAfter bound the server certificate's validity; zero: from an hour ago
+	// to an hour from now. An expired certificate is one whose NotAfter has passed.
+	NotBefore, NotAfter time.Time
+}
+
 // NewCerts generates a CA and a server certificate signed by it.
 func NewCerts(tb testing.TB) Certs {
 	tb.Helper()
+	return NewCertsWith(tb, CertOptions{})
+}
+
+// NewCertsWith is NewCerts with a server certificate changed by opts.
+func NewCertsWith(tb testing.TB, opts CertOptions) Certs {
+	tb.Helper()
+	if opts.NotBefore.IsZero() {
+		opts.NotBefore = time.Now().Add(-time.Hour)
+	}
+	if opts.NotAfter.IsZero() {
+		opts.NotAfter = time.Now().Add(time.Hour)
+	}
 	dir := tb.TempDir()
 	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -50,7 +69,7 @@ func NewCerts(tb testing.TB) Certs {
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		NotBefore: opts.NotBefore, NotAfter: opts.NotAfter,
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature,
 	}
