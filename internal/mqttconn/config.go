@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"reflect"
+	"sort"
+	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/config/configopaque"
@@ -59,8 +62,12 @@ func (c *ClientConfig) Check(prefix string) error {
 	}
 	if secure, err := CheckEndpoint(prefix+"endpoint", c.Endpoint); err != nil {
 		errs = append(errs, err)
-	} else if !secure && c.tlsConfigured() {
-		add("tls", "is set but %sendpoint %q does not use TLS; use ssl://, tls://, mqtts:// or wss://", prefix, c.Endpoint)
+	} else if !secure {
+		// Any of them: insecure_skip_verify or min_version on tcp:// would connect in plaintext
+		// while the configuration reads as if TLS were on.
+		for _, key := range tlsKeysSet(c.TLS) {
+			add("tls."+key, "is set but %sendpoint %q does not use TLS, so the connection would be plaintext; use ssl://, tls://, mqtts:// or wss://, or remove it", prefix, c.Endpoint)
+		}
 	}
 	if c.KeepAlive < time.Second {
 		add("keep_alive", "must be at least 1s (brokers reject 0), got %s", c.KeepAlive)
@@ -74,11 +81,32 @@ func (c *ClientConfig) Check(prefix string) error {
 	return errors.Join(errs...)
 }
 
-// tlsConfigured reports whether the tls block names a CA, a certificate or a key: settings
-// that mean nothing on a plain endpoint, so a plain endpoint with them is a mistake.
-func (c *ClientConfig) tlsConfigured() bool {
-	t := c.TLS
-	return t.CAFile != "" || t.CAPem != "" || t.CertFile != "" || t.CertPem != "" || t.KeyFile != "" || t.KeyPem != ""
+// tlsKeysSet lists the keys of a tls block that are set (differ from their zero value, which
+// is also their default), as written in YAML: "insecure_skip_verify", "tpm.path". A tls block
+// means nothing on a plain endpoint, so a plain endpoint with any of them is a mistake.
+func tlsKeysSet(t configtls.ClientConfig) []string {
+	var keys []string
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		for i := range v.NumField() {
+			f, fv := v.Type().Field(i), v.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+			switch {
+			case strings.Contains(opts, "squash"):
+				walk(fv, prefix)
+			case fv.Kind() == reflect.Struct && !fv.IsZero():
+				walk(fv, prefix+name+".")
+			case !fv.IsZero():
+				keys = append(keys, prefix+name)
+			}
+		}
+	}
+	walk(reflect.ValueOf(t), "")
+	sort.Strings(keys)
+	return keys
 }
 
 // Prepared is a ClientConfig ready to connect: its endpoint parsed, its TLS configuration

@@ -3,8 +3,11 @@ package mqttconn
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -76,8 +79,9 @@ func TestCheckNamesEveryKeyWithItsPrefix(t *testing.T) {
 		"no endpoint":      {func(c *ClientConfig) { c.Endpoint = "" }, "endpoint: must be set"},
 		"unknown scheme":   {func(c *ClientConfig) { c.Endpoint = "http://broker" }, `endpoint: scheme "http" is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss`},
 		"no host":          {func(c *ClientConfig) { c.Endpoint = "tcp://" }, `endpoint: "tcp://" has no host`},
-		"tls without TLS":  {func(c *ClientConfig) { c.TLS.CAFile = "/ca.pem" }, `tls: is set but {prefix}endpoint "tcp://127.0.0.1:1883" does not use TLS`},
-		"client cert":      {func(c *ClientConfig) { c.TLS.CertPem = "x" }, "tls: is set but"},
+		"tls without TLS":  {func(c *ClientConfig) { c.TLS.CAFile = "/ca.pem" }, `tls.ca_file: is set but {prefix}endpoint "tcp://127.0.0.1:1883" does not use TLS`},
+		"client cert":      {func(c *ClientConfig) { c.TLS.CertPem = "x" }, "tls.cert_pem: is set but"},
+		"skip verify":      {func(c *ClientConfig) { c.TLS.InsecureSkipVerify = true }, "tls.insecure_skip_verify: is set but"},
 		"zero keep-alive":  {func(c *ClientConfig) { c.KeepAlive = 0 }, "keep_alive: must be at least 1s (brokers reject 0), got 0s"},
 		"zero timeout":     {func(c *ClientConfig) { c.ConnectTimeout = 0 }, "connect_timeout: must be positive, got 0s"},
 		"short reconnect":  {func(c *ClientConfig) { c.MaxReconnectInterval = 500 * time.Millisecond }, "max_reconnect_interval: must be at least 1s, got 500ms"},
@@ -93,7 +97,7 @@ func TestCheckNamesEveryKeyWithItsPrefix(t *testing.T) {
 				want := regexp.MustCompile(`\{prefix\}`).ReplaceAllLiteralString(tt.want, prefix)
 				assert.ErrorContains(t, err, prefix+want)
 				for _, line := range regexp.MustCompile("\n").Split(err.Error(), -1) {
-					assert.Regexp(t, "^"+regexp.QuoteMeta(prefix)+`(endpoint|tls|keep_alive|connect_timeout|max_reconnect_interval): `, line)
+					assert.Regexp(t, "^"+regexp.QuoteMeta(prefix)+`(endpoint|tls\.[a-z_.]+|keep_alive|connect_timeout|max_reconnect_interval): `, line)
 				}
 			})
 		}
@@ -216,4 +220,77 @@ func TestPahoOptions(t *testing.T) {
 	p, err = c.Prepare(context.Background(), "p-")
 	require.NoError(t, err)
 	assert.Nil(t, p.PahoOptions().CustomOpenConnectionFn, "WebSockets keep paho's dialer")
+}
+
+// TestEveryTLSKeyOnAPlainEndpointIsRefused: each key of the tls block, decoded from YAML as
+// the Collector does, fails Check on tcp://, mqtt:// and ws://, naming the key. Before, only
+// the CA, certificate and key were noticed: insecure_skip_verify, server_name_override or
+// min_version with tcp:// passed and connected in plaintext.
+func TestEveryTLSKeyOnAPlainEndpointIsRefused(t *testing.T) {
+	yaml := map[string]any{
+		"ca_file": "/ca.pem", "ca_pem": "pem", "cert_file": "/c.pem", "cert_pem": "pem", "key_file": "/k.pem", "key_pem": "pem",
+		"insecure_skip_verify": true, "insecure": true, "server_name_override": "broker.internal",
+		"min_version": "1.3", "max_version": "1.3", "cipher_suites": []any{"TLS_AES_128_GCM_SHA256"},
+		"curve_preferences": []any{"X25519"}, "include_system_ca_certs_pool": true, "include_insecure_cipher_suites": true,
+		"reload_interval": "1h", "tpm": map[string]any{"enabled": true, "path": "/dev/tpmrm0", "auth": "a", "owner_auth": "o"},
+	}
+	var all []string
+	for key, value := range yaml {
+		sub, isMap := value.(map[string]any)
+		if !isMap {
+			sub = map[string]any{"": value}
+		}
+		for subKey, subValue := range sub {
+			name, block := key, map[string]any{key: value}
+			if isMap {
+				name, block = key+"."+subKey, map[string]any{key: map[string]any{subKey: subValue}}
+			}
+			all = append(all, name)
+			for _, endpoint := range []string{"tcp://broker:1883", "mqtt://broker", "ws://broker/mqtt"} {
+				t.Run(name+"/"+endpoint, func(t *testing.T) {
+					cfg := exporterLike{ClientConfig: DefaultClientConfig()}
+					require.NoError(t, confmap.NewFromStringMap(map[string]any{"endpoint": endpoint, "tls": block}).Unmarshal(&cfg))
+					err := cfg.Check("")
+					require.Error(t, err, "%s with %s", name, endpoint)
+					assert.Equal(t, fmt.Sprintf("tls.%s: is set but endpoint %q does not use TLS, so the connection would be plaintext; use ssl://, tls://, mqtts:// or wss://, or remove it", name, endpoint), err.Error())
+
+					cfg.Endpoint = strings.Replace(strings.Replace(endpoint, "ws://", "wss://", 1), "tcp://", "ssl://", 1)
+					cfg.Endpoint = strings.Replace(cfg.Endpoint, "mqtt://", "mqtts://", 1)
+					assert.NoError(t, cfg.Check(""), "the same key with a TLS endpoint")
+				})
+			}
+		}
+	}
+
+	// Every key configtls has is in the table above: a key added by a newer Collector is
+	// noticed here.
+	var leaves []string
+	var walk func(typ reflect.Type, prefix string)
+	walk = func(typ reflect.Type, prefix string) {
+		for i := range typ.NumField() {
+			f := typ.Field(i)
+			if !f.IsExported() {
+				continue
+			}
+			name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
+			switch {
+			case strings.Contains(opts, "squash"):
+				walk(f.Type, prefix)
+			case f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Duration(0)):
+				walk(f.Type, prefix+name+".")
+			default:
+				leaves = append(leaves, prefix+name)
+			}
+		}
+	}
+	walk(reflect.TypeOf(configtls.ClientConfig{}), "")
+	assert.ElementsMatch(t, leaves, all)
+
+	c := DefaultClientConfig()
+	c.TLS.InsecureSkipVerify, c.TLS.MinVersion = true, "1.2"
+	err := c.Check("propeller.")
+	require.Error(t, err)
+	assert.Len(t, strings.Split(err.Error(), "\n"), 2, "one line per key")
+	assert.ErrorContains(t, err, `propeller.tls.insecure_skip_verify: is set but propeller.endpoint "tcp://127.0.0.1:1883"`)
+	assert.ErrorContains(t, err, "propeller.tls.min_version: is set but")
 }

@@ -45,20 +45,39 @@ func (p *Prepared) PahoOptions() *paho.ClientOptions {
 }
 
 // Connection is a paho MQTT 3.1.1 client with the first-connect rule both components follow:
-// bad credentials fail the start, an unreachable broker does not.
+// bad credentials fail the start, an unreachable broker does not. Every failed attempt, the
+// first ones and paho's reconnections alike, goes to an AttemptLog.
 type Connection struct {
-	p      *Prepared
-	log    *zap.Logger
-	c      paho.Client
-	stopCh chan struct{}
-	once   sync.Once
-	wg     sync.WaitGroup
+	p        *Prepared
+	log      *zap.Logger
+	attempts *AttemptLog
+	c        paho.Client
+	stopCh   chan struct{}
+	once     sync.Once
+	wg       sync.WaitGroup
 }
 
 // NewConnection creates the client from opts (usually PahoOptions with the caller's
 // additions). It does not connect: Start does.
 func (p *Prepared) NewConnection(opts *paho.ClientOptions, log *zap.Logger) *Connection {
-	return &Connection{p: p, log: log, c: paho.NewClient(opts), stopCh: make(chan struct{})}
+	c := &Connection{p: p, log: log, attempts: p.NewAttemptLog(log), stopCh: make(chan struct{})}
+	// paho reports every attempt here, its own reconnections included, which it otherwise
+	// retries without a word: a broker that refuses the credentials or a certificate after a
+	// restart would go unnoticed.
+	prev := opts.OnConnectionNotification
+	opts.SetConnectionNotificationHandler(func(cl paho.Client, n paho.ConnectionNotification) {
+		switch n := n.(type) {
+		case paho.ConnectionNotificationFailed:
+			c.attempts.Failed(n.Reason)
+		case paho.ConnectionNotificationConnected:
+			c.attempts.Connected()
+		}
+		if prev != nil {
+			prev(cl, n)
+		}
+	})
+	c.c = paho.NewClient(opts)
+	return c
 }
 
 // Client returns the paho client, to publish and subscribe with.
@@ -66,9 +85,9 @@ func (c *Connection) Client() paho.Client { return c.c }
 
 // Start makes a first connection attempt bounded by the connect timeout. A refusal of the
 // credentials is returned as an error wrapping ErrBadCredentials. A broker that cannot be
-// reached is not an error: it is logged once, at warn, and the connection is tried again in the
-// background with exponential backoff up to MaxReconnectInterval until it succeeds once;
-// after that paho's automatic reconnection takes over.
+// reached is not an error: the connection is tried again in the background with exponential
+// backoff up to MaxReconnectInterval until it succeeds once; after that paho's automatic
+// reconnection takes over. Failures are logged by the connection's AttemptLog either way.
 func (c *Connection) Start() error {
 	err := c.attempt()
 	if err == nil {
@@ -77,20 +96,21 @@ func (c *Connection) Start() error {
 	if errors.Is(err, ErrBadCredentials) {
 		return err
 	}
-	c.log.Warn("MQTT broker not reachable yet; retrying in the background", zap.String("endpoint", c.p.Config.Endpoint), zap.Error(err))
 	c.wg.Add(1)
 	go c.retry()
 	return nil
 }
 
-// attempt makes one connection attempt.
+// attempt makes one connection attempt. paho reports a failure to the AttemptLog itself.
 func (c *Connection) attempt() error {
 	cfg := c.p.Config
 	t := c.c.Connect()
 	// paho bounds the dial and the CONNACK by the connect timeout; the extra second only
 	// guards against a token that never completes.
 	if !t.WaitTimeout(cfg.ConnectTimeout + time.Second) {
-		return fmt.Errorf("connect to %s: timed out after %s", cfg.Endpoint, cfg.ConnectTimeout)
+		err := fmt.Errorf("connect to %s: timed out after %s", cfg.Endpoint, cfg.ConnectTimeout)
+		c.attempts.Failed(err)
+		return err
 	}
 	if err := t.Error(); err != nil {
 		if errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword) || errors.Is(err, packets.ErrorRefusedNotAuthorised) {
@@ -113,15 +133,8 @@ func (c *Connection) retry() {
 			return
 		case <-timer.C:
 		}
-		err := c.attempt()
-		if err == nil {
+		if c.attempt() == nil {
 			return
-		}
-		if errors.Is(err, ErrBadCredentials) {
-			// The broker is there and refuses us: worth an operator's attention each time.
-			c.log.Error("MQTT broker refused the credentials", zap.Error(err))
-		} else {
-			c.log.Debug("MQTT connection attempt failed", zap.Error(err))
 		}
 		wait = min(2*wait, c.p.Config.MaxReconnectInterval)
 		timer.Reset(wait)

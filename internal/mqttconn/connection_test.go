@@ -2,8 +2,14 @@ package mqttconn
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -86,4 +92,124 @@ func TestRetriesLogRefusedCredentialsAsErrors(t *testing.T) {
 	conn.Stop()
 	assert.Less(t, time.Since(start), c.ConnectTimeout+2*time.Second)
 	conn.Stop() // a second Stop is harmless
+}
+
+func TestAttemptLogFirstAtOnceThenOnceAMinute(t *testing.T) {
+	c := DefaultClientConfig()
+	c.Username = "proplet"
+	p, err := c.Prepare(context.Background(), "p-")
+	require.NoError(t, err)
+	core, logs := observer.New(zapcore.DebugLevel)
+	a := p.NewAttemptLog(zap.New(core))
+	t0 := time.Unix(1000, 0)
+	now := t0
+	a.now = func() time.Time { return now }
+	refused := errors.New("dial tcp 127.0.0.1:1883: connect: connection refused")
+	at := func(d time.Duration, err error) {
+		now = t0.Add(d)
+		a.Failed(err)
+	}
+
+	at(0, refused)                                                 // warning, the first
+	at(time.Second, refused)                                       // debug
+	at(30*time.Second, refused)                                    // debug
+	at(61*time.Second, refused)                                    // warning: a minute later, with the count
+	at(62*time.Second, packets.ErrorRefusedBadUsernameOrPassword)  // error at once: another kind
+	at(70*time.Second, packets.ErrorRefusedBadUsernameOrPassword)  // debug
+	at(123*time.Second, packets.ErrorRefusedBadUsernameOrPassword) // error again after a minute
+	now = t0.Add(130 * time.Second)
+	a.Connected()
+	at(200*time.Second, refused) // a new outage: warning at once
+
+	var got []string
+	for _, e := range logs.All() {
+		if e.Level > zapcore.DebugLevel {
+			got = append(got, fmt.Sprintf("%s %v %v", e.Level, e.ContextMap()["attempts"], e.ContextMap()["attempts_since_last_logged"]))
+		}
+	}
+	assert.Equal(t, []string{
+		"warn 1 <nil>", // the first failure: no count since
+		"warn 4 3",
+		"error 5 1",
+		"error 7 2",
+		"info <nil> <nil>", // connected after 7 failed attempts
+		"warn 1 <nil>",
+	}, got)
+	all := logs.All()
+	assert.Equal(t, refused.Error(), all[0].ContextMap()["error"], "the broker's reason")
+	assert.Equal(t, c.Endpoint, all[0].ContextMap()["endpoint"])
+	assert.Contains(t, all[3].Message, "Still cannot connect")
+	assert.Equal(t, 2*time.Minute+10*time.Second, logs.FilterLevelExact(zapcore.InfoLevel).All()[0].ContextMap()["failing_for"])
+	creds := logs.FilterLevelExact(zapcore.ErrorLevel).All()[0]
+	assert.Contains(t, creds.Message, `refused the credentials of user "proplet"`)
+	assert.Contains(t, creds.ContextMap()["error"], ErrBadCredentials.Error())
+	assert.Equal(t, 3, logs.FilterLevelExact(zapcore.DebugLevel).Len())
+}
+
+// TestReconnectionWithRefusedCredentialsIsLogged: connected, then the broker comes back with
+// another password (rotated credentials). paho reconnects by itself; its refusals used to go
+// unlogged at any level. Now they are errors, once a minute.
+func TestReconnectionWithRefusedCredentialsIsLogged(t *testing.T) {
+	b := mqtttest.Start(t, mqtttest.Options{Username: "proplet", Password: "right"})
+	addr := strings.TrimPrefix(b.Endpoint(), "tcp://")
+	c := DefaultClientConfig()
+	c.Endpoint, c.Username, c.Password = b.Endpoint(), "proplet", "right"
+	c.ConnectTimeout, c.MaxReconnectInterval = time.Second, time.Second
+	conn, logs := connect(t, c)
+	require.NoError(t, conn.Start())
+
+	b.Stop()
+	mqtttest.Start(t, mqtttest.Options{Address: addr, Username: "proplet", Password: "rotated"})
+	// Several refused attempts: one error.
+	require.Eventually(t, func() bool {
+		return logs.FilterMessage("MQTT connection attempt failed").Len() >= 2
+	}, 15*time.Second, 20*time.Millisecond)
+	errs := logs.FilterLevelExact(zapcore.ErrorLevel).All()
+	require.Len(t, errs, 1, "the first refusal at once, the next ones within the minute at debug")
+	assert.Contains(t, errs[0].Message, "refused the credentials")
+	assert.Contains(t, errs[0].ContextMap()["error"], `"proplet"`)
+	assert.NotContains(t, errs[0].ContextMap()["error"], "right")
+	assert.False(t, conn.Client().IsConnectionOpen())
+}
+
+// TestCertificateErrorsAreErrorsWithTheFix: a broker whose certificate does not verify is an
+// error at the first attempt, and the message says what to change.
+func TestCertificateErrorsAreErrorsWithTheFix(t *testing.T) {
+	certs := mqtttest.NewCerts(t)
+	other := mqtttest.NewCerts(t)
+	expired := mqtttest.NewCertsWith(t, mqtttest.CertOptions{NotBefore: time.Now().Add(-2 * time.Hour), NotAfter: time.Now().Add(-time.Hour)})
+	tests := map[string]struct {
+		server *tls.Config
+		client func(*ClientConfig)
+		want   []string
+	}{
+		"another CA": {certs.ServerTLS(), func(c *ClientConfig) { c.TLS.CAFile = other.CAFile },
+			[]string{`signed by "CN=mqtttest CA"`, "set tls.ca_file to the CA that signed the broker's certificate"}},
+		"the system CAs": {certs.ServerTLS(), func(*ClientConfig) {},
+			[]string{"which this collector does not trust: set tls.ca_file"}},
+		"another name": {certs.ServerTLS(), func(c *ClientConfig) { c.TLS.CAFile, c.TLS.ServerName = certs.CAFile, "broker.example.com" },
+			[]string{"the certificate is for localhost, 127.0.0.1, not broker.example.com: set tls.server_name_override"}},
+		"expired": {expired.ServerTLS(), func(c *ClientConfig) { c.TLS.CAFile = expired.CAFile },
+			[]string{"and it is now", "renew the broker's certificate"}},
+		"client certificate required": {certs.MutualTLS(), func(c *ClientConfig) { c.TLS.CAFile = certs.CAFile },
+			[]string{"refused this client's TLS certificate", "set tls.cert_file and tls.key_file"}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			b := mqtttest.Start(t, mqtttest.Options{TLS: tt.server})
+			c := DefaultClientConfig()
+			c.Endpoint = b.Endpoint()
+			c.ConnectTimeout = time.Second
+			tt.client(&c)
+			conn, logs := connect(t, c)
+			require.NoError(t, conn.Start(), "retried in the background, as any failure but refused credentials")
+			errs := logs.FilterLevelExact(zapcore.ErrorLevel).All()
+			require.Len(t, errs, 1, "an error, at the first attempt")
+			for _, w := range tt.want {
+				assert.Contains(t, errs[0].Message, w)
+			}
+			assert.Zero(t, logs.FilterLevelExact(zapcore.WarnLevel).Len(), "not a warning")
+			assert.False(t, conn.Client().IsConnectionOpen())
+		})
+	}
 }
