@@ -104,7 +104,11 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 			"connect_timeout: must be positive, got -1s",
 			"max_reconnect_interval: must be at least 1s, got 100ms",
 		},
-		"plaintls": {`tls: is set but endpoint "tcp://broker:1883" does not use TLS`},
+		"plaintls": {`tls.ca_file: is set but endpoint "tcp://broker:1883" does not use TLS`},
+		"plainskipverify": {
+			`tls.insecure_skip_verify: is set but endpoint "tcp://broker:1883" does not use TLS, so the connection would be plaintext`,
+			`tls.server_name_override: is set but endpoint "tcp://broker:1883" does not use TLS`,
+		},
 		"nodomain": {"topics.task_metrics[0]: uses {domain_id} but domain_id is empty"},
 	}
 	for name, wants := range tests {

@@ -13,6 +13,7 @@ import (
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
@@ -406,6 +407,39 @@ func TestBrokerRestartAtQoS1(t *testing.T) {
 				}
 				return true
 			})
+		})
+	}
+}
+
+// TestConnectionFailuresAreLoggedWithTheFix: both clients log a broker whose certificate does
+// not verify as an error saying what to change, and an unreachable broker as a warning with
+// the reason, once.
+func TestConnectionFailuresAreLoggedWithTheFix(t *testing.T) {
+	certs, other := mqtttest.NewCerts(t), mqtttest.NewCerts(t)
+	b := mqtttest.Start(t, mqtttest.Options{TLS: certs.ServerTLS()})
+	for _, version := range []string{"3.1.1", "5"} {
+		t.Run(version+"/certificate from another CA", func(t *testing.T) {
+			cfg := testConfig(b.Endpoint(), "d", "c")
+			cfg.ProtocolVersion = version
+			cfg.TLS.CAFile = other.CAFile
+			cfg.ConnectTimeout = time.Second
+			e, _, logs := directObserved(t, cfg)
+			assert.False(t, e.client.connected())
+			errs := logs.FilterLevelExact(zapcore.ErrorLevel).All()
+			require.Len(t, errs, 1)
+			assert.Contains(t, errs[0].Message, "set tls.ca_file to the CA that signed the broker's certificate")
+			assert.Zero(t, logs.FilterLevelExact(zapcore.WarnLevel).Len())
+		})
+		t.Run(version+"/unreachable", func(t *testing.T) {
+			cfg := testConfig("tcp://"+mqtttest.FreeAddress(t), "d", "c")
+			cfg.ProtocolVersion = version
+			cfg.ConnectTimeout = time.Second
+			e, _, logs := directObserved(t, cfg)
+			assert.False(t, e.client.connected())
+			warns := logs.FilterLevelExact(zapcore.WarnLevel).All()
+			require.Len(t, warns, 1)
+			assert.Contains(t, warns[0].Message, "Cannot connect to the MQTT broker")
+			assert.Contains(t, warns[0].ContextMap()["error"], "connection refused", "the reason")
 		})
 	}
 }

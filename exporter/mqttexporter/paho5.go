@@ -37,6 +37,7 @@ func newPaho5(cfg *Config, conn *mqttconn.Prepared, log *zap.Logger) *paho5 {
 
 func (p *paho5) start(context.Context) error {
 	c := p.conn.Config
+	attempts := p.conn.NewAttemptLog(p.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.ctx, p.cancel = ctx, cancel
 	cc := autopaho.ClientConfig{
@@ -52,6 +53,7 @@ func (p *paho5) start(context.Context) error {
 		ConnectPassword: []byte(c.Password),
 		OnConnectionUp: func(*autopaho.ConnectionManager, *paho.Connack) {
 			p.setState(true, nil)
+			attempts.Connected()
 			p.log.Info("Connected to the MQTT broker", zap.String("endpoint", c.Endpoint), zap.String("client_id", p.conn.ClientID))
 		},
 		OnConnectionDown: func() bool {
@@ -62,8 +64,12 @@ func (p *paho5) start(context.Context) error {
 		OnConnectError: func(err error) {
 			p.setState(false, err)
 			if isAuthError(err) {
-				p.log.Error("MQTT broker refused the credentials", zap.Error(p.conn.CredentialsError(err)))
+				err = p.conn.CredentialsError(err)
 			}
+			// Logged as the MQTT 3.1.1 client's attempts are: the first at once, with the
+			// broker's reason, then once a minute; refused credentials and certificates as
+			// errors with the fix.
+			attempts.Failed(err)
 		},
 		ClientConfig: paho.ClientConfig{ClientID: p.conn.ClientID},
 	}
@@ -82,7 +88,7 @@ func (p *paho5) start(context.Context) error {
 			p.stop()
 			return p.conn.CredentialsError(last)
 		}
-		p.log.Warn("MQTT broker not reachable yet; retrying in the background", zap.String("endpoint", c.Endpoint), zap.Error(last))
+		// Not reachable yet: autopaho keeps trying, and the attempts are logged.
 	}
 	return nil
 }
