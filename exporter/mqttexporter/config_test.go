@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/config/configtls"
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
 
 	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
@@ -51,6 +52,7 @@ func TestLoadConfig(t *testing.T) {
 		PropletMetrics: []string{"m/{domain_id}/c/{channel_id}/control/proplet/metrics"},
 	}
 	want.TimeoutConfig.Timeout = 10 * time.Second
+	want.QueueConfig.Get().Sizer = exporterhelper.RequestSizerTypeRequests
 	want.QueueConfig.Get().QueueSize = 5000
 	want.BackOffConfig.MaxElapsedTime = 0
 	assert.Equal(t, want, cfg)

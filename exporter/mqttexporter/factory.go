@@ -25,11 +25,45 @@ func NewFactory() exporter.Factory {
 	)
 }
 
+// The default sending queue holds a broker outage of queueOutage on a proplet running
+// queueTasks tasks sampled every queueSampleInterval, without dropping a sample. It counts data
+// points (sizer: items), not requests: the receiver sends a round of samples as several small
+// batches (start jitter spreads the tasks), about 6 a second, so exporterhelper's default of
+// 1,000 requests was full within three minutes whatever the number of tasks.
+const (
+	queueOutage         = 10 * time.Minute
+	queueTasks          = 1000
+	queueSampleInterval = time.Second
+	// queuePointsPerSample is a task sample of the proplet receiver with every collect flag
+	// on (the golden output in internal/schema/testdata): one resource, 16 data points.
+	queuePointsPerSample = 16
+)
+
+// defaultQueueSize is the default queue_size in data points: 9,600,000.
+const defaultQueueSize = int64(queueOutage/queueSampleInterval) * queueTasks * queuePointsPerSample
+
+func defaultQueueConfig() exporterhelper.QueueBatchConfig {
+	q := exporterhelper.NewDefaultQueueConfig()
+	q.Sizer = exporterhelper.RequestSizerTypeItems
+	q.QueueSize = defaultQueueSize
+	return q
+}
+
+// defaultBackOffConfig retries a batch until it is delivered: during an outage the batches
+// wait in the queue, which alone bounds what is kept (exporterhelper's default gives up after
+// 5 minutes and drops the batches being retried). A message that can never be delivered is
+// refused, not retried.
+func defaultBackOffConfig() configretry.BackOffConfig {
+	b := configretry.NewDefaultBackOffConfig()
+	b.MaxElapsedTime = 0
+	return b
+}
+
 func createDefaultConfig() component.Config {
 	return &Config{
 		TimeoutConfig:      exporterhelper.TimeoutConfig{Timeout: 5 * time.Second},
-		QueueConfig:        configoptional.Some(exporterhelper.NewDefaultQueueConfig()),
-		BackOffConfig:      configretry.NewDefaultBackOffConfig(),
+		QueueConfig:        configoptional.Some(defaultQueueConfig()),
+		BackOffConfig:      defaultBackOffConfig(),
 		ClientConfig:       mqttconn.DefaultClientConfig(),
 		ProtocolVersion:    "3.1.1",
 		QoS:                1,
