@@ -101,6 +101,9 @@ func TestPIDFileThatIsNotOne(t *testing.T) {
 // The content is read into a buffer on the stack: the one allocation is the path's
 // NUL-terminated copy that the open system call needs.
 func TestReadPIDFileAllocatesOnlyThePath(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector's instrumentation allocates")
+	}
 	p := filepath.Join(t.TempDir(), "proplet.pid")
 	require.NoError(t, os.WriteFile(p, []byte("4242\n"), 0o600))
 	allocs := testing.AllocsPerRun(100, func() {
