@@ -9,9 +9,9 @@ import (
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 )
 
-// bindCgroup binds a pending cgroup task once its cgroup exists (and its process, when it has
-// a locator too). The caller holds t.mu.
-func (m *Monitor) bindCgroup(t *task, bound map[process.ID]bool) {
+// bindCgroup binds a pending cgroup task once its cgroup exists. A task with a locator too
+// comes here once its process e was found (withProcess). The caller holds t.mu.
+func (m *Monitor) bindCgroup(t *task, e process.Entry, withProcess bool) {
 	cg, err := m.src.OpenCgroup(t.spec.Cgroup)
 	if err != nil {
 		if !errors.Is(err, process.ErrGone) {
@@ -25,18 +25,11 @@ func (m *Monitor) bindCgroup(t *task, bound map[process.ID]bool) {
 		cg.Close()
 		return
 	}
-	if t.spec.Locator.IsZero() {
+	if !withProcess {
 		m.activate(t)
-	} else {
-		e, ok := m.resolve(t.spec.Locator, bound)
-		if !ok {
-			cg.Close()
-			return // the process is not there yet; look again next pass
-		}
-		if err := m.bind(t, e, buf); err != nil {
-			cg.Close()
-			return
-		}
+	} else if err := m.bind(t, e, buf); err != nil {
+		cg.Close()
+		return
 	}
 	t.cg, t.cgPrev, t.prevTime = cg, base, time.Now()
 	m.log.Debug("Task bound to cgroup", zap.String("task_id", t.spec.ID), zap.String("cgroup", cg.Dir()))

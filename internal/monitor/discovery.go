@@ -1,7 +1,9 @@
 package monitor
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 	"syscall"
 	"time"
 
@@ -12,8 +14,9 @@ import (
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 )
 
-// discovery is the state of the discovery pass: the last scan of the process table and what
-// is known about its processes. Only the discovery job touches it.
+// discovery is the state of the discovery pass: the last scan of the process table, what is
+// known about its processes, and what this pass has read. Only the discovery job touches it,
+// and a job never runs twice at once.
 type discovery struct {
 	entries  map[int32]process.Entry
 	children map[int32][]int32
@@ -23,8 +26,31 @@ type discovery struct {
 	scanned  bool
 	buf      []byte
 
+	pass uint64 // the number of this pass
+	// cut says the previous pass ran out of time before it looked for every pending task:
+	// this pass looks first for those looked for least recently.
+	cut bool
+	// Inputs read once per pass, however many tasks, rules and processes ask.
+	pidFiles map[string]pidFileRead // pid files, by path
+	parents  map[string][]int32     // processes a nested parent rule matches, by rule key
+
+	// Reused from pass to pass.
+	tasks   []*task             // the registry when the pass began
+	pending []*task             // the pending tasks among them
+	trees   []*task             // the bound tasks with include_children
+	bound   map[process.ID]bool // processes bound to a task (root or member)
+
 	cappedLogged     time.Time // when a rule's match past max_tasks was last logged
 	cappedSuppressed int       // such refusals not logged since
+}
+
+// readPIDFile reads pid files for the discovery pass. Tests replace it with one that hangs, as
+// a read from a hung NFS mount does.
+var readPIDFile = procmatch.ReadPIDFile
+
+type pidFileRead struct {
+	pid int32
+	ok  bool
 }
 
 type cachedDetails struct {
@@ -42,11 +68,25 @@ func (d *discovery) init() {
 	d.details = map[process.ID]cachedDetails{}
 	d.misses = map[process.ID]string{}
 	d.capped = map[process.ID]bool{}
+	d.pidFiles = map[string]pidFileRead{}
+	d.parents = map[string][]int32{}
+	d.bound = map[process.ID]bool{}
 	d.buf = make([]byte, bufSize)
 }
 
+// begin starts a pass: what the previous pass read is forgotten.
+func (d *discovery) begin() {
+	d.pass++
+	d.scanned = false
+	clear(d.pidFiles)
+	clear(d.parents)
+	clear(d.bound)
+	d.tasks, d.pending, d.trees = d.tasks[:0], d.pending[:0], d.trees[:0]
+}
+
 // discoveryTable gives matchers the scanned table, reading details once per process (and
-// again after an exec, which changes the command name but not the identity).
+// again after an exec, which changes the command name but not the identity), and pid files
+// once per pass.
 type discoveryTable struct {
 	m *Monitor
 }
@@ -82,7 +122,17 @@ func (t discoveryTable) Environ(e process.Entry) ([]string, bool) {
 	return c.env, c.envOK
 }
 
-func (t discoveryTable) PIDFile(path string) (int32, bool) { return procmatch.ReadPIDFile(path) }
+// PIDFile reads a pid file once per pass: the proplet's pid file, named by every task the
+// control plane started, is read once, not once per task and process.
+func (t discoveryTable) PIDFile(path string) (int32, bool) {
+	d := &t.m.disc
+	if r, ok := d.pidFiles[path]; ok {
+		return r.pid, r.ok
+	}
+	pid, ok := readPIDFile(path)
+	d.pidFiles[path] = pidFileRead{pid: pid, ok: ok}
+	return pid, ok
+}
 
 func (m *Monitor) scan() {
 	d := &m.disc
@@ -97,58 +147,50 @@ func (m *Monitor) scan() {
 		return
 	}
 	d.scanned = true
+	gone := func(id process.ID) bool { e, ok := d.entries[id.PID]; return !ok || e.ID != id }
 	for id := range d.details {
-		if e, ok := d.entries[id.PID]; !ok || e.ID != id {
+		if gone(id) {
 			delete(d.details, id)
 		}
 	}
 	for id := range d.misses {
-		if e, ok := d.entries[id.PID]; !ok || e.ID != id {
+		if gone(id) {
 			delete(d.misses, id)
 		}
 	}
 	for id := range d.capped {
-		if e, ok := d.entries[id.PID]; !ok || e.ID != id {
+		if gone(id) {
 			delete(d.capped, id)
 		}
 	}
 }
 
-// discover is one discovery pass: expire pending tasks past PendingTimeout, bind pending tasks, create tasks from rules, refresh the
-// members of process-tree tasks, and notice exits of tasks sampled less often than discovery
-// runs so their last sample is taken while the process can still be read.
+// discover is one discovery pass: expire pending tasks past PendingTimeout, notice exits of
+// tasks sampled less often than discovery runs (so their last sample is taken while the
+// process can still be read), refresh the members of process-tree tasks, look for the
+// processes of pending tasks, create tasks from rules, and find the proplet.
+//
+// Its cost does not multiply: pid files and the processes a nested parent rule matches are
+// read once per pass, and a rule with a fixed parent looks at that parent's children only.
+// Looking for pending tasks stops when the pass has worked for half the discovery interval;
+// the next pass starts with the tasks this one did not reach. A task's lock is held only to
+// read or change the task, never while a user-named file is read, so a slow input never holds
+// up Tasks or Task (the API's GET /tasks and /health).
 func (m *Monitor) discover() {
 	start := time.Now()
+	d := &m.disc
+	d.begin()
 	m.mu.Lock()
-	tasks := make([]*task, 0, len(m.tasks))
 	for _, t := range m.tasks {
-		tasks = append(tasks, t)
+		d.tasks = append(d.tasks, t)
 	}
 	m.mu.Unlock()
 
-	needScan := len(m.cfg.Rules) > 0
-	for _, t := range tasks {
-		if needScan {
-			break
-		}
-		if t.mu.TryLock() { // a task being sampled is not pending
-			needScan = t.spec.IncludeChildren || (t.state == StatePending && t.spec.Locator.Match != nil)
-			t.mu.Unlock()
-		}
-	}
-	if m.proplet.loc.Match != nil && m.proplet.missing() {
-		needScan = true
-	}
-	m.disc.scanned = false
-	if needScan {
-		m.scan()
-	}
-
-	bound := map[process.ID]bool{}
+	needScan := len(m.cfg.Rules) > 0 || (m.proplet.loc.Match != nil && m.proplet.missing())
 	var expired []string
-	for _, t := range tasks {
+	for _, t := range d.tasks {
 		if !t.mu.TryLock() {
-			continue // being sampled; look again next pass
+			continue // being sampled (so not pending), or stopped; look again next pass
 		}
 		switch t.state {
 		case StatePending:
@@ -157,31 +199,58 @@ func (m *Monitor) discover() {
 				expired = append(expired, t.spec.ID)
 				break
 			}
-			if t.spec.Cgroup != "" {
-				m.bindCgroup(t, bound)
-				break
-			}
-			if e, ok := m.resolve(t.spec.Locator, bound); ok {
-				if err := m.bind(t, e, m.disc.buf); err != nil && !errors.Is(err, process.ErrGone) {
-					m.bindFailed(t, e.ID.PID, err)
-				}
-			}
+			d.pending = append(d.pending, t)
+			needScan = needScan || t.spec.Locator.Match != nil
 		case StateActive, StateDisabled:
 			m.checkExit(t)
 		}
 		if t.root != nil {
-			bound[t.root.h.ID()] = true
-			if t.spec.IncludeChildren && m.disc.scanned {
-				m.refreshMembers(t, bound)
+			d.bound[t.root.h.ID()] = true
+			for _, mb := range t.members {
+				d.bound[mb.h.ID()] = true
+			}
+			if t.spec.IncludeChildren {
+				d.trees = append(d.trees, t)
+				needScan = true
 			}
 		}
 		t.mu.Unlock()
 	}
 	m.logExpired(expired)
-	if len(m.cfg.Rules) > 0 && m.disc.scanned {
-		m.applyRules(bound)
+	if needScan {
+		m.scan()
 	}
-	m.proplet.locate(m, m.disc.buf)
+	if d.scanned {
+		for _, t := range d.trees {
+			if t.mu.TryLock() {
+				if t.root != nil {
+					m.refreshMembers(t, d.bound)
+				}
+				t.mu.Unlock()
+			}
+		}
+	}
+
+	if d.cut {
+		slices.SortStableFunc(d.pending, func(a, b *task) int { return cmp.Compare(a.tried, b.tried) })
+	}
+	d.cut = false
+	deadline := start.Add(m.passBudget)
+	for i, t := range d.pending {
+		if i > 0 && time.Now().After(deadline) {
+			d.cut = true
+			m.log.Debug("Discovery pass out of time; the next pass looks for the others first",
+				zap.Int("looked_for", i), zap.Int("pending", len(d.pending)), zap.Duration("budget", m.passBudget))
+			break
+		}
+		t.tried = d.pass
+		m.findProcess(t)
+	}
+
+	if len(m.cfg.Rules) > 0 && d.scanned {
+		m.applyRules(d.bound)
+	}
+	m.proplet.locate(m, d.buf)
 }
 
 // expire removes a task that has been pending for PendingTimeout. The caller holds t.mu.
@@ -204,6 +273,43 @@ func (m *Monitor) logExpired(ids []string) {
 	}
 	m.log.Info("Pending tasks removed: their process was not found within pending_timeout",
 		zap.Int("tasks", len(ids)), zap.Duration("pending_timeout", m.cfg.PendingTimeout), zap.Strings("task_ids", ids[:min(len(ids), 5)]))
+}
+
+// findProcess looks for a pending task's process (or cgroup) and binds it. The lookup (pid
+// files, the process table) runs without the task's lock; only binding takes it.
+func (m *Monitor) findProcess(t *task) {
+	// The locator and the cgroup never change once a task is registered.
+	loc, cgroup := t.spec.Locator, t.spec.Cgroup
+	var e process.Entry
+	if !loc.IsZero() {
+		var ok bool
+		if e, ok = m.resolve(loc, m.disc.bound); !ok {
+			return // not there yet: keep looking
+		}
+	} else if cgroup == "" {
+		return
+	}
+	if !t.mu.TryLock() {
+		return
+	}
+	defer t.mu.Unlock()
+	if t.state != StatePending {
+		return // stopped meanwhile
+	}
+	if cgroup != "" {
+		m.bindCgroup(t, e, !loc.IsZero())
+	} else if err := m.bind(t, e, m.disc.buf); err != nil {
+		if !errors.Is(err, process.ErrGone) {
+			m.bindFailed(t, e.ID.PID, err)
+		}
+		return
+	}
+	if t.root != nil {
+		m.disc.bound[t.root.h.ID()] = true
+		if t.spec.IncludeChildren && m.disc.scanned {
+			m.refreshMembers(t, m.disc.bound)
+		}
+	}
 }
 
 // bindFailed reports a task whose process exists but cannot be opened. It warns once per task:
@@ -233,27 +339,13 @@ func (m *Monitor) resolve(l admission.Locator, bound map[process.ID]bool) (proce
 	case l.PID > 0:
 		pid = l.PID
 	case l.PIDFile != "":
-		p, ok := procmatch.ReadPIDFile(l.PIDFile)
+		p, ok := discoveryTable{m}.PIDFile(l.PIDFile)
 		if !ok {
 			return process.Entry{}, false // not written yet: keep looking
 		}
 		pid = p
 	case l.Match != nil:
-		if !m.disc.scanned {
-			return process.Entry{}, false
-		}
-		var best process.Entry
-		found := false
-		tbl := discoveryTable{m}
-		for _, e := range m.disc.entries {
-			if bound[e.ID] {
-				continue
-			}
-			if _, ok := l.Match.Match(e, tbl); ok && (!found || e.ID.Start < best.ID.Start) {
-				best, found = e, true
-			}
-		}
-		return best, found
+		return m.match(l.Match, bound)
 	default:
 		return process.Entry{}, false
 	}
@@ -262,6 +354,81 @@ func (m *Monitor) resolve(l admission.Locator, bound map[process.ID]bool) (proce
 		return process.Entry{}, false
 	}
 	return e, true
+}
+
+// match finds the earliest-started process a rule matches that is not bound yet. A rule with
+// a fixed parent (parent_pid, parent_pid_file) looks at that parent's children only, a rule
+// with a nested parent rule at the children of the processes that rule matches (found once
+// per pass); only a rule with neither looks at every process.
+func (m *Monitor) match(r *procmatch.Matcher, bound map[process.ID]bool) (process.Entry, bool) {
+	d := &m.disc
+	if !d.scanned {
+		return process.Entry{}, false
+	}
+	tbl := discoveryTable{m}
+	var best earliest
+	if ppid, fixed := r.FixedParent(tbl); fixed {
+		if ppid != 0 {
+			m.matchChildren(r, ppid, bound, &best)
+		}
+	} else if pr := r.ParentRule(); pr != nil {
+		for _, ppid := range m.matchingParents(pr) {
+			m.matchChildren(r, ppid, bound, &best)
+		}
+	} else {
+		for _, e := range d.entries {
+			if !bound[e.ID] {
+				if _, ok := r.Match(e, tbl); ok {
+					best.offer(e)
+				}
+			}
+		}
+	}
+	return best.e, best.found
+}
+
+// matchChildren offers the children of ppid that r matches.
+func (m *Monitor) matchChildren(r *procmatch.Matcher, ppid int32, bound map[process.ID]bool, best *earliest) {
+	d := &m.disc
+	for _, pid := range d.children[ppid] {
+		e, ok := d.entries[pid]
+		if !ok || bound[e.ID] {
+			continue
+		}
+		if _, ok := r.Match(e, discoveryTable{m}); ok {
+			best.offer(e)
+		}
+	}
+}
+
+// matchingParents returns the processes a nested parent rule matches, found once per pass for
+// every rule with the same key.
+func (m *Monitor) matchingParents(r *procmatch.Matcher) []int32 {
+	d := &m.disc
+	if pids, ok := d.parents[r.Key()]; ok {
+		return pids
+	}
+	pids := []int32{}
+	for _, e := range d.entries {
+		if _, ok := r.Match(e, discoveryTable{m}); ok {
+			pids = append(pids, e.ID.PID)
+		}
+	}
+	d.parents[r.Key()] = pids
+	return pids
+}
+
+// earliest keeps the earliest-started of the processes offered: the first incarnation wins
+// when several match.
+type earliest struct {
+	e     process.Entry
+	found bool
+}
+
+func (b *earliest) offer(e process.Entry) {
+	if !b.found || e.ID.Start < b.e.ID.Start {
+		b.e, b.found = e, true
+	}
 }
 
 // checkExit reads a bound task's state cheaply (stat only) and, when its process has exited,

@@ -128,6 +128,9 @@ type Monitor struct {
 
 	disc    discovery
 	proplet propletState
+	// passBudget is how long a discovery pass looks for pending tasks' processes: half the
+	// discovery interval.
+	passBudget time.Duration
 }
 
 // New returns a Monitor that sends samples to out. tel may be nil.
@@ -150,6 +153,7 @@ func New(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample) (*Monito
 		cfg.MaxPendingTasks = DefaultMaxPendingTasks
 	}
 	m := &Monitor{cfg: cfg, src: src, log: log, tel: tel, out: out, tasks: map[string]*task{}}
+	m.passBudget = cfg.DiscoveryInterval / 2
 	m.bufs.New = func() any { b := make([]byte, bufSize); return &b }
 	m.sched = schedule.New(max(cfg.MaxConcurrency, 1), m.runJob)
 	m.disc.init()
@@ -165,12 +169,12 @@ func New(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample) (*Monito
 // Source exposes the process source (for host facts such as the CPU count).
 func (m *Monitor) Source() *process.Source { return m.src }
 
-// Start binds the tasks whose processes exist now (taking their baselines), and starts
-// sampling.
+// Start starts sampling. The first discovery pass, which binds the tasks whose processes
+// exist now (taking their baselines), runs at once on a worker, not in the caller: a pid file
+// on a hung mount must not hold up the collector's start.
 func (m *Monitor) Start(ctx context.Context) error {
-	m.discover()
 	m.proplet.baseline(m)
-	m.sched.Add(discoveryKey, m.cfg.DiscoveryInterval, m.cfg.DiscoveryInterval)
+	m.sched.Add(discoveryKey, m.cfg.DiscoveryInterval, 0)
 	if m.cfg.PropletInterval > 0 {
 		m.sched.Add(propletKey, m.cfg.PropletInterval, m.cfg.PropletInterval+m.jitter())
 	}

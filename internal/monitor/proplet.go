@@ -55,14 +55,19 @@ func (p *propletState) missing() bool {
 	return p.h == nil
 }
 
-// locate finds the proplet process. It runs in the discovery pass, which owns the scan.
+// locate finds the proplet process. It runs in the discovery pass, which owns the scan and
+// is the only one to set p.h: the pid file is read before p.mu is taken, so a slow one never
+// holds up the proplet's sample.
 func (p *propletState) locate(m *Monitor, buf []byte) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.h != nil || p.loc.IsZero() {
+	if p.loc.IsZero() || !p.missing() {
 		return
 	}
 	e, ok := m.resolve(p.loc, nil)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.h != nil {
+		return
+	}
 	if !ok {
 		if !p.notFound {
 			p.notFound = true

@@ -35,8 +35,10 @@ import (
 // included, and is held while the task is bound, sampled, refreshed or stopped. The order is
 // task.mu, then Monitor.mu: Monitor.mu is never held while waiting for a task.mu. The discovery
 // pass only TryLocks tasks, so a sample stuck in the kernel never stalls discovery; a task it
-// cannot lock is looked at again next pass. propletState.mu orders the discovery pass (which
-// finds the proplet) and the proplet sample.
+// cannot lock is looked at again next pass. It reads pid files and matches the process table
+// holding no lock at all, and takes a task's lock only to bind it: a pid file on a hung mount
+// stalls the pass (one worker), never Tasks, Task, AddTask or StopTask. propletState.mu
+// orders the discovery pass (which finds the proplet) and the proplet sample.
 type State string
 
 // Task states.

@@ -40,6 +40,9 @@ type task struct {
 	warnedBind          bool      // warned that the process exists but cannot be opened
 	pendingSince        time.Time // when it last became pending, for PendingTimeout
 
+	// tried is the discovery pass that last looked for this task's process. Only the
+	// discovery pass reads or writes it (one pass at a time), so t.mu does not guard it.
+	tried           uint64
 	samples, errors uint64
 	lastSample      time.Time
 }
