@@ -122,13 +122,13 @@ func NewPolicy(custom map[string]profile.Overrides, defaultProfile, daemonProfil
 // Admit validates a request and applies the defaults. Notes say what admission changed (a
 // history size lowered to the cap); the door logs them. Every error is a FieldError, joined.
 func (p Policy) Admit(r Request) (Spec, []string, error) {
+	// Rules and paths may be built from the id and the name (the control plane fills them into
+	// task_match): a refused one stops here, before a 10 MB id becomes a 10 MB regular
+	// expression.
+	if err := errors.Join(CheckID(r.ID), CheckName(r.Name)); err != nil {
+		return Spec{}, nil, err
+	}
 	var errs []error
-	if err := CheckID(r.ID); err != nil {
-		errs = append(errs, err)
-	}
-	if err := CheckName(r.Name); err != nil {
-		errs = append(errs, err)
-	}
 	loc, err := locate(r)
 	if err != nil {
 		errs = append(errs, err)

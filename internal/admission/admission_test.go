@@ -113,9 +113,13 @@ func TestAdmitRefusesNamingFieldAndValue(t *testing.T) {
 }
 
 func TestAdmitJoinsEveryError(t *testing.T) {
-	_, _, err := testPolicy(t).Admit(Request{PID: -1, Profile: "nope"})
+	_, _, err := testPolicy(t).Admit(Request{ID: "t", PID: -1, Profile: "nope"})
 	require.Error(t, err)
-	assert.Equal(t, "id: must be set\npid: must be positive, got -1\nprofile: unknown profile \"nope\" (known: batch_processing, disabled, fast, huge, intensive, long_running_daemon, minimal, realtime_api, standard)", err.Error())
+	assert.Equal(t, "pid: must be positive, got -1\nprofile: unknown profile \"nope\" (known: batch_processing, disabled, fast, huge, intensive, long_running_daemon, minimal, realtime_api, standard)", err.Error())
+
+	// A refused id or name stops admission: rules may be built from them.
+	_, _, err = testPolicy(t).Admit(Request{Name: "\x00", Match: &procmatch.Spec{Cmdline: "("}})
+	assert.Equal(t, "id: must be set\nname: must not contain U+0000, got \"\\x00\"", err.Error())
 }
 
 func TestAdmitKeepsTheLocator(t *testing.T) {

@@ -3,6 +3,8 @@ package controlplane
 import (
 	"context"
 	"errors"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -208,4 +210,26 @@ func TestFollowsABroker(t *testing.T) {
 	assert.False(t, ok)
 	pub.Publish("m/d/c/c/control/manager/stop", 1, false, `{"id":"t"}`).WaitTimeout(time.Second)
 	require.Eventually(t, func() bool { _, ok := reg.spec("t"); return !ok }, 5*time.Second, 20*time.Millisecond)
+}
+
+// TestHugeIDAndNameAreRefusedCheaply: a 10 MB id or name is refused before anything is built
+// from it (no regular expression compiled, nothing attached to samples), and the refusal's
+// log line quotes only the start of it.
+func TestHugeIDAndNameAreRefusedCheaply(t *testing.T) {
+	reg := newRegistry()
+	f := New(testConfig(t), reg, zap.NewNop(), nil)
+	huge := strings.Repeat("x", 10<<20)
+	for _, payload := range []string{`{"id":"` + huge + `"}`, `{"id":"t","name":"` + huge + `"}`} {
+		var ms0, ms1 runtime.MemStats
+		runtime.ReadMemStats(&ms0)
+		start := time.Now()
+		err := f.HandleStart(context.Background(), []byte(payload))
+		elapsed := time.Since(start)
+		runtime.ReadMemStats(&ms1)
+		require.Error(t, err)
+		assert.Less(t, len(err.Error()), 300, "the error quotes only the start of the value")
+		assert.Less(t, elapsed, time.Second)
+		assert.Less(t, ms1.TotalAlloc-ms0.TotalAlloc, uint64(100<<20), "decoding only: no 556 MB regular expression")
+	}
+	assert.Empty(t, reg.tasks)
 }
