@@ -154,6 +154,21 @@ func TestWindow(t *testing.T) {
 	assert.False(t, w.Add(Entry{Time: 2}), "older than everything kept")
 }
 
+// TestAggregatedPercentagesAreRounded: the averages of a window are rounded to four decimals,
+// as cpu_percent is, so the message does not carry float noise such as 98.61855263157896.
+func TestAggregatedPercentagesAreRounded(t *testing.T) {
+	w := NewWindow(10)
+	for i, cpu := range []float64{98.6, 98.7, 98.61, 98.6556, 98.6} {
+		require.True(t, w.Add(Entry{Time: int64(i + 1), Has: HasCPU | HasMemory, CPUPercent: cpu, Memory: 1 << 20}))
+	}
+	w.Add(Entry{Time: 6, Has: HasCPU, CPUPercent: 100.123456789})
+	a := w.Aggregate(6)
+	m := TaskMessage{TaskID: "t", PropletID: "p", Metrics: TaskMetrics{Timestamp: ts}, Aggregated: &a}
+	assert.Equal(t, `{"task_id":"t","proplet_id":"p","metrics":{"timestamp":"2025-01-15T10:35:22.123456789Z"},`+
+		`"aggregated":{"avg_cpu_usage":98.8815,"max_cpu_usage":100.1235,"avg_memory_usage":1048576,"max_memory_usage":1048576,"sample_count":6},`+
+		`"timestamp":"2025-01-15T10:35:22.123456789Z"}`, string(m.AppendJSON(nil)))
+}
+
 func BenchmarkEncodeTaskMessage(b *testing.B) {
 	m := sampleTask()
 	buf := make([]byte, 0, 1024)

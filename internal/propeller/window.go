@@ -82,7 +82,8 @@ func (w *Window) Add(e Entry) bool {
 }
 
 // Aggregate summarises the entries up to and including time t: averages and maxima, totals as
-// last minus first cumulative value, and the count.
+// last minus first cumulative value, and the count. CPU percentages are rounded to four
+// decimals, as a message's cpu_percent is.
 func (w *Window) Aggregate(t int64) Aggregated {
 	var a Aggregated
 	var cpuN, memN int
@@ -121,7 +122,8 @@ func (w *Window) Aggregate(t int64) Aggregated {
 	}
 	if cpuN > 0 {
 		a.Has |= HasCPU
-		a.AvgCPUUsage /= float64(cpuN)
+		a.AvgCPUUsage = roundPercent(a.AvgCPUUsage / float64(cpuN))
+		a.MaxCPUUsage = roundPercent(a.MaxCPUUsage)
 	}
 	if memN > 0 {
 		a.Has |= HasMemory
@@ -139,6 +141,10 @@ func (w *Window) Aggregate(t int64) Aggregated {
 	}
 	return a
 }
+
+// roundPercent rounds a percentage to four decimals: more digits are noise from float
+// arithmetic (an average of five samples is 98.61855263157896).
+func roundPercent(v float64) float64 { return math.Round(v*1e4) / 1e4 }
 
 func sub(a, b uint64) uint64 {
 	if a < b {
