@@ -1,6 +1,7 @@
 package mqttexporter
 
 import (
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -138,4 +139,16 @@ func TestDefaultsAreValidOnceIDsAreSet(t *testing.T) {
 	assert.NoError(t, confmap.Validate(cfg), "no default topic uses {proplet_id}")
 	cfg.Topics.PropletMetrics = []string{"proplets/{proplet_id}"}
 	assert.ErrorContains(t, confmap.Validate(cfg), `proplet_id: "p\uffff" cannot be part of a topic: Unicode noncharacter`)
+}
+
+// TestSchemelessEndpoint: endpoint without a scheme says to add tcp://, once.
+func TestSchemelessEndpoint(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	cfg.DomainID, cfg.ChannelID = "d", "c"
+	for _, endpoint := range []string{"127.0.0.1:1883", "localhost:1883"} {
+		cfg.Endpoint = endpoint
+		err := confmap.Validate(cfg)
+		require.Error(t, err)
+		assert.Equal(t, fmt.Sprintf("endpoint: %q has no scheme: write tcp://%s (or ssl:// for a TLS broker)", endpoint, endpoint), err.Error())
+	}
 }

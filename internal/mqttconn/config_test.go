@@ -86,6 +86,9 @@ func TestCheckNamesEveryKeyWithItsPrefix(t *testing.T) {
 		"zero timeout":     {func(c *ClientConfig) { c.ConnectTimeout = 0 }, "connect_timeout: must be positive, got 0s"},
 		"short reconnect":  {func(c *ClientConfig) { c.MaxReconnectInterval = 500 * time.Millisecond }, "max_reconnect_interval: must be at least 1s, got 500ms"},
 		"negative timeout": {func(c *ClientConfig) { c.ConnectTimeout = -time.Second }, "connect_timeout: must be positive, got -1s"},
+		"no scheme":        {func(c *ClientConfig) { c.Endpoint = "127.0.0.1:1883" }, `endpoint: "127.0.0.1:1883" has no scheme: write tcp://127.0.0.1:1883 (or ssl:// for a TLS broker)`},
+		"no scheme, name":  {func(c *ClientConfig) { c.Endpoint = "localhost:1883" }, `endpoint: "localhost:1883" has no scheme: write tcp://localhost:1883`},
+		"host alone":       {func(c *ClientConfig) { c.Endpoint = "broker.example.com" }, `endpoint: "broker.example.com" has no scheme: write tcp://broker.example.com`},
 	}
 	for name, tt := range tests {
 		for _, prefix := range []string{"", "propeller."} {
@@ -109,6 +112,23 @@ func TestCheckNamesEveryKeyWithItsPrefix(t *testing.T) {
 	assert.NoError(t, c.Check(""), "tls with a TLS endpoint")
 	c = ClientConfig{Endpoint: "http://"}
 	assert.Len(t, regexp.MustCompile("\n").Split(c.Check("p.").Error(), -1), 5, "every problem is reported at once")
+}
+
+// TestSchemelessEndpointIsOneError: a host:port without a scheme is one error that says to add
+// tcp://, not url.Parse's "first path segment in URL cannot contain colon", nor an unknown
+// scheme "localhost" and a missing host for the same mistake.
+func TestSchemelessEndpointIsOneError(t *testing.T) {
+	for _, endpoint := range []string{"127.0.0.1:1883", "localhost:1883", "[::1]:1883", "broker"} {
+		t.Run(endpoint, func(t *testing.T) {
+			c := DefaultClientConfig()
+			c.Endpoint = endpoint
+			err := c.Check("propeller.")
+			require.Error(t, err)
+			assert.Equal(t, fmt.Sprintf("propeller.endpoint: %q has no scheme: write tcp://%s (or ssl:// for a TLS broker)", endpoint, endpoint), err.Error())
+			c.Endpoint = "tcp://" + endpoint
+			assert.NoError(t, c.Check("propeller."), "the suggested endpoint is valid")
+		})
+	}
 }
 
 func TestPrepare(t *testing.T) {

@@ -28,11 +28,17 @@ func Scheme(u *url.URL) (secure, known bool) {
 	return secure, known
 }
 
-// CheckEndpoint checks the broker URL configured at key: set, parseable, with a known scheme
-// and a host. It reports whether the endpoint uses TLS. Every error names key and the value.
+// CheckEndpoint checks the broker URL configured at key: set, with a scheme (a host:port
+// alone is told to add tcp://), parseable, with a known scheme and a host. It reports whether the endpoint uses TLS. Every error names key and the value.
 func CheckEndpoint(key, endpoint string) (secure bool, err error) {
 	if endpoint == "" {
 		return false, fmt.Errorf("%s: must be set, for example tcp://127.0.0.1:1883", key)
+	}
+	if !strings.Contains(endpoint, "://") {
+		// url.Parse would answer "first path segment in URL cannot contain colon" for
+		// 127.0.0.1:1883, or read localhost:1883 as scheme "localhost": neither says what is
+		// missing.
+		return false, fmt.Errorf("%s: %q has no scheme: write tcp://%s (or ssl:// for a TLS broker)", key, endpoint, endpoint)
 	}
 	u, err := url.Parse(endpoint)
 	if err != nil {
