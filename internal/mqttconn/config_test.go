@@ -89,6 +89,9 @@ func TestCheckNamesEveryKeyWithItsPrefix(t *testing.T) {
 		"no scheme":        {func(c *ClientConfig) { c.Endpoint = "127.0.0.1:1883" }, `endpoint: "127.0.0.1:1883" has no scheme: write tcp://127.0.0.1:1883 (or ssl:// for a TLS broker)`},
 		"no scheme, name":  {func(c *ClientConfig) { c.Endpoint = "localhost:1883" }, `endpoint: "localhost:1883" has no scheme: write tcp://localhost:1883`},
 		"host alone":       {func(c *ClientConfig) { c.Endpoint = "broker.example.com" }, `endpoint: "broker.example.com" has no scheme: write tcp://broker.example.com`},
+		"bare keep-alive":  {func(c *ClientConfig) { c.KeepAlive = 30 }, "keep_alive: must be at least 1s (brokers reject 0), got 30ns (a number without a unit is nanoseconds: write 30s)"},
+		"bare timeout":     {func(c *ClientConfig) { c.ConnectTimeout = 5 }, "connect_timeout: must be at least 1ms, got 5ns (a number without a unit is nanoseconds: write 5s)"},
+		"bare reconnect":   {func(c *ClientConfig) { c.MaxReconnectInterval = 60 }, "max_reconnect_interval: must be at least 1s, got 60ns (a number without a unit is nanoseconds: write 60s)"},
 	}
 	for name, tt := range tests {
 		for _, prefix := range []string{"", "propeller."} {

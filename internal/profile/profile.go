@@ -87,13 +87,37 @@ func Default(daemon bool) string {
 // Validate reports a profile that cannot be sampled. Errors name the key and the value.
 func (p Profile) Validate() error {
 	var errs []error
-	if p.Interval < MinInterval {
-		errs = append(errs, fmt.Errorf("interval: must be at least %s, got %s", MinInterval, p.Interval))
+	if err := CheckInterval(p.Interval); err != nil {
+		errs = append(errs, fmt.Errorf("interval: %w", err))
 	}
 	if p.HistorySize < 0 {
 		errs = append(errs, fmt.Errorf("history_size: must not be negative, got %d", p.HistorySize))
 	}
 	return errors.Join(errs...)
+}
+
+// CheckInterval reports a sampling interval shorter than MinInterval, naming the value; for a
+// value that looks like a number written without a unit it says what to write instead.
+func CheckInterval(d time.Duration) error {
+	if d >= MinInterval {
+		return nil
+	}
+	return fmt.Errorf("must be at least %s, got %s%s", MinInterval, d, UnitHint(d))
+}
+
+// UnitHint explains a duration that is most likely a number written without a unit, which
+// the Collector's configuration reads as nanoseconds (`interval: 10` is 10ns, where Propeller's
+// JSON means seconds): " (a number without a unit is nanoseconds: write 10s)". It returns ""
+// for any duration of 1ms or more, or not positive.
+func UnitHint(d time.Duration) string {
+	switch {
+	case d <= 0 || d >= time.Millisecond:
+		return ""
+	case d < time.Microsecond:
+		return fmt.Sprintf(" (a number without a unit is nanoseconds: write %ds)", int64(d))
+	default:
+		return " (a number without a unit is nanoseconds: write the unit, as in 10s or 500ms)"
+	}
 }
 
 // Capped returns p with HistorySize lowered to MaxHistorySize, and whether it was lowered.

@@ -73,3 +73,40 @@ func TestValidate(t *testing.T) {
 	assert.True(t, lowered)
 	assert.Equal(t, MaxHistorySize, capped.HistorySize)
 }
+
+// TestBareNumberIntervals: the Collector's configuration reads `interval: 10` as 10
+// nanoseconds; the error says so and what to write instead.
+func TestBareNumberIntervals(t *testing.T) {
+	tests := map[string]struct {
+		interval time.Duration
+		want     string // "" when valid
+	}{
+		"bare 10":       {10, "interval: must be at least 100ms, got 10ns (a number without a unit is nanoseconds: write 10s)"},
+		"bare 1":        {1, "interval: must be at least 100ms, got 1ns (a number without a unit is nanoseconds: write 1s)"},
+		"bare 999":      {999, "got 999ns (a number without a unit is nanoseconds: write 999s)"},
+		"bare 5000":     {5000, "got 5µs (a number without a unit is nanoseconds: write the unit, as in 10s or 500ms)"},
+		"zero":          {0, "interval: must be at least 100ms, got 0s"},
+		"50ms":          {50 * time.Millisecond, "interval: must be at least 100ms, got 50ms"},
+		"negative":      {-time.Second, "interval: must be at least 100ms, got -1s"},
+		"minimum":       {MinInterval, ""},
+		"written as 1s": {time.Second, ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := builtins[Standard]
+			p.Interval = tt.interval
+			err := p.Validate()
+			if tt.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+			if tt.interval >= time.Millisecond || tt.interval <= 0 {
+				assert.NotContains(t, err.Error(), "without a unit", "only a value that looks like a bare number gets the hint")
+			}
+		})
+	}
+	assert.Empty(t, UnitHint(time.Millisecond))
+	assert.Empty(t, UnitHint(0))
+}

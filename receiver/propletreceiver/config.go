@@ -224,8 +224,8 @@ func (cfg *Config) Validate() error {
 	if err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.DiscoveryInterval < profile.MinInterval {
-		add("discovery_interval: must be at least %s, got %s", profile.MinInterval, cfg.DiscoveryInterval)
+	if err := profile.CheckInterval(cfg.DiscoveryInterval); err != nil {
+		errs = append(errs, fmt.Errorf("discovery_interval: %w", err))
 	}
 	if cfg.MaxConcurrency < 1 || cfg.MaxConcurrency > 1024 {
 		add("max_concurrency: must be between 1 and 1024, got %d", cfg.MaxConcurrency)
@@ -235,6 +235,8 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.StartJitter < 0 {
 		add("start_jitter: must not be negative, got %s", cfg.StartJitter)
+	} else if hint := profile.UnitHint(cfg.StartJitter); hint != "" {
+		add("start_jitter: must be 0 or at least 1ms, got %s%s", cfg.StartJitter, hint)
 	}
 	if cfg.MaxTasks < 1 {
 		add("max_tasks: must be at least 1, got %d", cfg.MaxTasks)
@@ -246,6 +248,8 @@ func (cfg *Config) Validate() error {
 	}
 	if cfg.PendingTimeout < 0 {
 		add("pending_timeout: must not be negative (0 keeps pending tasks), got %s", cfg.PendingTimeout)
+	} else if hint := profile.UnitHint(cfg.PendingTimeout); hint != "" {
+		add("pending_timeout: must be 0 (keep pending tasks) or at least 1ms, got %s%s", cfg.PendingTimeout, hint)
 	}
 	if cfg.Propeller.HasValue() {
 		p := cfg.Propeller.Get()
@@ -260,8 +264,8 @@ func (cfg *Config) Validate() error {
 			add("api: set bearer_token or bearer_token_file, not both")
 		}
 	}
-	if cfg.Proplet.Interval < profile.MinInterval {
-		add("proplet.interval: must be at least %s, got %s", profile.MinInterval, cfg.Proplet.Interval)
+	if err := profile.CheckInterval(cfg.Proplet.Interval); err != nil {
+		errs = append(errs, fmt.Errorf("proplet.interval: %w", err))
 	}
 	n := cfg.Proplet.ways()
 	if cfg.Proplet.Self {

@@ -30,6 +30,53 @@ func validateYAML(t *testing.T, text string) []string {
 	return strings.Split(err.Error(), "\n")
 }
 
+// TestBareNumberDurations: every duration key a user may write as a bare number (Propeller's
+// own configuration counts seconds) says that the number was read as nanoseconds and what to
+// write, once.
+func TestBareNumberDurations(t *testing.T) {
+	lines := validateYAML(t, `
+proplet_id: p
+profiles:
+  fast: { interval: 10 }
+proplet: { self: true, interval: 10 }
+discovery_interval: 1
+start_jitter: 500
+pending_timeout: 600
+tasks:
+  - { id: a, pid: 1, monitoring_profile: { interval: 5 } }
+discovery:
+  - { match: { cmdline: 'x-(?P<task_id>\w+)' }, monitoring_profile: { interval: 2 } }
+propeller:
+  domain_id: d
+  channel_id: c
+  keep_alive: 30
+  connect_timeout: 5
+  max_reconnect_interval: 60
+`)
+	assert.ElementsMatch(t, []string{
+		"profiles.fast.interval: must be at least 100ms, got 10ns (a number without a unit is nanoseconds: write 10s)",
+		"proplet.interval: must be at least 100ms, got 10ns (a number without a unit is nanoseconds: write 10s)",
+		"discovery_interval: must be at least 100ms, got 1ns (a number without a unit is nanoseconds: write 1s)",
+		"start_jitter: must be 0 or at least 1ms, got 500ns (a number without a unit is nanoseconds: write 500s)",
+		"pending_timeout: must be 0 (keep pending tasks) or at least 1ms, got 600ns (a number without a unit is nanoseconds: write 600s)",
+		"tasks[0].monitoring_profile.interval: must be at least 100ms, got 5ns (a number without a unit is nanoseconds: write 5s)",
+		"discovery[0].monitoring_profile.interval: must be at least 100ms, got 2ns (a number without a unit is nanoseconds: write 2s)",
+		"propeller.keep_alive: must be at least 1s (brokers reject 0), got 30ns (a number without a unit is nanoseconds: write 30s)",
+		"propeller.connect_timeout: must be at least 1ms, got 5ns (a number without a unit is nanoseconds: write 5s)",
+		"propeller.max_reconnect_interval: must be at least 1s, got 60ns (a number without a unit is nanoseconds: write 60s)",
+	}, lines)
+
+	assert.Empty(t, validateYAML(t, `
+proplet_id: p
+profiles:
+  fast: { interval: 10s }
+proplet: { self: true, interval: 10s }
+discovery_interval: 1s
+start_jitter: 0
+pending_timeout: 0
+`), "the same keys with units (and 0 where 0 means off) are valid")
+}
+
 // TestSchemelessPropellerEndpoint: propeller.endpoint without a scheme says to add tcp://, once.
 func TestSchemelessPropellerEndpoint(t *testing.T) {
 	assert.Equal(t, []string{`propeller.endpoint: "127.0.0.1:1883" has no scheme: write tcp://127.0.0.1:1883 (or ssl:// for a TLS broker)`},
