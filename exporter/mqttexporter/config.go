@@ -85,10 +85,10 @@ func (cfg *Config) Validate() error {
 
 // templates parses the topic templates, checking the placeholders each kind may use, and that
 // the configured values a topic uses ({domain_id}, {channel_id}, {proplet_id}) are set and can
-// be part of a topic.
+// be part of a topic. A value's problem is said once, naming every topic that uses it.
 func (cfg *Config) templates() (tpl topicTemplates, err error) {
 	var errs []error
-	used := map[string]bool{}
+	usedBy := map[string][]string{} // placeholder -> keys of the topics that use it
 	parse := func(key string, list []string, allowed ...string) []propeller.Template {
 		var out []propeller.Template
 		for i, text := range list {
@@ -97,13 +97,10 @@ func (cfg *Config) templates() (tpl topicTemplates, err error) {
 				errs = append(errs, fmt.Errorf("topics.%s[%d]: %w", key, i, err))
 				continue
 			}
-			for _, need := range []struct{ name, value string }{{propeller.DomainID, cfg.DomainID}, {propeller.ChannelID, cfg.ChannelID}} {
-				if strings.Contains(text, "{"+need.name+"}") && need.value == "" {
-					errs = append(errs, fmt.Errorf("topics.%s[%d]: uses {%s} but %s is empty", key, i, need.name, need.name))
-				}
-			}
 			for _, name := range []string{propeller.DomainID, propeller.ChannelID, propeller.PropletID} {
-				used[name] = used[name] || strings.Contains(text, "{"+name+"}")
+				if strings.Contains(text, "{"+name+"}") {
+					usedBy[name] = append(usedBy[name], fmt.Sprintf("topics.%s[%d]", key, i))
+				}
 			}
 			out = append(out, t)
 		}
@@ -111,15 +108,32 @@ func (cfg *Config) templates() (tpl topicTemplates, err error) {
 	}
 	tpl.task = parse("task_metrics", cfg.Topics.TaskMetrics, propeller.DomainID, propeller.ChannelID, propeller.PropletID, propeller.TaskID)
 	tpl.proplet = parse("proplet_metrics", cfg.Topics.PropletMetrics, propeller.DomainID, propeller.ChannelID, propeller.PropletID)
-	for _, v := range []struct{ key, value string }{{"domain_id", cfg.DomainID}, {"channel_id", cfg.ChannelID}, {"proplet_id", cfg.PropletID}} {
-		if !used[v.key] || v.value == "" {
-			continue
-		}
-		if reason := propeller.CheckValue(v.value); reason != "" {
-			errs = append(errs, fmt.Errorf("%s: %q cannot be part of a topic: %s", v.key, v.value, reason))
+	for _, v := range []struct {
+		key, value string
+		required   bool // proplet_id is only the fallback of resources without propeller.proplet.id
+	}{{propeller.DomainID, cfg.DomainID, true}, {propeller.ChannelID, cfg.ChannelID, true}, {propeller.PropletID, cfg.PropletID, false}} {
+		users := usedBy[v.key]
+		switch {
+		case len(users) == 0:
+		case v.value == "" && v.required:
+			errs = append(errs, fmt.Errorf("%s: must be set: %s {%s}", v.key, listUsers(users), v.key))
+		case v.value == "":
+		default:
+			if reason := propeller.CheckValue(v.value); reason != "" {
+				errs = append(errs, fmt.Errorf("%s: %q cannot be part of a topic: %s", v.key, v.value, reason))
+			}
 		}
 	}
 	return tpl, errors.Join(errs...)
+}
+
+// listUsers says which topics use a value: "topics.a[0] uses", "topics.a[0] and topics.b[0]
+// use", "topics.a[0], topics.a[1] and topics.b[0] use".
+func listUsers(keys []string) string {
+	if len(keys) == 1 {
+		return keys[0] + " uses"
+	}
+	return strings.Join(keys[:len(keys)-1], ", ") + " and " + keys[len(keys)-1] + " use"
 }
 
 type topicTemplates struct {

@@ -112,7 +112,7 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 			`tls.insecure_skip_verify: is set but endpoint "tcp://broker:1883" does not use TLS, so the connection would be plaintext`,
 			`tls.server_name_override: is set but endpoint "tcp://broker:1883" does not use TLS`,
 		},
-		"nodomain": {"topics.task_metrics[0]: uses {domain_id} but domain_id is empty"},
+		"nodomain": {"domain_id: must be set: topics.task_metrics[0], topics.task_metrics[1] and topics.proplet_metrics[0] use {domain_id}"},
 	}
 	for name, wants := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -127,7 +127,7 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 
 func TestDefaultsAreValidOnceIDsAreSet(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
-	assert.ErrorContains(t, confmap.Validate(cfg), "domain_id is empty")
+	assert.ErrorContains(t, confmap.Validate(cfg), "domain_id: must be set")
 	cfg.DomainID, cfg.ChannelID = "d", "c"
 	assert.NoError(t, confmap.Validate(cfg))
 	cfg.DomainID = "a/b"
@@ -151,4 +151,25 @@ func TestSchemelessEndpoint(t *testing.T) {
 		require.Error(t, err)
 		assert.Equal(t, fmt.Sprintf("endpoint: %q has no scheme: write tcp://%s (or ssl:// for a TLS broker)", endpoint, endpoint), err.Error())
 	}
+}
+
+// TestEachProblemIsSaidOnce: a domain_id or channel_id that is missing or cannot be part of a
+// topic is one error, however many topics use it.
+func TestEachProblemIsSaidOnce(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	require.Len(t, cfg.Topics.TaskMetrics, 2)
+	require.Len(t, cfg.Topics.PropletMetrics, 1)
+	assert.Equal(t,
+		"domain_id: must be set: topics.task_metrics[0], topics.task_metrics[1] and topics.proplet_metrics[0] use {domain_id}\n"+
+			"channel_id: must be set: topics.task_metrics[0], topics.task_metrics[1] and topics.proplet_metrics[0] use {channel_id}",
+		confmap.Validate(cfg).Error())
+
+	cfg.DomainID, cfg.ChannelID = "d/x", "c"
+	assert.Equal(t, `domain_id: "d/x" cannot be part of a topic: '/', '+' or '#'`, confmap.Validate(cfg).Error())
+
+	cfg.DomainID, cfg.ChannelID = "", "c"
+	cfg.Topics.PropletMetrics = []string{"proplets/{proplet_id}"}
+	assert.Equal(t, "domain_id: must be set: topics.task_metrics[0] and topics.task_metrics[1] use {domain_id}", confmap.Validate(cfg).Error())
+	cfg.Topics.TaskMetrics = cfg.Topics.TaskMetrics[:1]
+	assert.Equal(t, "domain_id: must be set: topics.task_metrics[0] uses {domain_id}", confmap.Validate(cfg).Error())
 }

@@ -90,3 +90,13 @@ proplet_id: p
 propeller: { endpoint: "localhost:1883", domain_id: d, channel_id: c }
 `), "not an unknown scheme \"localhost\" and a missing host as well")
 }
+
+// TestPropellerIDsSaidOnce: a domain_id that cannot be part of a topic is one error in the
+// propeller block, as in the exporter.
+func TestPropellerIDsSaidOnce(t *testing.T) {
+	assert.Equal(t, []string{`propeller.domain_id: must be set and must not contain '/', '+', '#' or NUL, got "d/x"`},
+		validateYAML(t, `
+proplet_id: p
+propeller: { domain_id: d/x, channel_id: c }
+`))
+}
