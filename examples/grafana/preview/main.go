@@ -1,7 +1,8 @@
 // Command preview renders the Grafana dashboard without Grafana: it serves a page that reads
 // examples/grafana/propeller-tasks.json, runs every panel's PromQL against a Prometheus
-// server (proxied, so the page needs no CORS), and draws each panel's series. It checks that
-// the dashboard's queries return data for the Prometheus exporter's output.
+// server (proxied, so the page needs no CORS), and draws each panel's series (a table panel:
+// its rows now, from an instant query). It checks that the dashboard's queries return data
+// for the Prometheus exporter's output.
 //
 //	go run ./examples/grafana/preview --prometheus http://127.0.0.1:9090 --listen 127.0.0.1:8099
 package main
