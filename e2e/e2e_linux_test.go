@@ -8,9 +8,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,9 +55,13 @@ func freePort(t *testing.T) int {
 const (
 	busyID    = "550e8400-e29b-41d4-a716-446655440001"
 	memID     = "550e8400-e29b-41d4-a716-446655440002"
+	pendingID = "550e8400-e29b-41d4-a716-446655440003"
 	propletID = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 )
 
+// TestDistribution runs the distribution with two tasks and a task whose process never
+// appears, publishing to a real broker and serving Prometheus with the exporter configured as
+// examples/agent.yaml documents it.
 func TestDistribution(t *testing.T) {
 	bin := binary(t)
 	broker := mqtttest.Start(t, mqtttest.Options{})
@@ -78,6 +80,7 @@ receivers:
     tasks:
       - { id: %s, name: busy, pid: %d, profile: e2e }
       - { id: %s, name: memory, pid: %d, profile: e2e }
+      - { id: %s, name: pending, pid_file: %s, profile: e2e }
     start_jitter: 0s
 exporters:
   mqtt:
@@ -86,16 +89,17 @@ exporters:
     channel_id: e2e
   prometheus:
     endpoint: 127.0.0.1:%d
-    resource_to_telemetry_conversion: { enabled: true }
+    %s
 service:
   telemetry: { metrics: { level: none } }
   pipelines:
     metrics: { receivers: [proplet], exporters: [mqtt, prometheus] }
-`, propletID, busyID, busy.Process.Pid, memID, mem.Process.Pid, broker.Endpoint(), promPort)
+`, propletID, busyID, busy.Process.Pid, memID, mem.Process.Pid, pendingID, filepath.Join(t.TempDir(), "never.pid"),
+		broker.Endpoint(), promPort, documentedLabels(t))
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 
-	var logs bytes.Buffer
+	var logs syncBuffer
 	col := exec.Command(bin, "--config", cfgPath)
 	col.Stdout, col.Stderr = &logs, &logs
 	require.NoError(t, col.Start())
@@ -144,20 +148,8 @@ service:
 		}
 	}
 
-	// The Prometheus endpoint serves the same tasks.
-	var body string
-	require.Eventually(t, func() bool {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort))
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		body = string(b)
-		return strings.Contains(body, busyID) && strings.Contains(body, memID)
-	}, 15*time.Second, 200*time.Millisecond)
-	assert.Contains(t, body, "process_cpu_time_seconds_total{")
-	assert.Contains(t, body, `propeller_task_name="busy"`)
+	// The Prometheus endpoint serves the same tasks, each as series of its own.
+	assertSeriesPerTask(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort))
 
 	// SIGTERM: a clean exit within 5 s.
 	start := time.Now()
@@ -169,6 +161,171 @@ service:
 	case <-time.After(5 * time.Second):
 		t.Fatal("the collector did not exit within 5 s of SIGTERM")
 	}
+	// The documented configuration is quiet: no deprecated option, no collision.
+	for _, line := range strings.Split(logs.String(), "\n") {
+		assert.False(t, strings.Contains(line, "deprecated") || strings.Contains(line, "Tasks collide"), "logged: %s", line)
+	}
+}
+
+// taskFamilies are the task metrics of the receiver's default configuration that every task
+// process has (network only in a namespace of its own; cgroup metrics only for cgroup tasks).
+var taskFamilies = []string{
+	"process_cpu_time_seconds_total",
+	"process_cpu_utilization_ratio",
+	"process_memory_usage_bytes",
+	"process_memory_virtual_bytes",
+	"process_memory_utilization_ratio",
+	"process_disk_io_bytes_total",
+	"process_thread_count",
+	"process_unix_file_descriptor_count",
+	"process_uptime_seconds",
+}
+
+// assertSeriesPerTask scrapes the Prometheus exporter until every task family has series for
+// both tasks, then checks that each task's series are its own: one series per task and data
+// point attributes, values that are the task's (the memory task holds 256 MiB, the busy one
+// burns a core), labels that stay for a task's life, and every name in the README's table.
+func assertSeriesPerTask(t *testing.T, url string) {
+	t.Helper()
+	var samples []sample
+	// tasks[family] = the task ids among the family's series
+	tasks := func() map[string]map[string]bool {
+		out := map[string]map[string]bool{}
+		for _, s := range samples {
+			if id := s.labels["propeller_task_id"]; id != "" {
+				if out[s.name] == nil {
+					out[s.name] = map[string]bool{}
+				}
+				out[s.name][id] = true
+			}
+		}
+		return out
+	}
+	require.Eventually(t, func() bool {
+		body, err := scrape(url)
+		if err != nil {
+			return false
+		}
+		samples = parseExposition(t, body)
+		got := tasks()
+		for _, f := range taskFamilies {
+			if !got[f][busyID] || !got[f][memID] {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second, 200*time.Millisecond, "every task family with series for both tasks")
+
+	for _, f := range taskFamilies {
+		assert.Equal(t, map[string]bool{busyID: true, memID: true}, tasks()[f], "%s: one set of series per task", f)
+	}
+	seen := map[string]bool{}
+	unstable := map[string]bool{} // labels that change during a task's life
+	sum := map[string]float64{}   // family and task id: the sum over the task's series
+	for _, s := range samples {
+		key := s.name + "{" + fmt.Sprint(s.labels) + "}"
+		assert.False(t, seen[key], "two series with the same labels: %s", key)
+		seen[key] = true
+		for l := range s.labels {
+			if l == "process_pid" || strings.HasPrefix(l, "propeller_monitoring_profile") {
+				unstable[l] = true
+			}
+		}
+		if id := s.labels["propeller_task_id"]; id != "" {
+			sum[s.name+" "+id] += s.value
+			want := map[string]string{busyID: "busy", memID: "memory"}[id]
+			assert.Equal(t, want, s.labels["propeller_task_name"], "%s of %s", s.name, id)
+			assert.Equal(t, propletID, s.labels["propeller_proplet_id"], "%s of %s", s.name, id)
+		}
+	}
+	assert.Empty(t, unstable, "labels that change with a restart or a profile change would start new series")
+	assert.GreaterOrEqual(t, sum["process_memory_usage_bytes "+memID], float64(256<<20), "the memory task holds 256 MiB")
+	assert.Less(t, sum["process_memory_usage_bytes "+busyID], float64(256<<20), "the busy task's RSS is its own")
+	assert.Greater(t, sum["process_cpu_time_seconds_total "+busyID], sum["process_cpu_time_seconds_total "+memID]+0.5,
+		"the busy task's CPU time is its own")
+
+	// The names users query are the README's.
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	missing := map[string]bool{}
+	for _, s := range samples {
+		if strings.HasPrefix(s.name, "process_") || strings.HasPrefix(s.name, "system_") || strings.HasPrefix(s.name, "propeller_") {
+			if !strings.Contains(string(readme), "| `"+s.name+"`") {
+				missing[s.name] = true
+			}
+		}
+	}
+	assert.Empty(t, missing, "series served but not in the README's series table")
+}
+
+// TestPrometheusCollisionWarned runs the distribution with a prometheus exporter configured
+// the obvious way, without resource_constant_labels: the collector warns at start, naming the
+// fix, and the scrape shows why: the two tasks and the proplet are one series.
+func TestPrometheusCollisionWarned(t *testing.T) {
+	bin := binary(t)
+	a := testworkload.Start(t, testworkload.Sleep, 0)
+	b := testworkload.Start(t, testworkload.Hold, 64)
+	promPort := freePort(t)
+	cfg := fmt.Sprintf(`
+receivers:
+  proplet:
+    proplet_id: %s
+    proplet: { self: true, interval: 1s }
+    tasks:
+      - { id: %s, name: a, pid: %d, monitoring_profile: { interval: 1s } }
+      - { id: %s, name: b, pid: %d, monitoring_profile: { interval: 1s } }
+    start_jitter: 0s
+exporters:
+  prometheus:
+    endpoint: 127.0.0.1:%d
+service:
+  telemetry: { metrics: { level: none } }
+  pipelines:
+    metrics: { receivers: [proplet], exporters: [prometheus] }
+`, propletID, busyID, a.Process.Pid, memID, b.Process.Pid, promPort)
+	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
+	var logs syncBuffer
+	col := exec.Command(bin, "--config", cfgPath)
+	col.Stdout, col.Stderr = &logs, &logs
+	require.NoError(t, col.Start())
+	t.Cleanup(func() {
+		_ = col.Process.Kill()
+		_ = col.Wait()
+		if t.Failed() {
+			t.Logf("collector output:\n%s", logs.String())
+		}
+	})
+
+	require.Eventually(t, func() bool { return strings.Contains(logs.String(), "Everything is ready") }, 15*time.Second, 50*time.Millisecond)
+	var warning string
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, "Tasks collide in Prometheus") {
+			warning = line
+		}
+	}
+	require.NotEmpty(t, warning, "no warning about the collision")
+	assert.Contains(t, warning, "warn")
+	assert.Contains(t, warning, `"exporter": "prometheus"`)
+	assert.Contains(t, warning, "resource_constant_labels: { included: [propeller.task.id, propeller.task.name, propeller.proplet.id] }")
+
+	// What the warning is about: both tasks and the proplet in one series.
+	var mem []sample
+	require.Eventually(t, func() bool {
+		body, err := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort))
+		if err != nil {
+			return false
+		}
+		mem = nil
+		for _, s := range parseExposition(t, body) {
+			if s.name == "process_memory_usage_bytes" {
+				mem = append(mem, s)
+			}
+		}
+		return len(mem) > 0
+	}, 15*time.Second, 200*time.Millisecond)
+	require.Len(t, mem, 1, "three resources, one series")
+	assert.NotContains(t, mem[0].labels, "propeller_task_id")
 }
 
 func TestValidateNamesTheKey(t *testing.T) {
