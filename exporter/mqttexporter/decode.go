@@ -35,6 +35,7 @@ var notCarried = map[string]string{
 	schema.ProcessMemoryVirtual:  "the messages have no virtual memory field",
 	schema.TaskMemoryPeak:        "the messages have no peak memory field",
 	schema.TaskProcessCount:      "the messages have no process count field",
+	schema.TaskLookup:            "the messages have no lookup field; a task that is not found sends no message",
 }
 
 // attributes is what the exporter reads of a resource's attributes.
@@ -112,6 +113,13 @@ type sample struct {
 	cgUsage, cgLimit int64
 	hasCgUsage       bool
 	hasCgLimit       bool
+}
+
+// measures reports whether a task sample holds anything a Propeller task message carries. A
+// lookup sample of a task that is not found yet (propeller.task.lookup 0 alone) does not: no
+// message is sent for it, so the manager stores no empty sample.
+func (s *sample) measures() bool {
+	return s.hasCPUTime || s.hasRSS || s.hasMemUtil || s.hasDisk || s.hasNet || s.hasUptime || s.hasThreads || s.hasFDs || s.start != 0
 }
 
 // readResource groups a resource's data points by timestamp: usually there is one.

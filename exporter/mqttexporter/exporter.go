@@ -210,6 +210,9 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing
 				continue
 			}
 			for _, s := range samples {
+				if !s.measures() {
+					continue // a task that is not found yet: its lookup sample has nothing for Propeller
+				}
 				msg := e.mapper.taskMessage(vals.TaskID, vals.PropletID, a.profile, s, now)
 				start := len(arena)
 				arena = msg.AppendJSON(arena)

@@ -35,11 +35,11 @@ const (
 	queueTasks          = 1000
 	queueSampleInterval = time.Second
 	// queuePointsPerSample is a task sample of the proplet receiver with every collect flag
-	// on (the golden output in internal/schema/testdata): one resource, 16 data points.
-	queuePointsPerSample = 16
+	// on (the golden output in internal/schema/testdata): one resource, 17 data points.
+	queuePointsPerSample = 17
 )
 
-// defaultQueueSize is the default queue_size in data points: 9,600,000.
+// defaultQueueSize is the default queue_size in data points: 10,200,000.
 const defaultQueueSize = int64(queueOutage/queueSampleInterval) * queueTasks * queuePointsPerSample
 
 func defaultQueueConfig() exporterhelper.QueueBatchConfig {

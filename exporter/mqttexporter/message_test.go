@@ -111,3 +111,26 @@ func TestTasksWithoutProfileAttributesGetTheStandardProfile(t *testing.T) {
 	m := newMapper(cfg)
 	assert.Equal(t, taskProfile{historySize: 7, retain: std.RetainHistory, export: std.ExportToMQTT, interval: std.Interval}, m.defaults)
 }
+
+// TestLookupOfATaskNotFoundSendsNoMessage: while a task is pending the receiver sends only
+// propeller.task.lookup 0 for it; that is no Propeller sample, and the manager must not store
+// an empty one.
+func TestLookupOfATaskNotFoundSendsNoMessage(t *testing.T) {
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	rm.Resource().Attributes().PutStr(schema.TaskID, "pending-task")
+	rm.Resource().Attributes().PutStr(schema.PropletID, "p")
+	g := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	g.SetName(schema.TaskLookup)
+	dp := g.SetEmptyGauge().DataPoints().AppendEmpty()
+	dp.SetTimestamp(pcommon.NewTimestampFromTime(time.Now()))
+	dp.SetIntValue(0)
+
+	cfg := createDefaultConfig().(*Config)
+	cfg.DomainID, cfg.ChannelID = "dom", "chn"
+	e, err := newExporter(exportertestSettings(), cfg)
+	require.NoError(t, err)
+	outs, refused := e.build(md, time.Now())
+	assert.Empty(t, outs)
+	assert.Zero(t, refused)
+}

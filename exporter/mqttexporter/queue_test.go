@@ -87,7 +87,7 @@ func TestDefaultQueueHoldsTenMinutesOfAThousandTasks(t *testing.T) {
 	const outage, tasks, interval = 10 * time.Minute, 1000, time.Second
 	need := int64(outage/interval) * tasks * int64(pointsPerSample)
 	assert.GreaterOrEqual(t, q.QueueSize, need, "10 min x 1,000 tasks x %d data points per sample", pointsPerSample)
-	assert.Equal(t, int64(9_600_000), q.QueueSize, "the documented default")
+	assert.Equal(t, int64(10_200_000), q.QueueSize, "the documented default")
 	require.NoError(t, q.Validate())
 
 	assert.True(t, cfg.BackOffConfig.Enabled)

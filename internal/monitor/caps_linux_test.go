@@ -26,19 +26,42 @@ import (
 type countingTelemetry struct {
 	mu      sync.Mutex
 	tasks   int
+	byState map[State]int
 	refused map[string]int
 }
 
 func newCountingTelemetry() *countingTelemetry {
-	return &countingTelemetry{refused: map[string]int{}}
+	return &countingTelemetry{refused: map[string]int{}, byState: map[State]int{}}
 }
 
 func (*countingTelemetry) Sampled(Kind)     {}
 func (*countingTelemetry) SampleError(Kind) {}
-func (c *countingTelemetry) TasksChanged(d int) {
+func (c *countingTelemetry) TaskState(from, to State) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.tasks += d
+	if from == "" {
+		c.tasks++
+	} else {
+		c.byState[from]--
+	}
+	if to == "" {
+		c.tasks--
+	} else {
+		c.byState[to]++
+	}
+}
+
+// states returns the counts by state, without the zeros.
+func (c *countingTelemetry) states() map[State]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[State]int{}
+	for s, n := range c.byState {
+		if n != 0 {
+			out[s] = n
+		}
+	}
+	return out
 }
 
 func (c *countingTelemetry) Refused(reason string) {

@@ -2,7 +2,10 @@ package monitor
 
 import (
 	"cmp"
+	"context"
 	"errors"
+	"fmt"
+	"os"
 	"slices"
 	"syscall"
 	"time"
@@ -176,7 +179,7 @@ func (m *Monitor) scan() {
 // the next pass starts with the tasks this one did not reach. A task's lock is held only to
 // read or change the task, never while a user-named file is read, so a slow input never holds
 // up Tasks or Task (the API's GET /tasks and /health).
-func (m *Monitor) discover() {
+func (m *Monitor) discover(ctx context.Context) {
 	start := time.Now()
 	d := &m.disc
 	d.begin()
@@ -251,18 +254,83 @@ func (m *Monitor) discover() {
 		m.applyRules(d.bound)
 	}
 	m.proplet.locate(m, d.buf)
+	m.notFound(ctx, d.pending, time.Now())
+}
+
+// How long a task is pending before the log says it is not found, and how often that line is
+// repeated while it stays pending. Variables so tests can shorten them.
+var (
+	notFoundAfter = 30 * time.Second
+	notFoundEvery = 10 * time.Minute
+)
+
+// notFound makes the tasks still pending visible: a lookup sample on each task's interval (the
+// receiver's propeller.task.lookup 0), and one info line once a task has been pending for
+// notFoundAfter, saying what it looks for, repeated every notFoundEvery.
+func (m *Monitor) notFound(ctx context.Context, pending []*task, now time.Time) {
+	for _, t := range pending {
+		if !t.mu.TryLock() {
+			continue
+		}
+		if t.state != StatePending || !t.spec.Profile.Enabled {
+			t.mu.Unlock()
+			continue
+		}
+		var lookup Sample
+		due := now.Sub(t.lookupSent) >= t.spec.Profile.Interval
+		if due {
+			t.lookupSent = now
+			lookup = t.newSample(now)
+			lookup.Pending = true
+		}
+		since := now.Sub(t.pendingSince)
+		logIt := since >= notFoundAfter && (t.notFoundLogged.IsZero() || now.Sub(t.notFoundLogged) >= notFoundEvery)
+		if logIt {
+			t.notFoundLogged = now
+		}
+		spec := t.spec
+		t.mu.Unlock()
+		if logIt {
+			// lookingFor may stat a pid file: never under the task's lock.
+			m.log.Info("Task not found yet", zap.String("task_id", spec.ID), zap.Duration("pending_for", since.Round(time.Second)),
+				zap.String("looking_for", lookingFor(spec)))
+		}
+		if due {
+			m.emit(ctx, lookup)
+		}
+	}
+}
+
+// lookingFor says what a pending task waits for, for the log: the pid, the pid file (and
+// whether it exists), the rule with its parent restriction, the cgroup.
+func lookingFor(spec admission.Spec) string {
+	l := spec.Locator
+	var what string
+	switch {
+	case l.PID != 0:
+		what = fmt.Sprintf("process %d", l.PID)
+	case l.PIDFile != "":
+		what = "the process whose pid is in " + l.PIDFile
+		if _, err := os.Stat(l.PIDFile); err != nil {
+			what += " (" + err.Error() + ")"
+		}
+	case l.Match != nil:
+		what = "a process matching " + l.Match.Spec().String()
+	}
+	if spec.Cgroup != "" {
+		if what != "" {
+			what += ", in "
+		}
+		what += "cgroup " + spec.Cgroup
+	}
+	return what
 }
 
 // expire removes a task that has been pending for PendingTimeout. The caller holds t.mu.
 func (m *Monitor) expire(t *task) {
 	t.closeHandles()
 	m.setState(t, StateStopped)
-	m.mu.Lock()
-	if m.tasks[t.spec.ID] == t {
-		delete(m.tasks, t.spec.ID)
-		m.tel.TasksChanged(-1)
-	}
-	m.mu.Unlock()
+	m.unregister(t)
 	m.tel.Refused("pending_expired")
 }
 
@@ -561,10 +629,7 @@ func (m *Monitor) bindDiscovered(r Rule, c procmatch.Captures, e process.Entry) 
 	if err := m.bind(t, e, m.disc.buf); err != nil {
 		if !exists {
 			m.setState(t, StateStopped)
-			m.mu.Lock()
-			delete(m.tasks, c.TaskID)
-			m.mu.Unlock()
-			m.tel.TasksChanged(-1)
+			m.unregister(t)
 		}
 		return
 	}

@@ -3,6 +3,7 @@
 package monitor
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -166,7 +167,7 @@ func TestHungPIDFileHoldsNoLock(t *testing.T) {
 // turn: a pass starts with the tasks looked for least recently.
 func TestPendingTasksDoNotStarve(t *testing.T) {
 	const waiting = 20
-	m, err := New(Config{ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup"}, zaptest.NewLogger(t), nil, make(chan Sample, 16))
+	m, err := New(Config{ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup"}, zaptest.NewLogger(t), nil, drained(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Shutdown(t.Context()) })
 	for i := range waiting {
@@ -177,7 +178,7 @@ func TestPendingTasksDoNotStarve(t *testing.T) {
 	m.passBudget = time.Nanosecond
 
 	for range waiting + 1 {
-		m.discover()
+		m.discover(context.Background())
 	}
 	s, _ := m.Task("found")
 	assert.Equal(t, StateActive, s.State, "found within %d passes", waiting+1)
@@ -270,4 +271,22 @@ func TestRulesRestrictedToTheProplet(t *testing.T) {
 		require.True(t, ok)
 		assert.Equal(t, int32(p.pid), e.PPID, "%s: the proplet's child", id)
 	}
+}
+
+// drained returns a sample channel that a goroutine empties until the test ends, for tests
+// that run discovery passes themselves: a pass emits lookup samples of pending tasks.
+func drained(tb testing.TB) chan Sample {
+	out := make(chan Sample, 16)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-out:
+			case <-done:
+				return
+			}
+		}
+	}()
+	tb.Cleanup(func() { close(done) })
+	return out
 }

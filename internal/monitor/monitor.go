@@ -77,7 +77,9 @@ var (
 type Telemetry interface {
 	Sampled(kind Kind)
 	SampleError(kind Kind)
-	TasksChanged(delta int)
+	// TaskState counts the registered tasks by state: a task moved from one state to
+	// another; "" is outside the registry (registered, or removed).
+	TaskState(from, to State)
 	// Refused counts a task refused or dropped by the monitor (a cap, an expired pending
 	// task, a discovered id admission refuses), by reason.
 	Refused(reason string)
@@ -85,10 +87,10 @@ type Telemetry interface {
 
 type noTelemetry struct{}
 
-func (noTelemetry) Sampled(Kind)     {}
-func (noTelemetry) SampleError(Kind) {}
-func (noTelemetry) TasksChanged(int) {}
-func (noTelemetry) Refused(string)   {}
+func (noTelemetry) Sampled(Kind)           {}
+func (noTelemetry) SampleError(Kind)       {}
+func (noTelemetry) TaskState(State, State) {}
+func (noTelemetry) Refused(string)         {}
 
 // Status is a snapshot of one task, for inspection.
 type Status struct {
@@ -258,6 +260,19 @@ func (m *Monitor) register(spec admission.Spec, o origin) error {
 	return nil
 }
 
+// unregister removes a task from the registry, if it is still there. The caller holds t.mu
+// (not m.mu).
+func (m *Monitor) unregister(t *task) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !t.registered || m.tasks[t.spec.ID] != t {
+		return
+	}
+	delete(m.tasks, t.spec.ID)
+	t.registered = false
+	m.tel.TaskState(t.state, "")
+}
+
 // addLocked adds a task to the registry. The caller holds m.mu and has checked the caps.
 func (m *Monitor) addLocked(t *task) {
 	if t.state == StatePending {
@@ -265,7 +280,8 @@ func (m *Monitor) addLocked(t *task) {
 		t.pendingSince = time.Now()
 	}
 	m.tasks[t.spec.ID] = t
-	m.tel.TasksChanged(1)
+	t.registered = true
+	m.tel.TaskState("", t.state)
 }
 
 func (m *Monitor) jitter() time.Duration {
@@ -281,7 +297,7 @@ func (m *Monitor) putBuf(b *[]byte) { m.bufs.Put(b) }
 func (m *Monitor) runJob(ctx context.Context, key string) {
 	switch key {
 	case discoveryKey:
-		m.discover()
+		m.discover(ctx)
 	case propletKey:
 		m.sampleProplet(ctx)
 	default:
@@ -351,12 +367,7 @@ func (m *Monitor) finish(t *task) {
 	switch {
 	case t.origin == originDiscovered:
 		m.setState(t, StateExited)
-		m.mu.Lock()
-		if m.tasks[t.spec.ID] == t {
-			delete(m.tasks, t.spec.ID)
-			m.tel.TasksChanged(-1)
-		}
-		m.mu.Unlock()
+		m.unregister(t)
 	case t.spec.Locator.Rebinds():
 		m.setState(t, StatePending)
 	default:
@@ -592,17 +603,8 @@ func (m *Monitor) StopTask(ctx context.Context, id string) bool {
 	m.sched.Remove(taskPrefix + id)
 	t.closeHandles()
 	m.setState(t, StateStopped)
+	m.unregister(t)
 	t.mu.Unlock()
-
-	m.mu.Lock()
-	removed := m.tasks[id] == t
-	if removed {
-		delete(m.tasks, id)
-	}
-	m.mu.Unlock()
-	if removed {
-		m.tel.TasksChanged(-1)
-	}
 	if emit {
 		m.emit(ctx, last)
 	}

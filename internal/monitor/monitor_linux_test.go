@@ -82,12 +82,22 @@ func runMonitorWith(t *testing.T, cfg Config, tel Telemetry, log *zap.Logger) *h
 	return h
 }
 
+// of returns the measurements of a task (not its lookup samples while pending).
 func (h *harness) of(id string) []Sample {
+	return h.matching(func(s Sample) bool { return s.Kind == KindTask && s.TaskID == id && !s.Pending })
+}
+
+// lookups returns the lookup samples of a task: emitted while it is pending.
+func (h *harness) lookups(id string) []Sample {
+	return h.matching(func(s Sample) bool { return s.Kind == KindTask && s.TaskID == id && s.Pending })
+}
+
+func (h *harness) matching(keep func(Sample) bool) []Sample {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var out []Sample
 	for _, s := range h.samples {
-		if s.Kind == KindTask && s.TaskID == id {
+		if keep(s) {
 			out = append(out, s)
 		}
 	}

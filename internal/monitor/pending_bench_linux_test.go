@@ -3,6 +3,7 @@
 package monitor
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -107,7 +108,7 @@ func BenchmarkDiscoveryPassTenThousandPending(b *testing.B) {
 	p := startProplet(b)
 	testworkload.Sleepers(b, 300)
 	// An hour's interval: every pass looks at every task, whatever the time it takes.
-	m, err := New(Config{ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup", DiscoveryInterval: time.Hour}, zap.NewNop(), nil, make(chan Sample, 1))
+	m, err := New(Config{ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup", DiscoveryInterval: time.Hour}, zap.NewNop(), nil, drained(b))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -116,11 +117,11 @@ func BenchmarkDiscoveryPassTenThousandPending(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	m.discover()
+	m.discover(context.Background())
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
-		m.discover()
+		m.discover(context.Background())
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/pending, "ns/task")
 }

@@ -63,16 +63,20 @@ func (p *propletState) locate(m *Monitor, buf []byte) {
 		return
 	}
 	e, ok := m.resolve(p.loc, nil)
+	if !ok {
+		p.mu.Lock()
+		first := !p.notFound
+		p.notFound = true
+		p.mu.Unlock()
+		if first {
+			m.log.Info("Proplet process not found yet; sending machine metrics only until it appears",
+				zap.String("looking_for", lookingFor(admission.Spec{Locator: p.loc})))
+		}
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.h != nil {
-		return
-	}
-	if !ok {
-		if !p.notFound {
-			p.notFound = true
-			m.log.Info("Proplet process not found yet; sending machine metrics only until it appears")
-		}
 		return
 	}
 	h, err := m.src.Open(e.ID, propletFields, buf)

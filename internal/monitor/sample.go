@@ -64,14 +64,17 @@ type Sample struct {
 	Threads, FDs          int64
 	Uptime                float64 // seconds since the process started
 	Final                 bool    // the task's process exited; no sample follows
-	MemoryPeak            uint64  // cgroup tasks: memory.peak
-	HasMemoryPeak         bool
-	Processes             int64 // cgroup tasks: processes in the cgroup
-	HasProcesses          bool
-	CgroupUsage           uint64 // proplet only
-	CgroupLimit           uint64 // proplet only
-	HasCgroupUsage        bool
-	HasCgroupLimit        bool
-	MachineCPU            [numModes]float64 // proplet only: share of machine CPU per mode, 0-1
-	HasMachineCPU         bool
+	// Pending says the task's process (or cgroup) is not found: a lookup sample, with the
+	// task's identity and no measurement, so a task that is not found shows in the data.
+	Pending        bool
+	MemoryPeak     uint64 // cgroup tasks: memory.peak
+	HasMemoryPeak  bool
+	Processes      int64 // cgroup tasks: processes in the cgroup
+	HasProcesses   bool
+	CgroupUsage    uint64 // proplet only
+	CgroupLimit    uint64 // proplet only
+	HasCgroupUsage bool
+	HasCgroupLimit bool
+	MachineCPU     [numModes]float64 // proplet only: share of machine CPU per mode, 0-1
+	HasMachineCPU  bool
 }

@@ -97,6 +97,10 @@ func (m *Monitor) setState(t *task, to State) {
 	case to == StatePending:
 		m.pending.Add(1)
 		t.pendingSince = time.Now()
+		t.notFoundLogged = time.Time{}
+	}
+	if t.registered {
+		m.tel.TaskState(t.state, to)
 	}
 	t.state = to
 }

@@ -39,6 +39,9 @@ type task struct {
 	loggedDenied        process.Fields
 	warnedBind          bool      // warned that the process exists but cannot be opened
 	pendingSince        time.Time // when it last became pending, for PendingTimeout
+	registered          bool      // in the registry: its state is counted
+	notFoundLogged      time.Time // when "not found yet" was last logged
+	lookupSent          time.Time // when the last "not found" lookup sample was emitted
 
 	// tried is the discovery pass that last looked for this task's process. Only the
 	// discovery pass reads or writes it (one pass at a time), so t.mu does not guard it.

@@ -41,6 +41,33 @@ type Spec struct {
 	Parent *Spec `mapstructure:"parent" json:"parent,omitempty"`
 }
 
+// String shows the rule as users write it, for logs: for example
+// `cmdline=~"proplet_t\.1" parent_pid_file=/run/proplet.pid`.
+func (s Spec) String() string {
+	var parts []string
+	re := func(key, v string) {
+		if v != "" {
+			parts = append(parts, fmt.Sprintf("%s=~%q", key, v))
+		}
+	}
+	re("executable", s.Executable)
+	re("cmdline", s.Cmdline)
+	re("environ", s.Environ)
+	if s.Owner != "" {
+		parts = append(parts, "owner="+s.Owner)
+	}
+	if s.ParentPID != 0 {
+		parts = append(parts, fmt.Sprintf("parent_pid=%d", s.ParentPID))
+	}
+	if s.ParentPIDFile != "" {
+		parts = append(parts, "parent_pid_file="+s.ParentPIDFile)
+	}
+	if s.Parent != nil {
+		parts = append(parts, "parent={"+s.Parent.String()+"}")
+	}
+	return strings.Join(parts, " ")
+}
+
 // IsZero reports whether the rule has no condition at all.
 func (s Spec) IsZero() bool {
 	return s.Executable == "" && s.Cmdline == "" && s.Environ == "" && s.Owner == "" && s.ParentPID == 0 && s.ParentPIDFile == "" && s.Parent == nil

@@ -81,6 +81,7 @@ const (
 	PropletCgroupMemoryLimit   = "propeller.proplet.cgroup.memory.limit"
 	TaskMemoryPeak             = "propeller.task.memory.peak"   // cgroup tasks: memory.peak
 	TaskProcessCount           = "propeller.task.process.count" // cgroup tasks: processes in the cgroup
+	TaskLookup                 = "propeller.task.lookup"        // 1: the task's process is found; 0: pending
 )
 
 // Data point attribute keys.
@@ -137,6 +138,7 @@ var Metrics = []Metric{
 	{Name: PropletCgroupMemoryLimit, Unit: "By"},
 	{Name: TaskMemoryPeak, Unit: "By"},
 	{Name: TaskProcessCount, Unit: "{process}"},
+	{Name: TaskLookup, Unit: "{found}"},
 }
 
 // CPUPercent is CPU use as Propeller reports it: the increase in cumulative CPU time

@@ -289,6 +289,11 @@ func (r *propletReceiver) record(s *monitor.Sample) {
 		rb.SetPropellerMonitoringProfileHistorySize(int64(s.Profile.HistorySize))
 		rb.SetPropellerMonitoringProfileRetainHistory(s.Profile.RetainHistory)
 		rb.SetPropellerMonitoringProfileExportToMqtt(s.Profile.ExportToMQTT)
+		found := int64(1)
+		if s.Pending {
+			found = 0
+		}
+		mb.RecordPropellerTaskLookupDataPoint(ts, found)
 	}
 	if s.HasProcess {
 		rb.SetProcessPid(int64(s.PID))
@@ -388,8 +393,30 @@ func (t telemetry) SampleError(k monitor.Kind) {
 	t.tb.ReceiverPropletSampleErrors.Add(context.Background(), 1, kindOpt(k))
 }
 
-func (t telemetry) TasksChanged(delta int) {
-	t.tb.ReceiverPropletTasks.Add(context.Background(), int64(delta))
+// TaskState keeps otelcol_receiver_proplet_tasks{state}: one series per state, moved by every
+// change the monitor's state machine makes.
+func (t telemetry) TaskState(from, to monitor.State) {
+	if from != "" {
+		t.tb.ReceiverPropletTasks.Add(context.Background(), -1, stateOpt(from))
+	}
+	if to != "" {
+		t.tb.ReceiverPropletTasks.Add(context.Background(), 1, stateOpt(to))
+	}
+}
+
+var stateOpts = map[monitor.State]metric.AddOption{}
+
+func init() {
+	for _, s := range []monitor.State{monitor.StatePending, monitor.StateActive, monitor.StateDisabled, monitor.StateExited, monitor.StateInProcess, monitor.StateStopped} {
+		stateOpts[s] = metric.WithAttributeSet(attribute.NewSet(attribute.String("state", string(s))))
+	}
+}
+
+func stateOpt(s monitor.State) metric.AddOption {
+	if o, ok := stateOpts[s]; ok {
+		return o
+	}
+	return metric.WithAttributeSet(attribute.NewSet(attribute.String("state", string(s))))
 }
 
 func (t telemetry) Refused(reason string) { t.refused("monitor", reason) }

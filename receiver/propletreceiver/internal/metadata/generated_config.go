@@ -247,6 +247,26 @@ func (ms *PropellerPropletCgroupMemoryUsageMetricConfig) Unmarshal(parser *confm
 	return nil
 }
 
+// PropellerTaskLookupMetricConfig provides config for the propeller.task.lookup metric.
+type PropellerTaskLookupMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *PropellerTaskLookupMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
 // PropellerTaskMemoryPeakMetricConfig provides config for the propeller.task.memory.peak metric.
 type PropellerTaskMemoryPeakMetricConfig struct {
 	Enabled          bool `mapstructure:"enabled"`
@@ -321,6 +341,7 @@ type MetricsConfig struct {
 	ProcessUptime                     ProcessUptimeMetricConfig                     `mapstructure:"process.uptime"`
 	PropellerPropletCgroupMemoryLimit PropellerPropletCgroupMemoryLimitMetricConfig `mapstructure:"propeller.proplet.cgroup.memory.limit"`
 	PropellerPropletCgroupMemoryUsage PropellerPropletCgroupMemoryUsageMetricConfig `mapstructure:"propeller.proplet.cgroup.memory.usage"`
+	PropellerTaskLookup               PropellerTaskLookupMetricConfig               `mapstructure:"propeller.task.lookup"`
 	PropellerTaskMemoryPeak           PropellerTaskMemoryPeakMetricConfig           `mapstructure:"propeller.task.memory.peak"`
 	PropellerTaskProcessCount         PropellerTaskProcessCountMetricConfig         `mapstructure:"propeller.task.process.count"`
 	SystemCPUUtilization              SystemCPUUtilizationMetricConfig              `mapstructure:"system.cpu.utilization"`
@@ -362,6 +383,9 @@ func DefaultMetricsConfig() MetricsConfig {
 			Enabled: true,
 		},
 		PropellerPropletCgroupMemoryUsage: PropellerPropletCgroupMemoryUsageMetricConfig{
+			Enabled: true,
+		},
+		PropellerTaskLookup: PropellerTaskLookupMetricConfig{
 			Enabled: true,
 		},
 		PropellerTaskMemoryPeak: PropellerTaskMemoryPeakMetricConfig{

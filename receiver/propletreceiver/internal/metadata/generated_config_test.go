@@ -62,6 +62,9 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					PropellerPropletCgroupMemoryUsage: PropellerPropletCgroupMemoryUsageMetricConfig{
 						Enabled: true,
 					},
+					PropellerTaskLookup: PropellerTaskLookupMetricConfig{
+						Enabled: true,
+					},
 					PropellerTaskMemoryPeak: PropellerTaskMemoryPeakMetricConfig{
 						Enabled: true,
 					},
@@ -129,6 +132,9 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					PropellerPropletCgroupMemoryUsage: PropellerPropletCgroupMemoryUsageMetricConfig{
 						Enabled: false,
 					},
+					PropellerTaskLookup: PropellerTaskLookupMetricConfig{
+						Enabled: false,
+					},
 					PropellerTaskMemoryPeak: PropellerTaskMemoryPeakMetricConfig{
 						Enabled: false,
 					},
@@ -160,7 +166,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ProcessCPUTimeMetricConfig{}, ProcessCPUUtilizationMetricConfig{}, ProcessDiskIoMetricConfig{}, ProcessMemoryUsageMetricConfig{}, ProcessMemoryUtilizationMetricConfig{}, ProcessMemoryVirtualMetricConfig{}, ProcessNetworkIoMetricConfig{}, ProcessThreadCountMetricConfig{}, ProcessUnixFileDescriptorCountMetricConfig{}, ProcessUptimeMetricConfig{}, PropellerPropletCgroupMemoryLimitMetricConfig{}, PropellerPropletCgroupMemoryUsageMetricConfig{}, PropellerTaskMemoryPeakMetricConfig{}, PropellerTaskProcessCountMetricConfig{}, SystemCPUUtilizationMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ProcessCPUTimeMetricConfig{}, ProcessCPUUtilizationMetricConfig{}, ProcessDiskIoMetricConfig{}, ProcessMemoryUsageMetricConfig{}, ProcessMemoryUtilizationMetricConfig{}, ProcessMemoryVirtualMetricConfig{}, ProcessNetworkIoMetricConfig{}, ProcessThreadCountMetricConfig{}, ProcessUnixFileDescriptorCountMetricConfig{}, ProcessUptimeMetricConfig{}, PropellerPropletCgroupMemoryLimitMetricConfig{}, PropellerPropletCgroupMemoryUsageMetricConfig{}, PropellerTaskLookupMetricConfig{}, PropellerTaskMemoryPeakMetricConfig{}, PropellerTaskProcessCountMetricConfig{}, SystemCPUUtilizationMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}

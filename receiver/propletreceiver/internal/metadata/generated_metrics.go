@@ -184,6 +184,9 @@ var MetricsInfo = metricsInfo{
 	PropellerPropletCgroupMemoryUsage: metricInfo{
 		Name: "propeller.proplet.cgroup.memory.usage",
 	},
+	PropellerTaskLookup: metricInfo{
+		Name: "propeller.task.lookup",
+	},
 	PropellerTaskMemoryPeak: metricInfo{
 		Name: "propeller.task.memory.peak",
 	},
@@ -209,6 +212,7 @@ type metricsInfo struct {
 	ProcessUptime                     metricInfo
 	PropellerPropletCgroupMemoryLimit metricInfo
 	PropellerPropletCgroupMemoryUsage metricInfo
+	PropellerTaskLookup               metricInfo
 	PropellerTaskMemoryPeak           metricInfo
 	PropellerTaskProcessCount         metricInfo
 	SystemCPUUtilization              metricInfo
@@ -845,6 +849,56 @@ func newMetricPropellerPropletCgroupMemoryUsage(cfg PropellerPropletCgroupMemory
 	return m
 }
 
+type metricPropellerTaskLookup struct {
+	data     pmetric.Metric                  // data buffer for generated metric.
+	config   PropellerTaskLookupMetricConfig // metric config provided by user.
+	capacity int                             // max observed number of data points added to the metric.
+}
+
+// init fills propeller.task.lookup metric with initial data.
+func (m *metricPropellerTaskLookup) init() {
+	m.data.SetName("propeller.task.lookup")
+	m.data.SetDescription("Whether the task's process (or cgroup) is found, like Telegraf's procstat_lookup. 1 on every sample of a task that is found; 0 on a lookup sample, sent on the task's interval while it is pending, so a task that is not found shows in the data.")
+	m.data.SetUnit("{found}")
+	m.data.SetEmptyGauge()
+}
+
+func (m *metricPropellerTaskLookup) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val int64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Gauge().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetIntValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricPropellerTaskLookup) updateCapacity() {
+	if m.data.Gauge().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Gauge().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricPropellerTaskLookup) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Gauge().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricPropellerTaskLookup(cfg PropellerTaskLookupMetricConfig) metricPropellerTaskLookup {
+	m := metricPropellerTaskLookup{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
 type metricPropellerTaskMemoryPeak struct {
 	data     pmetric.Metric                      // data buffer for generated metric.
 	config   PropellerTaskMemoryPeakMetricConfig // metric config provided by user.
@@ -1023,6 +1077,7 @@ type MetricsBuilder struct {
 	metricProcessUptime                     metricProcessUptime
 	metricPropellerPropletCgroupMemoryLimit metricPropellerPropletCgroupMemoryLimit
 	metricPropellerPropletCgroupMemoryUsage metricPropellerPropletCgroupMemoryUsage
+	metricPropellerTaskLookup               metricPropellerTaskLookup
 	metricPropellerTaskMemoryPeak           metricPropellerTaskMemoryPeak
 	metricPropellerTaskProcessCount         metricPropellerTaskProcessCount
 	metricSystemCPUUtilization              metricSystemCPUUtilization
@@ -1063,6 +1118,7 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricProcessUptime:                     newMetricProcessUptime(mbc.Metrics.ProcessUptime),
 		metricPropellerPropletCgroupMemoryLimit: newMetricPropellerPropletCgroupMemoryLimit(mbc.Metrics.PropellerPropletCgroupMemoryLimit),
 		metricPropellerPropletCgroupMemoryUsage: newMetricPropellerPropletCgroupMemoryUsage(mbc.Metrics.PropellerPropletCgroupMemoryUsage),
+		metricPropellerTaskLookup:               newMetricPropellerTaskLookup(mbc.Metrics.PropellerTaskLookup),
 		metricPropellerTaskMemoryPeak:           newMetricPropellerTaskMemoryPeak(mbc.Metrics.PropellerTaskMemoryPeak),
 		metricPropellerTaskProcessCount:         newMetricPropellerTaskProcessCount(mbc.Metrics.PropellerTaskProcessCount),
 		metricSystemCPUUtilization:              newMetricSystemCPUUtilization(mbc.Metrics.SystemCPUUtilization),
@@ -1229,6 +1285,7 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricProcessUptime.emit(ils.Metrics())
 	mb.metricPropellerPropletCgroupMemoryLimit.emit(ils.Metrics())
 	mb.metricPropellerPropletCgroupMemoryUsage.emit(ils.Metrics())
+	mb.metricPropellerTaskLookup.emit(ils.Metrics())
 	mb.metricPropellerTaskMemoryPeak.emit(ils.Metrics())
 	mb.metricPropellerTaskProcessCount.emit(ils.Metrics())
 	mb.metricSystemCPUUtilization.emit(ils.Metrics())
@@ -1321,6 +1378,11 @@ func (mb *MetricsBuilder) RecordPropellerPropletCgroupMemoryLimitDataPoint(ts pc
 // RecordPropellerPropletCgroupMemoryUsageDataPoint adds a data point to propeller.proplet.cgroup.memory.usage metric.
 func (mb *MetricsBuilder) RecordPropellerPropletCgroupMemoryUsageDataPoint(ts pcommon.Timestamp, val int64) {
 	mb.metricPropellerPropletCgroupMemoryUsage.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordPropellerTaskLookupDataPoint adds a data point to propeller.task.lookup metric.
+func (mb *MetricsBuilder) RecordPropellerTaskLookupDataPoint(ts pcommon.Timestamp, val int64) {
+	mb.metricPropellerTaskLookup.recordDataPoint(mb.startTime, ts, val)
 }
 
 // RecordPropellerTaskMemoryPeakDataPoint adds a data point to propeller.task.memory.peak metric.

@@ -104,6 +104,9 @@ func TestMetricsBuilder(t *testing.T) {
 			mb.RecordPropellerPropletCgroupMemoryUsageDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
+			mb.RecordPropellerTaskLookupDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
 			mb.RecordPropellerTaskMemoryPeakDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
@@ -324,6 +327,18 @@ func TestMetricsBuilder(t *testing.T) {
 					assert.False(t, mi.Sum().IsMonotonic())
 					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
 					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
+					assert.Equal(t, int64(1), dp.IntValue())
+				case "propeller.task.lookup":
+					assert.False(t, validatedMetrics["propeller.task.lookup"], "Found a duplicate in the metrics slice: propeller.task.lookup")
+					validatedMetrics["propeller.task.lookup"] = true
+					assert.Equal(t, pmetric.MetricTypeGauge, mi.Type())
+					assert.Equal(t, 1, mi.Gauge().DataPoints().Len())
+					assert.Equal(t, "Whether the task's process (or cgroup) is found, like Telegraf's procstat_lookup. 1 on every sample of a task that is found; 0 on a lookup sample, sent on the task's interval while it is pending, so a task that is not found shows in the data.", mi.Description())
+					assert.Equal(t, "{found}", mi.Unit())
+					dp := mi.Gauge().DataPoints().At(0)
 					assert.Equal(t, start, dp.StartTimestamp())
 					assert.Equal(t, ts, dp.Timestamp())
 					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())

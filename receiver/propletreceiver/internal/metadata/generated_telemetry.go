@@ -88,7 +88,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ReceiverPropletTasks, err = builder.meter.Int64UpDownCounter(
 		"otelcol_receiver_proplet_tasks",
-		metric.WithDescription("Tasks registered with the receiver. [Alpha]"),
+		metric.WithDescription("Tasks registered with the receiver, by state (pending, active, disabled, exited, in_process). [Alpha]"),
 		metric.WithUnit("{task}"),
 	)
 	errs = errors.Join(errs, err)

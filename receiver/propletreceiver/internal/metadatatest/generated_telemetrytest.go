@@ -88,7 +88,7 @@ func AssertEqualReceiverPropletSamples(t *testing.T, tt *componenttest.Telemetry
 func AssertEqualReceiverPropletTasks(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_receiver_proplet_tasks",
-		Description: "Tasks registered with the receiver. [Alpha]",
+		Description: "Tasks registered with the receiver, by state (pending, active, disabled, exited, in_process). [Alpha]",
 		Unit:        "{task}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
