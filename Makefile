@@ -23,9 +23,11 @@ $(DIST): $(SOURCES)
 	$(TOOLS) builder --config builder-config.yaml
 	@touch $@
 
-## run: build, then run the demo pipeline (Ctrl-C stops everything it started).
+## run: build, then run the demo pipeline (Ctrl-C stops everything it started). The demo is
+## built and run rather than `go run`, which exits 1 whenever it is interrupted.
 run: $(DIST)
-	$(GO) run ./cmd/propeller-demo run --collector $(DIST)
+	$(GO) build -o _build/propeller-demo ./cmd/propeller-demo
+	_build/propeller-demo run --collector $(DIST)
 
 ## test: every test, with the race detector when a C compiler is there. The end-to-end tests run the built distribution,
 ## after the rest: they measure a busy process, and the other packages' workloads would take

@@ -1,8 +1,9 @@
 // Command propeller-demo runs the otelcol-propeller distribution on real processes, so a
 // newcomer sees it work: it starts two task processes (one busy, one idle), uses the local
 // MQTT broker on 127.0.0.1:1883 or starts one of its own, runs the collector with a pipeline
-// proplet -> [mqtt, prometheus, debug], and prints a line for every Propeller message the
-// collector publishes. Ctrl-C stops everything it started.
+// proplet -> [mqtt, prometheus], and prints a line for every Propeller message the collector
+// publishes. Ctrl-C stops the collector (the signal is forwarded, and the demo waits for it)
+// and the tasks, and exits 0.
 //
 //	propeller-demo run --collector _build/otelcol-propeller
 //	propeller-demo watch --endpoint tcp://127.0.0.1:1883
@@ -11,7 +12,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,8 +37,9 @@ import (
 const (
 	domainID   = "demo-domain"
 	channelID  = "demo-channel"
-	propletID  = "7c9e6679-7425-40de-944b-e07fc1f90ae7"
 	watchTopic = "m/+/c/+/control/proplet/#"
+	// stopTimeout is how long the collector has to stop after the signal is forwarded.
+	stopTimeout = 10 * time.Second
 )
 
 func main() {
@@ -92,22 +94,28 @@ func uuid() string {
 func run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ExitOnError)
 	collector := fs.String("collector", "_build/otelcol-propeller", "path of the otelcol-propeller binary")
-	promPort := fs.Int("prometheus-port", 9464, "port of the Prometheus endpoint on 127.0.0.1")
+	promPort := fs.Int("prometheus-port", 9464, "port of the Prometheus endpoint on 127.0.0.1 (another free port when it is taken)")
 	_ = fs.Parse(args)
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// Registered before anything starts, so a Ctrl-C at any point is ours to handle.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 
-	endpoint, closeBroker, err := broker()
+	b, err := broker()
 	if err != nil {
 		return err
 	}
-	defer closeBroker()
+	defer b.close()
 
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
+	// Each run has a proplet id of its own, so two demos on one broker print only their own
+	// messages.
+	propletID := uuid()
+	names := map[string]string{} // task id -> task name, for the printed lines
 	var children []*exec.Cmd
 	defer func() {
 		for _, c := range children {
@@ -116,13 +124,31 @@ func run(args []string) error {
 		}
 	}()
 	for _, name := range []string{"busy", "idle"} {
-		c := exec.Command(self, "workload", name, "--task-name="+name, "--task-id="+uuid())
-		dieWithParent(c, syscall.SIGKILL)
+		id := uuid()
+		c := exec.Command(self, "workload", name, "--task-name="+name, "--task-id="+id)
+		// The demo stops its tasks itself, after the collector, so the collector does not
+		// see them die of the terminal's Ctrl-C first.
+		ownGroup(c, syscall.SIGKILL)
 		if err := c.Start(); err != nil {
 			return fmt.Errorf("start %s task: %w", name, err)
 		}
 		children = append(children, c)
+		names[id] = name
 		fmt.Printf("started task %-4s pid %d (%s)\n", name, c.Process.Pid, strings.Join(c.Args[1:], " "))
+	}
+
+	prom, err := freePort(*promPort)
+	if err != nil {
+		return err
+	}
+	if *promPort != 0 && prom != *promPort {
+		fmt.Printf("port %d is taken (another demo?); Prometheus is served on %d\n", *promPort, prom)
+	}
+	// The Collector serves its own metrics on localhost:8888 unless told otherwise; a second
+	// collector on the host would fail to start on it.
+	telemetry, err := freePort(0)
+	if err != nil {
+		return err
 	}
 
 	dir, err := os.MkdirTemp("", "propeller-demo-")
@@ -136,8 +162,8 @@ func run(args []string) error {
 		return err
 	}
 	err = configTemplate.Execute(f, map[string]any{
-		"PropletID": propletID, "Endpoint": endpoint, "Domain": domainID, "Channel": channelID,
-		"ParentPID": os.Getpid(), "PromPort": *promPort,
+		"PropletID": propletID, "Endpoint": b.endpoint, "Domain": domainID, "Channel": channelID,
+		"ParentPID": os.Getpid(), "PromPort": prom, "TelemetryPort": telemetry,
 	})
 	_ = f.Close()
 	if err != nil {
@@ -146,35 +172,129 @@ func run(args []string) error {
 
 	col := exec.Command(*collector, "--config", cfgPath)
 	col.Stdout, col.Stderr = os.Stdout, os.Stderr
-	dieWithParent(col, syscall.SIGTERM)
+	// In a process group of its own, the collector gets the signal from us, not from the
+	// terminal: it stops once, when the demo says so.
+	ownGroup(col, syscall.SIGTERM)
 	if err := col.Start(); err != nil {
 		return fmt.Errorf("start the collector (run `make build` first?): %w", err)
 	}
-	fmt.Printf(`
-otelcol-propeller is running (pid %d) with %s
-  Prometheus:  curl -s http://127.0.0.1:%d/metrics | grep propeller_task_id
-  MQTT:        mosquitto_sub -h 127.0.0.1 -p %s -t '%s' -v
-               (or: go run ./cmd/propeller-demo watch --endpoint %s)
-  Ctrl-C stops the collector, the tasks%s.
+	fmt.Print(banner(bannerInfo{
+		CollectorPID: col.Process.Pid, Config: cfgPath, PromPort: prom, TelemetryPort: telemetry,
+		Endpoint: b.endpoint, OwnBroker: b.own,
+	}))
 
-`, col.Process.Pid, cfgPath, *promPort, portOf(endpoint), watchTopic, endpoint, map[bool]string{true: " and the demo broker", false: ""}[closeBroker != nil])
-
-	go func() { _ = subscribe(ctx, endpoint, watchTopic, os.Stdout) }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		_ = subscribe(ctx, b.endpoint, watchTopic, func(topic string, payload []byte) {
+			if l, ok := line(topic, payload, propletID, names); ok {
+				fmt.Println(l)
+			}
+		})
+	}()
 	exited := make(chan error, 1)
 	go func() { exited <- col.Wait() }()
+	return supervise(sigs, exited, col.Process, stopTimeout, os.Stdout)
+}
+
+// process is the part of *os.Process that supervise uses.
+type process interface {
+	Signal(os.Signal) error
+	Kill() error
+}
+
+// signalGrace is how long a collector that exited with status 0 waits for a signal that may be
+// on its way to the demo too (a Ctrl-C reaches the whole foreground process group where the
+// collector cannot have a group of its own).
+const signalGrace = 500 * time.Millisecond
+
+// supervise waits for the collector to exit or for a signal. A signal is a clean stop: it is
+// forwarded to the collector, the collector is waited for (killed after timeout) and the result
+// is nil. A collector that fails on its own is an error; one that stops
+// with status 0 on its own is not.
+func supervise(sigs <-chan os.Signal, exited <-chan error, col process, timeout time.Duration, out io.Writer) error {
 	select {
 	case err := <-exited:
-		return fmt.Errorf("collector exited: %v", err)
-	case <-ctx.Done():
-		fmt.Println("\nstopping")
-		_ = col.Process.Signal(syscall.SIGTERM)
+		if err != nil {
+			return fmt.Errorf("the collector stopped: %v (its log above says why)", err)
+		}
 		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = col.Process.Kill()
+		case <-sigs:
+		case <-time.After(signalGrace):
+			fmt.Fprintln(out, "the collector stopped")
+		}
+		return nil
+	case sig := <-sigs:
+		fmt.Fprintf(out, "\n%s: stopping the collector\n", signalName(sig))
+		if err := col.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			_ = col.Kill()
+		}
+		deadline := time.NewTimer(timeout)
+		defer deadline.Stop()
+		for {
+			select {
+			case err := <-exited:
+				if err != nil {
+					fmt.Fprintf(out, "the collector stopped: %v\n", err)
+				}
+				return nil
+			case <-sigs:
+				// The same Ctrl-C often comes twice (to the demo and to its process group, as
+				// timeout(1) sends it); the collector is already stopping.
+			case <-deadline.C:
+				fmt.Fprintf(out, "the collector did not stop within %s: killing it\n", timeout)
+				_ = col.Kill()
+			}
 		}
 	}
-	return nil
+}
+
+func signalName(sig os.Signal) string {
+	if sig == os.Interrupt {
+		return "interrupt"
+	}
+	return sig.String()
+}
+
+// freePort returns port when it is free on 127.0.0.1, else a port the kernel chooses (also
+// when port is 0).
+func freePort(port int) (int, error) {
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil && port != 0 {
+		l, err = net.Listen("tcp", "127.0.0.1:0")
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// bannerInfo is what the banner tells about a running demo.
+type bannerInfo struct {
+	CollectorPID  int
+	Config        string
+	PromPort      int
+	TelemetryPort int
+	Endpoint      string
+	OwnBroker     bool // the demo started the broker, and stops it
+}
+
+func banner(b bannerInfo) string {
+	stops := "Ctrl-C stops the collector and the tasks (the MQTT broker on " + strings.TrimPrefix(b.Endpoint, "tcp://") + " is not the demo's: it keeps running)."
+	if b.OwnBroker {
+		stops = "Ctrl-C stops the collector, the tasks and the demo's MQTT broker."
+	}
+	return fmt.Sprintf(`
+otelcol-propeller is running (pid %d) with %s
+  Prometheus:      curl -s http://127.0.0.1:%d/metrics | grep propeller_task_name
+  Self-telemetry:  curl -s http://127.0.0.1:%d/metrics | grep otelcol_receiver_proplet
+  MQTT:            mosquitto_sub -h 127.0.0.1 -p %s -t '%s' -v
+                   (or: go run ./cmd/propeller-demo watch --endpoint %s)
+  The collector logs warnings and errors only; below, one line per message it publishes.
+  %s
+
+`, b.CollectorPID, b.Config, b.PromPort, b.TelemetryPort, portOf(b.Endpoint), watchTopic, b.Endpoint, stops)
 }
 
 func portOf(endpoint string) string {
@@ -182,31 +302,37 @@ func portOf(endpoint string) string {
 	return port
 }
 
+// demoBroker is the broker the demo publishes to.
+type demoBroker struct {
+	endpoint string
+	own      bool   // started by the demo
+	close    func() // stops it when it is the demo's own
+}
+
 // broker returns the local Mosquitto when it answers, else an embedded broker of its own.
-func broker() (string, func(), error) {
+func broker() (demoBroker, error) {
 	if c, err := net.DialTimeout("tcp", "127.0.0.1:1883", 300*time.Millisecond); err == nil {
 		_ = c.Close()
 		fmt.Println("using the MQTT broker on 127.0.0.1:1883")
-		return "tcp://127.0.0.1:1883", func() {}, nil
+		return demoBroker{endpoint: "tcp://127.0.0.1:1883", close: func() {}}, nil
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort(0)
 	if err != nil {
-		return "", nil, err
+		return demoBroker{}, err
 	}
-	addr := l.Addr().String()
-	_ = l.Close()
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	s := mqtt.New(&mqtt.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := s.AddHook(new(auth.AllowHook), nil); err != nil {
-		return "", nil, err
+		return demoBroker{}, err
 	}
 	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "demo", Address: addr})); err != nil {
-		return "", nil, err
+		return demoBroker{}, err
 	}
 	if err := s.Serve(); err != nil {
-		return "", nil, err
+		return demoBroker{}, err
 	}
 	fmt.Println("no broker on 127.0.0.1:1883; started one on", addr)
-	return "tcp://" + addr, func() { _ = s.Close() }, nil
+	return demoBroker{endpoint: "tcp://" + addr, own: true, close: func() { _ = s.Close() }}, nil
 }
 
 func watch(args []string) error {
@@ -216,14 +342,17 @@ func watch(args []string) error {
 	_ = fs.Parse(args)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	return subscribe(ctx, *endpoint, *topic, os.Stdout)
+	return subscribe(ctx, *endpoint, *topic, func(topic string, payload []byte) {
+		l, _ := line(topic, payload, "", nil)
+		fmt.Println(l)
+	})
 }
 
-// subscribe prints one compact line per Propeller message until ctx ends.
-func subscribe(ctx context.Context, endpoint, topic string, out io.Writer) error {
+// subscribe hands every message on topic to handle until ctx ends.
+func subscribe(ctx context.Context, endpoint, topic string, handle func(topic string, payload []byte)) error {
 	c := paho.NewClient(paho.NewClientOptions().AddBroker(endpoint).SetClientID("propeller-demo-" + uuid()[:8]).
 		SetAutoReconnect(true).SetConnectRetry(true).SetOnConnectHandler(func(c paho.Client) {
-		c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { fmt.Fprintln(out, summarize(m.Topic(), m.Payload())) })
+		c.Subscribe(topic, 1, func(_ paho.Client, m paho.Message) { handle(m.Topic(), m.Payload()) })
 	}))
 	if t := c.Connect(); t.WaitTimeout(10*time.Second) && t.Error() != nil {
 		return t.Error()
@@ -231,46 +360,6 @@ func subscribe(ctx context.Context, endpoint, topic string, out io.Writer) error
 	<-ctx.Done()
 	c.Disconnect(100)
 	return nil
-}
-
-func summarize(topic string, payload []byte) string {
-	var m map[string]any
-	if err := json.Unmarshal(payload, &m); err != nil {
-		return fmt.Sprintf("%s: not JSON: %v", topic, err)
-	}
-	num := func(obj any, k string) string {
-		o, _ := obj.(map[string]any)
-		v, ok := o[k].(float64)
-		if !ok {
-			return "-"
-		}
-		return fmt.Sprintf("%.1f", v)
-	}
-	mib := func(obj any, k string) string {
-		o, _ := obj.(map[string]any)
-		v, ok := o[k].(float64)
-		if !ok {
-			return "-"
-		}
-		return fmt.Sprintf("%.1fMiB", v/(1<<20))
-	}
-	short := topic[strings.Index(topic, "/control/")+1:]
-	if id, ok := m["task_id"].(string); ok {
-		agg := "null"
-		if a, ok := m["aggregated"].(map[string]any); ok {
-			agg = fmt.Sprintf("n=%s avg_cpu=%s", num(a, "sample_count"), num(a, "avg_cpu_usage"))
-		}
-		return fmt.Sprintf("%-34s task %s cpu=%s%% mem=%s threads=%s fds=%s uptime=%ss aggregated{%s}",
-			short, id[:8], num(m["metrics"], "cpu_percent"), mib(m["metrics"], "memory_bytes"),
-			num(m["metrics"], "thread_count"), num(m["metrics"], "file_descriptor_count"), num(m["metrics"], "uptime_seconds"), agg)
-	}
-	return fmt.Sprintf("%-34s proplet %s machine_cpu=%s%% rss=%s", short, str(m["proplet_id"])[:8],
-		num(m["cpu_metrics"], "percent"), mib(m["memory_metrics"], "rss_bytes"))
-}
-
-func str(v any) string {
-	s, _ := v.(string)
-	return s + "        "
 }
 
 var configTemplate = template.Must(template.New("config").Parse(`# Written by propeller-demo.
@@ -300,17 +389,22 @@ exporters:
     channel_id: {{.Channel}}
   prometheus:
     endpoint: 127.0.0.1:{{.PromPort}}
-    resource_to_telemetry_conversion:
-      enabled: true
-  debug:
-    verbosity: basic
+    resource_constant_labels:   # one series per task, labelled with these attributes
+      included: [propeller.task.id, propeller.task.name, propeller.proplet.id]
 
 service:
   telemetry:
     logs:
-      level: info
+      level: warn         # the demo prints a line per message; the collector only what goes wrong
+    metrics:              # the Collector's own metrics, on a port of this demo's (default: localhost:8888)
+      readers:
+        - pull:
+            exporter:
+              prometheus:
+                host: 127.0.0.1
+                port: {{.TelemetryPort}}
   pipelines:
     metrics:
       receivers: [proplet]
-      exporters: [mqtt, prometheus, debug]
+      exporters: [mqtt, prometheus]
 `))

@@ -7,5 +7,6 @@ import (
 	"syscall"
 )
 
-// dieWithParent has no equivalent here; the demo kills its children on the way out.
-func dieWithParent(*exec.Cmd, syscall.Signal) {}
+// ownGroup leaves the child in the demo's process group here: a Ctrl-C reaches it too, and the
+// demo still waits for the collector and kills its tasks on the way out.
+func ownGroup(*exec.Cmd, syscall.Signal) {}
