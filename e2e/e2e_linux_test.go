@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,7 +69,7 @@ func TestDistribution(t *testing.T) {
 	sub := mqtttest.Subscribe(t, broker.Endpoint(), "m/e2e/c/e2e/#", mqtttest.SubscriberOptions{})
 	busy := testworkload.Start(t, testworkload.Burn, 0)
 	mem := testworkload.Start(t, testworkload.Hold, 256)
-	promPort := freePort(t)
+	promPort, telPort := freePort(t), freePort(t)
 
 	cfg := fmt.Sprintf(`
 receivers:
@@ -91,11 +92,11 @@ exporters:
     endpoint: 127.0.0.1:%d
     %s
 service:
-  telemetry: { metrics: { level: none } }
+  telemetry: { metrics: { readers: [ { pull: { exporter: { prometheus: { host: 127.0.0.1, port: %d } } } } ] } }
   pipelines:
     metrics: { receivers: [proplet], exporters: [mqtt, prometheus] }
 `, propletID, busyID, busy.Process.Pid, memID, mem.Process.Pid, pendingID, filepath.Join(t.TempDir(), "never.pid"),
-		broker.Endpoint(), promPort, documentedLabels(t))
+		broker.Endpoint(), promPort, documentedLabels(t), telPort)
 	cfgPath := filepath.Join(t.TempDir(), "config.yaml")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o600))
 
@@ -149,7 +150,11 @@ service:
 	}
 
 	// The Prometheus endpoint serves the same tasks, each as series of its own.
-	assertSeriesPerTask(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort))
+	data := assertSeriesPerTask(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort))
+	assertLookup(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", promPort))
+	telemetry, err := scrape(fmt.Sprintf("http://127.0.0.1:%d/metrics", telPort))
+	require.NoError(t, err)
+	assertAlertSeriesServed(t, data, parseExposition(t, telemetry))
 
 	// SIGTERM: a clean exit within 5 s.
 	start := time.Now()
@@ -185,7 +190,7 @@ var taskFamilies = []string{
 // both tasks, then checks that each task's series are its own: one series per task and data
 // point attributes, values that are the task's (the memory task holds 256 MiB, the busy one
 // burns a core), labels that stay for a task's life, and every name in the README's table.
-func assertSeriesPerTask(t *testing.T, url string) {
+func assertSeriesPerTask(t *testing.T, url string) []sample {
 	t.Helper()
 	var samples []sample
 	// tasks[family] = the task ids among the family's series
@@ -233,7 +238,7 @@ func assertSeriesPerTask(t *testing.T, url string) {
 		}
 		if id := s.labels["propeller_task_id"]; id != "" {
 			sum[s.name+" "+id] += s.value
-			want := map[string]string{busyID: "busy", memID: "memory"}[id]
+			want := map[string]string{busyID: "busy", memID: "memory", pendingID: "pending"}[id]
 			assert.Equal(t, want, s.labels["propeller_task_name"], "%s of %s", s.name, id)
 			assert.Equal(t, propletID, s.labels["propeller_proplet_id"], "%s of %s", s.name, id)
 		}
@@ -256,6 +261,62 @@ func assertSeriesPerTask(t *testing.T, url string) {
 		}
 	}
 	assert.Empty(t, missing, "series served but not in the README's series table")
+	return samples
+}
+
+// assertLookup checks that a task whose process is not found is visible in Prometheus, as
+// the dashboard's "Tasks not found" panel and PropellerTaskNotFound read it: its
+// propeller_task_lookup is 0, and that of the tasks found is 1.
+func assertLookup(t *testing.T, url string) {
+	t.Helper()
+	var lookup map[string]float64
+	require.Eventually(t, func() bool {
+		body, err := scrape(url)
+		if err != nil {
+			return false
+		}
+		lookup = map[string]float64{}
+		for _, s := range parseExposition(t, body) {
+			if s.name == "propeller_task_lookup" {
+				lookup[s.labels["propeller_task_id"]] = s.value
+			}
+		}
+		return len(lookup) == 3
+	}, 15*time.Second, 200*time.Millisecond, "propeller_task_lookup for the three tasks")
+	assert.Equal(t, map[string]float64{busyID: 1, memID: 1, pendingID: 0}, lookup)
+}
+
+// assertAlertSeriesServed checks the names the alerting rules query against what the
+// distribution serves, so that a rule cannot wait forever on a misspelt series: task and
+// proplet series on the exporter's endpoint, otelcol_* on the telemetry endpoint. Counters
+// exported only from their first increment (failures, refusals) are checked against their
+// declarations instead: the MQTT exporter's metadata.yaml and exporterhelper's names.
+func assertAlertSeriesServed(t *testing.T, data, telemetry []sample) {
+	t.Helper()
+	served := map[string]bool{}
+	for _, s := range append(data, telemetry...) {
+		served[s.name] = true
+	}
+	declared := map[string]bool{
+		"otelcol_exporter_send_failed_metric_points":    true,
+		"otelcol_exporter_enqueue_failed_metric_points": true,
+	}
+	for name := range asMap(yamlFile(t, "../exporter/mqttexporter/metadata.yaml")["telemetry"])["metrics"].(map[string]any) {
+		declared["otelcol_"+name] = true
+	}
+	labels := map[string]bool{"propeller_task_id": true, "propeller_task_name": true, "propeller_proplet_id": true}
+	name := regexp.MustCompile(`\b(?:process|system|propeller|otelcol)_[a-z0-9_]+`)
+	for _, g := range list(yamlFile(t, alertRules)["groups"]) {
+		for _, r := range list(asMap(g)["rules"]) {
+			expr, _ := asMap(r)["expr"].(string)
+			for _, n := range name.FindAllString(expr, -1) {
+				if labels[n] || served[n] || declared[n] {
+					continue
+				}
+				t.Errorf("alert %v queries %s, which the distribution does not serve", asMap(r)["alert"], n)
+			}
+		}
+	}
 }
 
 // TestPrometheusCollisionWarned runs the distribution with a prometheus exporter configured
