@@ -45,12 +45,16 @@ func startReceiver(t *testing.T, cfg *Config) *consumertest.MetricsSink {
 	return sink
 }
 
-// resources returns every resource emitted so far whose attribute key has value.
+// resources returns every measurement emitted so far whose attribute key has value (not the
+// lookup samples of a task that is not found yet).
 func resources(sink *consumertest.MetricsSink, key, value string) []pmetric.ResourceMetrics {
 	var out []pmetric.ResourceMetrics
 	for _, md := range sink.AllMetrics() {
 		for i := 0; i < md.ResourceMetrics().Len(); i++ {
 			rm := md.ResourceMetrics().At(i)
+			if lookup, ok := metricsByName(rm)["propeller.task.lookup"]; ok && lookup.Gauge().DataPoints().At(0).IntValue() == 0 {
+				continue
+			}
 			if v, ok := rm.Resource().Attributes().Get(key); ok && v.AsString() == value {
 				out = append(out, rm)
 			}
