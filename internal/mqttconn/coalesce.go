@@ -109,10 +109,10 @@ func (c *coalescingConn) Close() error {
 	return c.Conn.Close()
 }
 
-// DialCoalescing returns a dialer for a TCP or TLS connection whose writes are coalesced and
+// dialCoalescing returns a dialer for a TCP or TLS connection whose writes are coalesced and
 // whose reads are acknowledged at once. It reports false for schemes it does not handle
 // (WebSockets), which keep the client's own dialer.
-func DialCoalescing(u *url.URL, tlsCfg *tls.Config, timeout time.Duration) (func() (net.Conn, error), bool) {
+func dialCoalescing(u *url.URL, tlsCfg *tls.Config, timeout time.Duration) (func() (net.Conn, error), bool) {
 	host := u.Host
 	secure := false
 	switch strings.ToLower(u.Scheme) {

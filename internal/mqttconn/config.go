@@ -60,7 +60,7 @@ func (c *ClientConfig) Check(prefix string) error {
 	add := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s%s: %s", prefix, key, fmt.Sprintf(format, args...)))
 	}
-	if secure, err := CheckEndpoint(prefix+"endpoint", c.Endpoint); err != nil {
+	if secure, err := checkEndpoint(prefix+"endpoint", c.Endpoint); err != nil {
 		errs = append(errs, err)
 	} else if !secure {
 		// Any of them: insecure_skip_verify or min_version on tcp:// would connect in plaintext
@@ -147,9 +147,9 @@ func (c *ClientConfig) Prepare(ctx context.Context, idPrefix string) (*Prepared,
 	}
 	p := &Prepared{Config: *c, URL: u, ClientID: c.ClientID}
 	if p.ClientID == "" {
-		p.ClientID = ClientID(idPrefix)
+		p.ClientID = clientID(idPrefix)
 	}
-	if secure, _ := Scheme(u); secure {
+	if secure, _ := scheme(u); secure {
 		cfg, err := c.TLS.LoadTLSConfig(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("tls: %w", err)

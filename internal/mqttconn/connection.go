@@ -21,7 +21,7 @@ var ErrBadCredentials = errors.New("the MQTT broker refused the credentials")
 // PahoOptions returns the MQTT 3.1.1 options of Eclipse Paho for this connection: broker,
 // client id, credentials, protocol 3.1.1, keep-alive, connect timeout, automatic reconnection
 // with its backoff capped at MaxReconnectInterval, TLS, and the coalescing dial
-// (DialCoalescing) for TCP and TLS endpoints. Callers add their own handlers and their
+// (dialCoalescing) for TCP and TLS endpoints. Callers add their own handlers and their
 // clean-session and ordering choices.
 func (p *Prepared) PahoOptions() *paho.ClientOptions {
 	c := p.Config
@@ -38,7 +38,7 @@ func (p *Prepared) PahoOptions() *paho.ClientOptions {
 	if p.TLS != nil {
 		opts.SetTLSConfig(p.TLS)
 	}
-	if dial, ok := DialCoalescing(p.URL, p.TLS, c.ConnectTimeout); ok {
+	if dial, ok := dialCoalescing(p.URL, p.TLS, c.ConnectTimeout); ok {
 		opts.SetCustomOpenConnectionFn(func(*url.URL, paho.ClientOptions) (net.Conn, error) { return dial() })
 	}
 	return opts

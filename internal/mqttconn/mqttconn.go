@@ -18,19 +18,20 @@ import (
 // schemes maps every endpoint scheme the clients accept to whether it uses TLS.
 var schemes = map[string]bool{"tcp": false, "mqtt": false, "ws": false, "ssl": true, "tls": true, "mqtts": true, "wss": true}
 
-// Schemes lists the accepted endpoint schemes, for error messages.
-const Schemes = "tcp, mqtt, ssl, tls, mqtts, ws, wss"
+// schemeNames lists the accepted endpoint schemes, for error messages.
+const schemeNames = "tcp, mqtt, ssl, tls, mqtts, ws, wss"
 
-// Scheme reports whether an endpoint URL's scheme is one the clients accept, and whether it
+// scheme reports whether an endpoint URL's scheme is one the clients accept, and whether it
 // uses TLS.
-func Scheme(u *url.URL) (secure, known bool) {
+func scheme(u *url.URL) (secure, known bool) {
 	secure, known = schemes[strings.ToLower(u.Scheme)]
 	return secure, known
 }
 
-// CheckEndpoint checks the broker URL configured at key: set, with a scheme (a host:port
-// alone is told to add tcp://), parseable, with a known scheme and a host. It reports whether the endpoint uses TLS. Every error names key and the value.
-func CheckEndpoint(key, endpoint string) (secure bool, err error) {
+// checkEndpoint checks the broker URL configured at key: set, with a scheme (a host:port
+// alone is told to add tcp://), parseable, with a known scheme and a host. It reports whether
+// the endpoint uses TLS. Every error names key and the value.
+func checkEndpoint(key, endpoint string) (secure bool, err error) {
 	if endpoint == "" {
 		return false, fmt.Errorf("%s: must be set, for example tcp://127.0.0.1:1883", key)
 	}
@@ -45,9 +46,9 @@ func CheckEndpoint(key, endpoint string) (secure bool, err error) {
 		return false, fmt.Errorf("%s: %q is not a URL: %w", key, endpoint, err)
 	}
 	var errs []error
-	secure, known := Scheme(u)
+	secure, known := scheme(u)
 	if !known {
-		errs = append(errs, fmt.Errorf("%s: scheme %q is not one of %s", key, u.Scheme, Schemes))
+		errs = append(errs, fmt.Errorf("%s: scheme %q is not one of %s", key, u.Scheme, schemeNames))
 	}
 	if u.Host == "" {
 		errs = append(errs, fmt.Errorf("%s: %q has no host", key, endpoint))
@@ -55,19 +56,9 @@ func CheckEndpoint(key, endpoint string) (secure bool, err error) {
 	return secure, errors.Join(errs...)
 }
 
-// Secure reports whether an endpoint uses TLS; an endpoint that does not parse does not.
-func Secure(endpoint string) bool {
-	u, err := url.Parse(endpoint)
-	if err != nil {
-		return false
-	}
-	secure, _ := Scheme(u)
-	return secure
-}
-
-// ClientID returns prefix followed by 12 random hexadecimal digits: unique per collector
+// clientID returns prefix followed by 12 random hexadecimal digits: unique per collector
 // instance, as brokers require of concurrent clients.
-func ClientID(prefix string) string {
+func clientID(prefix string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])

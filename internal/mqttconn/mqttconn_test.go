@@ -15,15 +15,13 @@ func TestSchemes(t *testing.T) {
 	} {
 		u, err := url.Parse(endpoint)
 		assert.NoError(t, err)
-		secure, known := Scheme(u)
+		secure, known := scheme(u)
 		assert.Equal(t, want, [2]bool{secure, known}, endpoint)
-		assert.Equal(t, want[0], Secure(endpoint), endpoint)
 	}
-	assert.False(t, Secure("::not a url"))
 }
 
 func TestCheckEndpoint(t *testing.T) {
-	secure, err := CheckEndpoint("endpoint", "mqtts://broker:8883")
+	secure, err := checkEndpoint("endpoint", "mqtts://broker:8883")
 	assert.NoError(t, err)
 	assert.True(t, secure)
 	for endpoint, want := range map[string]string{
@@ -32,13 +30,13 @@ func TestCheckEndpoint(t *testing.T) {
 		"tcp://":        `endpoint: "tcp://" has no host`,
 		"tcp://%zz":     `endpoint: "tcp://%zz" is not a URL`,
 	} {
-		_, err := CheckEndpoint("endpoint", endpoint)
+		_, err := checkEndpoint("endpoint", endpoint)
 		assert.ErrorContains(t, err, want, endpoint)
 	}
 }
 
 func TestClientIDsDiffer(t *testing.T) {
-	a, b := ClientID("p-"), ClientID("p-")
+	a, b := clientID("p-"), clientID("p-")
 	assert.Len(t, a, len("p-")+12)
 	assert.NotEqual(t, a, b)
 }
