@@ -40,7 +40,7 @@ func (c converter) Convert(_ context.Context, conf *confmap.Conf) error {
 	for _, col := range collisions(conf.ToStringMap()) {
 		c.log.Warn("Tasks collide in Prometheus: every task's metrics are served as one series per name, "+
 			"whose value flips between tasks on every scrape. Add resource_constant_labels to the exporter "+
-			"(the fix field; README: Prometheus)",
+			"(the fix field; README: Prometheus and Grafana)",
 			zap.String("exporter", col.Exporter),
 			zap.Strings("pipelines", col.Pipelines),
 			zap.String("reason", col.Reason),
