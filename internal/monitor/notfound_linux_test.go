@@ -66,3 +66,13 @@ func TestTaskNotFoundIsVisible(t *testing.T) {
 	require.True(t, h.m.StopTask(context.Background(), "rule"))
 	assert.Empty(t, tel.states(), "stopped tasks leave the count")
 }
+
+// TestPropletNotFoundSaysWhere: the proplet's not-found line names the pid file it reads.
+func TestPropletNotFoundSaysWhere(t *testing.T) {
+	core, logs := observer.New(zap.InfoLevel)
+	pidFile := filepath.Join(t.TempDir(), "proplet.pid")
+	runMonitorWith(t, Config{PropletInterval: time.Hour, Proplet: admission.Locator{PIDFile: pidFile}}, nil, zap.New(core))
+	require.Eventually(t, func() bool { return logs.FilterMessageSnippet("Proplet process not found yet").Len() == 1 }, 5*time.Second, 10*time.Millisecond)
+	entry := logs.FilterMessageSnippet("Proplet process not found yet").All()[0]
+	assert.Contains(t, entry.ContextMap()["looking_for"], pidFile)
+}
