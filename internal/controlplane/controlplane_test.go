@@ -214,7 +214,8 @@ func TestFollowsABroker(t *testing.T) {
 
 // TestHugeIDAndNameAreRefusedCheaply: a 10 MB id or name is refused before anything is built
 // from it (no regular expression compiled, nothing attached to samples), and the refusal's
-// log line quotes only the start of it.
+// log line quotes only the start of it. Measured in allocations, not time: the race detector
+// makes decoding 10 MB of JSON take a second on its own.
 func TestHugeIDAndNameAreRefusedCheaply(t *testing.T) {
 	reg := newRegistry()
 	f := New(testConfig(t), reg, zap.NewNop(), nil)
@@ -222,14 +223,13 @@ func TestHugeIDAndNameAreRefusedCheaply(t *testing.T) {
 	for _, payload := range []string{`{"id":"` + huge + `"}`, `{"id":"t","name":"` + huge + `"}`} {
 		var ms0, ms1 runtime.MemStats
 		runtime.ReadMemStats(&ms0)
-		start := time.Now()
 		err := f.HandleStart(context.Background(), []byte(payload))
-		elapsed := time.Since(start)
 		runtime.ReadMemStats(&ms1)
 		require.Error(t, err)
 		assert.Less(t, len(err.Error()), 300, "the error quotes only the start of the value")
-		assert.Less(t, elapsed, time.Second)
-		assert.Less(t, ms1.TotalAlloc-ms0.TotalAlloc, uint64(100<<20), "decoding only: no 556 MB regular expression")
+		// Decoding the JSON allocates a few times its size; compiling the id into a rule, as
+		// before, allocated 2.9 GB (and took 5 s).
+		assert.Less(t, ms1.TotalAlloc-ms0.TotalAlloc, uint64(100<<20), "decoding only: no regular expression built from it")
 	}
 	assert.Empty(t, reg.tasks)
 }
