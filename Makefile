@@ -23,6 +23,21 @@ $(DIST): $(SOURCES)
 	$(TOOLS) builder --config builder-config.yaml
 	@touch $@
 
+## image: the container image (deploy/container/Dockerfile) with podman, else docker: the
+## distribution built static (CGO_ENABLED=0), the host's CA bundle, examples/agent.yaml as
+## /etc/otelcol-propeller/config.yaml. IMAGE names it.
+IMAGE     ?= otelcol-propeller:dev
+CONTAINER ?= $(shell command -v podman || command -v docker)
+IMAGE_CTX := _build/image
+.PHONY: image
+image: $(DIST)
+	@[ -n "$(CONTAINER)" ] || { echo "make image: neither podman nor docker is installed"; exit 1; }
+	rm -rf $(IMAGE_CTX) && mkdir -p $(IMAGE_CTX)/var/lib/otelcol-propeller/queue
+	cd _build && CGO_ENABLED=0 $(GO) build -trimpath -ldflags '-s -w' -o image/otelcol-propeller .
+	cp /etc/ssl/certs/ca-certificates.crt $(IMAGE_CTX)/
+	cp examples/agent.yaml $(IMAGE_CTX)/config.yaml
+	$(CONTAINER) build -t $(IMAGE) -f deploy/container/Dockerfile $(IMAGE_CTX)
+
 ## run: build, then run the demo pipeline (Ctrl-C stops everything it started). The demo is
 ## built and run rather than `go run`, which exits 1 whenever it is interrupted.
 run: $(DIST)
