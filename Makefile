@@ -38,6 +38,24 @@ image: $(DIST)
 	cp examples/agent.yaml $(IMAGE_CTX)/config.yaml
 	$(CONTAINER) build -t $(IMAGE) -f deploy/container/Dockerfile $(IMAGE_CTX)
 
+## package: the .deb and .rpm packages (packaging/nfpm.yaml, with nfpm pinned in tools/go.mod) in
+## PKG_DIR: PKG_BIN (default: the static distribution, _build/otelcol-propeller) as
+## /usr/bin/otelcol-propeller, the systemd unit, PKG_CONFIG as /etc/otelcol-propeller/config.yaml
+## and the proplet's env file. Another architecture, from make dist's binaries:
+## make package PKG_ARCH=arm64 PKG_BIN=_dist/linux-arm64/otelcol-propeller (PKG_ARCH=arm7 for linux-arm).
+PKG_VERSION ?= $(shell sed -n 's/^  version: *//p' builder-config.yaml)
+PKG_ARCH    ?= $(shell $(GO) env GOARCH)
+PKG_BIN     ?= $(DIST)
+PKG_CONFIG  ?= examples/agent.yaml
+PKG_DIR     ?= _dist/packages
+.PHONY: package
+package: $(PKG_BIN)
+	@mkdir -p $(PKG_DIR)
+	@set -e; for p in deb rpm; do \
+		PKG_VERSION=$(PKG_VERSION) PKG_ARCH=$(PKG_ARCH) PKG_BIN=$(PKG_BIN) PKG_CONFIG=$(PKG_CONFIG) \
+			$(TOOLS) nfpm package --config packaging/nfpm.yaml --packager $$p --target $(PKG_DIR)/; \
+	done
+
 ## run: build, then run the demo pipeline (Ctrl-C stops everything it started). The demo is
 ## built and run rather than `go run`, which exits 1 whenever it is interrupted.
 run: $(DIST)
