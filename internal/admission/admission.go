@@ -47,6 +47,11 @@ type Request struct {
 	Cgroup string
 	// IncludeChildren makes the task's numbers cover its whole process tree.
 	IncludeChildren bool
+	// ExportAlways publishes the task to MQTT whatever its profile's export_to_mqtt says: the
+	// control plane's `export_to_mqtt: always`, for a proplet whose tasks are started with
+	// export_to_mqtt false so that the proplet itself stays quiet. The rest of the profile is
+	// resolved as requested, and the profile keeps its name.
+	ExportAlways bool
 }
 
 // Locator says how to find a process. At most one way is set.
@@ -139,6 +144,9 @@ func (p Policy) Admit(r Request) (Spec, []string, error) {
 	}
 	if err := errors.Join(errs...); err != nil {
 		return Spec{}, nil, err
+	}
+	if r.ExportAlways {
+		prof.ExportToMQTT = true
 	}
 	return Spec{
 		ID: r.ID, Name: r.Name, Daemon: r.Daemon, ProfileName: name, Profile: prof,

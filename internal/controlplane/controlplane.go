@@ -53,6 +53,11 @@ type Config struct {
 	TaskCgroup string
 	// Policy admits started tasks, as it does for the configuration and the task API.
 	Policy admission.Policy
+	// ExportAlways publishes every started task to MQTT whatever the export_to_mqtt of its
+	// monitoring profile (`propeller.export_to_mqtt: always`): tasks started with
+	// export_to_mqtt false keep the proplet quiet and are published by the collector instead.
+	// The rest of the requested profile is honoured.
+	ExportAlways bool
 }
 
 // Follower follows the control plane. Create it with New, then Start and Stop.
@@ -116,7 +121,7 @@ func (c Config) keyed(err error) error {
 // name that would add or leave a level of the task_cgroup path is refused; the id is checked
 // by admission, whose rule allows no separator.
 func (c Config) Request(r propeller.StartRequest) (admission.Request, error) {
-	req := admission.Request{ID: r.ID, Name: r.Name, Daemon: r.Daemon, MonitoringProfile: r.Profile}
+	req := admission.Request{ID: r.ID, Name: r.Name, Daemon: r.Daemon, MonitoringProfile: r.Profile, ExportAlways: c.ExportAlways}
 	switch {
 	case c.TaskCgroup != "":
 		if strings.Contains(c.TaskCgroup, "{task_name}") && (strings.Contains(r.Name, "/") || r.Name == "." || r.Name == "..") {
@@ -174,7 +179,7 @@ func (f *Follower) register(spec admission.Spec, notes []string) error {
 		return f.refuse(registryReason(err), err)
 	}
 	f.log.Info("Task started by the manager", zap.String("task_id", spec.ID), zap.String("task_name", spec.Name),
-		zap.String("profile", spec.ProfileName), zap.Duration("interval", spec.Profile.Interval))
+		zap.String("profile", spec.ProfileName), zap.Duration("interval", spec.Profile.Interval), zap.Bool("export_to_mqtt", spec.Profile.ExportToMQTT))
 	return nil
 }
 

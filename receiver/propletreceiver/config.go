@@ -144,7 +144,19 @@ type PropellerConfig struct {
 	// TaskCgroup, when set, is the cgroup v2 directory of a started task, with {task_id} and
 	// {task_name} filled in; the task is then measured from it.
 	TaskCgroup string `mapstructure:"task_cgroup"`
+	// ExportToMQTT says whether a started task's samples are published to MQTT:
+	// ExportAsRequested (the default) follows the export_to_mqtt of its monitoring profile;
+	// ExportAlways publishes every started task, so tasks started with export_to_mqtt false
+	// keep the proplet's own publisher quiet while the collector publishes for them. The rest of
+	// the profile is honoured either way.
+	ExportToMQTT string `mapstructure:"export_to_mqtt"`
 }
+
+// The values of propeller.export_to_mqtt.
+const (
+	ExportAsRequested = "as_requested"
+	ExportAlways      = "always"
+)
 
 // ProcessLocator says how to find a process: exactly one of PID, PIDFile and Match.
 type ProcessLocator struct {
@@ -254,6 +266,10 @@ func (cfg *Config) Validate() error {
 	if cfg.Propeller.HasValue() {
 		p := cfg.Propeller.Get()
 		errs = append(errs, p.Check("propeller."), admission.Under("propeller", cfg.controlPlane(policy).Check()))
+		if p.ExportToMQTT != ExportAsRequested && p.ExportToMQTT != ExportAlways {
+			add("propeller.export_to_mqtt: must be %s (publish a started task when its profile says so) or %s (publish every started task, whatever its profile's export_to_mqtt), got %s",
+				ExportAsRequested, ExportAlways, admission.Quote(p.ExportToMQTT))
+		}
 	}
 	if cfg.API.HasValue() {
 		api := cfg.API.Get()
@@ -328,6 +344,7 @@ func (cfg *Config) controlPlane(policy admission.Policy) controlplane.Config {
 	cp := controlplane.Config{
 		DomainID: p.DomainID, ChannelID: p.ChannelID, PropletID: cfg.PropletID,
 		TaskMatch: p.TaskMatch, InProcess: p.InProcess, TaskCgroup: p.TaskCgroup, Policy: policy,
+		ExportAlways: p.ExportToMQTT == ExportAlways,
 	}
 	// Started tasks are children of the proplet, wherever proplet: finds it.
 	switch pl := cfg.Proplet; {

@@ -51,7 +51,7 @@ func createDefaultConfig() component.Config {
 // unset: a rule the user writes replaces controlplane.DefaultTaskMatch whole instead of being
 // merged with it.
 func defaultPropellerConfig() PropellerConfig {
-	return PropellerConfig{ClientConfig: mqttconn.DefaultClientConfig()}
+	return PropellerConfig{ClientConfig: mqttconn.DefaultClientConfig(), ExportToMQTT: ExportAsRequested}
 }
 
 func defaultAPIConfig() APIConfig {
