@@ -12,6 +12,14 @@ RACE      := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED)),-race,)
 DIST      := _build/otelcol-propeller
 SOURCES   := $(shell git ls-files '*.go' 2>/dev/null) go.mod go.sum builder-config.yaml
 
+# The edge build (builder-config-edge.yaml) and the cross-built, stripped, static binaries of
+# both builds (make dist): _dist/<os>-<arch>/otelcol-propeller and otelcol-propeller-edge.
+EDGE      := _build-edge/otelcol-propeller-edge
+EDGE_SOURCES := $(filter-out builder-config.yaml,$(SOURCES)) builder-config-edge.yaml
+DIST_PLATFORMS ?= linux/amd64 linux/arm64 linux/arm
+DIST_BUILDS    ?= _build:otelcol-propeller _build-edge:otelcol-propeller-edge
+GOARM     ?= 7
+
 .PHONY: all build run test lint generate bench fuzz scale tidy
 
 all: lint test
@@ -22,6 +30,30 @@ build: $(DIST)
 $(DIST): $(SOURCES)
 	$(TOOLS) builder --config builder-config.yaml
 	@touch $@
+
+.PHONY: edge dist
+
+## edge: the edge build, with ocb from builder-config-edge.yaml: the proplet receiver, the mqtt and
+## prometheus exporters, batch, memory_limiter, health_check, file_storage (README: Architectures and the edge build).
+edge: $(EDGE)
+
+$(EDGE): $(EDGE_SOURCES)
+	$(TOOLS) builder --config builder-config-edge.yaml
+	@touch $@
+
+## dist: both builds cross-compiled for DIST_PLATFORMS (linux/arm is GOARM=7), static (CGO_ENABLED=0),
+## stripped (-trimpath -ldflags '-s -w'), from the sources ocb generated in _build and _build-edge.
+## One platform or build only: make dist DIST_PLATFORMS=linux/arm64 DIST_BUILDS=_build:otelcol-propeller
+dist: $(foreach b,$(DIST_BUILDS),$(firstword $(subst :, ,$(b)))/$(lastword $(subst :, ,$(b))))
+	@set -e; for p in $(DIST_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; \
+		for b in $(DIST_BUILDS); do \
+			dir=$${b%%:*}; name=$${b#*:}; out=$(CURDIR)/_dist/$$os-$$arch/$$name; \
+			echo "dist: $$os/$$arch $$name"; \
+			(cd $$dir && CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch GOARM=$(GOARM) $(GO) build -trimpath -ldflags '-s -w' -o $$out .); \
+		done; \
+	done
+	@ls -l _dist/*/*
 
 ## image: the container image (deploy/container/Dockerfile) with podman, else docker: the
 ## distribution built static (CGO_ENABLED=0), the host's CA bundle, examples/agent.yaml as
