@@ -100,11 +100,13 @@ run: $(DIST)
 test: $(DIST)
 	@[ -n "$(RACE)" ] || echo "make test: no C compiler (cgo is off), so the race detector is off"
 	$(GO) test $(RACE) -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v /e2e$$)
+	cd deploy/kubernetes && $(GO) test -count=1 ./...   # the manifests, in a module of their own (k8s.io/api)
 	$(GO) test $(RACE) -count=1 -timeout 10m ./e2e/
 
 ## lint: go vet, staticcheck, gofmt, and a cross-build of the portable fallback.
 lint:
 	$(GO) vet $(PKGS)
+	cd deploy/kubernetes && $(GO) vet ./...
 	$(TOOLS) staticcheck $(PKGS)
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
