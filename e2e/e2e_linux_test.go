@@ -436,7 +436,7 @@ func TestExamplesValidate(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			cmd := exec.Command(bin, "validate", "--config", f)
-			cmd.Env = append(os.Environ(), "PROPLET_ID=7c9e6679-7425-40de-944b-e07fc1f90ae7", "PROPLET_DOMAIN_ID=d", "PROPLET_CHANNEL_ID=c",
+			cmd.Env = append(os.Environ(), "PROPLET_ID=7c9e6679-7425-40de-944b-e07fc1f90ae7", "PROPLET_DOMAIN_ID=d", "PROPLET_TENANT_ID=d", "PROPLET_CHANNEL_ID=c",
 				"PROPLET_ENTITY_ID=e", "PROPLET_API_KEY=k", "MQTT_USERNAME=u", "MQTT_PASSWORD=p")
 			out, err := cmd.CombinedOutput()
 			assert.NoError(t, err, "%s", out)
