@@ -580,7 +580,7 @@ func TestAmbientCapabilitiesWithNoNewPrivileges(t *testing.T) {
 }
 
 // TestDebInstallPurge installs the .deb on this machine with dpkg, checks the service user and
-// the installed files, and purges it. It changes the machine, so it runs only when asked:
+// the installed files, installs it again over an edited env file (an upgrade), and purges it. It changes the machine, so it runs only when asked:
 // PROPLET_PACKAGE_INSTALL_TEST=1, as root, with the package and the user not there before. A
 // user it created is deleted afterwards (a purge keeps it, as is usual for system users).
 func TestDebInstallPurge(t *testing.T) {
@@ -624,6 +624,22 @@ func TestDebInstallPurge(t *testing.T) {
 	}
 	if status := run(t, "dpkg-query", "-W", "-f=${Status}", name); status != "install ok installed" {
 		t.Errorf("dpkg-query: %q", status)
+	}
+
+	// An upgrade (the same package again: preinst upgrade, postinst configure <version>) keeps
+	// an edited conffile, and its owner and mode.
+	f, err := os.OpenFile(envPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, "PROPLET_TENANT_ID=edited")
+	f.Close()
+	t.Logf("dpkg -i again:\n%s", run(t, "dpkg", "-i", deb))
+	if !strings.Contains(readFile(t, envPath), "PROPLET_TENANT_ID=edited") {
+		t.Errorf("the upgrade replaced the edited %s", envPath)
+	}
+	if got := strings.TrimSpace(run(t, "stat", "-c", "%A %U %G", envPath)); got != "-rw-r----- root "+name {
+		t.Errorf("after the upgrade %s: %s, want -rw-r----- root %s", envPath, got, name)
 	}
 
 	t.Logf("dpkg --purge:\n%s", run(t, "dpkg", "--purge", name))
