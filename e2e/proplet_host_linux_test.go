@@ -225,3 +225,33 @@ func medianGap(t *testing.T, msgs []map[string]any) float64 {
 	sort.Float64s(gaps)
 	return gaps[len(gaps)/2]
 }
+
+// TestValidateNamesUnsetVariables runs validate on the recommended configuration on a host
+// where the proplet's variables are not set: the errors (a domain_id that must be set) come
+// with the variables behind them, and the variables with defaults or declared optional are not
+// mentioned.
+func TestValidateNamesUnsetVariables(t *testing.T) {
+	bin := binary(t)
+	run := func(env ...string) string {
+		cmd := exec.Command(bin, "validate", "--config", "../examples/agent.yaml")
+		cmd.Env = propletEnv(env...)
+		out, err := cmd.CombinedOutput()
+		require.Error(t, err, "validate must fail: %s", out)
+		return string(out)
+	}
+	out := run()
+	for _, name := range []string{"PROPLET_TENANT_ID", "PROPLET_CHANNEL_ID", "PROPLET_ENTITY_ID", "PROPLET_API_KEY"} {
+		assert.Contains(t, out, "Warning: "+name+" is not set, so ${env:"+name+"} in the configuration is empty\n")
+	}
+	for _, name := range []string{"PROPLET_MQTT_ADDRESS", "PROPLET_MQTT_QOS", "PROPLET_MQTT_TLS_CA_CERT", "PROPLET_MANAGER_K8S_NAMESPACE"} {
+		assert.NotContains(t, out, name, "a default, or declared optional")
+	}
+	assert.Contains(t, out, `propeller.domain_id: must be set`)
+	assert.Equal(t, 1, strings.Count(out, "PROPLET_TENANT_ID is not set"), "said once, though referenced twice")
+
+	// Propeller's own .env lists the variables empty; an older proplet's env file has the older name.
+	out = run("PROPLET_TENANT_ID=", "PROPLET_DOMAIN_ID=tenant", "PROPLET_CHANNEL_ID=c", "PROPLET_ENTITY_ID=e", "PROPLET_API_KEY=k")
+	assert.Contains(t, out, "Warning: PROPLET_TENANT_ID is set but empty, so ${env:PROPLET_TENANT_ID} in the configuration is empty "+
+		"(PROPLET_DOMAIN_ID, its name in older Propeller releases, is set: set PROPLET_TENANT_ID to the same value)")
+	assert.NotContains(t, out, "PROPLET_CHANNEL_ID")
+}
