@@ -105,6 +105,9 @@ func TestComposeAddon(t *testing.T) {
 	if !ok {
 		t.Fatalf("no otelcol-propeller service:\n%s", out)
 	}
+	if p := cfg.Services["proplet"]; p.Environment["PROPLET_ENABLE_MONITORING"] != "false" || p.Environment["PROPLET_EXTERNAL_WASM_RUNTIME"] != "wasmtime" {
+		t.Errorf("the proplet's environment after the add-on: %v (want its own monitoring off, Propeller's settings kept)", p.Environment)
+	}
 	if col.Pid != "service:proplet" || col.NetworkMode != "service:proplet" {
 		t.Errorf("pid %q network_mode %q: the collector is not in the proplet's namespaces", col.Pid, col.NetworkMode)
 	}

@@ -120,6 +120,9 @@ func TestSidecar(t *testing.T) {
 	if proplet == nil {
 		t.Fatal("no proplet container")
 	}
+	if !envHas(*proplet, "PROPLET_ENABLE_MONITORING", "false") || !strings.Contains(m.configMap.Data["config.yaml"], "export_to_mqtt: always") {
+		t.Error("not the replace mode: the proplet and the collector would both publish")
+	}
 	if !envHas(*proplet, "PROPLET_EXTERNAL_WASM_RUNTIME", "wasmtime") {
 		t.Error("the proplet does not run tasks as wasmtime processes, so they have none of their own to measure")
 	}
@@ -156,7 +159,7 @@ func checkCollector(t *testing.T, m manifests, pod corev1.PodSpec, c corev1.Cont
 		if _, ok := m.secret.StringData[k]; !ok {
 			t.Errorf("the Secret has no %s", k)
 		}
-		if !strings.Contains(conf, "${env:"+k+"}") {
+		if !strings.Contains(conf, "${env:"+k) {
 			t.Errorf("the config does not read %s", k)
 		}
 	}
