@@ -204,7 +204,7 @@ service:
 	// A stop request ends it, as for any task.
 	publish("stop", `{"id":"`+fullID+`"}`)
 	require.Eventually(t, func() bool { _, ok := tasks()[fullID]; return !ok }, 10*time.Second, 100*time.Millisecond)
-	assert.NotContains(t, logs.String(), "unset environment variable")
+	assert.NotContains(t, logs.String(), "Configuration references an environment variable", "every variable without a default is set")
 }
 
 // medianGap is the median time between a task's consecutive samples, in seconds.
