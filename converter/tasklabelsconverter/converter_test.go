@@ -162,7 +162,7 @@ service: { pipelines: { metrics: { receivers: [proplet], exporters: [prometheus]
 
 // The example configurations are the ones users copy: none of them may collide.
 func TestExamplesDoNotCollide(t *testing.T) {
-	for _, f := range []string{"../../examples/agent.yaml", "../../examples/gateway.yaml"} {
+	for _, f := range []string{"../../examples/agent.yaml", "../../examples/agent-complement.yaml", "../../examples/gateway.yaml"} {
 		t.Run(f, func(t *testing.T) {
 			c, err := confmaptest.LoadConf(f)
 			require.NoError(t, err)
