@@ -62,7 +62,9 @@ services:
 // compose file plus the add-on, and checks the result: the collector in the proplet's PID
 // namespace with Propeller's .env, the files it binds present, Prometheus scraping the
 // collector, our dashboard next to Propeller's; and the collector's config validates with that
-// environment. Nothing is run: the images cannot be pulled here.
+// environment. Nothing is run: the images cannot be pulled here. With PROPELLER_DOCKER set to
+// Propeller's docker/ folder, that folder is used instead of the stand-in (a compose tool that
+// accepts its top-level name:, docker compose v2, is needed).
 func TestComposeAddon(t *testing.T) {
 	tool := composeTool(t)
 	root, err := filepath.Abs("..")
@@ -72,12 +74,26 @@ func TestComposeAddon(t *testing.T) {
 	tree := t.TempDir()
 	docker := filepath.Join(tree, "docker")
 	addon := filepath.Join(docker, "addons", "otelcol-propeller")
+	files := []string{"-f", "docker/compose.propeller.yaml"}
+	if real := os.Getenv("PROPELLER_DOCKER"); real != "" {
+		// Propeller's own docker/ folder, with the test's ids appended to its .env (later lines win).
+		copyDir(t, real, docker)
+		env, err := os.ReadFile(filepath.Join(real, ".env"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(docker, ".env"), string(env)+"\n"+propellerEnv)
+		files = []string{"-f", "docker/compose.yaml", "-f", "docker/compose.propeller.yaml"}
+	} else {
+		writeFile(t, filepath.Join(docker, ".env"), propellerEnv)
+		writeFile(t, filepath.Join(docker, "compose.propeller.yaml"), propellerStack)
+		writeFile(t, filepath.Join(docker, "addons", "grafana", "grafana", "dashboards", "propeller.json"), "{}")
+	}
 	copyDir(t, filepath.Join(root, "deploy", "compose"), addon)
-	writeFile(t, filepath.Join(docker, ".env"), propellerEnv)
-	writeFile(t, filepath.Join(docker, "compose.propeller.yaml"), propellerStack)
-	writeFile(t, filepath.Join(docker, "addons", "grafana", "grafana", "dashboards", "propeller.json"), "{}")
 
-	cmd := exec.Command(tool[0], append(tool[1:], "-f", "docker/compose.propeller.yaml", "-f", "docker/addons/otelcol-propeller/compose.yaml", "config")...)
+	args := append(append(tool[1:], files...), "-f", "docker/addons/otelcol-propeller/compose.yaml", "config")
+	t.Logf("%s %s", tool[0], strings.Join(args, " "))
+	cmd := exec.Command(tool[0], args...)
 	cmd.Dir = tree
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -120,9 +136,9 @@ func TestComposeAddon(t *testing.T) {
 		t.Errorf("capabilities: add %v drop %v, read-only %v", col.CapAdd, col.CapDrop, col.ReadOnly)
 	}
 
-	binds := map[string]string{} // service/target: source
-	for name, s := range cfg.Services {
-		for _, v := range s.Volumes {
+	binds := map[string]string{}                                                  // service/target: source
+	for _, name := range []string{"otelcol-propeller", "prometheus", "grafana"} { // the add-on's services
+		for _, v := range cfg.Services[name].Volumes {
 			m, ok := v.(map[string]any)
 			if !ok || m["type"] != "bind" {
 				continue
