@@ -12,7 +12,7 @@
 # health_check, the prometheus exporter and the Collector's own metrics) so runs can go side by
 # side. The process runs with the caller's environment: GOMEMLIMIT, GOGC, GODEBUG apply.
 # Environment: TASKS (100), INTERVAL (10s), STEADY (60, seconds before RSS is read), WINDOW (60,
-# seconds of CPU measured), PORT_BASE (19100). Prints one line of key=value.
+# seconds of CPU measured), PORT_BASE (19100), LOG (a file to keep the collector's output in). Prints one line of key=value.
 set -euo pipefail
 bin=${1:?usage: scripts/footprint.sh BINARY [CONFIG...]}
 shift
@@ -25,6 +25,7 @@ export PROPLET_ID PROPLET_DOMAIN_ID PROPLET_CHANNEL_ID PROPLET_ENTITY_ID PROPLET
 work=$(mktemp -d)
 pids=()
 cleanup() {
+	[ -n "${LOG:-}" ] && cp "$work/log" "$LOG" 2>/dev/null
 	[ -n "${col:-}" ] && kill "$col" 2>/dev/null && wait "$col" 2>/dev/null || true
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	rm -rf "$work"
@@ -53,8 +54,10 @@ done
 			i=$((i + 1))
 		done
 	fi
-	echo "exporters:"
-	echo "  prometheus: { endpoint: 127.0.0.1:$((PORT_BASE + 1)) }"
+	if grep -q '^  prometheus:' "$@" 2>/dev/null; then
+		echo "exporters:"
+		echo "  prometheus: { endpoint: 127.0.0.1:$((PORT_BASE + 1)) }"
+	fi
 	# only where the configs already serve the Collector's own metrics (level none has no reader)
 	if grep -q 'pull:' "$@" 2>/dev/null; then
 		echo "service:"
@@ -79,6 +82,8 @@ if ! kill -0 "$col" 2>/dev/null; then
 	exit 1
 fi
 rss=$(awk '/^VmRSS/ {print $2}' "/proc/$col/status")
+anon=$(awk '/^RssAnon/ {print $2}' "/proc/$col/status")
+file=$(awk '/^RssFile/ {print $2}' "/proc/$col/status")
 c0=$(cpu)
 sleep "$WINDOW"
 c1=$(cpu)
@@ -87,8 +92,8 @@ hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$col/status")
 tck=$(getconf CLK_TCK)
 size=$(stat -c %s "$bin")
 warn=$(grep -c -E 'warn|error' "$work/log" || true)
-awk -v b="$bin" -v s="$size" -v t="$TASKS" -v iv="$INTERVAL" -v r="$rss" -v r2="$rss2" -v h="$hwm" \
+awk -v b="$bin" -v s="$size" -v t="$TASKS" -v iv="$INTERVAL" -v r="$rss" -v r2="$rss2" -v h="$hwm" -v an="$anon" -v fi="$file" \
 	-v c="$((c1 - c0))" -v tk="$tck" -v w="$WINDOW" -v wl="$warn" 'BEGIN {
-	printf "binary=%s size=%d tasks=%d interval=%s rss_after_%ds=%.1fMiB rss_end=%.1fMiB hwm=%.1fMiB cpu=%.2f%% (of one core over %ds) log_warnings=%d\n",
-		b, s, t, iv, '"$STEADY"', r / 1024, r2 / 1024, h / 1024, 100 * c / tk / w, w, wl
+	printf "binary=%s size=%d tasks=%d interval=%s rss_after_%ds=%.1fMiB (anon %.1f, file %.1f) rss_end=%.1fMiB hwm=%.1fMiB cpu=%.2f%% (of one core over %ds) log_warnings=%d\n",
+		b, s, t, iv, '"$STEADY"', r / 1024, an / 1024, fi / 1024, r2 / 1024, h / 1024, 100 * c / tk / w, w, wl
 }'
