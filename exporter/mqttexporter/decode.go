@@ -119,7 +119,7 @@ type sample struct {
 // lookup sample of a task that is not found yet (propeller.task.lookup 0 alone) does not: no
 // message is sent for it, so the manager stores no empty sample.
 func (s *sample) measures() bool {
-	return s.hasCPUTime || s.hasRSS || s.hasMemUtil || s.hasDisk || s.hasNet || s.hasUptime || s.hasThreads || s.hasFDs || s.start != 0
+	return s.hasCPUTime || s.hasRSS || s.hasMemUtil || s.hasDisk || s.hasNet || s.hasUptime || s.hasThreads || s.hasFDs
 }
 
 // readResource groups a resource's data points by timestamp: usually there is one.

@@ -124,6 +124,8 @@ func TestLookupOfATaskNotFoundSendsNoMessage(t *testing.T) {
 	g.SetName(schema.TaskLookup)
 	dp := g.SetEmptyGauge().DataPoints().AppendEmpty()
 	dp.SetTimestamp(pcommon.NewTimestampFromTime(time.Now()))
+	// The receiver's MetricsBuilder gives gauges its start time too.
+	dp.SetStartTimestamp(pcommon.NewTimestampFromTime(time.Now().Add(-time.Minute)))
 	dp.SetIntValue(0)
 
 	cfg := createDefaultConfig().(*Config)
