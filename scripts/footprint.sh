@@ -19,8 +19,8 @@ shift
 TASKS=${TASKS:-100} INTERVAL=${INTERVAL:-10s} STEADY=${STEADY:-60} WINDOW=${WINDOW:-60}
 PORT_BASE=${PORT_BASE:-19100}
 : "${PROPLET_ID:=7c9e6679-7425-40de-944b-e07fc1f90ae7}" "${PROPLET_DOMAIN_ID:=footprint}" "${PROPLET_CHANNEL_ID:=footprint}"
-: "${PROPLET_ENTITY_ID:=footprint-$PORT_BASE}" "${PROPLET_API_KEY:=footprint}"
-export PROPLET_ID PROPLET_DOMAIN_ID PROPLET_CHANNEL_ID PROPLET_ENTITY_ID PROPLET_API_KEY
+: "${PROPLET_TENANT_ID:=footprint}" "${PROPLET_ENTITY_ID:=footprint-$PORT_BASE}" "${PROPLET_API_KEY:=footprint}"
+export PROPLET_ID PROPLET_DOMAIN_ID PROPLET_TENANT_ID PROPLET_CHANNEL_ID PROPLET_ENTITY_ID PROPLET_API_KEY
 
 work=$(mktemp -d)
 pids=()
@@ -32,6 +32,13 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A stand-in proplet, so a configuration that finds the proplet by its executable name
+# (examples/agent.yaml, examples/edge.yaml: '^proplet$') finds it, as on a real host, rather
+# than scanning /proc for it every second.
+cp "$(command -v sleep)" "$work/proplet"
+"$work/proplet" 100000 &
+pids+=("$!")
+proplet=$!
 for ((i = 0; i < TASKS; i++)); do
 	sleep 100000 &
 	pids+=("$!")
@@ -50,6 +57,7 @@ done
 		echo "    tasks:"
 		i=0
 		for p in "${pids[@]}"; do
+			[ "$p" = "$proplet" ] && continue
 			printf '      - { id: 00000000-0000-4000-8000-%012d, name: sleep-%d, pid: %d, profile: footprint }\n' "$i" "$i" "$p"
 			i=$((i + 1))
 		done
