@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Footprint of a built collector (BENCHMARKS.md, "The edge build"): VmRSS after a steady period
-# and CPU (utime+stime of /proc/<pid>/stat) over a window, with TASKS `sleep` processes as tasks
-# on an INTERVAL profile (TASKS=0: the receiver with no tasks, idle RSS).
+# Footprint of a built collector (BENCHMARKS.md, "Architectures and the edge build"): VmRSS
+# after a steady period and CPU (utime+stime of /proc/<pid>/stat) over a window, with TASKS
+# `sleep` processes as tasks on an INTERVAL profile (TASKS=0: the receiver with no tasks, idle RSS).
 #
 #   scripts/footprint.sh BINARY [CONFIG...]
 #   scripts/footprint.sh _build-edge/otelcol-propeller-edge examples/edge.yaml

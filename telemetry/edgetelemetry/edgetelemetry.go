@@ -3,7 +3,8 @@
 // metrics or traces. The default telemetry (otelconftelemetry) links the OpenTelemetry SDK, its
 // OTLP, Prometheus and stdout exporters and its cloud resource detectors (a Kubernetes client,
 // gRPC), which the edge build pays for in binary size and, since most of a Go collector's
-// resident memory is the binary's own pages, in RSS (BENCHMARKS.md, "The edge build").
+// resident memory is the binary's own pages, in RSS (BENCHMARKS.md, "Architectures and the
+// edge build").
 //
 // Configuration, under service::telemetry:
 //
