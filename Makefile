@@ -97,7 +97,7 @@ run: $(DIST)
 ## test: every test, with the race detector when a C compiler is there. The end-to-end tests run the built distribution,
 ## after the rest: they measure a busy process, and the other packages' workloads would take
 ## CPU from it on a small machine.
-test: $(DIST)
+test: $(DIST) $(EDGE)
 	@[ -n "$(RACE)" ] || echo "make test: no C compiler (cgo is off), so the race detector is off"
 	$(GO) test $(RACE) -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v -e /e2e$$ -e /deploy$$)
 	$(GO) test $(RACE) -count=1 -timeout 10m ./deploy/   # builds the image (make image): alone, not beside CPU measurements
