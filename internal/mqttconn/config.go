@@ -13,6 +13,8 @@ import (
 
 	"go.opentelemetry.io/collector/config/configopaque"
 	"go.opentelemetry.io/collector/config/configtls"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 )
 
 // ClientConfig is the broker connection both components configure: the exporter at the top
@@ -70,33 +72,17 @@ func (c *ClientConfig) Check(prefix string) error {
 		}
 	}
 	if c.KeepAlive < time.Second {
-		add("keep_alive", "must be at least 1s (brokers reject 0), got %s%s", c.KeepAlive, unitHint(c.KeepAlive))
+		add("keep_alive", "must be at least 1s (brokers reject 0), got %s%s", c.KeepAlive, profile.UnitHint(c.KeepAlive))
 	}
 	if c.ConnectTimeout <= 0 {
 		add("connect_timeout", "must be positive, got %s", c.ConnectTimeout)
-	} else if hint := unitHint(c.ConnectTimeout); hint != "" {
+	} else if hint := profile.UnitHint(c.ConnectTimeout); hint != "" {
 		add("connect_timeout", "must be at least 1ms, got %s%s", c.ConnectTimeout, hint)
 	}
 	if c.MaxReconnectInterval < time.Second {
-		add("max_reconnect_interval", "must be at least 1s, got %s%s", c.MaxReconnectInterval, unitHint(c.MaxReconnectInterval))
+		add("max_reconnect_interval", "must be at least 1s, got %s%s", c.MaxReconnectInterval, profile.UnitHint(c.MaxReconnectInterval))
 	}
 	return errors.Join(errs...)
-}
-
-// unitHint explains a duration that is most likely a number written without a unit, which the
-// Collector's configuration reads as nanoseconds (`keep_alive: 30` is 30ns): " (a number
-// without a unit is nanoseconds: write 30s)". It returns "" for any duration of 1ms or more, or
-// not positive. The receiver's keys say the same (profile.UnitHint); this package does not
-// depend on monitoring profiles.
-func unitHint(d time.Duration) string {
-	switch {
-	case d <= 0 || d >= time.Millisecond:
-		return ""
-	case d < time.Microsecond:
-		return fmt.Sprintf(" (a number without a unit is nanoseconds: write %ds)", int64(d))
-	default:
-		return " (a number without a unit is nanoseconds: write the unit, as in 10s or 500ms)"
-	}
 }
 
 // tlsKeysSet lists the keys of a tls block that are set (differ from their zero value, which
