@@ -33,16 +33,23 @@ func TestMain(m *testing.M) {
 // binary returns the distribution, building it with ocb when it is missing.
 func binary(t *testing.T) string {
 	t.Helper()
+	return built(t, "builder-config.yaml", filepath.Join("_build", "otelcol-propeller"))
+}
+
+// built returns a build of the repository's (path relative to its root), building it with ocb
+// from builderConfig when it is missing.
+func built(t *testing.T, builderConfig, path string) string {
+	t.Helper()
 	root, err := filepath.Abs("..")
 	require.NoError(t, err)
-	bin := filepath.Join(root, "_build", "otelcol-propeller")
+	bin := filepath.Join(root, path)
 	if _, err := os.Stat(bin); err == nil {
 		return bin
 	}
-	cmd := exec.Command("go", "tool", "-modfile=tools/go.mod", "builder", "--config", "builder-config.yaml")
+	cmd := exec.Command("go", "tool", "-modfile=tools/go.mod", "builder", "--config", builderConfig)
 	cmd.Dir = root
 	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "building the distribution: %s", out)
+	require.NoError(t, err, "building %s: %s", builderConfig, out)
 	return bin
 }
 

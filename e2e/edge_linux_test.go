@@ -22,17 +22,7 @@ import (
 // edgeBinary is the edge build (make edge), built with ocb when it is not there.
 func edgeBinary(t *testing.T) string {
 	t.Helper()
-	root, err := filepath.Abs("..")
-	require.NoError(t, err)
-	bin := filepath.Join(root, "_build-edge", "otelcol-propeller-edge")
-	if _, err := os.Stat(bin); err == nil {
-		return bin
-	}
-	cmd := exec.Command("go", "tool", "-modfile=tools/go.mod", "builder", "--config", "builder-config-edge.yaml")
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "building the edge build: %s", out)
-	return bin
+	return built(t, "builder-config-edge.yaml", filepath.Join("_build-edge", "otelcol-propeller-edge"))
 }
 
 // TestEdgeBuild runs the edge build with examples/edge.yaml (overridden only where a test must:
