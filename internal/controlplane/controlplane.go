@@ -176,7 +176,7 @@ func (f *Follower) register(spec admission.Spec, notes []string) error {
 		return nil
 	}
 	if err := f.reg.AddTask(spec); err != nil {
-		return f.refuse(registryReason(err), err)
+		return f.refuse(monitor.RefusalReason(err), err)
 	}
 	f.log.Info("Task started by the manager", zap.String("task_id", spec.ID), zap.String("task_name", spec.Name),
 		zap.String("profile", spec.ProfileName), zap.Duration("interval", spec.Profile.Interval), zap.Bool("export_to_mqtt", spec.Profile.ExportToMQTT))
@@ -202,17 +202,6 @@ func (f *Follower) HandleStop(ctx context.Context, payload []byte) error {
 func (f *Follower) refuse(reason string, err error) error {
 	f.refused.Refuse(reason, err)
 	return err
-}
-
-// registryReason names why the monitor refused an admitted task.
-func registryReason(err error) string {
-	switch {
-	case errors.Is(err, monitor.ErrTooManyTasks):
-		return "too_many_tasks"
-	case errors.Is(err, monitor.ErrTooManyPending):
-		return "too_many_pending"
-	}
-	return "duplicate"
 }
 
 // forUs says whether a request addressed to propletID concerns this proplet: a broadcast

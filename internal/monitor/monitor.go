@@ -72,6 +72,18 @@ var (
 	ErrTooManyPending = errors.New("too many pending tasks")
 )
 
+// RefusalReason names why AddTask refused a task, for counting: too_many_tasks,
+// too_many_pending, or duplicate (the id is taken).
+func RefusalReason(err error) string {
+	switch {
+	case errors.Is(err, ErrTooManyTasks):
+		return "too_many_tasks"
+	case errors.Is(err, ErrTooManyPending):
+		return "too_many_pending"
+	}
+	return "duplicate"
+}
+
 // Telemetry receives the monitor's self-observations. Every method must be cheap and safe for
 // concurrent use.
 type Telemetry interface {

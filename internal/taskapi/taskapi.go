@@ -274,12 +274,9 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.cfg.Registry.AddTask(spec); err != nil {
-		status, reason := http.StatusConflict, "duplicate"
-		switch {
-		case errors.Is(err, monitor.ErrTooManyTasks):
-			status, reason = http.StatusTooManyRequests, "too_many_tasks"
-		case errors.Is(err, monitor.ErrTooManyPending):
-			status, reason = http.StatusTooManyRequests, "too_many_pending"
+		reason, status := monitor.RefusalReason(err), http.StatusTooManyRequests
+		if reason == "duplicate" {
+			status = http.StatusConflict
 		}
 		a.cfg.Refused(reason, err)
 		writeError(w, status, err.Error())

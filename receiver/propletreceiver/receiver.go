@@ -404,18 +404,8 @@ func (t telemetry) TaskState(from, to monitor.State) {
 	}
 }
 
-var stateOpts = map[monitor.State]metric.AddOption{}
-
-func init() {
-	for _, s := range []monitor.State{monitor.StatePending, monitor.StateActive, monitor.StateDisabled, monitor.StateExited, monitor.StateInProcess, monitor.StateStopped} {
-		stateOpts[s] = metric.WithAttributeSet(attribute.NewSet(attribute.String("state", string(s))))
-	}
-}
-
+// stateOpt is the state attribute; a task changes state rarely, so it is built each time.
 func stateOpt(s monitor.State) metric.AddOption {
-	if o, ok := stateOpts[s]; ok {
-		return o
-	}
 	return metric.WithAttributeSet(attribute.NewSet(attribute.String("state", string(s))))
 }
 
