@@ -154,3 +154,48 @@ func CPUPercent(cpuSeconds, wallSeconds float64) float64 {
 	}
 	return cpuSeconds / wallSeconds * 100
 }
+
+// The task usage report: one log record per ended task, with the task's resource, event name
+// TaskEndEvent, its timestamp the moment the task ended, and the attributes below. The MQTT
+// exporter turns it into Propeller's task_usage message.
+const (
+	TaskEndEvent = "propeller.task.end"
+
+	ProcessCreationTime = "process.creation.time" // RFC 3339 with nanoseconds, UTC: when the task's process started
+	ProcessExitTime     = "process.exit.time"     // RFC 3339 with nanoseconds, UTC: when it ended
+	ProcessExitCode     = "process.exit.code"     // set only when the process exited (not killed by a signal)
+
+	TaskExitSignal      = "propeller.task.exit.signal"      // set only when a signal ended the process
+	TaskOOMKilled       = "propeller.task.oom_killed"       // the kernel's OOM killer ended it
+	TaskDuration        = "propeller.task.duration"         // seconds from start to end
+	TaskCPUUser         = "propeller.task.cpu.user"         // CPU seconds in user mode, whole life
+	TaskCPUSystem       = "propeller.task.cpu.system"       // CPU seconds in kernel mode, whole life
+	TaskPeakMemory      = "propeller.task.memory.peak"      // peak resident set size, bytes (also a metric, for cgroup tasks)
+	TaskMemoryLimit     = "propeller.task.memory.limit"     // the memory limit the task ran under, bytes; absent when none is known
+	TaskDiskRead        = "propeller.task.disk.read"        // bytes read from storage, whole life
+	TaskDiskWrite       = "propeller.task.disk.write"       // bytes written to storage, whole life
+	TaskNetworkReceive  = "propeller.task.network.receive"  // bytes received; only when the task had its own network namespace
+	TaskNetworkTransmit = "propeller.task.network.transmit" // bytes sent; same condition
+	TaskExact           = "propeller.task.exact"            // true: totals from the kernel's exit accounting or the cgroup; false: from the last sample
+)
+
+// UsageAttributes lists every attribute of the task usage report and its type. ProcessExitCode
+// and TaskExitSignal are exclusive (exactly one is set when the end is known; neither when it
+// is not); the network pair and TaskMemoryLimit are optional; every other one is always set.
+var UsageAttributes = []ResourceAttribute{
+	{ProcessCreationTime, String},
+	{ProcessExitTime, String},
+	{ProcessExitCode, Int},
+	{TaskExitSignal, Int},
+	{TaskOOMKilled, Bool},
+	{TaskDuration, Double},
+	{TaskCPUUser, Double},
+	{TaskCPUSystem, Double},
+	{TaskPeakMemory, Int},
+	{TaskMemoryLimit, Int},
+	{TaskDiskRead, Int},
+	{TaskDiskWrite, Int},
+	{TaskNetworkReceive, Int},
+	{TaskNetworkTransmit, Int},
+	{TaskExact, Bool},
+}
