@@ -179,9 +179,10 @@ const (
 	TaskExact           = "propeller.task.exact"            // true: totals from the kernel's exit accounting or the cgroup; false: from the last sample
 )
 
-// UsageAttributes lists every attribute of the task usage report and its type. ProcessExitCode
-// and TaskExitSignal are exclusive (exactly one is set when the end is known; neither when it
-// is not); the network pair and TaskMemoryLimit are optional; every other one is always set.
+// UsageAttributes lists every attribute of the task usage report and its type; the peak RSS is
+// TaskMemoryPeak, the metric's name. ProcessExitCode and TaskExitSignal are exclusive (exactly
+// one is set when the end is known, neither when it is not); the network pair and
+// TaskMemoryLimit are optional; every other one is always set.
 var UsageAttributes = []ResourceAttribute{
 	{ProcessCreationTime, String},
 	{ProcessExitTime, String},
@@ -191,7 +192,7 @@ var UsageAttributes = []ResourceAttribute{
 	{TaskDuration, Double},
 	{TaskCPUUser, Double},
 	{TaskCPUSystem, Double},
-	{TaskPeakMemory, Int},
+	{TaskMemoryPeak, Int},
 	{TaskMemoryLimit, Int},
 	{TaskDiskRead, Int},
 	{TaskDiskWrite, Int},
