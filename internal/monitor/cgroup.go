@@ -32,6 +32,7 @@ func (m *Monitor) bindCgroup(t *task, e process.Entry, withProcess bool) {
 		return
 	}
 	t.cg, t.cgPrev, t.prevTime = cg, base, time.Now()
+	t.cgStart, t.cgProcs, t.cgPopulated = t.prevTime, 0, false
 	m.log.Debug("Task bound to cgroup", zap.String("task_id", t.spec.ID), zap.String("cgroup", cg.Dir()))
 }
 
@@ -41,8 +42,7 @@ func (m *Monitor) readCgroup(t *task, buf []byte) (Sample, bool) {
 	now := time.Now()
 	var cur process.CgroupReading
 	if err := t.cg.Read(&cur, buf); err != nil {
-		m.readFailed(t, err)
-		return Sample{}, false
+		return m.readFailed(t, err, now)
 	}
 	if t.root != nil {
 		var r process.Reading
@@ -84,10 +84,47 @@ func (m *Monitor) readCgroup(t *task, buf []byte) (Sample, bool) {
 		procs = cur.Pids
 	}
 	t.cgPrev = cur
+	t.cgProcs = procs
+	t.cgPopulated = t.cgPopulated || procs > 0
+	t.peak = max(t.peak, r.rss)
+	if cur.HasPeak {
+		t.peak = max(t.peak, cur.Peak)
+	}
+	if cur.HasLimit && cur.Limit > 0 && r.memLimit == cur.Limit {
+		t.cgLimit = cur.Limit
+	}
 	s := m.sample(t, now, &r)
 	if r.got&process.FieldMemory != 0 {
 		s.MemoryPeak, s.HasMemoryPeak = cur.Peak, cur.HasPeak
 	}
 	s.Processes, s.HasProcesses = procs, true
 	return s, true
+}
+
+// endCgroup is the final sample of a cgroup task whose cgroup is gone, from its last reading.
+// The totals are exact when that reading found the cgroup empty after processes had run in
+// it: nothing could add to them after. The caller holds t.mu.
+func (m *Monitor) endCgroup(t *task, now time.Time) Sample {
+	s := t.newSample(now)
+	fields := fieldsOf(t.spec.Profile)
+	p := &t.cgPrev
+	if p.HasCPU && fields&process.FieldCPU != 0 {
+		s.Got |= process.FieldCPU
+		s.CPUUser, s.CPUSystem = p.CPUUser, p.CPUSystem
+	}
+	if p.HasIO && fields&process.FieldDisk != 0 {
+		s.Got |= process.FieldDisk
+		s.ReadBytes, s.WriteBytes = p.ReadBytes, p.WriteBytes
+	}
+	s.Final = true
+	if t.spec.Profile.Enabled {
+		u := &Usage{
+			Start: t.cgStart, End: now, PeakMemory: t.peak, MemoryLimit: t.cgLimit,
+			CPUUser: p.CPUUser, CPUSystem: p.CPUSystem, ReadBytes: p.ReadBytes, WriteBytes: p.WriteBytes,
+			Exact: t.cgPopulated && t.cgProcs == 0,
+		}
+		u.OOMKilled = m.oomKilled(t, u)
+		s.Usage = u
+	}
+	return s
 }

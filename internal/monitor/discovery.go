@@ -28,6 +28,10 @@ type discovery struct {
 	capped   map[process.ID]bool   // processes a rule matched while max_tasks was reached
 	scanned  bool
 	buf      []byte
+	// With process events: when the table was last scanned whole, and the processes events
+	// named since (reused).
+	lastScan time.Time
+	fresh    []int32
 
 	pass uint64 // the number of this pass
 	// cut says the previous pass ran out of time before it looked for every pending task:
@@ -137,6 +141,52 @@ func (t discoveryTable) PIDFile(path string) (int32, bool) {
 	return pid, ok
 }
 
+// refreshTable brings the process table up to date for this pass. With process events it
+// reads only the processes forked or exec'd since the last pass, and scans the whole table
+// when events were missed, when nobody listened for a while, or every reconcileEvery; without
+// events it scans.
+func (m *Monitor) refreshTable(now time.Time) {
+	d := &m.disc
+	if !m.ev.active() {
+		m.scan()
+		return
+	}
+	var stale bool
+	d.fresh, stale = m.ev.drain(d.fresh)
+	if stale || d.lastScan.IsZero() || now.Sub(d.lastScan) >= reconcileEvery {
+		m.scan()
+		if d.scanned {
+			d.lastScan = now
+		}
+		return
+	}
+	for _, pid := range d.fresh {
+		old, had := d.entries[pid]
+		e, ok := m.src.Lookup(pid, d.buf)
+		if had && (!ok || old.PPID != e.PPID) {
+			d.children[old.PPID] = slices.DeleteFunc(d.children[old.PPID], func(p int32) bool { return p == pid })
+		}
+		if !ok {
+			delete(d.entries, pid) // ended already
+			continue
+		}
+		d.entries[pid] = e
+		if !had || old.PPID != e.PPID {
+			d.children[e.PPID] = append(d.children[e.PPID], pid)
+		}
+	}
+	d.scanned = true
+}
+
+// forgetEntry removes an ended process from the table.
+func (m *Monitor) forgetEntry(e process.Entry) {
+	d := &m.disc
+	if cur, ok := d.entries[e.ID.PID]; ok && cur.ID == e.ID {
+		delete(d.entries, e.ID.PID)
+		d.children[e.PPID] = slices.DeleteFunc(d.children[e.PPID], func(p int32) bool { return p == e.ID.PID })
+	}
+}
+
 func (m *Monitor) scan() {
 	d := &m.disc
 	clear(d.entries)
@@ -220,8 +270,9 @@ func (m *Monitor) discover(ctx context.Context) {
 		t.mu.Unlock()
 	}
 	m.logExpired(expired)
+	m.ev.wanted.Store(needScan)
 	if needScan {
-		m.scan()
+		m.refreshTable(start)
 	}
 	if d.scanned {
 		for _, t := range d.trees {
@@ -369,6 +420,10 @@ func (m *Monitor) findProcess(t *task) {
 	} else if err := m.bind(t, e, m.disc.buf); err != nil {
 		if !errors.Is(err, process.ErrGone) {
 			m.bindFailed(t, e.ID.PID, err)
+		} else if m.ev.active() {
+			// Events name new processes, not every ended one: forget it and look again.
+			m.forgetEntry(e)
+			m.sched.Trigger(discoveryKey)
 		}
 		return
 	}
@@ -510,16 +565,17 @@ func (m *Monitor) checkExit(t *task) {
 	}
 	var r process.Reading
 	err := t.root.h.Read(0, &r, m.disc.buf)
-	switch {
-	case errors.Is(err, process.ErrGone):
-		m.finish(t)
-	case err == nil && r.Exited():
-		if t.state == StateDisabled {
-			m.finish(t)
-			return
-		}
-		m.sched.Trigger(taskPrefix + t.spec.ID)
+	if !goneOrExited(err, &r) {
+		return
 	}
+	if t.state == StateDisabled {
+		if !m.awaitRecord(t) {
+			m.finish(t)
+		}
+		return
+	}
+	// The task's sample job takes the final sample and the usage report.
+	m.sched.Trigger(taskPrefix + t.spec.ID)
 }
 
 // refreshMembers makes a process-tree task's members the current descendants of its root.
@@ -553,6 +609,7 @@ func (m *Monitor) refreshMembers(t *task, bound map[process.ID]bool) {
 		}
 		t.members[pid] = mb
 		bound[e.ID] = true
+		m.watch(t, pid, false)
 		if !mb.whole {
 			// Existed before this task saw it: its past is not this task's to report.
 			_ = h.Read(fields, &mb.prev, m.disc.buf)
@@ -627,6 +684,9 @@ func (m *Monitor) bindDiscovered(r Rule, c procmatch.Captures, e process.Entry) 
 		t.spec.Name = c.TaskName
 	}
 	if err := m.bind(t, e, m.disc.buf); err != nil {
+		if errors.Is(err, process.ErrGone) && m.ev.active() {
+			m.forgetEntry(e)
+		}
 		if !exists {
 			m.setState(t, StateStopped)
 			m.unregister(t)

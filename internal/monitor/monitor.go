@@ -53,6 +53,9 @@ type Config struct {
 	// MaxPendingTasks bounds the tasks in state pending (registered, their process not found):
 	// past it AddTask fails with ErrTooManyPending. 0 means DefaultMaxPendingTasks.
 	MaxPendingTasks int
+	// Events says how processes are found and accounted: the kernel's process events, /proc
+	// scans, or the first when it can be had. "" means EventsAuto.
+	Events EventsMode
 	// PendingTimeout removes a task registered at run time (the task API, the control plane)
 	// that has been pending this long: its process never appeared, or did not come back. Tasks
 	// of the configuration never expire. 0 means never.
@@ -141,6 +144,8 @@ type Monitor struct {
 	pending atomic.Int64
 
 	disc    discovery
+	ev      events
+	runCtx  context.Context // the context of Start, for samples emitted from timers
 	proplet propletState
 	// passBudget is how long a discovery pass looks for pending tasks' processes: half the
 	// discovery interval.
@@ -166,7 +171,7 @@ func New(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample) (*Monito
 	if cfg.MaxPendingTasks <= 0 {
 		cfg.MaxPendingTasks = DefaultMaxPendingTasks
 	}
-	m := &Monitor{cfg: cfg, src: src, log: log, tel: tel, out: out, tasks: map[string]*task{}}
+	m := &Monitor{cfg: cfg, src: src, log: log, tel: tel, out: out, tasks: map[string]*task{}, runCtx: context.Background()}
 	m.passBudget = cfg.DiscoveryInterval / 2
 	m.bufs.New = func() any { b := make([]byte, bufSize); return &b }
 	m.sched = schedule.New(max(cfg.MaxConcurrency, 1), m.runJob)
@@ -187,6 +192,10 @@ func (m *Monitor) Source() *process.Source { return m.src }
 // exist now (taking their baselines), runs at once on a worker, not in the caller: a pid file
 // on a hung mount must not hold up the collector's start.
 func (m *Monitor) Start(ctx context.Context) error {
+	m.runCtx = ctx
+	if err := m.startEvents(ctx); err != nil {
+		return err
+	}
 	m.proplet.baseline(m)
 	m.sched.Add(discoveryKey, m.cfg.DiscoveryInterval, 0)
 	if m.cfg.PropletInterval > 0 {
@@ -209,7 +218,7 @@ func (m *Monitor) Shutdown(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	m.proplet.close()
-	return errors.Join(err, m.src.Close())
+	return errors.Join(err, m.stopEvents(), m.src.Close())
 }
 
 // AddTask registers an admitted task at run time. Its process is looked for on every
@@ -353,10 +362,17 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 	t.start = m.src.StartTime(h.ID())
 	_, _, limit, ok := m.src.CgroupMemory(e.ID.PID)
 	t.memLimit = m.memLimit(limit, ok)
+	t.cgLimit = 0
+	if ok && limit > 0 && limit == t.memLimit {
+		t.cgLimit = limit
+	}
 	t.acc = accum{}
 	t.acc.add(&process.Reading{}, &root.prev, true)
+	t.peak = root.prev.RSS
 	t.loggedDenied = 0
 	t.prevTime = time.Now()
+	t.awaiting, t.lostAt = false, m.ev.lost.Load()
+	m.watch(t, e.ID.PID, true)
 	m.activate(t)
 	m.log.Debug("Task bound to process", zap.String("task_id", t.spec.ID), zap.Int32("pid", e.ID.PID), zap.String("executable", t.exe))
 	return nil
@@ -375,6 +391,7 @@ func (m *Monitor) memLimit(cgroupLimit uint64, ok bool) uint64 {
 // finish ends sampling of a task's current process. The caller holds t.mu.
 func (m *Monitor) finish(t *task) {
 	m.sched.Remove(taskPrefix + t.spec.ID)
+	m.unwatchAll(t)
 	t.closeHandles()
 	switch {
 	case t.origin == originDiscovered:
@@ -415,7 +432,9 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 	now := time.Now()
 	var cur process.Reading
 	if err := t.root.h.Read(fields, &cur, buf); err != nil {
-		m.readFailed(t, err)
+		return m.readFailed(t, err, now)
+	}
+	if cur.Exited() && m.awaitRecord(t) {
 		return Sample{}, false
 	}
 	if denied := cur.Denied &^ t.loggedDenied; denied != 0 {
@@ -448,8 +467,10 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 	r.dUser, r.dSystem, r.hasDelta = d.cpuUser, d.cpuSystem, d.cpu
 	r.read, r.write, r.rx, r.tx = t.acc.read, t.acc.write, t.acc.rx, t.acc.tx
 
+	t.peak = max(t.peak, r.rss)
 	s := m.sample(t, now, &r)
-	if s.Final = cur.Exited(); s.Final {
+	if cur.Exited() {
+		m.endFromReading(t, &s, &cur, now)
 		m.finish(t)
 	}
 	return s, true
@@ -501,16 +522,34 @@ func (m *Monitor) sample(t *task, now time.Time, r *reading) Sample {
 	return s
 }
 
-// readFailed handles a task read that failed: a process (or cgroup) that is gone ends the
-// task's sampling; anything else skips this sample and is counted. The caller holds t.mu.
-func (m *Monitor) readFailed(t *task, err error) {
-	if errors.Is(err, process.ErrGone) {
-		m.finish(t)
-		return
+// readFailed handles a task read that failed. A process (or cgroup) that is gone ends the
+// task's sampling with a final sample from what was read last, carrying the usage report
+// (with process events, the exit record gives it instead); anything else skips this sample
+// and is counted. The caller holds t.mu.
+func (m *Monitor) readFailed(t *task, err error, now time.Time) (Sample, bool) {
+	if !errors.Is(err, process.ErrGone) {
+		t.errors++
+		m.tel.SampleError(KindTask)
+		m.log.Debug("Task sample skipped", zap.String("task_id", t.spec.ID), zap.Error(err))
+		return Sample{}, false
 	}
-	t.errors++
-	m.tel.SampleError(KindTask)
-	m.log.Debug("Task sample skipped", zap.String("task_id", t.spec.ID), zap.Error(err))
+	if m.awaitRecord(t) {
+		return Sample{}, false
+	}
+	var s Sample
+	if t.cg != nil {
+		s = m.endCgroup(t, now)
+	} else {
+		s = t.newSample(now)
+		s.Got = fieldsOf(t.spec.Profile) & t.root.prev.Got & (process.FieldCPU | process.FieldDisk | process.FieldNetwork)
+		s.CPUUser, s.CPUSystem = t.acc.cpuUser, t.acc.cpuSystem
+		s.ReadBytes, s.WriteBytes, s.RxBytes, s.TxBytes = t.acc.read, t.acc.write, t.acc.rx, t.acc.tx
+		m.endFromReading(t, &s, nil, now)
+	}
+	emit := t.state == StateActive
+	t.counted(now)
+	m.finish(t)
+	return s, emit
 }
 
 // fieldsOf maps a profile's collect flags to the counters read.
@@ -606,10 +645,25 @@ func (m *Monitor) StopTask(ctx context.Context, id string) bool {
 	t.mu.Lock()
 	var last Sample
 	var emit bool
+	if (t.state == StateActive || t.state == StateDisabled) && m.ev.active() && t.root != nil && t.cg == nil {
+		// The process is usually ended by whoever asked for the stop: its exit record gives
+		// the final sample and the report, or a last reading after stopGrace.
+		m.sched.Remove(taskPrefix + id)
+		m.setState(t, StateStopped)
+		m.unregister(t)
+		t.stopping = true
+		pid := t.root.h.ID()
+		t.mu.Unlock()
+		time.AfterFunc(stopGrace, func() { m.endTask(t, pid) })
+		return true
+	}
 	if t.state == StateActive || t.state == StateDisabled {
 		bp := m.buf()
 		last, emit = m.read(t, *bp)
 		m.putBuf(bp)
+		if emit && last.Usage == nil {
+			m.endFromReading(t, &last, nil, last.Time)
+		}
 		last.Final = true
 	}
 	m.sched.Remove(taskPrefix + id)

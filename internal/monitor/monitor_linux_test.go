@@ -346,11 +346,18 @@ func TestProcTreeWithGarbageIsSkippedAndCounted(t *testing.T) {
 	require.Eventually(t, func() bool { return h.m.Tasks()[0].Errors > 0 }, 5*time.Second, 10*time.Millisecond)
 	n := len(h.of("fake"))
 
-	// The pid now belongs to a process with another start time: the task ends and nothing of
-	// the new process is reported as the old task.
+	// The pid now belongs to a process with another start time: the task ends with a final
+	// sample of what it had, and nothing of the new process is reported as the old task.
 	require.NoError(t, os.WriteFile(filepath.Join(root, "4242/stat"), []byte("4242 (other) S 1 1 1 0 -1 0 0 0 0 0 900 900 0 0 20 0 1 0 777 1000 10 0 0 0"), 0o600))
 	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateExited }, 5*time.Second, 10*time.Millisecond)
-	assert.Len(t, h.of("fake"), n)
+	got := h.of("fake")
+	require.Len(t, got, n+1)
+	last := got[n]
+	assert.True(t, last.Final)
+	assert.InDelta(t, 1.5, last.CPUUser+last.CPUSystem, 1e-9, "the old process's totals, not the new one's")
+	require.NotNil(t, last.Usage)
+	assert.False(t, last.Usage.Exact)
+	assert.False(t, last.Usage.HasExitCode || last.Usage.HasExitSignal, "reaped before it was seen ended: how it ended is unknown")
 }
 
 // fakeProc writes a minimal procfs tree with one process.

@@ -64,6 +64,9 @@ type Sample struct {
 	Threads, FDs          int64
 	Uptime                float64 // seconds since the process started
 	Final                 bool    // the task's process exited; no sample follows
+	// Usage is the task's usage report, on the final sample of a task whose process ended
+	// (or that was stopped), when its profile is enabled.
+	Usage *Usage
 	// Pending says the task's process (or cgroup) is not found: a lookup sample, with the
 	// task's identity and no measurement, so a task that is not found shows in the data.
 	Pending        bool

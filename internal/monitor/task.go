@@ -29,6 +29,11 @@ type task struct {
 	members map[int32]*member // descendants, with IncludeChildren
 	cg      *process.Cgroup   // with spec.Cgroup
 	cgPrev  process.CgroupReading
+	// cgStart is when the cgroup was bound; cgProcs the processes its last reading found, and
+	// cgPopulated whether any reading found one.
+	cgStart     time.Time
+	cgProcs     int64
+	cgPopulated bool
 
 	ppid                int32
 	exe, cmdline, owner string
@@ -42,6 +47,17 @@ type task struct {
 	registered          bool      // in the registry: its state is counted
 	notFoundLogged      time.Time // when "not found yet" was last logged
 	lookupSent          time.Time // when the last "not found" lookup sample was emitted
+
+	peak     uint64 // the highest RSS seen, or the kernel's high-water mark at exit
+	cgLimit  uint64 // the cgroup memory limit the task runs under; 0 when none
+	lostAt   uint64 // the events source's overflow count when the task was bound
+	awaiting bool   // its process ended; waiting for the kernel's exit record
+	stopping bool   // stopped by a request; its report waits for its process to end
+	// Guarded by Monitor.ev.mu, not mu: the processes accounted for the task, and the exit
+	// records that arrived for it and are not applied yet.
+	watched    map[int32]bool
+	rootExit   *ProcessExit
+	childExits []ProcessExit
 
 	// tried is the discovery pass that last looked for this task's process. Only the
 	// discovery pass reads or writes it (one pass at a time), so t.mu does not guard it.

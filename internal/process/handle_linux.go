@@ -210,6 +210,7 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 		return ErrGone // not the process this handle was opened for
 	}
 	r.State = st.State
+	r.ExitStatus, r.HasExitStatus = st.ExitCode, st.HasExitCode
 	if fields&FieldCPU != 0 {
 		r.CPUUser, r.CPUSystem = float64(st.UTime)*tick, float64(st.STime)*tick
 		r.Got |= FieldCPU

@@ -51,6 +51,10 @@ type Reading struct {
 	RxBytes, TxBytes      uint64  // network bytes of the process's own network namespace
 	Threads               int64
 	FDs                   int64
+	// ExitStatus is the wait status of an exited process (Exited), as the kernel prints it:
+	// the exit code shifted left by 8, or the terminating signal. HasExitStatus says it is known.
+	ExitStatus    uint32
+	HasExitStatus bool
 }
 
 // Exited reports whether the reading is of a process that has exited but can still be read

@@ -37,6 +37,18 @@ func TestParseStat(t *testing.T) {
 			want: Stat{State: 'S', PPID: 7665, NumThreads: 1, StartTime: 34264, VSize: 4857856, RSSPages: 444},
 			comm: "bash",
 		},
+		{
+			name: "zombie captured from this machine: its wait status, exit code 3",
+			in:   fixture(t, "stat_zombie"),
+			want: Stat{State: 'Z', PPID: 15423, NumThreads: 1, StartTime: 51912, ExitCode: 3 << 8, HasExitCode: true},
+			comm: "sh",
+		},
+		{
+			name: "zombie of a kernel before 3.5: no exit code printed",
+			in:   []byte("7 (a) Z 1 1 1 0 -1 0 0 0 0 0 5 6 0 0 20 0 1 0 9 0 0"),
+			want: Stat{State: 'Z', PPID: 1, UTime: 5, STime: 6, NumThreads: 1, StartTime: 9},
+			comm: "a",
+		},
 		{name: "empty", in: nil, wantErr: true},
 		{name: "no closing parenthesis", in: []byte("1 (bash S 0 1 1"), wantErr: true},
 		{name: "truncated after utime", in: []byte("1 (a) S 0 1 1 0 -1 0 0 0 0 0 5"), wantErr: true},

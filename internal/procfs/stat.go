@@ -13,6 +13,11 @@ type Stat struct {
 	StartTime  uint64 // (22) start time after boot, in clock ticks
 	VSize      uint64 // (23) virtual memory size, in bytes
 	RSSPages   int64  // (24) resident set size, in pages
+	// ExitCode is the wait status (52) of a process that has exited (State Z or X): the exit
+	// code shifted left by 8, or the terminating signal. It is parsed only for such a process,
+	// and HasExitCode says whether the kernel printed it (Linux 3.5 and later).
+	ExitCode    uint32
+	HasExitCode bool
 }
 
 // ParseStat parses the content of /proc/<pid>/stat into s. The command name (field 2) may
@@ -62,6 +67,15 @@ func ParseStat(b []byte, s *Stat) error {
 	}
 	if s.RSSPages, ok = parseInt(f.next()); !ok {
 		return ErrMalformed
+	}
+	s.ExitCode, s.HasExitCode = 0, false
+	if s.State == 'Z' || s.State == 'X' {
+		// rsslim through env_end (25-51): only an exited process pays for the walk.
+		if f.skip(27) {
+			if c, ok := f.nextUint(); ok && c <= 1<<32-1 {
+				s.ExitCode, s.HasExitCode = uint32(c), true
+			}
+		}
 	}
 	return nil
 }

@@ -1,0 +1,188 @@
+package monitor
+
+import (
+	"errors"
+	"time"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+)
+
+// The end of a task's process. With the kernel's process events, the exit record gives the
+// totals and the exit status (exact); a sample that finds the process ended first waits for
+// that record (awaitRecord) up to exitGrace. Without events, the zombie's last reading, or the
+// previous reading when the process was already reaped, gives them (not exact). Either way
+// the task's final sample carries its usage report.
+
+// awaitRecord is called when a sample finds a task's process ended (a zombie, or gone). With
+// process events it stops the task's samples and lets the exit record end the task, or a
+// last reading after exitGrace; it reports whether it did. The caller holds t.mu.
+func (m *Monitor) awaitRecord(t *task) bool {
+	if !m.ev.active() || t.root == nil || t.cg != nil {
+		return false
+	}
+	if !t.awaiting {
+		t.awaiting = true
+		m.sched.Remove(taskPrefix + t.spec.ID)
+		id := t.root.h.ID()
+		time.AfterFunc(exitGrace, func() { m.endTask(t, id) })
+	}
+	return true
+}
+
+// endTask ends a task whose process ended (or, for a stopped task, whose grace ran out), if
+// the task is still bound to that process, and emits its final sample. It is called from the
+// exit record's goroutine and from timers.
+func (m *Monitor) endTask(t *task, id process.ID) {
+	t.mu.Lock()
+	s, ok := m.endNow(t, id)
+	t.mu.Unlock()
+	if ok {
+		m.emit(m.runCtx, s)
+	}
+}
+
+// endTaskOnRecord ends the task an exit record arrived for.
+func (m *Monitor) endTaskOnRecord(t *task, pid int32) {
+	t.mu.Lock()
+	var s Sample
+	var ok bool
+	if t.root != nil && t.root.h.ID().PID == pid {
+		s, ok = m.endNow(t, t.root.h.ID())
+	}
+	t.mu.Unlock()
+	if ok {
+		m.emit(m.runCtx, s)
+	}
+}
+
+// endNow builds the final sample and usage report of a task's process id and ends its
+// sampling. The caller holds t.mu.
+func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
+	if t.root == nil || t.root.h.ID() != id {
+		return Sample{}, false // ended already, or bound to another process since
+	}
+	switch {
+	case t.state == StateActive, t.state == StateDisabled:
+	case t.state == StateStopped && t.stopping:
+	default:
+		return Sample{}, false
+	}
+	m.ev.mu.Lock()
+	x, children := t.rootExit, t.childExits
+	t.rootExit, t.childExits = nil, nil
+	m.ev.mu.Unlock()
+
+	now := time.Now()
+	end := now
+	exact := x != nil && x.Complete && t.lostAt == m.ev.lost.Load()
+	var status *uint32
+	fields := fieldsOf(t.spec.Profile)
+	var r reading
+	var d delta
+	if x != nil {
+		cur := x.reading()
+		d = t.acc.add(&t.root.prev, &cur, true)
+		t.peak = max(t.peak, x.PeakRSS)
+		if !t.start.IsZero() {
+			end = t.start.Add(x.Elapsed)
+		}
+		status = &x.Status
+	} else {
+		bp := m.buf()
+		var cur process.Reading
+		err := t.root.h.Read(fields, &cur, *bp)
+		m.putBuf(bp)
+		if err == nil {
+			d = t.acc.add(&t.root.prev, &cur, true)
+			t.root.prev = cur
+			if cur.Exited() && cur.HasExitStatus {
+				status = &cur.ExitStatus
+			}
+			if !cur.Exited() {
+				// Stopped, and still running after its grace: its memory now is its last.
+				r.got |= cur.Got & (process.FieldMemory | process.FieldThreads | process.FieldFDs)
+				r.rss, r.vms, r.threads, r.fds, r.memLimit = cur.RSS, cur.VMS, cur.Threads, cur.FDs, t.memLimit
+				t.peak = max(t.peak, cur.RSS)
+			}
+		}
+	}
+	for i := range children {
+		cx := &children[i]
+		cur := cx.reading()
+		if mb, ok := t.members[cx.PID]; ok {
+			d.merge(t.acc.add(&mb.prev, &cur, mb.whole))
+			mb.h.Close()
+			delete(t.members, cx.PID)
+		} else {
+			d.merge(t.acc.add(&process.Reading{}, &cur, true)) // born and ended between samples
+		}
+		t.peak = max(t.peak, cx.PeakRSS)
+		exact = exact && cx.Complete
+	}
+	r.got |= fields & (process.FieldCPU | process.FieldDisk | process.FieldNetwork)
+	r.cpuUser, r.cpuSystem = t.acc.cpuUser, t.acc.cpuSystem
+	r.dUser, r.dSystem, r.hasDelta = d.cpuUser, d.cpuSystem, d.cpu
+	r.read, r.write, r.rx, r.tx = t.acc.read, t.acc.write, t.acc.rx, t.acc.tx
+	if !end.After(t.prevTime) {
+		end = now
+	}
+	s := m.sample(t, end, &r)
+	s.Final = true
+	s.Usage = m.usage(t, end, status, exact)
+	emit := t.state != StateDisabled
+	if t.state == StateStopped {
+		m.unwatchAll(t)
+		t.closeHandles()
+	} else {
+		m.finish(t)
+	}
+	return s, emit
+}
+
+// lastSample is the final sample of a task whose process ended when process events are off
+// (or the record cannot be waited for): from the zombie's reading cur when there is one, else
+// from the previous reading. The caller holds t.mu and calls finish after.
+func (m *Monitor) endFromReading(t *task, s *Sample, cur *process.Reading, now time.Time) {
+	var status *uint32
+	if cur != nil && cur.HasExitStatus {
+		status = &cur.ExitStatus
+	}
+	s.Final = true
+	s.Usage = m.usage(t, now, status, false)
+}
+
+// usage is the report of a task that ends now. The caller holds t.mu.
+func (m *Monitor) usage(t *task, end time.Time, status *uint32, exact bool) *Usage {
+	if !t.spec.Profile.Enabled {
+		return nil
+	}
+	u := &Usage{
+		Start: t.start, End: end,
+		CPUUser: t.acc.cpuUser, CPUSystem: t.acc.cpuSystem,
+		PeakMemory: t.peak,
+		ReadBytes:  t.acc.read, WriteBytes: t.acc.write,
+		Exact: exact,
+	}
+	if u.Start.IsZero() || u.Start.After(end) {
+		u.Start = end
+	}
+	if t.cgLimit > 0 {
+		u.MemoryLimit = t.cgLimit
+	}
+	if t.root != nil && t.root.prev.Got&process.FieldNetwork != 0 {
+		u.HasNetwork, u.RxBytes, u.TxBytes = true, t.acc.rx, t.acc.tx
+	}
+	if status != nil {
+		u.setStatus(*status)
+	}
+	u.OOMKilled = m.oomKilled(t, u)
+	return u
+}
+
+// oomKilled reports whether the kernel's OOM killer ended the task.
+func (m *Monitor) oomKilled(*task, *Usage) bool { return false }
+
+// goneOrExited reports whether a read error or reading says a task's process ended.
+func goneOrExited(err error, r *process.Reading) bool {
+	return errors.Is(err, process.ErrGone) || (err == nil && r.Exited())
+}
