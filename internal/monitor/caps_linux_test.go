@@ -28,6 +28,7 @@ type countingTelemetry struct {
 	tasks   int
 	byState map[State]int
 	refused map[string]int
+	lost    int
 }
 
 func newCountingTelemetry() *countingTelemetry {
@@ -68,6 +69,12 @@ func (c *countingTelemetry) Refused(reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.refused[reason]++
+}
+
+func (c *countingTelemetry) EventsLost() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lost++
 }
 
 func (c *countingTelemetry) refusedFor(reason string) int {

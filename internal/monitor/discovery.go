@@ -564,7 +564,12 @@ func (m *Monitor) checkExit(t *task) {
 		return // sampled at least as often as this check would run
 	}
 	var r process.Reading
-	err := t.root.h.Read(0, &r, m.disc.buf)
+	// Memory comes from the same stat file: the peak a usage report gives without the
+	// kernel's accounting is at least as fine as this check.
+	err := t.root.h.Read(process.FieldMemory, &r, m.disc.buf)
+	if err == nil && !r.Exited() {
+		t.peak = max(t.peak, r.RSS)
+	}
 	if !goneOrExited(err, &r) {
 		return
 	}
@@ -609,7 +614,7 @@ func (m *Monitor) refreshMembers(t *task, bound map[process.ID]bool) {
 		}
 		t.members[pid] = mb
 		bound[e.ID] = true
-		m.watch(t, pid, false)
+		m.watch(t, e.ID, false)
 		if !mb.whole {
 			// Existed before this task saw it: its past is not this task's to report.
 			_ = h.Read(fields, &mb.prev, m.disc.buf)

@@ -1,7 +1,9 @@
 package monitor
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
@@ -23,35 +25,48 @@ func (m *Monitor) awaitRecord(t *task) bool {
 	if !t.awaiting {
 		t.awaiting = true
 		m.sched.Remove(taskPrefix + t.spec.ID)
-		id := t.root.h.ID()
-		time.AfterFunc(exitGrace, func() { m.endTask(t, id) })
+		m.scheduleEnd(t, t.root.h.ID(), exitGrace)
 	}
 	return true
 }
 
-// endTask ends a task whose process ended (or, for a stopped task, whose grace ran out), if
-// the task is still bound to that process, and emits its final sample. It is called from the
-// exit record's goroutine and from timers.
-func (m *Monitor) endTask(t *task, id process.ID) {
-	t.mu.Lock()
-	s, ok := m.endNow(t, id)
-	t.mu.Unlock()
-	if ok {
-		m.emit(m.runCtx, s)
-	}
+// endPrefix keys the scheduler jobs that end a task: the exit record arrived, or the grace
+// for it ran out. Ends run on the scheduler's workers, so Shutdown waits for them like for
+// samples.
+const endPrefix = "\x00end/"
+
+// ending is a task whose end is scheduled, and the process incarnation that ends.
+type ending struct {
+	t  *task
+	id process.ID
 }
 
-// endTaskOnRecord ends the task an exit record arrived for.
-func (m *Monitor) endTaskOnRecord(t *task, pid int32) {
-	t.mu.Lock()
-	var s Sample
-	var ok bool
-	if t.root != nil && t.root.h.ID().PID == pid {
-		s, ok = m.endNow(t, t.root.h.ID())
+// scheduleEnd ends task t's process id after delay (0: now). A second call for the same
+// process moves the end to the new delay.
+func (m *Monitor) scheduleEnd(t *task, id process.ID, delay time.Duration) {
+	key := fmt.Sprintf("%s%s/%d/%d", endPrefix, t.spec.ID, id.PID, id.Start)
+	m.mu.Lock()
+	m.endings[key] = ending{t: t, id: id}
+	m.mu.Unlock()
+	m.sched.Add(key, time.Hour, delay)
+}
+
+// runEnd is the job scheduleEnd added: it ends the task, if still bound to that process, and
+// emits its final sample.
+func (m *Monitor) runEnd(ctx context.Context, key string) {
+	m.sched.Remove(key)
+	m.mu.Lock()
+	e, ok := m.endings[key]
+	delete(m.endings, key)
+	m.mu.Unlock()
+	if !ok {
+		return
 	}
-	t.mu.Unlock()
-	if ok {
-		m.emit(m.runCtx, s)
+	e.t.mu.Lock()
+	s, emit := m.endNow(e.t, e.id)
+	e.t.mu.Unlock()
+	if emit {
+		m.emit(ctx, s)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 )
 
 // EventsMode says how the monitor learns of processes starting and ending.
@@ -72,7 +74,8 @@ type events struct {
 
 type owner struct {
 	t    *task
-	root bool // the task's own process; otherwise one of its descendants
+	id   process.ID // the task's own process, when root
+	root bool       // the task's own process; otherwise one of its descendants
 }
 
 func (e *events) active() bool { return e.src != nil }
@@ -117,12 +120,13 @@ func (m *Monitor) EventsLost() uint64 { return m.ev.lost.Load() }
 func (m *Monitor) EventsActive() bool { return m.ev.active() }
 
 // watch asks for the exit record of a task's process (root) or of one of its descendants.
-func (m *Monitor) watch(t *task, pid int32, root bool) {
+func (m *Monitor) watch(t *task, id process.ID, root bool) {
 	if !m.ev.active() {
 		return
 	}
+	pid := id.PID
 	m.ev.mu.Lock()
-	m.ev.owners[pid] = owner{t: t, root: root}
+	m.ev.owners[pid] = owner{t: t, id: id, root: root}
 	if t.watched == nil {
 		t.watched = map[int32]bool{}
 	}
@@ -187,7 +191,7 @@ func (m *Monitor) processExited(x ProcessExit) {
 	}
 	m.ev.mu.Unlock()
 	if ok && o.root {
-		go m.endTaskOnRecord(o.t, x.PID)
+		m.scheduleEnd(o.t, o.id, 0)
 	}
 }
 
@@ -195,6 +199,7 @@ func (m *Monitor) processExited(x ProcessExit) {
 // task bound before it reports exact totals.
 func (m *Monitor) eventsLost() {
 	m.ev.lost.Add(1)
+	m.tel.EventsLost()
 	m.ev.mu.Lock()
 	m.ev.stale = true
 	m.ev.mu.Unlock()

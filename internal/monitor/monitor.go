@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,6 +99,8 @@ type Telemetry interface {
 	// Refused counts a task refused or dropped by the monitor (a cap, an expired pending
 	// task, a discovered id admission refuses), by reason.
 	Refused(reason string)
+	// EventsLost counts an overflow of the kernel's process events.
+	EventsLost()
 }
 
 type noTelemetry struct{}
@@ -106,6 +109,7 @@ func (noTelemetry) Sampled(Kind)           {}
 func (noTelemetry) SampleError(Kind)       {}
 func (noTelemetry) TaskState(State, State) {}
 func (noTelemetry) Refused(string)         {}
+func (noTelemetry) EventsLost()            {}
 
 // Status is a snapshot of one task, for inspection.
 type Status struct {
@@ -145,7 +149,7 @@ type Monitor struct {
 
 	disc    discovery
 	ev      events
-	runCtx  context.Context // the context of Start, for samples emitted from timers
+	endings map[string]ending // guarded by mu: ends scheduled, by job key
 	proplet propletState
 	// passBudget is how long a discovery pass looks for pending tasks' processes: half the
 	// discovery interval.
@@ -171,7 +175,7 @@ func New(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample) (*Monito
 	if cfg.MaxPendingTasks <= 0 {
 		cfg.MaxPendingTasks = DefaultMaxPendingTasks
 	}
-	m := &Monitor{cfg: cfg, src: src, log: log, tel: tel, out: out, tasks: map[string]*task{}, runCtx: context.Background()}
+	m := &Monitor{cfg: cfg, src: src, log: log, tel: tel, out: out, tasks: map[string]*task{}, endings: map[string]ending{}}
 	m.passBudget = cfg.DiscoveryInterval / 2
 	m.bufs.New = func() any { b := make([]byte, bufSize); return &b }
 	m.sched = schedule.New(max(cfg.MaxConcurrency, 1), m.runJob)
@@ -192,7 +196,6 @@ func (m *Monitor) Source() *process.Source { return m.src }
 // exist now (taking their baselines), runs at once on a worker, not in the caller: a pid file
 // on a hung mount must not hold up the collector's start.
 func (m *Monitor) Start(ctx context.Context) error {
-	m.runCtx = ctx
 	if err := m.startEvents(ctx); err != nil {
 		return err
 	}
@@ -322,6 +325,10 @@ func (m *Monitor) runJob(ctx context.Context, key string) {
 	case propletKey:
 		m.sampleProplet(ctx)
 	default:
+		if strings.HasPrefix(key, endPrefix) {
+			m.runEnd(ctx, key)
+			return
+		}
 		m.mu.Lock()
 		t := m.tasks[key[len(taskPrefix):]]
 		m.mu.Unlock()
@@ -372,7 +379,7 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 	t.loggedDenied = 0
 	t.prevTime = time.Now()
 	t.awaiting, t.lostAt = false, m.ev.lost.Load()
-	m.watch(t, e.ID.PID, true)
+	m.watch(t, e.ID, true)
 	m.activate(t)
 	m.log.Debug("Task bound to process", zap.String("task_id", t.spec.ID), zap.Int32("pid", e.ID.PID), zap.String("executable", t.exe))
 	return nil
@@ -652,9 +659,8 @@ func (m *Monitor) StopTask(ctx context.Context, id string) bool {
 		m.setState(t, StateStopped)
 		m.unregister(t)
 		t.stopping = true
-		pid := t.root.h.ID()
+		m.scheduleEnd(t, t.root.h.ID(), stopGrace)
 		t.mu.Unlock()
-		time.AfterFunc(stopGrace, func() { m.endTask(t, pid) })
 		return true
 	}
 	if t.state == StateActive || t.state == StateDisabled {

@@ -34,6 +34,17 @@ const (
 	Files = "files-threads" // open 100 files and start 8 extra OS threads
 	Exit  = "exit"          // report ready, then exit after arg milliseconds
 	UDP   = "udp"           // send arg KiB of UDP datagrams to $PROPLET_TEST_WORKLOAD_TARGET
+	// Task is a short task with known totals: report ready, touch TaskMemory, burn TaskCPU of
+	// CPU, write TaskWrite with fsync, and exit with code arg TaskLife after it started.
+	Task = "task"
+)
+
+// What a Task workload uses.
+const (
+	TaskMemory = 200 << 20
+	TaskCPU    = 500 * time.Millisecond
+	TaskWrite  = 8 << 20
+	TaskLife   = 1500 * time.Millisecond
 )
 
 // MainIfChild runs the workload and exits if this process was started as a workload child.
@@ -123,12 +134,40 @@ func run(kind string, arg int) {
 			}
 		}
 		ready()
+	case Task:
+		start := time.Now()
+		ready()
+		sink = make([]byte, TaskMemory)
+		for i := 0; i < len(sink); i += os.Getpagesize() {
+			sink[i] = 1
+		}
+		for cpuTime() < TaskCPU {
+		}
+		f, err := os.Create("workload.out")
+		if err != nil {
+			panic(err)
+		}
+		if _, err := f.Write(make([]byte, TaskWrite)); err != nil {
+			panic(err)
+		}
+		if err := f.Sync(); err != nil {
+			panic(err)
+		}
+		time.Sleep(time.Until(start.Add(TaskLife)))
+		os.Exit(arg)
 	case Sleep:
 		ready()
 	default:
 		panic("unknown workload " + kind)
 	}
 	select {}
+}
+
+// cpuTime is the CPU this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // Start starts a workload child of the current test binary and waits until it is ready. The

@@ -67,6 +67,10 @@ type Config struct {
 	// process has not been found for this long; 0 keeps it forever. Tasks of the configuration
 	// never expire.
 	PendingTimeout time.Duration `mapstructure:"pending_timeout"`
+	// ProcessEvents says how processes are found and accounted: auto (the kernel's process
+	// events and exit accounting when the collector may open them, else /proc scans), events
+	// (required: the receiver does not start without them) or scan.
+	ProcessEvents monitor.EventsMode `mapstructure:"process_events"`
 	// API is the task API (off unless configured).
 	API configoptional.Optional[APIConfig] `mapstructure:"api"`
 	// Propeller follows a Propeller deployment's control plane (off unless configured).
@@ -254,6 +258,11 @@ func (cfg *Config) Validate() error {
 		add("max_tasks: must be at least 1, got %d", cfg.MaxTasks)
 	} else if len(cfg.Tasks) > cfg.MaxTasks {
 		add("max_tasks: %d, but tasks lists %d", cfg.MaxTasks, len(cfg.Tasks))
+	}
+	switch cfg.ProcessEvents {
+	case monitor.EventsAuto, monitor.EventsOn, monitor.EventsOff:
+	default:
+		add("process_events: must be auto, events or scan, got %q", cfg.ProcessEvents)
 	}
 	if cfg.MaxPendingTasks < 1 {
 		add("max_pending_tasks: must be at least 1, got %d", cfg.MaxPendingTasks)

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/confmap"
 	"go.opentelemetry.io/collector/confmap/confmaptest"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
@@ -61,6 +62,7 @@ func TestLoadConfig(t *testing.T) {
 		MaxTasks:          10_000,
 		MaxPendingTasks:   10_000,
 		PendingTimeout:    10 * time.Minute,
+		ProcessEvents:     monitor.EventsOff,
 		API:               configoptional.Default(defaultAPIConfig()),
 		Propeller:         configoptional.Default(defaultPropellerConfig()),
 	}
@@ -106,7 +108,9 @@ func TestValidateDefaults(t *testing.T) {
 	cfg.Proplet.Interval = 50 * time.Millisecond
 	cfg.DiscoveryInterval = 0
 	cfg.MaxConcurrency = 0
+	cfg.ProcessEvents = "netlink"
 	err := confmap.Validate(cfg)
+	assert.ErrorContains(t, err, `process_events: must be auto, events or scan, got "netlink"`)
 	assert.ErrorContains(t, err, "proplet.interval: must be at least 100ms, got 50ms")
 	assert.ErrorContains(t, err, "discovery_interval: must be at least 100ms, got 0s")
 	assert.ErrorContains(t, err, "max_concurrency: must be between 1 and 1024, got 0")

@@ -25,6 +25,7 @@ func NewFactory() receiver.Factory {
 		metadata.Type,
 		createDefaultConfig,
 		receiver.WithMetrics(createMetrics, metadata.MetricsStability),
+		receiver.WithLogs(createLogs, metadata.LogsStability),
 	)
 }
 
@@ -42,6 +43,7 @@ func createDefaultConfig() component.Config {
 		MaxTasks:             monitor.DefaultMaxTasks,
 		MaxPendingTasks:      monitor.DefaultMaxPendingTasks,
 		PendingTimeout:       10 * time.Minute,
+		ProcessEvents:        monitor.EventsAuto,
 		API:                  configoptional.Default(defaultAPIConfig()),
 		Propeller:            configoptional.Default(defaultPropellerConfig()),
 	}
@@ -69,6 +71,12 @@ func propletIntervalFromEnv() time.Duration {
 	return 10 * time.Second
 }
 
+// createMetrics and createLogs return the one receiver of a configuration: it samples once
+// and feeds the metrics pipelines its samples and the logs pipelines its task usage reports.
 func createMetrics(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
-	return newReceiver(set, cfg.(*Config), next)
+	return receivers.get(set, cfg.(*Config), func(r *propletReceiver) { r.next = next })
+}
+
+func createLogs(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
+	return receivers.get(set, cfg.(*Config), func(r *propletReceiver) { r.logs = next })
 }

@@ -12,6 +12,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
 	"go.opentelemetry.io/otel/attribute"
@@ -37,7 +38,8 @@ const (
 type propletReceiver struct {
 	cfg     *Config
 	set     receiver.Settings
-	next    consumer.Metrics
+	next    consumer.Metrics // nil when no metrics pipeline uses the receiver
+	logs    consumer.Logs    // nil when no logs pipeline uses it
 	obsrecv *receiverhelper.ObsReport
 	tel     *metadata.TelemetryBuilder
 	monCfg  monitor.Config
@@ -51,9 +53,13 @@ type propletReceiver struct {
 	mb      *metadata.MetricsBuilder
 	cancel  context.CancelFunc
 	done    chan struct{}
+
+	pendingLogs plog.Logs // usage reports of the batch being built (emitLoop only)
+	starts      int       // pipelines that started this shared receiver, not shut down yet
+	forget      func()    // removes it from the shared receivers
 }
 
-func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics) (*propletReceiver, error) {
+func newReceiver(set receiver.Settings, cfg *Config) (*propletReceiver, error) {
 	monCfg, policy, err := cfg.monitorConfig(set.Logger)
 	if err != nil {
 		return nil, err
@@ -66,7 +72,7 @@ func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics) (*pr
 	if err != nil {
 		return nil, err
 	}
-	return &propletReceiver{cfg: cfg, set: set, next: next, obsrecv: obsrecv, monCfg: monCfg, policy: policy}, nil
+	return &propletReceiver{cfg: cfg, set: set, obsrecv: obsrecv, monCfg: monCfg, policy: policy, forget: func() {}}, nil
 }
 
 // monitorConfig turns the user's configuration into the monitor's: tasks admitted, rules
@@ -83,6 +89,7 @@ func (cfg *Config) monitorConfig(log *zap.Logger) (monitor.Config, admission.Pol
 		MaxTasks:          cfg.MaxTasks,
 		MaxPendingTasks:   cfg.MaxPendingTasks,
 		PendingTimeout:    cfg.PendingTimeout,
+		Events:            cfg.ProcessEvents,
 		Proplet:           admission.Locator{PID: cfg.Proplet.PID, PIDFile: cfg.Proplet.PIDFile, Self: cfg.Proplet.Self},
 	}
 	policy, notes, err := cfg.policy()
@@ -118,7 +125,11 @@ func (cfg *Config) monitorConfig(log *zap.Logger) (monitor.Config, admission.Pol
 	return mc, policy, nil
 }
 
+// Start starts the receiver once, whichever of its pipelines starts it first.
 func (r *propletReceiver) Start(ctx context.Context, host component.Host) error {
+	if r.starts++; r.starts > 1 {
+		return nil
+	}
 	tel, err := metadata.NewTelemetryBuilder(r.set.TelemetrySettings)
 	if err != nil {
 		return err
@@ -132,6 +143,7 @@ func (r *propletReceiver) Start(ctx context.Context, host component.Host) error 
 	}
 	r.mon = mon
 	r.mb = metadata.NewMetricsBuilder(r.cfg.MetricsBuilderConfig, r.set)
+	r.pendingLogs = plog.NewLogs()
 	runCtx, cancel := context.WithCancel(context.Background())
 	r.runCtx, r.cancel = runCtx, cancel
 	r.done = make(chan struct{})
@@ -150,7 +162,14 @@ func (r *propletReceiver) Start(ctx context.Context, host component.Host) error 
 	return nil
 }
 
+// Shutdown stops the receiver when the last of its pipelines shuts it down.
 func (r *propletReceiver) Shutdown(ctx context.Context) error {
+	if r.starts > 1 {
+		r.starts--
+		return nil
+	}
+	r.starts = 0
+	r.forget()
 	if r.mon == nil {
 		return nil
 	}
@@ -260,9 +279,10 @@ func (r *propletReceiver) emitLoop(ctx context.Context) {
 }
 
 func (r *propletReceiver) flush(ctx context.Context) {
+	r.flushLogs(ctx)
 	md := r.mb.Emit()
 	n := md.DataPointCount()
-	if n == 0 {
+	if n == 0 || r.next == nil {
 		return
 	}
 	ctx = r.obsrecv.StartMetricsOp(ctx)
@@ -353,7 +373,11 @@ func (r *propletReceiver) record(s *monitor.Sample) {
 			mb.RecordSystemCPUUtilizationDataPoint(ts, v, systemModes[mode])
 		}
 	}
-	opts := []metadata.ResourceMetricsOption{metadata.WithResource(rb.Emit())}
+	res := rb.Emit()
+	if s.Usage != nil {
+		r.recordUsage(s, res)
+	}
+	opts := []metadata.ResourceMetricsOption{metadata.WithResource(res)}
 	if s.HasProcess {
 		opts = append(opts, metadata.WithStartTimeOverride(pcommon.NewTimestampFromTime(s.Start)))
 	}
@@ -410,6 +434,10 @@ func stateOpt(s monitor.State) metric.AddOption {
 }
 
 func (t telemetry) Refused(reason string) { t.refused("monitor", reason) }
+
+func (t telemetry) EventsLost() {
+	t.tb.ReceiverPropletProcessEventsLost.Add(context.Background(), 1)
+}
 
 // refused counts a task refused at a door, by reason.
 func (t telemetry) refused(door, reason string) {

@@ -23,14 +23,16 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                        metric.Meter
-	mu                           sync.Mutex
-	registrations                []metric.Registration
-	ReceiverPropletControlErrors metric.Int64Counter
-	ReceiverPropletRefusedTasks  metric.Int64Counter
-	ReceiverPropletSampleErrors  metric.Int64Counter
-	ReceiverPropletSamples       metric.Int64Counter
-	ReceiverPropletTasks         metric.Int64UpDownCounter
+	meter                            metric.Meter
+	mu                               sync.Mutex
+	registrations                    []metric.Registration
+	ReceiverPropletControlErrors     metric.Int64Counter
+	ReceiverPropletProcessEventsLost metric.Int64Counter
+	ReceiverPropletRefusedTasks      metric.Int64Counter
+	ReceiverPropletSampleErrors      metric.Int64Counter
+	ReceiverPropletSamples           metric.Int64Counter
+	ReceiverPropletTaskReports       metric.Int64Counter
+	ReceiverPropletTasks             metric.Int64UpDownCounter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -68,6 +70,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("{request}"),
 	)
 	errs = errors.Join(errs, err)
+	builder.ReceiverPropletProcessEventsLost, err = builder.meter.Int64Counter(
+		"otelcol_receiver_proplet_process_events_lost",
+		metric.WithDescription("Overflows of the kernel's process events (events dropped by the kernel); each is repaired by a scan of the process table, and tasks alive then report inexact totals. [Alpha]"),
+		metric.WithUnit("{overflow}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ReceiverPropletRefusedTasks, err = builder.meter.Int64Counter(
 		"otelcol_receiver_proplet_refused_tasks",
 		metric.WithDescription("Tasks refused or dropped, by reason (a field admission refused such as id or monitoring_profile, malformed, duplicate, too_many_tasks, too_many_pending, pending_expired) and door (api, propeller, or monitor for what the monitor drops). [Alpha]"),
@@ -84,6 +92,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_proplet_samples",
 		metric.WithDescription("Samples taken, by kind (task or proplet). [Alpha]"),
 		metric.WithUnit("{sample}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverPropletTaskReports, err = builder.meter.Int64Counter(
+		"otelcol_receiver_proplet_task_reports",
+		metric.WithDescription("Task usage reports made when a task ended, by exact (true when the totals come from the kernel's exit accounting or the cgroup, false when from the last sample). [Alpha]"),
+		metric.WithUnit("{report}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverPropletTasks, err = builder.meter.Int64UpDownCounter(

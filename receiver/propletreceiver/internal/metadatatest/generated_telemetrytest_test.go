@@ -20,11 +20,16 @@ func TestSetupTelemetry(t *testing.T) {
 	require.NoError(t, err)
 	defer tb.Shutdown()
 	tb.ReceiverPropletControlErrors.Add(context.Background(), 1)
+	tb.ReceiverPropletProcessEventsLost.Add(context.Background(), 1)
 	tb.ReceiverPropletRefusedTasks.Add(context.Background(), 1)
 	tb.ReceiverPropletSampleErrors.Add(context.Background(), 1)
 	tb.ReceiverPropletSamples.Add(context.Background(), 1)
+	tb.ReceiverPropletTaskReports.Add(context.Background(), 1)
 	tb.ReceiverPropletTasks.Add(context.Background(), 1)
 	AssertEqualReceiverPropletControlErrors(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverPropletProcessEventsLost(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverPropletRefusedTasks(t, testTel,
@@ -34,6 +39,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverPropletSamples(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverPropletTaskReports(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverPropletTasks(t, testTel,
