@@ -380,8 +380,8 @@ func TestUnit(t *testing.T) {
 		"ProtectSystem":         "strict",
 		"ProtectHome":           "read-only",
 		"ReadWritePaths":        stateDir,
-		"AmbientCapabilities":   "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH",
-		"CapabilityBoundingSet": "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH",
+		"AmbientCapabilities":   "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN",
+		"CapabilityBoundingSet": "CAP_SYS_PTRACE CAP_DAC_READ_SEARCH CAP_NET_ADMIN",
 	} {
 		if got := one(k); got != want {
 			t.Errorf("%s=%s, want %s", k, got, want)

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -190,7 +191,8 @@ func checkCollector(t *testing.T, m manifests, pod corev1.PodSpec, c corev1.Cont
 	if port.IntValue() != 13133 || !strings.Contains(conf, ":13133") {
 		t.Errorf("the liveness probe's port %v is not the health_check extension's 13133", p.HTTPGet.Port)
 	}
-	// Capabilities: only those reading other users' /proc needs.
+	// Capabilities: only those reading other users' /proc needs, and NET_ADMIN for the
+	// kernel's process events where they are delivered (the host's PID namespace).
 	sc := c.SecurityContext
 	if sc == nil || sc.Capabilities == nil || sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem ||
 		sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation || (sc.Privileged != nil && *sc.Privileged) {
@@ -199,8 +201,12 @@ func checkCollector(t *testing.T, m manifests, pod corev1.PodSpec, c corev1.Cont
 	if d := sc.Capabilities.Drop; len(d) != 1 || d[0] != "ALL" {
 		t.Errorf("capabilities dropped: %v, want ALL", d)
 	}
-	if a := sc.Capabilities.Add; len(a) != 2 || a[0] != "SYS_PTRACE" || a[1] != "DAC_READ_SEARCH" {
-		t.Errorf("capabilities added: %v", a)
+	want := []corev1.Capability{"SYS_PTRACE", "DAC_READ_SEARCH"}
+	if pod.HostPID {
+		want = append(want, "NET_ADMIN")
+	}
+	if a := sc.Capabilities.Add; !slices.Equal(a, want) {
+		t.Errorf("capabilities added: %v, want %v", a, want)
 	}
 	validate(t, conf, m.secret)
 	return conf
