@@ -61,6 +61,7 @@ const maxQueued = 65536
 // while a task's lock is taken.
 type events struct {
 	src EventSource // nil: scanning only
+	on  atomic.Bool // src delivers: set when it opens, cleared if it fails at run time
 
 	mu     sync.Mutex
 	owners map[int32]owner // watched processes and the task they belong to
@@ -78,7 +79,7 @@ type owner struct {
 	root bool       // the task's own process; otherwise one of its descendants
 }
 
-func (e *events) active() bool { return e.src != nil }
+func (e *events) active() bool { return e.on.Load() }
 
 // startEvents opens the kernel's process events as the mode asks: EventsOn fails without
 // them, EventsAuto falls back to scanning with one log line.
@@ -102,6 +103,7 @@ func (m *Monitor) startEvents(ctx context.Context) error {
 		return nil
 	}
 	m.ev.src = src
+	m.ev.on.Store(true)
 	m.log.Info("Kernel process events on: processes are bound at exec and accounted exactly at exit", zap.String("process_events", string(mode)))
 	return nil
 }
@@ -110,6 +112,7 @@ func (m *Monitor) stopEvents() error {
 	if m.ev.src == nil {
 		return nil
 	}
+	m.ev.on.Store(false)
 	return m.ev.src.Close()
 }
 
@@ -137,7 +140,7 @@ func (m *Monitor) watch(t *task, id process.ID, root bool) {
 
 // unwatchAll stops accounting for a task's processes and forgets records that arrived for it.
 func (m *Monitor) unwatchAll(t *task) {
-	if !m.ev.active() {
+	if m.ev.src == nil {
 		return
 	}
 	m.ev.mu.Lock()
@@ -156,7 +159,7 @@ func (m *Monitor) unwatchAll(t *task) {
 func (m *Monitor) processForked(parent, child int32) {
 	m.ev.mu.Lock()
 	if o, ok := m.ev.owners[parent]; ok && o.t.spec.IncludeChildren {
-		m.ev.owners[child] = owner{t: o.t}
+		m.ev.owners[child] = owner{t: o.t, id: process.ID{PID: child}}
 		o.t.watched[child] = true
 		m.ev.src.Watch(int(child))
 	}
@@ -180,6 +183,9 @@ func (m *Monitor) processExec(pid int32) {
 func (m *Monitor) processExited(x ProcessExit) {
 	m.ev.mu.Lock()
 	o, ok := m.ev.owners[x.PID]
+	if ok && !x.of(o.id) {
+		ok = false // a record of an earlier process with this pid, missed until now
+	}
 	if ok {
 		delete(m.ev.owners, x.PID)
 		delete(o.t.watched, x.PID)
@@ -193,6 +199,17 @@ func (m *Monitor) processExited(x ProcessExit) {
 	if ok && o.root {
 		m.scheduleEnd(o.t, o.id, 0)
 	}
+}
+
+// eventsFailed is the events source failing at run time: from now on the monitor scans, and
+// tasks waiting for an exit record end from their last reading when their grace runs out.
+func (m *Monitor) eventsFailed(err error) {
+	m.ev.on.Store(false)
+	m.ev.mu.Lock()
+	m.ev.stale = true
+	m.ev.mu.Unlock()
+	m.log.Warn("Kernel process events stopped: processes are found by scanning /proc from now on", zap.Error(err))
+	m.sched.Trigger(discoveryKey)
 }
 
 // eventsLost is an overflow of the kernel's events: the next discovery pass scans, and no

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procfs"
 )
 
 // Usage is the report of an ended task: what it used over its whole life and how it ended. It
@@ -43,7 +44,11 @@ func (u *Usage) setStatus(status uint32) {
 // ProcessExit is the kernel's exit accounting of one ended process (all its threads), as the
 // process events source reports it.
 type ProcessExit struct {
-	PID                   int32
+	PID int32
+	// StartTicks is when the process started, in the clock ticks /proc/<pid>/stat counts
+	// since boot, reckoned back from its elapsed time (so up to startSlack late); 0 when
+	// unknown. With the pid it tells the process this record is of.
+	StartTicks            uint64
 	Elapsed               time.Duration // from its start to its exit
 	User, System          time.Duration
 	PeakRSS               uint64
@@ -52,6 +57,23 @@ type ProcessExit struct {
 	// Complete is false when the totals may be short: records were lost, or the process
 	// started before the source opened.
 	Complete bool
+}
+
+// startSlack is how late an exit record's start time may be: the time the record waited in
+// the socket before it was read.
+const startSlack = time.Second
+
+// of reports whether the record is of process id: the same pid, and the same start time within
+// a clock tick and startSlack.
+func (x *ProcessExit) of(id process.ID) bool {
+	if x.PID != id.PID {
+		return false
+	}
+	if x.StartTicks == 0 || id.Start == 0 {
+		return true // one of the two start times is unknown
+	}
+	tick := uint64(time.Second / procfs.UserHZ)
+	return id.Start <= x.StartTicks+1 && x.StartTicks <= id.Start+1+uint64(startSlack)/tick
 }
 
 // reading turns an exit record into a process reading with the counters it carries.
