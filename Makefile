@@ -20,7 +20,7 @@ DIST_PLATFORMS ?= linux/amd64 linux/arm64 linux/arm
 DIST_BUILDS    ?= _build:otelcol-propeller _build-edge:otelcol-propeller-edge
 GOARM     ?= 7
 
-.PHONY: all build run test lint generate bench fuzz scale tidy
+.PHONY: all build run test lint generate bench fuzz scale discovery-cost tidy
 
 all: lint test
 
@@ -126,6 +126,11 @@ bench:
 ## scale: the 1,000-process scale measurement (CPU share of sampling alone and of the whole receiver, memory per task).
 scale:
 	PROPLET_SCALE_TEST=1 $(GO) test -count=1 -run TestScale -v ./receiver/propletreceiver/
+
+## discovery-cost: what finding 100 discovered tasks at 1 s costs with /proc scans and with the
+## kernel's process events, on a host with PROPLET_DISCOVERY_BACKGROUND (4,500) other processes. Root.
+discovery-cost:
+	PROPLET_DISCOVERY_COST=1 $(GO) test -count=1 -run TestDiscoveryCost -v -timeout 20m ./internal/monitor/
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 fuzz:
