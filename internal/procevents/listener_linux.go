@@ -475,15 +475,9 @@ func (l *Listener) taskstatsMessage(b []byte, h Handler) {
 	}
 }
 
-// traceRecord, when set (by tests), sees every record before it is summed or dropped.
-var traceRecord func(*record)
-
 // add sums a record into its group. It returns the group's Exit when the record ends a group
 // that cannot have records still on their way (it only ever had one thread).
 func (l *Listener) add(r *record) (Exit, bool) {
-	if traceRecord != nil {
-		traceRecord(r)
-	}
 	tgid, known := r.group()
 	l.mu.Lock()
 	g := l.closing[tgid]
