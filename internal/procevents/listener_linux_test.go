@@ -90,6 +90,25 @@ func workload(kind string) int {
 		fmt.Println("ready")
 		time.Sleep(time.Hour)
 		return 0
+	case "storm":
+		// Start short processes (/bin/true) at a fixed rate for a while.
+		rate, _ := strconv.Atoi(os.Getenv("PROCEVENTS_STORM_RATE"))
+		d, _ := time.ParseDuration(os.Getenv("PROCEVENTS_STORM_FOR"))
+		tick := time.Second / time.Duration(rate)
+		next := time.Now()
+		for time.Since(start) < d {
+			pid, err := syscall.ForkExec("/bin/true", []string{"true"}, nil)
+			if err != nil {
+				panic(err)
+			}
+			go func() {
+				var ws syscall.WaitStatus
+				_, _ = syscall.Wait4(pid, &ws, 0, nil)
+			}()
+			next = next.Add(tick)
+			time.Sleep(time.Until(next))
+		}
+		return 0
 	case "short":
 		time.Sleep(200 * time.Millisecond)
 		return 0
@@ -479,5 +498,63 @@ func TestOverflow(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no fork heard after the overflow: %+v", l.Stats())
 		}
+	}
+}
+
+// cpuTime is this process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkListenerStorm measures the listener's CPU (this process's, as a share of one core)
+// for 5 s idle and for 5 s while a separate process starts short processes at a fixed rate
+// (env PROCEVENTS_STORM_RATE, default 1000/s), each watched from its Fork as a collector
+// would watch a matching task. Run with -benchtime=1x.
+func BenchmarkListenerStorm(b *testing.B) {
+	rate := 1000
+	if s := os.Getenv("PROCEVENTS_STORM_RATE"); s != "" {
+		rate, _ = strconv.Atoi(s)
+	}
+	l, rec := open(b, Options{})
+	var storm int
+	var mu sync.Mutex
+	rec.watch = func(parent int) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return parent == storm
+	}
+	go func() {
+		for range rec.exits {
+		}
+	}()
+	const window = 5 * time.Second
+	for b.Loop() {
+		s0, c0 := l.Stats(), cpuTime()
+		time.Sleep(window)
+		s1, c1 := l.Stats(), cpuTime()
+		idle := float64(c1-c0) / float64(window) * 100
+		cmd := command(b, "storm")
+		cmd.Env = append(cmd.Env, "PROCEVENTS_STORM_RATE="+strconv.Itoa(rate), "PROCEVENTS_STORM_FOR="+window.String())
+		if err := cmd.Start(); err != nil {
+			b.Fatal(err)
+		}
+		mu.Lock()
+		storm = cmd.Process.Pid
+		mu.Unlock()
+		c2 := cpuTime()
+		t2 := time.Now()
+		_ = cmd.Wait()
+		time.Sleep(100 * time.Millisecond) // the last lingering Exits
+		s3, c3, d := l.Stats(), cpuTime(), time.Since(t2)
+		busy := float64(c3-c2) / float64(d) * 100
+		b.ReportMetric(idle, "%cpu-idle")
+		b.ReportMetric(busy, "%cpu-storm")
+		b.ReportMetric(float64(s3.Exits-s1.Exits)/d.Seconds(), "exits/s")
+		b.ReportMetric(float64(s3.Records-s1.Records)/d.Seconds(), "records/s")
+		b.ReportMetric(float64(s3.Events-s1.Events)/d.Seconds(), "events/s")
+		b.ReportMetric(float64(c3-c2)/float64(s3.Records-s1.Records+s3.Events-s1.Events), "ns/message")
+		b.ReportMetric(float64(s3.Lost-s0.Lost), "lost")
 	}
 }
