@@ -1,0 +1,612 @@
+package procevents
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdlayher/genetlink"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// The proc connector's constants (linux/connector.h, linux/cn_proc.h), which x/sys does not
+// carry.
+const (
+	cnIdxProc          = 1
+	cnValProc          = 1
+	procCnMcastListen  = 1
+	procCnMcastIgnore  = 2
+	procEventFork      = 0x00000001
+	procEventExec      = 0x00000002
+	cnMsgLen           = 20 // struct cn_msg: id.idx, id.val, seq, ack, len, flags
+	procEventHeaderLen = 16 // struct proc_event: what, cpu, timestamp_ns
+)
+
+// The inode numbers of the initial namespaces (PROC_PID_INIT_INO, PROC_USER_INIT_INO in
+// linux/proc_ns.h): fixed, so a process can tell it is in them from /proc/self/ns alone.
+const (
+	initPIDNSInode  = 0xEFFFFFFC
+	initUserNSInode = 0xEFFFFFFD
+)
+
+const (
+	defaultReceiveBuffer = 4 << 20
+	defaultLinger        = 50 * time.Millisecond
+	// messageBuffer is the buffer each socket reads a datagram into: one connector event is
+	// under 100 bytes, one taskstats record under 1 KiB.
+	messageBuffer = 16 << 10
+)
+
+// A Listener reads the process connector and the taskstats exit records.
+type Listener struct {
+	cn     *netlink.Conn // NETLINK_CONNECTOR, group CN_IDX_PROC
+	tsRaw  *netlink.Conn // NETLINK_GENERIC, under ts
+	ts     *genetlink.Conn
+	family uint16
+	cpus   string // the cpumask registered: the possible CPUs, "0-N"
+	linger time.Duration
+
+	openBoot time.Duration // CLOCK_BOOTTIME when Open began
+
+	mu       sync.Mutex
+	watched  map[uint32]*group // groups whose records are summed
+	closing  map[uint32]*group // groups past their last record, lingering for late threads
+	queue    []lingering       // closing groups in deadline order (one linger for all)
+	lastLoss time.Duration     // CLOCK_BOOTTIME of the last taskstats overflow
+
+	hmu sync.Mutex // serialises Handler calls
+
+	running  atomic.Bool
+	stopping atomic.Bool
+	closed   atomic.Bool
+	closeMu  sync.Mutex
+	done     chan struct{} // closed when Run returns
+
+	events, records, dropped, exits, lost atomic.Uint64
+}
+
+// group sums the records of one watched thread group.
+type group struct {
+	user, system, rb, wb, cwb, peak uint64 // µs, µs, bytes, bytes, bytes, KiB
+	threads                         int
+	uncorrelated                    bool // the kernel's records do not name their group
+	leaderEtime                     uint64
+	leaderComm                      [32]byte
+	haveLeader                      bool
+	last                            record // the AGROUP record
+	wall                            time.Time
+	boot                            time.Duration
+}
+
+type lingering struct {
+	tgid     uint32
+	deadline time.Time
+}
+
+// Open opens and subscribes both sockets. The errors it returns wrap ErrNotPermitted,
+// ErrNotInitialNamespace or ErrUnsupported when one of those is the reason.
+func Open(opts Options) (*Listener, error) {
+	if err := checkNamespaces(); err != nil {
+		return nil, err
+	}
+	buf := opts.ReceiveBuffer
+	if buf <= 0 {
+		buf = defaultReceiveBuffer
+	}
+	l := &Listener{
+		linger:   opts.Linger,
+		openBoot: bootNow(),
+		watched:  make(map[uint32]*group),
+		closing:  make(map[uint32]*group),
+		cpus:     possibleCPUs(),
+		done:     make(chan struct{}),
+	}
+	if l.linger <= 0 {
+		l.linger = defaultLinger
+	}
+	if err := l.openTaskstats(buf); err != nil {
+		return nil, err
+	}
+	if err := l.openConnector(buf); err != nil {
+		l.deregister()
+		_ = l.ts.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *Listener) openTaskstats(buf int) error {
+	c, err := netlink.Dial(unix.NETLINK_GENERIC, &netlink.Config{MessageBufferSize: messageBuffer})
+	if err != nil {
+		return classify("open generic netlink socket", err)
+	}
+	l.tsRaw, l.ts = c, genetlink.NewConn(c)
+	fam, err := l.ts.GetFamily(unix.TASKSTATS_GENL_NAME)
+	if err != nil {
+		_ = l.ts.Close()
+		if errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("generic netlink family %s: %w", unix.TASKSTATS_GENL_NAME, ErrUnsupported)
+		}
+		return classify("resolve generic netlink family "+unix.TASKSTATS_GENL_NAME, err)
+	}
+	l.family = fam.ID
+	setReceiveBuffer(c, buf)
+	// Register before any record can be missed, and ask for an acknowledgement so a refusal
+	// (no CAP_NET_ADMIN, another namespace) is an error here rather than silence later.
+	if _, err := l.ts.Execute(l.cpumaskMessage(unix.TASKSTATS_CMD_ATTR_REGISTER_CPUMASK), l.family,
+		netlink.Request|netlink.Acknowledge); err != nil {
+		_ = l.ts.Close()
+		if errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("register taskstats listener for CPUs %s: %w (%w)", l.cpus, err, ErrNotInitialNamespace)
+		}
+		return classify("register taskstats listener for CPUs "+l.cpus, err)
+	}
+	return nil
+}
+
+func (l *Listener) cpumaskMessage(attr uint16) genetlink.Message {
+	ae := netlink.NewAttributeEncoder()
+	ae.String(attr, l.cpus)
+	data, _ := ae.Encode()
+	return genetlink.Message{
+		Header: genetlink.Header{Command: unix.TASKSTATS_CMD_GET, Version: unix.TASKSTATS_GENL_VERSION},
+		Data:   data,
+	}
+}
+
+func (l *Listener) openConnector(buf int) error {
+	c, err := netlink.Dial(unix.NETLINK_CONNECTOR, &netlink.Config{MessageBufferSize: messageBuffer})
+	if err != nil {
+		return classify("open process connector socket", err)
+	}
+	if err := c.JoinGroup(cnIdxProc); err != nil {
+		_ = c.Close()
+		return classify("join process connector group", err)
+	}
+	setReceiveBuffer(c, buf)
+	l.cn = c
+	if err := l.sendConnector(procCnMcastListen); err != nil {
+		_ = c.Close()
+		return classify("subscribe to process events", err)
+	}
+	return nil
+}
+
+// sendConnector sends PROC_CN_MCAST_LISTEN or _IGNORE. The kernel keeps a count of listeners
+// and builds events only while it is positive, so Close says IGNORE.
+func (l *Listener) sendConnector(op uint32) error {
+	b := make([]byte, cnMsgLen+4)
+	binary.NativeEndian.PutUint32(b[0:], cnIdxProc)
+	binary.NativeEndian.PutUint32(b[4:], cnValProc)
+	binary.NativeEndian.PutUint16(b[16:], 4)
+	binary.NativeEndian.PutUint32(b[cnMsgLen:], op)
+	_, err := l.cn.Send(netlink.Message{Header: netlink.Header{Type: netlink.Done}, Data: b})
+	return err
+}
+
+// setReceiveBuffer sets SO_RCVBUFFORCE, which root may set past net.core.rmem_max, and falls
+// back to SO_RCVBUF (capped at rmem_max).
+func setReceiveBuffer(c *netlink.Conn, n int) {
+	if rc, err := c.SyscallConn(); err == nil {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, n)
+		}); err == nil && serr == nil {
+			return
+		}
+	}
+	_ = c.SetReadBuffer(n)
+}
+
+// classify wraps err with the sentinel that names its cause.
+func classify(what string, err error) error {
+	switch {
+	case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
+		return fmt.Errorf("%s: %w (%w)", what, err, ErrNotPermitted)
+	case errors.Is(err, unix.EPROTONOSUPPORT), errors.Is(err, unix.EAFNOSUPPORT), errors.Is(err, unix.ENOENT):
+		return fmt.Errorf("%s: %w (%w)", what, err, ErrUnsupported)
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// checkNamespaces refuses a PID or user namespace other than the initial one: the kernel
+// reports events and records relative to the initial namespaces and sends none to a listener
+// elsewhere (the connector ignores its subscription without an error). When /proc/self/ns
+// cannot be read, the kernel's own refusal at registration still says so.
+func checkNamespaces() error {
+	for _, ns := range []struct {
+		name  string
+		inode uint64
+	}{{"pid", initPIDNSInode}, {"user", initUserNSInode}} {
+		var st unix.Stat_t
+		if err := unix.Stat("/proc/self/ns/"+ns.name, &st); err != nil {
+			continue
+		}
+		if st.Ino != ns.inode {
+			return fmt.Errorf("%s namespace %d: %w", ns.name, st.Ino, ErrNotInitialNamespace)
+		}
+	}
+	return nil
+}
+
+// possibleCPUs is the kernel's list of possible CPUs ("0-3"), so CPUs brought online later are
+// covered too.
+func possibleCPUs() string {
+	if b, err := os.ReadFile("/sys/devices/system/cpu/possible"); err == nil {
+		if s := strings.TrimSpace(string(b)); s != "" {
+			return s
+		}
+	}
+	var set unix.CPUSet
+	n := 0
+	if unix.SchedGetaffinity(0, &set) == nil {
+		for i := range len(set) * 64 {
+			if set.IsSet(i) {
+				n = i + 1
+			}
+		}
+	}
+	if n <= 1 {
+		return "0"
+	}
+	return "0-" + strconv.Itoa(n-1)
+}
+
+func bootNow() time.Duration {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
+	return time.Duration(ts.Nano())
+}
+
+// Watch asks for the Exit of thread group pid: its thread records are summed from now on and
+// delivered as one Exit when the group ends. Watching a group already watched does nothing.
+// It takes constant time and is safe for concurrent use, from a Handler method too.
+func (l *Listener) Watch(pid int) {
+	if pid <= 0 || pid > 1<<31-1 {
+		return
+	}
+	l.mu.Lock()
+	if l.watched[uint32(pid)] == nil {
+		l.watched[uint32(pid)] = &group{}
+	}
+	l.mu.Unlock()
+}
+
+// Unwatch forgets thread group pid: no Exit will be delivered for it.
+func (l *Listener) Unwatch(pid int) {
+	if pid <= 0 || pid > 1<<31-1 {
+		return
+	}
+	l.mu.Lock()
+	delete(l.watched, uint32(pid))
+	delete(l.closing, uint32(pid))
+	l.mu.Unlock()
+}
+
+// Stats returns the counters since Open.
+func (l *Listener) Stats() Stats {
+	return Stats{
+		Events:           l.events.Load(),
+		Records:          l.records.Load(),
+		DroppedUnwatched: l.dropped.Load(),
+		Exits:            l.exits.Load(),
+		Lost:             l.lost.Load(),
+	}
+}
+
+// Run reads both sockets, each in its own goroutine, and calls h until ctx ends or Close is
+// called; then it returns nil, after delivering the Exits still lingering. Fork, Exec and the
+// connector's Lost come from one goroutine, Exit and the taskstats Lost from the other; h's
+// methods are never called concurrently. A socket error other than an overflow ends Run with
+// that error (the caller falls back to scanning). Run may be called once.
+func (l *Listener) Run(ctx context.Context, h Handler) error {
+	if !l.running.CompareAndSwap(false, true) {
+		return errors.New("procevents: Run called twice")
+	}
+	defer close(l.done)
+	if l.closed.Load() {
+		return nil
+	}
+	errs := make(chan error, 2)
+	go func() { errs <- l.readConnector(h) }()
+	go func() { errs <- l.readTaskstats(h) }()
+	var first error
+	for range 2 {
+		select {
+		case err := <-errs:
+			if err != nil && first == nil {
+				first = err
+			}
+			l.stop()
+		case <-ctx.Done():
+			l.stop()
+			if err := <-errs; err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	l.flush(h, time.Time{})
+	return first
+}
+
+// stop makes both readers return: the flag first, then a deadline in the past, which the
+// readers never overwrite once the flag is set (they set their deadline, then check it).
+func (l *Listener) stop() {
+	l.stopping.Store(true)
+	past := time.Unix(1, 0)
+	_ = l.cn.SetReadDeadline(past)
+	_ = l.tsRaw.SetReadDeadline(past)
+}
+
+// ended reports whether a receive error means the reader should return quietly.
+func (l *Listener) ended(err error) bool {
+	return l.stopping.Load() || l.closed.Load() || errors.Is(err, os.ErrClosed)
+}
+
+func (l *Listener) readConnector(h Handler) error {
+	for !l.stopping.Load() {
+		for m, err := range l.cn.ReceiveIter() {
+			if err != nil {
+				switch {
+				case errors.Is(err, unix.ENOBUFS):
+					l.overflow(h, false)
+				case l.ended(err):
+					return nil
+				default:
+					return fmt.Errorf("receive process events: %w", err)
+				}
+				break
+			}
+			l.connectorMessage(m.Data, h)
+		}
+	}
+	return nil
+}
+
+// connectorMessage handles one struct cn_msg holding a struct proc_event.
+func (l *Listener) connectorMessage(b []byte, h Handler) {
+	if len(b) < cnMsgLen+procEventHeaderLen ||
+		binary.NativeEndian.Uint32(b) != cnIdxProc || binary.NativeEndian.Uint32(b[4:]) != cnValProc {
+		return
+	}
+	l.events.Add(1)
+	ev := b[cnMsgLen:]
+	data := ev[procEventHeaderLen:]
+	switch binary.NativeEndian.Uint32(ev) {
+	case procEventFork:
+		if len(data) < 16 {
+			return
+		}
+		// parent_pid, parent_tgid, child_pid, child_tgid: a child whose pid is not its tgid
+		// is a new thread.
+		parent := binary.NativeEndian.Uint32(data[4:])
+		child, childTGID := binary.NativeEndian.Uint32(data[8:]), binary.NativeEndian.Uint32(data[12:])
+		if child != childTGID {
+			return
+		}
+		l.hmu.Lock()
+		h.Fork(int(parent), int(child))
+		l.hmu.Unlock()
+	case procEventExec:
+		if len(data) < 8 {
+			return
+		}
+		l.hmu.Lock()
+		h.Exec(int(binary.NativeEndian.Uint32(data[4:])))
+		l.hmu.Unlock()
+	}
+}
+
+func (l *Listener) readTaskstats(h Handler) error {
+	var deadline time.Time
+	for {
+		l.mu.Lock()
+		var next time.Time
+		if len(l.queue) > 0 {
+			next = l.queue[0].deadline
+		}
+		l.mu.Unlock()
+		if !next.Equal(deadline) {
+			deadline = next
+			_ = l.tsRaw.SetReadDeadline(deadline)
+		}
+		if l.stopping.Load() {
+			return nil
+		}
+		for m, err := range l.tsRaw.ReceiveIter() {
+			if err != nil {
+				switch {
+				case errors.Is(err, unix.ENOBUFS):
+					l.overflow(h, true)
+				case errors.Is(err, os.ErrDeadlineExceeded) && !l.stopping.Load():
+				case l.ended(err):
+					return nil
+				default:
+					return fmt.Errorf("receive taskstats records: %w", err)
+				}
+				break
+			}
+			if m.Header.Type == netlink.HeaderType(l.family) {
+				l.taskstatsMessage(m.Data, h)
+			}
+		}
+		if !deadline.IsZero() {
+			l.flush(h, time.Now())
+		}
+	}
+}
+
+// overflow counts a socket overflow and tells the handler. An overflow of the taskstats socket
+// may have dropped records of any group alive now: their Exits are marked incomplete.
+func (l *Listener) overflow(h Handler, taskstats bool) {
+	l.lost.Add(1)
+	if taskstats {
+		now := bootNow()
+		l.mu.Lock()
+		l.lastLoss = now
+		l.mu.Unlock()
+	}
+	l.hmu.Lock()
+	h.Lost()
+	l.hmu.Unlock()
+}
+
+// taskstatsMessage handles one generic netlink message of the TASKSTATS family.
+func (l *Listener) taskstatsMessage(b []byte, h Handler) {
+	var gm genetlink.Message
+	if gm.UnmarshalBinary(b) != nil || gm.Header.Command != unix.TASKSTATS_CMD_NEW {
+		return
+	}
+	var r record
+	if !parseRecord(gm.Data, &r) {
+		return
+	}
+	l.records.Add(1)
+	if e, ok := l.add(&r); ok {
+		l.deliver(h, e)
+	}
+}
+
+// add sums a record into its group. It returns the group's Exit when the record ends a group
+// that cannot have records still on their way (it only ever had one thread).
+func (l *Listener) add(r *record) (Exit, bool) {
+	tgid, known := r.group()
+	l.mu.Lock()
+	g := l.closing[tgid]
+	if g == nil {
+		g = l.watched[tgid]
+	}
+	if g == nil {
+		l.mu.Unlock()
+		l.dropped.Add(1)
+		return Exit{}, false
+	}
+	g.user += r.utime
+	g.system += r.stime
+	g.rb += r.rb
+	g.wb += r.wb
+	g.cwb += r.cwb
+	g.peak = max(g.peak, r.hiwater)
+	g.threads++
+	if !known || !r.hasTGID {
+		g.uncorrelated = true
+	}
+	if r.pid == tgid {
+		g.haveLeader, g.leaderEtime, g.leaderComm = true, r.etime, r.comm
+	}
+	if r.flag&acGroup == 0 {
+		l.mu.Unlock()
+		return Exit{}, false
+	}
+	g.last, g.wall, g.boot = *r, time.Now(), bootNow()
+	if r.aggrTGID == 0 {
+		delete(l.watched, tgid)
+		e := l.exit(tgid, g)
+		l.mu.Unlock()
+		return e, true
+	}
+	// A group of several threads: the others' records may still come (each thread sends its
+	// own as it passes through exit, on its CPU, and the last to leave is not always the last
+	// to send).
+	delete(l.watched, tgid)
+	l.closing[tgid] = g
+	l.queue = append(l.queue, lingering{tgid: tgid, deadline: g.wall.Add(l.linger)})
+	l.mu.Unlock()
+	return Exit{}, false
+}
+
+// flush delivers the lingering Exits whose deadline passed (all of them for a zero now).
+func (l *Listener) flush(h Handler, now time.Time) {
+	for {
+		l.mu.Lock()
+		if len(l.queue) == 0 || (!now.IsZero() && l.queue[0].deadline.After(now)) {
+			l.mu.Unlock()
+			return
+		}
+		q := l.queue[0]
+		l.queue = l.queue[1:]
+		g := l.closing[q.tgid]
+		if g == nil {
+			l.mu.Unlock()
+			continue
+		}
+		delete(l.closing, q.tgid)
+		e := l.exit(q.tgid, g)
+		l.mu.Unlock()
+		l.deliver(h, e)
+	}
+}
+
+func (l *Listener) deliver(h Handler, e Exit) {
+	l.exits.Add(1)
+	l.hmu.Lock()
+	h.Exit(e)
+	l.hmu.Unlock()
+}
+
+// exit builds the Exit of a group whose last record arrived. l.mu is held.
+func (l *Listener) exit(tgid uint32, g *group) Exit {
+	last := &g.last
+	elapsed := last.etime
+	switch {
+	case last.hasTGE && last.tgetime != 0:
+		elapsed = last.tgetime
+	case g.haveLeader:
+		elapsed = g.leaderEtime
+	}
+	comm := &last.comm
+	if g.haveLeader {
+		comm = &g.leaderComm
+	}
+	e := Exit{
+		PID:                 int(tgid),
+		ParentPID:           int(last.ppid),
+		Command:             commString(comm),
+		Status:              Status(last.exitcode),
+		Elapsed:             time.Duration(elapsed) * time.Microsecond,
+		User:                time.Duration(g.user) * time.Microsecond,
+		System:              time.Duration(g.system) * time.Microsecond,
+		PeakRSS:             g.peak << 10,
+		ReadBytes:           g.rb,
+		WriteBytes:          g.wb,
+		CancelledWriteBytes: g.cwb,
+		Threads:             g.threads,
+	}
+	e.Start = g.wall.Add(-e.Elapsed)
+	e.StartBoot = g.boot - e.Elapsed
+	e.Complete = !g.uncorrelated && e.StartBoot > l.openBoot && e.StartBoot > l.lastLoss
+	return e
+}
+
+// Close deregisters from both kernel interfaces, closes the sockets and makes Run return.
+func (l *Listener) Close() error {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	if l.closed.Swap(true) {
+		return nil
+	}
+	_ = l.sendConnector(procCnMcastIgnore)
+	l.deregister()
+	if l.running.Load() {
+		l.stop()
+	}
+	err := errors.Join(l.cn.Close(), l.ts.Close())
+	if l.running.Load() {
+		<-l.done
+	}
+	return err
+}
+
+// deregister removes the listener from the kernel's per-CPU lists. The kernel would drop it
+// on its first failed send after the socket closes; saying so spares it that send.
+func (l *Listener) deregister() {
+	_, _ = l.ts.Send(l.cpumaskMessage(unix.TASKSTATS_CMD_ATTR_DEREGISTER_CPUMASK), l.family, netlink.Request)
+}
