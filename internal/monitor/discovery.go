@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
 	"syscall"
 	"time"
 
@@ -18,9 +19,10 @@ import (
 )
 
 // discovery is the state of the discovery pass: the last scan of the process table, what is
-// known about its processes, and what this pass has read. Only the discovery job touches it,
-// and a job never runs twice at once.
+// known about its processes, and what this pass has read. The discovery job and, with process
+// events, the exec job touch it, each holding mu.
 type discovery struct {
+	mu       sync.Mutex
 	entries  map[int32]process.Entry
 	children map[int32][]int32
 	details  map[process.ID]cachedDetails
@@ -32,6 +34,10 @@ type discovery struct {
 	// named since (reused).
 	lastScan time.Time
 	fresh    []int32
+	execs    []process.Entry
+	// The pending tasks with a match rule, as the last pass left them, for the exec job.
+	byParent  map[int32][]*task
+	anyParent []*task
 
 	pass uint64 // the number of this pass
 	// cut says the previous pass ran out of time before it looked for every pending task:
@@ -78,6 +84,7 @@ func (d *discovery) init() {
 	d.pidFiles = map[string]pidFileRead{}
 	d.parents = map[string][]int32{}
 	d.bound = map[process.ID]bool{}
+	d.byParent = map[int32][]*task{}
 	d.buf = make([]byte, bufSize)
 }
 
@@ -160,6 +167,14 @@ func (m *Monitor) refreshTable(now time.Time) {
 		}
 		return
 	}
+	m.applyFresh(nil)
+	d.scanned = true
+}
+
+// applyFresh updates the table with the processes in d.fresh, and appends to into those that
+// exist (with their entries), for the exec job.
+func (m *Monitor) applyFresh(into *[]process.Entry) {
+	d := &m.disc
 	for _, pid := range d.fresh {
 		old, had := d.entries[pid]
 		e, ok := m.src.Lookup(pid, d.buf)
@@ -174,8 +189,90 @@ func (m *Monitor) refreshTable(now time.Time) {
 		if !had || old.PPID != e.PPID {
 			d.children[e.PPID] = append(d.children[e.PPID], pid)
 		}
+		if into != nil {
+			*into = append(*into, e)
+		}
 	}
-	d.scanned = true
+}
+
+// indexPending indexes the pending tasks found by a match rule for the exec job: by the
+// parent their rule is restricted to, or among those restricted to none.
+func (m *Monitor) indexPending() {
+	d := &m.disc
+	clear(d.byParent)
+	d.anyParent = d.anyParent[:0]
+	tbl := discoveryTable{m}
+	for _, t := range d.pending {
+		r := t.spec.Locator.Match
+		if r == nil {
+			continue
+		}
+		if ppid, fixed := r.FixedParent(tbl); !fixed {
+			d.anyParent = append(d.anyParent, t)
+		} else if ppid != 0 {
+			d.byParent[ppid] = append(d.byParent[ppid], t)
+		}
+	}
+}
+
+// discoverExec is the exec job: with process events, it looks at the processes forked or
+// exec'd since the last pass only, for pending tasks' match rules and for discovery rules, so
+// a task is bound within milliseconds of its exec and the cost follows the exec rate, not the
+// number of processes on the host. Everything else (pid files, exits, trees, expiry) is the
+// discovery pass's.
+func (m *Monitor) discoverExec(context.Context) {
+	d := &m.disc
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !m.ev.active() || d.lastScan.IsZero() {
+		return // no table to keep current: the discovery pass scans
+	}
+	var stale bool
+	d.fresh, stale = m.ev.drain(d.fresh)
+	if stale {
+		m.ev.mu.Lock()
+		m.ev.stale = true // the discovery pass rescans
+		m.ev.mu.Unlock()
+		m.sched.Trigger(discoveryKey)
+		return
+	}
+	d.execs = d.execs[:0]
+	m.applyFresh(&d.execs)
+	if len(d.execs) == 0 {
+		return
+	}
+	clear(d.bound)
+	m.ev.mu.Lock()
+	for pid, o := range m.ev.owners {
+		if e, ok := d.entries[pid]; ok && (o.id.Start == 0 || o.id == e.ID) {
+			d.bound[e.ID] = true
+		}
+	}
+	m.ev.mu.Unlock()
+
+	// Only the pending tasks whose rule could take the process are tried: those restricted
+	// to its parent, and those restricted to no parent (the index of the last pass).
+	tbl := discoveryTable{m}
+	try := func(t *task, e process.Entry) {
+		if _, ok := t.spec.Locator.Match.Match(e, tbl); ok && m.bindFound(t, e) {
+			d.bound[e.ID] = true
+		}
+	}
+	for _, e := range d.execs {
+		for _, t := range d.byParent[e.PPID] {
+			if !d.bound[e.ID] {
+				try(t, e)
+			}
+		}
+		for _, t := range d.anyParent {
+			if !d.bound[e.ID] {
+				try(t, e)
+			}
+		}
+	}
+	if len(m.cfg.Rules) > 0 {
+		m.applyRulesTo(d.execs, d.bound)
+	}
 }
 
 // forgetEntry removes an ended process from the table.
@@ -230,6 +327,8 @@ func (m *Monitor) scan() {
 // read or change the task, never while a user-named file is read, so a slow input never holds
 // up Tasks or Task (the API's GET /tasks and /health).
 func (m *Monitor) discover(ctx context.Context) {
+	m.disc.mu.Lock()
+	defer m.disc.mu.Unlock()
 	start := time.Now()
 	d := &m.disc
 	d.begin()
@@ -303,6 +402,9 @@ func (m *Monitor) discover(ctx context.Context) {
 
 	if len(m.cfg.Rules) > 0 && d.scanned {
 		m.applyRules(d.bound)
+	}
+	if m.ev.active() {
+		m.indexPending()
 	}
 	m.proplet.locate(m, d.buf)
 	m.notFound(ctx, d.pending, time.Now())
@@ -408,15 +510,23 @@ func (m *Monitor) findProcess(t *task) {
 	} else if cgroup == "" {
 		return
 	}
+	if m.bindFound(t, e) && t.root != nil {
+		m.disc.bound[t.root.h.ID()] = true
+	}
+}
+
+// bindFound binds a pending task to the process (or the cgroup) found for it, and reports
+// whether it did. The caller holds disc.mu, not t.mu.
+func (m *Monitor) bindFound(t *task, e process.Entry) bool {
 	if !t.mu.TryLock() {
-		return
+		return false
 	}
 	defer t.mu.Unlock()
 	if t.state != StatePending {
-		return // stopped meanwhile
+		return false // stopped, or bound, meanwhile
 	}
-	if cgroup != "" {
-		m.bindCgroup(t, e, !loc.IsZero())
+	if t.spec.Cgroup != "" {
+		m.bindCgroup(t, e, !t.spec.Locator.IsZero())
 	} else if err := m.bind(t, e, m.disc.buf); err != nil {
 		if !errors.Is(err, process.ErrGone) {
 			m.bindFailed(t, e.ID.PID, err)
@@ -425,14 +535,12 @@ func (m *Monitor) findProcess(t *task) {
 			m.forgetEntry(e)
 			m.sched.Trigger(discoveryKey)
 		}
-		return
+		return false
 	}
-	if t.root != nil {
-		m.disc.bound[t.root.h.ID()] = true
-		if t.spec.IncludeChildren && m.disc.scanned {
-			m.refreshMembers(t, m.disc.bound)
-		}
+	if t.root != nil && t.spec.IncludeChildren && m.disc.scanned {
+		m.refreshMembers(t, m.disc.bound)
 	}
+	return t.state != StatePending
 }
 
 // bindFailed reports a task whose process exists but cannot be opened. It warns once per task:
@@ -630,28 +738,33 @@ func (m *Monitor) refreshMembers(t *task, bound map[process.ID]bool) {
 
 // applyRules creates and binds tasks for processes that match a discovery rule.
 func (m *Monitor) applyRules(bound map[process.ID]bool) {
-	tbl := discoveryTable{m}
 	for _, e := range m.disc.entries {
-		if bound[e.ID] {
-			continue
-		}
-		if comm, ok := m.disc.misses[e.ID]; ok && comm == e.Comm {
-			continue
-		}
-		matched := false
-		for _, r := range m.cfg.Rules {
-			c, ok := r.Match.Match(e, tbl)
-			if !ok || c.TaskID == "" {
-				continue
-			}
-			matched = true
+		m.applyRulesToEntry(e, bound)
+	}
+}
+
+// applyRulesTo applies the discovery rules to some processes only.
+func (m *Monitor) applyRulesTo(entries []process.Entry, bound map[process.ID]bool) {
+	for _, e := range entries {
+		m.applyRulesToEntry(e, bound)
+	}
+}
+
+func (m *Monitor) applyRulesToEntry(e process.Entry, bound map[process.ID]bool) {
+	if bound[e.ID] {
+		return
+	}
+	if comm, ok := m.disc.misses[e.ID]; ok && comm == e.Comm {
+		return
+	}
+	tbl := discoveryTable{m}
+	for _, r := range m.cfg.Rules {
+		if c, ok := r.Match.Match(e, tbl); ok && c.TaskID != "" {
 			m.bindDiscovered(r, c, e)
-			break
-		}
-		if !matched {
-			m.disc.misses[e.ID] = e.Comm
+			return
 		}
 	}
+	m.disc.misses[e.ID] = e.Comm
 }
 
 func (m *Monitor) bindDiscovered(r Rule, c procmatch.Captures, e process.Entry) {

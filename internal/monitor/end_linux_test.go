@@ -4,6 +4,8 @@ package monitor
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"syscall"
 	"testing"
 	"time"
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
 )
 
@@ -45,9 +48,12 @@ func (h *harness) waitReport(t *testing.T, id string, within time.Duration) *Usa
 // exact says whether the totals must come from the kernel's accounting.
 func testTaskEnds(t *testing.T, mode EventsMode, exact bool) {
 	t.Run("a task shorter than its interval gets its report", func(t *testing.T) {
+		// The monitor runs before the task starts, as it does beside a proplet: the kernel's
+		// accounting then covers every thread of the task.
+		h := runMonitor(t, Config{Events: mode})
 		cmd := testworkload.Start(t, testworkload.Task, 3)
 		started := time.Now()
-		h := runMonitor(t, Config{Events: mode, Tasks: []admission.Spec{pidTask("short", cmd, 10*time.Second)}})
+		require.NoError(t, h.m.AddTask(pidTask("short", cmd, 10*time.Second)))
 		u := h.waitReport(t, "short", 10*time.Second)
 		t.Logf("report: %+v (observed %s after start)", *u, time.Since(started))
 
@@ -66,8 +72,9 @@ func testTaskEnds(t *testing.T, mode EventsMode, exact bool) {
 	})
 
 	t.Run("a task killed by a signal", func(t *testing.T) {
+		h := runMonitor(t, Config{Events: mode})
 		cmd := testworkload.Start(t, testworkload.Sleep, 0)
-		h := runMonitor(t, Config{Events: mode, Tasks: []admission.Spec{pidTask("killed", cmd, 10*time.Second)}})
+		require.NoError(t, h.m.AddTask(pidTask("killed", cmd, 10*time.Second)))
 		require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 5*time.Second, 10*time.Millisecond)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		u := h.waitReport(t, "killed", 10*time.Second)
@@ -100,4 +107,69 @@ func testTaskEnds(t *testing.T, mode EventsMode, exact bool) {
 
 func TestTaskEndsWithScans(t *testing.T) {
 	testTaskEnds(t, EventsOff, false)
+}
+
+func TestTaskEndsWithProcessEvents(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
+	}
+	testTaskEnds(t, EventsOn, true)
+}
+
+// TestEventsAccountForChildrenThatEnded: with include_children, what a child used counts in
+// the task's totals even when the child lived and ended between two samples, which /proc
+// scans never see: the kernel's exit record of the child carries its share.
+func TestEventsAccountForChildrenThatEnded(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
+	}
+	h := runMonitor(t, Config{Events: EventsOn})
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	// The root waits for its ready line, then for the child, then exits 7.
+	cmd := exec.Command("sh", "-c", fmt.Sprintf("read ready; %q -test.run=^$ </dev/null >/dev/null; exit 7", exe))
+	cmd.Env = append(os.Environ(), "PROPLET_TEST_WORKLOAD="+testworkload.Task, "PROPLET_TEST_WORKLOAD_ARG=0")
+	cmd.Dir = t.TempDir()
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	spec := pidTask("tree", cmd, 10*time.Second)
+	spec.IncludeChildren = true
+	require.NoError(t, h.m.AddTask(spec))
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 5*time.Second, 5*time.Millisecond)
+	_, err = stdin.Write([]byte("go\n"))
+	require.NoError(t, err)
+
+	u := h.waitReport(t, "tree", 15*time.Second)
+	t.Logf("report: %+v", *u)
+	assert.Equal(t, 7, u.ExitCode)
+	assert.GreaterOrEqual(t, u.CPUUser+u.CPUSystem, 0.4, "the child's CPU")
+	assert.GreaterOrEqual(t, u.WriteBytes, uint64(testworkload.TaskWrite), "the child's writes")
+	assert.GreaterOrEqual(t, u.PeakMemory, uint64(testworkload.TaskMemory), "the child's peak")
+	assert.True(t, u.Exact)
+}
+
+// TestEventsBindAtExec: a pending task's process is bound when it execs, not at the next
+// discovery pass.
+func TestEventsBindAtExec(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
+	}
+	h := runMonitor(t, Config{Events: EventsOn, DiscoveryInterval: time.Minute})
+	match, err := procmatch.Compile(procmatch.Spec{Executable: "^sleep$", Cmdline: `^sleep 3599\.25$`})
+	require.NoError(t, err)
+	spec := admission.Spec{ID: "late", ProfileName: "test", Profile: prof(10 * time.Second), Locator: admission.Locator{Match: match}}
+	require.NoError(t, h.m.AddTask(spec))
+	time.Sleep(200 * time.Millisecond) // the pass AddTask triggers has run: the task is pending
+	require.Equal(t, StatePending, h.m.Tasks()[0].State)
+
+	cmd := exec.Command("sleep", "3599.25")
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	started := time.Now()
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 2*time.Second, time.Millisecond,
+		"bound long before the next discovery pass, a minute away")
+	t.Logf("bound %s after the process started", time.Since(started))
+	assert.Equal(t, int32(cmd.Process.Pid), h.m.Tasks()[0].PID)
 }

@@ -48,6 +48,10 @@ var (
 	stopGrace = 5 * time.Second
 )
 
+// childGrace is how long a process tree task's end waits for the exit records of descendants
+// still watched when its own process's record arrives.
+var childGrace = 200 * time.Millisecond
+
 // reconcileEvery is how often a discovery pass scans the whole process table when process
 // events keep the table current: it repairs anything the events missed.
 var reconcileEvery = 30 * time.Second
@@ -174,7 +178,7 @@ func (m *Monitor) processExec(pid int32) {
 	m.ev.noteLocked(pid)
 	m.ev.mu.Unlock()
 	if m.ev.wanted.Load() {
-		m.sched.Trigger(discoveryKey)
+		m.sched.Trigger(execKey)
 	}
 }
 
@@ -186,6 +190,7 @@ func (m *Monitor) processExited(x ProcessExit) {
 	if ok && !x.of(o.id) {
 		ok = false // a record of an earlier process with this pid, missed until now
 	}
+	var children bool
 	if ok {
 		delete(m.ev.owners, x.PID)
 		delete(o.t.watched, x.PID)
@@ -194,10 +199,18 @@ func (m *Monitor) processExited(x ProcessExit) {
 		} else {
 			o.t.childExits = append(o.t.childExits, x)
 		}
+		children = len(o.t.watched) > 0
 	}
 	m.ev.mu.Unlock()
 	if ok && o.root {
-		m.scheduleEnd(o.t, o.id, 0)
+		// A descendant that ended just before the task's own process may still be on its
+		// way: the kernel sends a multi-threaded process's record once its last thread is
+		// accounted, which can be after a single-threaded parent's.
+		delay := time.Duration(0)
+		if children {
+			delay = childGrace
+		}
+		m.scheduleEnd(o.t, o.id, delay)
 	}
 }
 

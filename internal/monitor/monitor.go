@@ -126,6 +126,7 @@ type Status struct {
 
 const (
 	discoveryKey = "\x00discovery"
+	execKey      = "\x00exec"
 	propletKey   = "\x00proplet"
 	taskPrefix   = "task/"
 	bufSize      = 4096
@@ -201,6 +202,9 @@ func (m *Monitor) Start(ctx context.Context) error {
 	}
 	m.proplet.baseline(m)
 	m.sched.Add(discoveryKey, m.cfg.DiscoveryInterval, 0)
+	if m.ev.active() {
+		m.sched.Add(execKey, time.Hour, time.Hour) // run when an exec triggers it
+	}
 	if m.cfg.PropletInterval > 0 {
 		m.sched.Add(propletKey, m.cfg.PropletInterval, m.cfg.PropletInterval+m.jitter())
 	}
@@ -324,6 +328,8 @@ func (m *Monitor) runJob(ctx context.Context, key string) {
 		m.discover(ctx)
 	case propletKey:
 		m.sampleProplet(ctx)
+	case execKey:
+		m.discoverExec(ctx)
 	default:
 		if strings.HasPrefix(key, endPrefix) {
 			m.runEnd(ctx, key)

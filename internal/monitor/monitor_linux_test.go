@@ -434,17 +434,45 @@ func TestProfileChangesTakeEffectWithoutRestart(t *testing.T) {
 	assert.False(t, h.m.SetProfile("nope", "fast", fast))
 }
 
+// A stopped task leaves the registry at once and gets a last sample, marked final, with its
+// usage report. Scanning, that sample is taken at once. With process events the report waits
+// for the process to end (whoever asked for the stop usually ends it) for stopGrace, so it
+// says how the process ended; a process that outlives the grace is reported as it is then.
 func TestStopTaskTakesALastSample(t *testing.T) {
-	cmd := testworkload.Start(t, testworkload.Sleep, 0)
-	h := runMonitor(t, Config{Tasks: []admission.Spec{pidTask("t", cmd, time.Hour)}})
-	require.Eventually(t, func() bool { st, _ := h.m.Task("t"); return st.State == StateActive }, 5*time.Second, 10*time.Millisecond)
-	assert.Empty(t, h.of("t"), "an hour-long interval has not sampled yet")
-	require.True(t, h.m.StopTask(context.Background(), "t"))
-	got := h.wait(t, "t", 1, 5*time.Second)
-	assert.True(t, got[0].Final)
-	_, ok := h.m.Task("t")
-	assert.False(t, ok)
-	assert.False(t, h.m.StopTask(context.Background(), "t"))
+	defer func(g time.Duration) { stopGrace = g }(stopGrace)
+	stopGrace = 500 * time.Millisecond
+	for _, mode := range []EventsMode{EventsOff, EventsOn} {
+		t.Run(string(mode), func(t *testing.T) {
+			if mode == EventsOn && os.Geteuid() != 0 {
+				t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
+			}
+			for _, kill := range []bool{false, true} {
+				h := runMonitor(t, Config{Events: mode})
+				cmd := testworkload.Start(t, testworkload.Sleep, 0)
+				require.NoError(t, h.m.AddTask(pidTask("t", cmd, time.Hour)))
+				require.Eventually(t, func() bool { st, _ := h.m.Task("t"); return st.State == StateActive }, 5*time.Second, 10*time.Millisecond)
+				assert.Empty(t, h.of("t"), "an hour-long interval has not sampled yet")
+				require.True(t, h.m.StopTask(context.Background(), "t"))
+				_, ok := h.m.Task("t")
+				assert.False(t, ok, "gone from the registry at once")
+				assert.False(t, h.m.StopTask(context.Background(), "t"))
+				if kill {
+					require.NoError(t, cmd.Process.Kill())
+				}
+				got := h.wait(t, "t", 1, 5*time.Second)
+				assert.True(t, got[0].Final)
+				u := got[0].Usage
+				require.NotNil(t, u)
+				if mode == EventsOn && kill {
+					assert.True(t, u.HasExitSignal && u.ExitSignal == 9, "ended within the grace: how it ended")
+					assert.True(t, u.Exact, "started after the monitor: every thread accounted")
+				} else {
+					assert.False(t, u.HasExitCode || u.HasExitSignal, "still running when reported")
+					assert.False(t, u.Exact)
+				}
+			}
+		})
+	}
 }
 
 func TestCollectNow(t *testing.T) {
