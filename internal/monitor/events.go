@@ -2,7 +2,6 @@ package monitor
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -255,6 +254,3 @@ func (e *events) drain(into []int32) ([]int32, bool) {
 	e.stale = false
 	return into, stale
 }
-
-// errNoEvents is what openEvents returns where the kernel's process events do not exist.
-var errNoEvents = errors.New("kernel process events are not available on this operating system")

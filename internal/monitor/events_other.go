@@ -2,8 +2,12 @@
 
 package monitor
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
-// openKernelEvents is replaced by the Linux implementation once the process events source is
-// wired in; until then every platform scans.
-func openKernelEvents(context.Context, *Monitor) (EventSource, error) { return nil, errNoEvents }
+// openKernelEvents: the kernel's process events are Linux's; elsewhere the monitor scans.
+func openKernelEvents(context.Context, *Monitor) (EventSource, error) {
+	return nil, errors.New("kernel process events are not available on this operating system")
+}
