@@ -20,7 +20,6 @@ func TestMain(m *testing.M) {
 		// Wait until the parent has put this process in the limited cgroup, then use far more
 		// memory than it allows.
 		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
-		var hog [][]byte
 		for {
 			b := make([]byte, 16<<20)
 			for i := 0; i < len(b); i += 4096 {
@@ -31,6 +30,8 @@ func TestMain(m *testing.M) {
 	}
 	os.Exit(m.Run())
 }
+
+var hog [][]byte
 
 // memoryCgroup makes a memory cgroup limited to limit bytes, on cgroup v2 or the v1 memory
 // controller, and returns its directory and the file holding its OOM kill count.
