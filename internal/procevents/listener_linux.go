@@ -40,6 +40,7 @@ const (
 const (
 	defaultReceiveBuffer = 4 << 20
 	defaultLinger        = 50 * time.Millisecond
+	defaultCoalesce      = 5 * time.Millisecond
 	// messageBuffer is the buffer each socket reads a datagram into: one connector event is
 	// under 100 bytes, one taskstats record under 1 KiB.
 	messageBuffer = 16 << 10
@@ -52,7 +53,8 @@ type Listener struct {
 	ts     *genetlink.Conn
 	family uint16
 	cpus   string // the cpumask registered: the possible CPUs, "0-N"
-	linger time.Duration
+	linger   time.Duration
+	coalesce time.Duration
 
 	openBoot time.Duration // CLOCK_BOOTTIME when Open began
 
@@ -66,6 +68,7 @@ type Listener struct {
 
 	running  atomic.Bool
 	stopping atomic.Bool
+	stopCh   chan struct{} // closed by stop
 	closed   atomic.Bool
 	closeMu  sync.Mutex
 	done     chan struct{} // closed when Run returns
@@ -108,9 +111,14 @@ func Open(opts Options) (*Listener, error) {
 		closing:  make(map[uint32]*group),
 		cpus:     possibleCPUs(),
 		done:     make(chan struct{}),
+		stopCh:   make(chan struct{}),
+		coalesce: opts.Coalesce,
 	}
 	if l.linger <= 0 {
 		l.linger = defaultLinger
+	}
+	if l.coalesce == 0 {
+		l.coalesce = defaultCoalesce
 	}
 	if err := l.openTaskstats(buf); err != nil {
 		return nil, err
@@ -340,7 +348,10 @@ func (l *Listener) Run(ctx context.Context, h Handler) error {
 // stop makes both readers return: the flag first, then a deadline in the past, which the
 // readers never overwrite once the flag is set (they set their deadline, then check it).
 func (l *Listener) stop() {
-	l.stopping.Store(true)
+	if l.stopping.Swap(true) {
+		return
+	}
+	close(l.stopCh)
 	past := time.Unix(1, 0)
 	_ = l.cn.SetReadDeadline(past)
 	_ = l.tsRaw.SetReadDeadline(past)
@@ -351,24 +362,85 @@ func (l *Listener) ended(err error) bool {
 	return l.stopping.Load() || l.closed.Load() || errors.Is(err, os.ErrClosed)
 }
 
-func (l *Listener) readConnector(h Handler) error {
-	for !l.stopping.Load() {
-		for m, err := range l.cn.ReceiveIter() {
+// reader is one socket's read loop.
+type reader struct {
+	c    *netlink.Conn
+	what string
+	// deadline is when a blocking read must return for timed work (lingering Exits), or zero.
+	deadline func() time.Time
+	message  func(netlink.Message)
+	overflow func()
+	// timeout runs when a blocking read reached its deadline, and after each batch.
+	timeout func()
+}
+
+// read reads datagrams until the listener stops. Each datagram is one message, and a read
+// that parks the goroutine until the next one costs a wake-up per message (tens of
+// microseconds of scheduling and a second recvmsg), which dominates the cost of a storm. So
+// after a blocking read returns, the reader pauses for Coalesce and then drains the socket
+// without parking: under load there is one wake-up per pause, not per message; an isolated
+// message is still read at once.
+func (l *Listener) read(r reader) error {
+	var set time.Time
+	setDeadline := func(t time.Time) {
+		if !t.Equal(set) {
+			set = t
+			_ = r.c.SetReadDeadline(t)
+		}
+	}
+	draining := false
+	for {
+		if draining {
+			// A short deadline, not a past one: a past deadline fails before the recvmsg.
+			setDeadline(time.Now().Add(50 * time.Microsecond))
+		} else {
+			setDeadline(r.deadline())
+		}
+		if l.stopping.Load() {
+			return nil
+		}
+		got := false
+		for m, err := range r.c.ReceiveIter() {
 			if err != nil {
 				switch {
 				case errors.Is(err, unix.ENOBUFS):
-					l.overflow(h, false)
+					r.overflow()
+				case errors.Is(err, os.ErrDeadlineExceeded) && !l.stopping.Load():
+					if draining {
+						draining = false
+					}
+					if r.timeout != nil {
+						r.timeout()
+					}
 				case l.ended(err):
 					return nil
 				default:
-					return fmt.Errorf("receive process events: %w", err)
+					return fmt.Errorf("receive %s: %w", r.what, err)
 				}
 				break
 			}
-			l.connectorMessage(m.Data, h)
+			got = true
+			r.message(m)
+		}
+		if got && !draining && l.coalesce > 0 {
+			select {
+			case <-time.After(l.coalesce):
+			case <-l.stopCh:
+				return nil
+			}
+			draining = true
 		}
 	}
-	return nil
+}
+
+func (l *Listener) readConnector(h Handler) error {
+	return l.read(reader{
+		c:        l.cn,
+		what:     "process events",
+		deadline: func() time.Time { return time.Time{} },
+		message:  func(m netlink.Message) { l.connectorMessage(m.Data, h) },
+		overflow: func() { l.overflow(h, false) },
+	})
 }
 
 // connectorMessage handles one struct cn_msg holding a struct proc_event.
@@ -406,42 +478,25 @@ func (l *Listener) connectorMessage(b []byte, h Handler) {
 }
 
 func (l *Listener) readTaskstats(h Handler) error {
-	var deadline time.Time
-	for {
-		l.mu.Lock()
-		var next time.Time
-		if len(l.queue) > 0 {
-			next = l.queue[0].deadline
-		}
-		l.mu.Unlock()
-		if !next.Equal(deadline) {
-			deadline = next
-			_ = l.tsRaw.SetReadDeadline(deadline)
-		}
-		if l.stopping.Load() {
-			return nil
-		}
-		for m, err := range l.tsRaw.ReceiveIter() {
-			if err != nil {
-				switch {
-				case errors.Is(err, unix.ENOBUFS):
-					l.overflow(h, true)
-				case errors.Is(err, os.ErrDeadlineExceeded) && !l.stopping.Load():
-				case l.ended(err):
-					return nil
-				default:
-					return fmt.Errorf("receive taskstats records: %w", err)
-				}
-				break
+	return l.read(reader{
+		c:    l.tsRaw,
+		what: "taskstats records",
+		deadline: func() time.Time {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if len(l.queue) > 0 {
+				return l.queue[0].deadline
 			}
+			return time.Time{}
+		},
+		message: func(m netlink.Message) {
 			if m.Header.Type == netlink.HeaderType(l.family) {
 				l.taskstatsMessage(m.Data, h)
 			}
-		}
-		if !deadline.IsZero() {
-			l.flush(h, time.Now())
-		}
-	}
+		},
+		overflow: func() { l.overflow(h, true) },
+		timeout:  func() { l.flush(h, time.Now()) },
+	})
 }
 
 // overflow counts a socket overflow and tells the handler. An overflow of the taskstats socket

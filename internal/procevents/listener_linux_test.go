@@ -517,7 +517,11 @@ func BenchmarkListenerStorm(b *testing.B) {
 	if s := os.Getenv("PROCEVENTS_STORM_RATE"); s != "" {
 		rate, _ = strconv.Atoi(s)
 	}
-	l, rec := open(b, Options{})
+	var opts Options
+	if s := os.Getenv("PROCEVENTS_STORM_COALESCE"); s != "" {
+		opts.Coalesce, _ = time.ParseDuration(s)
+	}
+	l, rec := open(b, opts)
 	var storm int
 	var mu sync.Mutex
 	rec.watch = func(parent int) bool {
