@@ -40,6 +40,13 @@ const (
 const (
 	defaultReceiveBuffer = 4 << 20
 	defaultLinger        = 50 * time.Millisecond
+	defaultCoalesce      = 5 * time.Millisecond
+	// recentSlots and recentFor bound the memory of groups that ended unwatched: 1,024 ends
+	// (about 200 KiB), each kept at most 2 s. Pids are allocated in increasing order and wrap
+	// at pid_max (4,194,304 by default on 64-bit), so the same pid ending twice within 2 s
+	// does not happen on a real host; the caller checks the start time anyway.
+	recentSlots = 1024
+	recentFor   = 2 * time.Second
 	// messageBuffer is the buffer each socket reads a datagram into: one connector event is
 	// under 100 bytes, one taskstats record under 1 KiB.
 	messageBuffer = 16 << 10
@@ -52,7 +59,8 @@ type Listener struct {
 	ts     *genetlink.Conn
 	family uint16
 	cpus   string // the cpumask registered: the possible CPUs, "0-N"
-	linger time.Duration
+	linger   time.Duration
+	coalesce time.Duration
 
 	openBoot time.Duration // CLOCK_BOOTTIME when Open began
 
@@ -60,12 +68,18 @@ type Listener struct {
 	watched  map[uint32]*group // groups whose records are summed
 	closing  map[uint32]*group // groups past their last record, lingering for late threads
 	queue    []lingering       // closing groups in deadline order (one linger for all)
+	ready    []uint32          // closing groups to deliver at once (Exits that ended before Watch)
 	lastLoss time.Duration     // CLOCK_BOOTTIME of the last taskstats overflow
+	// recent holds the last record of groups that ended unwatched, by tgid modulo its size,
+	// for a Watch that comes just after the end (a process that lived a millisecond ends
+	// before the caller has seen its exec).
+	recent [recentSlots]recentEnd
 
 	hmu sync.Mutex // serialises Handler calls
 
 	running  atomic.Bool
 	stopping atomic.Bool
+	stopCh   chan struct{} // closed by stop
 	closed   atomic.Bool
 	closeMu  sync.Mutex
 	done     chan struct{} // closed when Run returns
@@ -84,6 +98,13 @@ type group struct {
 	last                            record // the AGROUP record
 	wall                            time.Time
 	boot                            time.Duration
+}
+
+type recentEnd struct {
+	tgid uint32
+	r    record
+	wall time.Time
+	boot time.Duration
 }
 
 type lingering struct {
@@ -108,9 +129,14 @@ func Open(opts Options) (*Listener, error) {
 		closing:  make(map[uint32]*group),
 		cpus:     possibleCPUs(),
 		done:     make(chan struct{}),
+		stopCh:   make(chan struct{}),
+		coalesce: opts.Coalesce,
 	}
 	if l.linger <= 0 {
 		l.linger = defaultLinger
+	}
+	if l.coalesce == 0 {
+		l.coalesce = defaultCoalesce
 	}
 	if err := l.openTaskstats(buf); err != nil {
 		return nil, err
@@ -173,7 +199,7 @@ func (l *Listener) openConnector(buf int) error {
 	}
 	setReceiveBuffer(c, buf)
 	l.cn = c
-	if err := l.sendConnector(procCnMcastListen); err != nil {
+	if err := l.sendConnector(procCnMcastListen, connectorFilter()); err != nil {
 		_ = c.Close()
 		return classify("subscribe to process events", err)
 	}
@@ -181,15 +207,50 @@ func (l *Listener) openConnector(buf int) error {
 }
 
 // sendConnector sends PROC_CN_MCAST_LISTEN or _IGNORE. The kernel keeps a count of listeners
-// and builds events only while it is positive, so Close says IGNORE.
-func (l *Listener) sendConnector(op uint32) error {
-	b := make([]byte, cnMsgLen+4)
+// and builds events only while it is positive, so Close says IGNORE. With filter, the message
+// is a struct proc_input naming the events wanted (fork and exec), and the kernel drops the
+// others (exit, comm, uid, ...) before they reach the socket: a third fewer messages in a
+// storm of short processes.
+func (l *Listener) sendConnector(op uint32, filter bool) error {
+	n := 4
+	if filter {
+		n = 8
+	}
+	b := make([]byte, cnMsgLen+n)
 	binary.NativeEndian.PutUint32(b[0:], cnIdxProc)
 	binary.NativeEndian.PutUint32(b[4:], cnValProc)
-	binary.NativeEndian.PutUint16(b[16:], 4)
+	binary.NativeEndian.PutUint16(b[16:], uint16(n))
 	binary.NativeEndian.PutUint32(b[cnMsgLen:], op)
+	if filter {
+		binary.NativeEndian.PutUint32(b[cnMsgLen+4:], procEventFork|procEventExec)
+	}
 	_, err := l.cn.Send(netlink.Message{Header: netlink.Header{Type: netlink.Done}, Data: b})
 	return err
+}
+
+// connectorFilter reports whether the kernel takes a struct proc_input with an event filter
+// (Linux 6.6 and later). An older kernel ignores a message of that length without a word,
+// and would send nothing, so the plain 4-byte operation is sent to it.
+func connectorFilter() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	major, minor, ok := kernelVersion(unix.ByteSliceToString(u.Release[:]))
+	return ok && (major > 6 || major == 6 && minor >= 6)
+}
+
+// kernelVersion reads "6.18.44-fc" as 6, 18.
+func kernelVersion(release string) (major, minor int, ok bool) {
+	a, rest, _ := strings.Cut(release, ".")
+	b, _, _ := strings.Cut(rest, ".")
+	if i := strings.IndexFunc(b, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		b = b[:i]
+	}
+	var err1, err2 error
+	major, err1 = strconv.Atoi(a)
+	minor, err2 = strconv.Atoi(b)
+	return major, minor, err1 == nil && err2 == nil
 }
 
 // setReceiveBuffer sets SO_RCVBUFFORCE, which root may set past net.core.rmem_max, and falls
@@ -267,17 +328,37 @@ func bootNow() time.Duration {
 }
 
 // Watch asks for the Exit of thread group pid: its thread records are summed from now on and
-// delivered as one Exit when the group ends. Watching a group already watched does nothing.
-// It takes constant time and is safe for concurrent use, from a Handler method too.
+// delivered as one Exit when the group ends. When the group ended shortly before Watch (up to
+// 2 s), its Exit is delivered at once from its last record, complete if it had one thread.
+// Watching a group already watched does nothing. It takes constant time and is safe for
+// concurrent use, from a Handler method too.
 func (l *Listener) Watch(pid int) {
 	if pid <= 0 || pid > 1<<31-1 {
 		return
 	}
+	tgid := uint32(pid)
 	l.mu.Lock()
-	if l.watched[uint32(pid)] == nil {
-		l.watched[uint32(pid)] = &group{}
+	defer l.mu.Unlock()
+	if l.watched[tgid] != nil || l.closing[tgid] != nil {
+		return
 	}
-	l.mu.Unlock()
+	re := &l.recent[tgid%recentSlots]
+	if re.tgid != tgid || bootNow()-re.boot > recentFor {
+		l.watched[tgid] = &group{}
+		return
+	}
+	g := &group{}
+	l.sum(g, tgid, &re.r)
+	// The other threads' records, if any, were dropped.
+	g.uncorrelated = g.uncorrelated || re.r.aggrTGID != 0
+	g.last, g.wall, g.boot = re.r, re.wall, re.boot
+	*re = recentEnd{}
+	l.closing[tgid] = g
+	l.ready = append(l.ready, tgid)
+	if l.tsRaw != nil {
+		// Wake the taskstats reader, which delivers it.
+		_ = l.tsRaw.SetReadDeadline(time.Now())
+	}
 }
 
 // Unwatch forgets thread group pid: no Exit will be delivered for it.
@@ -340,7 +421,10 @@ func (l *Listener) Run(ctx context.Context, h Handler) error {
 // stop makes both readers return: the flag first, then a deadline in the past, which the
 // readers never overwrite once the flag is set (they set their deadline, then check it).
 func (l *Listener) stop() {
-	l.stopping.Store(true)
+	if l.stopping.Swap(true) {
+		return
+	}
+	close(l.stopCh)
 	past := time.Unix(1, 0)
 	_ = l.cn.SetReadDeadline(past)
 	_ = l.tsRaw.SetReadDeadline(past)
@@ -351,24 +435,85 @@ func (l *Listener) ended(err error) bool {
 	return l.stopping.Load() || l.closed.Load() || errors.Is(err, os.ErrClosed)
 }
 
-func (l *Listener) readConnector(h Handler) error {
-	for !l.stopping.Load() {
-		for m, err := range l.cn.ReceiveIter() {
+// reader is one socket's read loop.
+type reader struct {
+	c    *netlink.Conn
+	what string
+	// deadline is when a blocking read must return for timed work (lingering Exits), or zero.
+	deadline func() time.Time
+	message  func(netlink.Message)
+	overflow func()
+	// timeout runs when a blocking read reached its deadline, and after each batch.
+	timeout func()
+}
+
+// read reads datagrams until the listener stops. Each datagram is one message, and a read
+// that parks the goroutine until the next one costs a wake-up per message (tens of
+// microseconds of scheduling and a second recvmsg), which dominates the cost of a storm. So
+// after a blocking read returns, the reader pauses for Coalesce and then drains the socket
+// without parking: under load there is one wake-up per pause, not per message; an isolated
+// message is still read at once.
+func (l *Listener) read(r reader) error {
+	var set time.Time
+	setDeadline := func(t time.Time) {
+		if !t.Equal(set) {
+			set = t
+			_ = r.c.SetReadDeadline(t)
+		}
+	}
+	draining := false
+	for {
+		if draining {
+			// A short deadline, not a past one: a past deadline fails before the recvmsg.
+			setDeadline(time.Now().Add(50 * time.Microsecond))
+		} else {
+			setDeadline(r.deadline())
+		}
+		if l.stopping.Load() {
+			return nil
+		}
+		got := false
+		for m, err := range r.c.ReceiveIter() {
 			if err != nil {
 				switch {
 				case errors.Is(err, unix.ENOBUFS):
-					l.overflow(h, false)
+					r.overflow()
+				case errors.Is(err, os.ErrDeadlineExceeded) && !l.stopping.Load():
+					draining = false
+					// Watch may have set a deadline of its own to wake this reader.
+					set = time.Unix(2, 0)
+					if r.timeout != nil {
+						r.timeout()
+					}
 				case l.ended(err):
 					return nil
 				default:
-					return fmt.Errorf("receive process events: %w", err)
+					return fmt.Errorf("receive %s: %w", r.what, err)
 				}
 				break
 			}
-			l.connectorMessage(m.Data, h)
+			got = true
+			r.message(m)
+		}
+		if got && !draining && l.coalesce > 0 {
+			select {
+			case <-time.After(l.coalesce):
+			case <-l.stopCh:
+				return nil
+			}
+			draining = true
 		}
 	}
-	return nil
+}
+
+func (l *Listener) readConnector(h Handler) error {
+	return l.read(reader{
+		c:        l.cn,
+		what:     "process events",
+		deadline: func() time.Time { return time.Time{} },
+		message:  func(m netlink.Message) { l.connectorMessage(m.Data, h) },
+		overflow: func() { l.overflow(h, false) },
+	})
 }
 
 // connectorMessage handles one struct cn_msg holding a struct proc_event.
@@ -406,42 +551,28 @@ func (l *Listener) connectorMessage(b []byte, h Handler) {
 }
 
 func (l *Listener) readTaskstats(h Handler) error {
-	var deadline time.Time
-	for {
-		l.mu.Lock()
-		var next time.Time
-		if len(l.queue) > 0 {
-			next = l.queue[0].deadline
-		}
-		l.mu.Unlock()
-		if !next.Equal(deadline) {
-			deadline = next
-			_ = l.tsRaw.SetReadDeadline(deadline)
-		}
-		if l.stopping.Load() {
-			return nil
-		}
-		for m, err := range l.tsRaw.ReceiveIter() {
-			if err != nil {
-				switch {
-				case errors.Is(err, unix.ENOBUFS):
-					l.overflow(h, true)
-				case errors.Is(err, os.ErrDeadlineExceeded) && !l.stopping.Load():
-				case l.ended(err):
-					return nil
-				default:
-					return fmt.Errorf("receive taskstats records: %w", err)
-				}
-				break
+	return l.read(reader{
+		c:    l.tsRaw,
+		what: "taskstats records",
+		deadline: func() time.Time {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			switch {
+			case len(l.ready) > 0:
+				return time.Now()
+			case len(l.queue) > 0:
+				return l.queue[0].deadline
 			}
+			return time.Time{}
+		},
+		message: func(m netlink.Message) {
 			if m.Header.Type == netlink.HeaderType(l.family) {
 				l.taskstatsMessage(m.Data, h)
 			}
-		}
-		if !deadline.IsZero() {
-			l.flush(h, time.Now())
-		}
-	}
+		},
+		overflow: func() { l.overflow(h, true) },
+		timeout:  func() { l.flush(h, time.Now()) },
+	})
 }
 
 // overflow counts a socket overflow and tells the handler. An overflow of the taskstats socket
@@ -478,30 +609,22 @@ func (l *Listener) taskstatsMessage(b []byte, h Handler) {
 // add sums a record into its group. It returns the group's Exit when the record ends a group
 // that cannot have records still on their way (it only ever had one thread).
 func (l *Listener) add(r *record) (Exit, bool) {
-	tgid, known := r.group()
+	tgid, _ := r.group()
 	l.mu.Lock()
 	g := l.closing[tgid]
 	if g == nil {
 		g = l.watched[tgid]
 	}
 	if g == nil {
+		if r.flag&acGroup != 0 {
+			re := &l.recent[tgid%recentSlots]
+			re.tgid, re.r, re.wall, re.boot = tgid, *r, time.Now(), bootNow()
+		}
 		l.mu.Unlock()
 		l.dropped.Add(1)
 		return Exit{}, false
 	}
-	g.user += r.utime
-	g.system += r.stime
-	g.rb += r.rb
-	g.wb += r.wb
-	g.cwb += r.cwb
-	g.peak = max(g.peak, r.hiwater)
-	g.threads++
-	if !known || !r.hasTGID {
-		g.uncorrelated = true
-	}
-	if r.pid == tgid {
-		g.haveLeader, g.leaderEtime, g.leaderComm = true, r.etime, r.comm
-	}
+	l.sum(g, tgid, r)
 	if r.flag&acGroup == 0 {
 		l.mu.Unlock()
 		return Exit{}, false
@@ -523,23 +646,47 @@ func (l *Listener) add(r *record) (Exit, bool) {
 	return Exit{}, false
 }
 
-// flush delivers the lingering Exits whose deadline passed (all of them for a zero now).
+// sum adds one thread record to its group.
+func (l *Listener) sum(g *group, tgid uint32, r *record) {
+	g.user += r.utime
+	g.system += r.stime
+	g.rb += r.rb
+	g.wb += r.wb
+	g.cwb += r.cwb
+	g.peak = max(g.peak, r.hiwater)
+	g.threads++
+	if _, known := r.group(); !known || !r.hasTGID {
+		g.uncorrelated = true
+	}
+	if r.pid == tgid {
+		g.haveLeader, g.leaderEtime, g.leaderComm = true, r.etime, r.comm
+	}
+}
+
+// flush delivers the Exits of groups that ended before Watch, and the lingering Exits whose
+// deadline passed (all of them for a zero now).
 func (l *Listener) flush(h Handler, now time.Time) {
 	for {
 		l.mu.Lock()
-		if len(l.queue) == 0 || (!now.IsZero() && l.queue[0].deadline.After(now)) {
+		var tgid uint32
+		switch {
+		case len(l.ready) > 0:
+			tgid = l.ready[0]
+			l.ready = l.ready[1:]
+		case len(l.queue) > 0 && (now.IsZero() || !l.queue[0].deadline.After(now)):
+			tgid = l.queue[0].tgid
+			l.queue = l.queue[1:]
+		default:
 			l.mu.Unlock()
 			return
 		}
-		q := l.queue[0]
-		l.queue = l.queue[1:]
-		g := l.closing[q.tgid]
+		g := l.closing[tgid]
 		if g == nil {
 			l.mu.Unlock()
 			continue
 		}
-		delete(l.closing, q.tgid)
-		e := l.exit(q.tgid, g)
+		delete(l.closing, tgid)
+		e := l.exit(tgid, g)
 		l.mu.Unlock()
 		l.deliver(h, e)
 	}
@@ -593,7 +740,7 @@ func (l *Listener) Close() error {
 	if l.closed.Swap(true) {
 		return nil
 	}
-	_ = l.sendConnector(procCnMcastIgnore)
+	_ = l.sendConnector(procCnMcastIgnore, connectorFilter())
 	l.deregister()
 	if l.running.Load() {
 		l.stop()

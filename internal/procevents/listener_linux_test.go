@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -509,25 +510,54 @@ func cpuTime() time.Duration {
 }
 
 // BenchmarkListenerStorm measures the listener's CPU (this process's, as a share of one core)
-// for 5 s idle and for 5 s while a separate process starts short processes at a fixed rate
-// (env PROCEVENTS_STORM_RATE, default 1000/s), each watched from its Fork as a collector
-// would watch a matching task. Run with -benchtime=1x.
+// for 5 s idle and for 5 s while a separate process starts short processes (/bin/true) at a
+// fixed rate (env PROCEVENTS_STORM_RATE, default 1000/s), each watched from its Fork as a
+// collector would watch a matching task, with reads coalesced or not. Run with
+// -benchtime=1x.
 func BenchmarkListenerStorm(b *testing.B) {
 	rate := 1000
 	if s := os.Getenv("PROCEVENTS_STORM_RATE"); s != "" {
 		rate, _ = strconv.Atoi(s)
 	}
-	l, rec := open(b, Options{})
-	var storm int
-	var mu sync.Mutex
-	rec.watch = func(parent int) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		return parent == storm
-	}
-	go func() {
-		for range rec.exits {
+	for _, c := range []time.Duration{-1, 5 * time.Millisecond, 20 * time.Millisecond} {
+		name := "coalesce=" + c.String()
+		if c < 0 {
+			name = "coalesce=off"
 		}
+		b.Run(name, func(b *testing.B) { storm(b, rate, Options{Coalesce: c}) })
+	}
+}
+
+// stormHandler watches the children of one process, as a collector watches matching tasks,
+// and does nothing else, so the figures are the listener's.
+type stormHandler struct {
+	l      *Listener
+	parent atomic.Int64
+}
+
+func (h *stormHandler) Fork(parent, child int) {
+	if int64(parent) == h.parent.Load() {
+		h.l.Watch(child)
+	}
+}
+func (h *stormHandler) Exec(int)  {}
+func (h *stormHandler) Exit(Exit) {}
+func (h *stormHandler) Lost()     {}
+
+func storm(b *testing.B, rate int, opts Options) {
+	if os.Geteuid() != 0 {
+		b.Skip("process events need root")
+	}
+	l, err := Open(opts)
+	if err != nil {
+		b.Skipf("process events unavailable here: %v", err)
+	}
+	h := &stormHandler{l: l}
+	done := make(chan error, 1)
+	go func() { done <- l.Run(context.Background(), h) }()
+	defer func() {
+		_ = l.Close()
+		<-done
 	}()
 	const window = 5 * time.Second
 	for b.Loop() {
@@ -540,21 +570,19 @@ func BenchmarkListenerStorm(b *testing.B) {
 		if err := cmd.Start(); err != nil {
 			b.Fatal(err)
 		}
-		mu.Lock()
-		storm = cmd.Process.Pid
-		mu.Unlock()
+		h.parent.Store(int64(cmd.Process.Pid))
 		c2 := cpuTime()
 		t2 := time.Now()
 		_ = cmd.Wait()
 		time.Sleep(100 * time.Millisecond) // the last lingering Exits
 		s3, c3, d := l.Stats(), cpuTime(), time.Since(t2)
-		busy := float64(c3-c2) / float64(d) * 100
+		msgs := s3.Records - s1.Records + s3.Events - s1.Events
 		b.ReportMetric(idle, "%cpu-idle")
-		b.ReportMetric(busy, "%cpu-storm")
+		b.ReportMetric(float64(c3-c2)/float64(d)*100, "%cpu-storm")
 		b.ReportMetric(float64(s3.Exits-s1.Exits)/d.Seconds(), "exits/s")
 		b.ReportMetric(float64(s3.Records-s1.Records)/d.Seconds(), "records/s")
 		b.ReportMetric(float64(s3.Events-s1.Events)/d.Seconds(), "events/s")
-		b.ReportMetric(float64(c3-c2)/float64(s3.Records-s1.Records+s3.Events-s1.Events), "ns/message")
+		b.ReportMetric(float64(c3-c2)/float64(msgs), "cpu-ns/message")
 		b.ReportMetric(float64(s3.Lost-s0.Lost), "lost")
 	}
 }

@@ -280,3 +280,54 @@ func BenchmarkConnectorFork(b *testing.B) {
 		l.connectorMessage(m, nopHandler{})
 	}
 }
+
+// TestWatchAfterEnd: a group that ended unwatched just before Watch still gets its Exit, from
+// its last record: complete when it had one thread, short when others' records were dropped.
+func TestWatchAfterEnd(t *testing.T) {
+	l := newTestListener()
+	h := &exitHandler{tb: t}
+	l.taskstatsMessage(message(t, 100, 0, stats(100, 100, acGroup, 500_000, 1000, 4096), 0), h)
+	l.taskstatsMessage(message(t, 201, 0, stats(201, 200, 0, 100_000, 900, 0), 0), h)
+	l.taskstatsMessage(message(t, 202, 200, stats(202, 200, acGroup, 300_000, 1000, 0), 0), h)
+	if len(h.exits) != 0 || l.Stats().DroppedUnwatched != 3 {
+		t.Fatalf("exits %d, stats %+v", len(h.exits), l.Stats())
+	}
+	l.Watch(100)
+	l.Watch(200)
+	l.Watch(300) // never ended: watched as usual
+	l.flush(h, time.Now())
+	if len(h.exits) != 2 {
+		t.Fatalf("%d Exits, want 2", len(h.exits))
+	}
+	if e := h.exits[0]; e.PID != 100 || !e.Complete || e.User != 500*time.Millisecond || e.Threads != 1 || e.Status.ExitCode() != 3 {
+		t.Errorf("single thread: %+v", e)
+	}
+	if e := h.exits[1]; e.PID != 200 || e.Complete || e.User != 300*time.Millisecond || e.Threads != 1 {
+		t.Errorf("threads: %+v", e)
+	}
+	// Delivered once: watching again waits for a new end.
+	l.Watch(100)
+	l.flush(h, time.Time{})
+	if len(h.exits) != 2 || l.watched[100] == nil || l.watched[300] == nil {
+		t.Errorf("exits %d, watched %v", len(h.exits), l.watched)
+	}
+}
+
+func TestKernelVersion(t *testing.T) {
+	for _, tt := range []struct {
+		in           string
+		major, minor int
+		ok           bool
+	}{
+		{"6.18.44-fc-v595", 6, 18, true},
+		{"6.6.0", 6, 6, true},
+		{"5.15.0-91-generic", 5, 15, true},
+		{"6.10-rc1", 6, 10, true},
+		{"weird", 0, 0, false},
+	} {
+		major, minor, ok := kernelVersion(tt.in)
+		if ok != tt.ok || ok && (major != tt.major || minor != tt.minor) {
+			t.Errorf("%q: %d.%d %v", tt.in, major, minor, ok)
+		}
+	}
+}
