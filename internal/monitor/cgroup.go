@@ -33,6 +33,8 @@ func (m *Monitor) bindCgroup(t *task, e process.Entry, withProcess bool) {
 	}
 	t.cg, t.cgPrev, t.prevTime = cg, base, time.Now()
 	t.cgStart, t.cgProcs, t.cgPopulated = t.prevTime, 0, false
+	t.memcg = process.MemoryCgroup{Dir: cg.Dir(), V2: true}
+	t.oomBase, t.hasOOMBase = t.memcg.OOMKills()
 	m.log.Debug("Task bound to cgroup", zap.String("task_id", t.spec.ID), zap.String("cgroup", cg.Dir()))
 }
 

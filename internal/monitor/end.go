@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
@@ -194,8 +195,22 @@ func (m *Monitor) usage(t *task, end time.Time, status *uint32, exact bool) *Usa
 	return u
 }
 
-// oomKilled reports whether the kernel's OOM killer ended the task.
-func (m *Monitor) oomKilled(*task, *Usage) bool { return false }
+// oomKilled reports whether the kernel's OOM killer ended the task: the kernel log named its
+// process, or it was killed by SIGKILL while the OOM kill count of its memory cgroup rose (a
+// cgroup task: the count of its own cgroup rose at all).
+func (m *Monitor) oomKilled(t *task, u *Usage) bool {
+	if t.root != nil && m.oom.killed(t.root.h.ID().PID) {
+		return true
+	}
+	if !t.hasOOMBase {
+		return false
+	}
+	n, ok := t.memcg.OOMKills()
+	if !ok || n <= t.oomBase {
+		return false
+	}
+	return t.cg != nil || (u.HasExitSignal && u.ExitSignal == int(syscall.SIGKILL))
+}
 
 // goneOrExited reports whether a read error or reading says a task's process ended.
 func goneOrExited(err error, r *process.Reading) bool {

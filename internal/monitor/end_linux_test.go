@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/kmsg"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
 )
@@ -172,4 +176,72 @@ func TestEventsBindAtExec(t *testing.T) {
 		"bound long before the next discovery pass, a minute away")
 	t.Logf("bound %s after the process started", time.Since(started))
 	assert.Equal(t, int32(cmd.Process.Pid), h.m.Tasks()[0].PID)
+}
+
+// memoryCgroup makes a memory cgroup limited to limit bytes for the test, or skips saying why
+// this machine cannot: cgroup v2 with the memory controller, else the v1 memory hierarchy.
+func memoryCgroup(t *testing.T, limit int64) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("creating a memory-limited cgroup needs root")
+	}
+	name := fmt.Sprintf("otelcol-propeller-test-%d", os.Getpid())
+	var dir, limitFile string
+	if b, err := os.ReadFile("/sys/fs/cgroup/cgroup.controllers"); err == nil && strings.Contains(string(b), "memory") {
+		dir, limitFile = filepath.Join("/sys/fs/cgroup", name), "memory.max"
+	} else if _, err := os.Stat("/sys/fs/cgroup/memory/memory.limit_in_bytes"); err == nil {
+		dir, limitFile = filepath.Join("/sys/fs/cgroup/memory", name), "memory.limit_in_bytes"
+	} else {
+		t.Skip("no cgroup v2 memory controller at /sys/fs/cgroup and no v1 memory hierarchy: cannot limit a task's memory here")
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Skipf("cannot create a memory cgroup here: %v", err)
+	}
+	t.Cleanup(func() { _ = os.Remove(dir) })
+	require.NoError(t, os.WriteFile(filepath.Join(dir, limitFile), []byte(strconv.FormatInt(limit, 10)), 0o644))
+	return dir
+}
+
+// testOOMKill: a task in a memory-limited cgroup that touches more than its limit is killed by
+// the kernel's OOM killer, and its report says so.
+func testOOMKill(t *testing.T, mode EventsMode) {
+	cg := memoryCgroup(t, 64<<20)
+	h := runMonitor(t, Config{Events: mode})
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	// The shell joins the cgroup, waits for the go-ahead, and becomes a workload that holds
+	// 256 MiB, four times the limit.
+	cmd := exec.Command("sh", "-c", fmt.Sprintf("echo $$ > %q/cgroup.procs && read go && exec %q -test.run=^$", cg, exe))
+	cmd.Env = append(os.Environ(), "PROPLET_TEST_WORKLOAD="+testworkload.Hold, "PROPLET_TEST_WORKLOAD_ARG=256")
+	stdin, err := cmd.StdinPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	require.Eventually(t, func() bool {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", cmd.Process.Pid))
+		return strings.Contains(string(b), filepath.Base(cg))
+	}, 5*time.Second, 5*time.Millisecond, "the shell joined the cgroup")
+	require.NoError(t, h.m.AddTask(pidTask("hog", cmd, 10*time.Second)))
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 5*time.Second, 5*time.Millisecond)
+	_, err = stdin.Write([]byte("go\n"))
+	require.NoError(t, err)
+
+	u := h.waitReport(t, "hog", 15*time.Second)
+	t.Logf("report: %+v", *u)
+	assert.True(t, u.OOMKilled, "killed by the OOM killer")
+	assert.True(t, u.HasExitSignal)
+	assert.Equal(t, 9, u.ExitSignal)
+	assert.Equal(t, uint64(64<<20), u.MemoryLimit, "the limit it ran under")
+}
+
+func TestOOMKillIsReported(t *testing.T) {
+	t.Run("scan", func(t *testing.T) { testOOMKill(t, EventsOff) })
+	t.Run("events", func(t *testing.T) { testOOMKill(t, EventsOn) })
+	// Without the kernel log (a container without /dev/kmsg, the systemd unit's
+	// ProtectKernelLogs=), the memory cgroup's OOM kill count tells.
+	t.Run("cgroup count only", func(t *testing.T) {
+		defer func(f func() (*kmsg.Follower, error)) { openKernelLog = f }(openKernelLog)
+		openKernelLog = func() (*kmsg.Follower, error) { return nil, os.ErrPermission }
+		testOOMKill(t, EventsOff)
+	})
 }

@@ -151,6 +151,7 @@ type Monitor struct {
 	disc    discovery
 	ev      events
 	endings map[string]ending // guarded by mu: ends scheduled, by job key
+	oom     oomLog
 	proplet propletState
 	// passBudget is how long a discovery pass looks for pending tasks' processes: half the
 	// discovery interval.
@@ -200,6 +201,7 @@ func (m *Monitor) Start(ctx context.Context) error {
 	if err := m.startEvents(ctx); err != nil {
 		return err
 	}
+	m.startOOMLog(ctx)
 	m.proplet.baseline(m)
 	m.sched.Add(discoveryKey, m.cfg.DiscoveryInterval, 0)
 	if m.ev.active() {
@@ -225,6 +227,7 @@ func (m *Monitor) Shutdown(ctx context.Context) error {
 	}
 	m.mu.Unlock()
 	m.proplet.close()
+	m.oom.close()
 	return errors.Join(err, m.stopEvents(), m.src.Close())
 }
 
@@ -382,6 +385,8 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 	t.acc = accum{}
 	t.acc.add(&process.Reading{}, &root.prev, true)
 	t.peak = root.prev.RSS
+	t.memcg, _ = m.src.MemoryCgroupOf(e.ID.PID)
+	t.oomBase, t.hasOOMBase = t.memcg.OOMKills()
 	t.loggedDenied = 0
 	t.prevTime = time.Now()
 	t.awaiting, t.lostAt = false, m.ev.lost.Load()

@@ -48,11 +48,16 @@ type task struct {
 	notFoundLogged      time.Time // when "not found yet" was last logged
 	lookupSent          time.Time // when the last "not found" lookup sample was emitted
 
-	peak     uint64 // the highest RSS seen, or the kernel's high-water mark at exit
-	cgLimit  uint64 // the cgroup memory limit the task runs under; 0 when none
-	lostAt   uint64 // the events source's overflow count when the task was bound
-	awaiting bool   // its process ended; waiting for the kernel's exit record
-	stopping bool   // stopped by a request; its report waits for its process to end
+	peak    uint64 // the highest RSS seen, or the kernel's high-water mark at exit
+	cgLimit uint64 // the cgroup memory limit the task runs under; 0 when none
+	lostAt  uint64 // the events source's overflow count when the task was bound
+	// memcg is the memory cgroup its process (or the task's cgroup) runs in, and oomBase its
+	// OOM kill count when the task was bound; hasOOMBase says the count could be read.
+	memcg      process.MemoryCgroup
+	oomBase    uint64
+	hasOOMBase bool
+	awaiting   bool // its process ended; waiting for the kernel's exit record
+	stopping   bool // stopped by a request; its report waits for its process to end
 	// Guarded by Monitor.ev.mu, not mu: the processes accounted for the task, and the exit
 	// records that arrived for it and are not applied yet.
 	watched    map[int32]bool

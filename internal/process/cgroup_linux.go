@@ -55,6 +55,52 @@ func dirExists(p string) bool {
 	return err == nil && st.IsDir()
 }
 
+// MemoryCgroup is a process's memory cgroup directory, remembered so its OOM kill count can be
+// read after the process is gone.
+type MemoryCgroup struct {
+	Dir string
+	V2  bool
+}
+
+// MemoryCgroupOf returns the memory cgroup a process runs in.
+func (s *Source) MemoryCgroupOf(pid int32) (MemoryCgroup, bool) {
+	b, err := os.ReadFile(filepath.Join(s.root, strconv.Itoa(int(pid)), "cgroup"))
+	if err != nil {
+		return MemoryCgroup{}, false
+	}
+	v2, v1, err := procfs.ParseCgroupPaths(b, "memory")
+	switch {
+	case err != nil:
+	case s.cgroup.v2Root != "" && v2 != nil:
+		return MemoryCgroup{Dir: filepath.Join(s.cgroup.v2Root, filepath.Clean("/"+string(v2))), V2: true}, true
+	case s.cgroup.v1Root != "" && v1 != nil:
+		return MemoryCgroup{Dir: filepath.Join(s.cgroup.v1Root, filepath.Clean("/"+string(v1)))}, true
+	}
+	return MemoryCgroup{}, false
+}
+
+// OOMKills reads how many processes the OOM killer has killed in the cgroup: memory.events'
+// oom_kill (v2, the cgroup and its descendants) or memory.oom_control's (v1, Linux 4.13+).
+func (c MemoryCgroup) OOMKills() (uint64, bool) {
+	if c.Dir == "" {
+		return 0, false
+	}
+	if c.V2 {
+		b, err := os.ReadFile(filepath.Join(c.Dir, "memory.events"))
+		var e procfs.MemoryEvents
+		if err != nil || procfs.ParseMemoryEvents(b, &e) != nil {
+			return 0, false
+		}
+		return e.OOMKill, true
+	}
+	b, err := os.ReadFile(filepath.Join(c.Dir, "memory.oom_control"))
+	var oc procfs.MemoryOOMControl
+	if err != nil || procfs.ParseMemoryOOMControl(b, &oc) != nil {
+		return 0, false
+	}
+	return oc.OOMKill, true
+}
+
 // CgroupMemory returns the memory usage of the process's memory cgroup, and the limit that
 // applies to it: the smallest limit of the cgroup and its ancestors. ok values say which of
 // the two are known (none outside a cgroup hierarchy, no limit when unlimited).

@@ -8,6 +8,18 @@ import (
 	gp "github.com/shirou/gopsutil/v4/process"
 )
 
+// MemoryCgroup is Linux-only.
+type MemoryCgroup struct {
+	Dir string
+	V2  bool
+}
+
+// MemoryCgroupOf is Linux-only.
+func (*Source) MemoryCgroupOf(int32) (MemoryCgroup, bool) { return MemoryCgroup{}, false }
+
+// OOMKills is Linux-only.
+func (MemoryCgroup) OOMKills() (uint64, bool) { return 0, false }
+
 // CgroupMemory is Linux-only.
 func (*Source) CgroupMemory(int32) (uint64, bool, uint64, bool) { return 0, false, 0, false }
 
