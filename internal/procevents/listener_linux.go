@@ -54,11 +54,11 @@ const (
 
 // A Listener reads the process connector and the taskstats exit records.
 type Listener struct {
-	cn     *netlink.Conn // NETLINK_CONNECTOR, group CN_IDX_PROC
-	tsRaw  *netlink.Conn // NETLINK_GENERIC, under ts
-	ts     *genetlink.Conn
-	family uint16
-	cpus   string // the cpumask registered: the possible CPUs, "0-N"
+	cn       *netlink.Conn // NETLINK_CONNECTOR, group CN_IDX_PROC
+	tsRaw    *netlink.Conn // NETLINK_GENERIC, under ts
+	ts       *genetlink.Conn
+	family   uint16
+	cpus     string // the cpumask registered: the possible CPUs, "0-N"
 	linger   time.Duration
 	coalesce time.Duration
 
