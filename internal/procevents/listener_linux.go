@@ -63,6 +63,7 @@ type Listener struct {
 	coalesce time.Duration
 
 	openBoot time.Duration // CLOCK_BOOTTIME when Open began
+	openMono time.Time     // time.Now then, for bootAt
 
 	mu       sync.Mutex
 	watched  map[uint32]*group // groups whose records are summed
@@ -103,8 +104,7 @@ type group struct {
 type recentEnd struct {
 	tgid uint32
 	r    record
-	wall time.Time
-	boot time.Duration
+	wall time.Time // when the record was read
 }
 
 type lingering struct {
@@ -125,6 +125,7 @@ func Open(opts Options) (*Listener, error) {
 	l := &Listener{
 		linger:   opts.Linger,
 		openBoot: bootNow(),
+		openMono: time.Now(),
 		watched:  make(map[uint32]*group),
 		closing:  make(map[uint32]*group),
 		cpus:     possibleCPUs(),
@@ -321,6 +322,14 @@ func possibleCPUs() string {
 	return "0-" + strconv.Itoa(n-1)
 }
 
+// bootAt is t on the boot clock, reckoned from Open's reading with Go's monotonic clock:
+// a clock_gettime(CLOCK_BOOTTIME) is a system call (x/sys has no vDSO path), dear on a
+// virtual machine, while time.Now is not. The two clocks differ by the time the host was
+// suspended since Open.
+func (l *Listener) bootAt(t time.Time) time.Duration {
+	return l.openBoot + t.Sub(l.openMono)
+}
+
 func bootNow() time.Duration {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
@@ -343,7 +352,7 @@ func (l *Listener) Watch(pid int) {
 		return
 	}
 	re := &l.recent[tgid%recentSlots]
-	if re.tgid != tgid || bootNow()-re.boot > recentFor {
+	if re.tgid != tgid || time.Since(re.wall) > recentFor {
 		l.watched[tgid] = &group{}
 		return
 	}
@@ -351,7 +360,7 @@ func (l *Listener) Watch(pid int) {
 	l.sum(g, tgid, &re.r)
 	// The other threads' records, if any, were dropped.
 	g.uncorrelated = g.uncorrelated || re.r.aggrTGID != 0
-	g.last, g.wall, g.boot = re.r, re.wall, re.boot
+	g.last, g.wall, g.boot = re.r, re.wall, l.bootAt(re.wall)
 	*re = recentEnd{}
 	l.closing[tgid] = g
 	l.ready = append(l.ready, tgid)
@@ -580,7 +589,7 @@ func (l *Listener) readTaskstats(h Handler) error {
 func (l *Listener) overflow(h Handler, taskstats bool) {
 	l.lost.Add(1)
 	if taskstats {
-		now := bootNow()
+		now := l.bootAt(time.Now())
 		l.mu.Lock()
 		l.lastLoss = now
 		l.mu.Unlock()
@@ -618,7 +627,7 @@ func (l *Listener) add(r *record) (Exit, bool) {
 	if g == nil {
 		if r.flag&acGroup != 0 {
 			re := &l.recent[tgid%recentSlots]
-			re.tgid, re.r, re.wall, re.boot = tgid, *r, time.Now(), bootNow()
+			re.tgid, re.r, re.wall = tgid, *r, time.Now()
 		}
 		l.mu.Unlock()
 		l.dropped.Add(1)
@@ -629,7 +638,8 @@ func (l *Listener) add(r *record) (Exit, bool) {
 		l.mu.Unlock()
 		return Exit{}, false
 	}
-	g.last, g.wall, g.boot = *r, time.Now(), bootNow()
+	g.last, g.wall = *r, time.Now()
+	g.boot = l.bootAt(g.wall)
 	if r.aggrTGID == 0 {
 		delete(l.watched, tgid)
 		e := l.exit(tgid, g)
