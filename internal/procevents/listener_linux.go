@@ -40,7 +40,7 @@ const (
 const (
 	defaultReceiveBuffer = 4 << 20
 	defaultLinger        = 50 * time.Millisecond
-	defaultCoalesce      = 5 * time.Millisecond
+	defaultCoalesce      = 20 * time.Millisecond
 	// recentSlots and recentFor bound the memory of groups that ended unwatched: 1,024 ends
 	// (about 200 KiB), each kept at most 2 s. Pids are allocated in increasing order and wrap
 	// at pid_max (4,194,304 by default on 64-bit), so the same pid ending twice within 2 s
@@ -472,10 +472,7 @@ func (l *Listener) read(r reader) error {
 	}
 	draining := false
 	for {
-		if draining {
-			// A short deadline, not a past one: a past deadline fails before the recvmsg.
-			setDeadline(time.Now().Add(50 * time.Microsecond))
-		} else {
+		if !draining {
 			setDeadline(r.deadline())
 		}
 		if l.stopping.Load() {
@@ -510,7 +507,11 @@ func (l *Listener) read(r reader) error {
 			case <-l.stopCh:
 				return nil
 			}
+			// Drain what came meanwhile: queued datagrams are read without parking, and the
+			// drain ends at a deadline set once (not a past one, which fails before the
+			// recvmsg; not one per message, each of which would wake the poller).
 			draining = true
+			setDeadline(time.Now().Add(time.Millisecond))
 		}
 	}
 }

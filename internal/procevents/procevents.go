@@ -156,9 +156,9 @@ type Options struct {
 	// once.
 	Linger time.Duration
 	// Coalesce is how long a reader waits, after a message woke it, before it reads what
-	// followed in one go; 0 means 5 ms, negative means never (one wake-up per message). Under
-	// a storm of processes it cuts the listener's CPU several times over; it delays a
-	// message that follows another by at most this much.
+	// followed in one go; 0 means 20 ms, negative means never (one wake-up per message). Under
+	// a storm of processes it halves the listener's CPU (BENCHMARKS.md); it delays a message
+	// that follows another by at most this much, and a message after a quiet spell not at all.
 	Coalesce time.Duration
 }
 
