@@ -340,7 +340,9 @@ func bootNow() time.Duration {
 // delivered as one Exit when the group ends. When the group ended shortly before Watch (up to
 // 2 s), its Exit is delivered at once from its last record, complete if it had one thread.
 // Watching a group already watched does nothing. It takes constant time and is safe for
-// concurrent use, from a Handler method too.
+// concurrent use, from a Handler method too. A watched group whose last record the kernel
+// dropped (see Handler.Lost) stays watched until Unwatch: the caller's resync, finding the
+// process gone from /proc, calls it.
 func (l *Listener) Watch(pid int) {
 	if pid <= 0 || pid > 1<<31-1 {
 		return
@@ -744,7 +746,8 @@ func (l *Listener) exit(tgid uint32, g *group) Exit {
 	return e
 }
 
-// Close deregisters from both kernel interfaces, closes the sockets and makes Run return.
+// Close deregisters from both kernel interfaces, closes the sockets and makes Run return; it
+// waits for Run, so it must not be called from a Handler method.
 func (l *Listener) Close() error {
 	l.closeMu.Lock()
 	defer l.closeMu.Unlock()
