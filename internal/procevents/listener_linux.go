@@ -40,7 +40,7 @@ const (
 const (
 	defaultReceiveBuffer = 4 << 20
 	defaultLinger        = 50 * time.Millisecond
-	defaultCoalesce      = 5 * time.Millisecond
+	defaultCoalesce      = 20 * time.Millisecond
 	// recentSlots and recentFor bound the memory of groups that ended unwatched: 1,024 ends
 	// (about 200 KiB), each kept at most 2 s. Pids are allocated in increasing order and wrap
 	// at pid_max (4,194,304 by default on 64-bit), so the same pid ending twice within 2 s
@@ -54,15 +54,16 @@ const (
 
 // A Listener reads the process connector and the taskstats exit records.
 type Listener struct {
-	cn     *netlink.Conn // NETLINK_CONNECTOR, group CN_IDX_PROC
-	tsRaw  *netlink.Conn // NETLINK_GENERIC, under ts
-	ts     *genetlink.Conn
-	family uint16
-	cpus   string // the cpumask registered: the possible CPUs, "0-N"
+	cn       *netlink.Conn // NETLINK_CONNECTOR, group CN_IDX_PROC
+	tsRaw    *netlink.Conn // NETLINK_GENERIC, under ts
+	ts       *genetlink.Conn
+	family   uint16
+	cpus     string // the cpumask registered: the possible CPUs, "0-N"
 	linger   time.Duration
 	coalesce time.Duration
 
 	openBoot time.Duration // CLOCK_BOOTTIME when Open began
+	openMono time.Time     // time.Now then, for bootAt
 
 	mu       sync.Mutex
 	watched  map[uint32]*group // groups whose records are summed
@@ -103,8 +104,7 @@ type group struct {
 type recentEnd struct {
 	tgid uint32
 	r    record
-	wall time.Time
-	boot time.Duration
+	wall time.Time // when the record was read
 }
 
 type lingering struct {
@@ -125,6 +125,7 @@ func Open(opts Options) (*Listener, error) {
 	l := &Listener{
 		linger:   opts.Linger,
 		openBoot: bootNow(),
+		openMono: time.Now(),
 		watched:  make(map[uint32]*group),
 		closing:  make(map[uint32]*group),
 		cpus:     possibleCPUs(),
@@ -321,6 +322,14 @@ func possibleCPUs() string {
 	return "0-" + strconv.Itoa(n-1)
 }
 
+// bootAt is t on the boot clock, reckoned from Open's reading with Go's monotonic clock:
+// a clock_gettime(CLOCK_BOOTTIME) is a system call (x/sys has no vDSO path), dear on a
+// virtual machine, while time.Now is not. The two clocks differ by the time the host was
+// suspended since Open.
+func (l *Listener) bootAt(t time.Time) time.Duration {
+	return l.openBoot + t.Sub(l.openMono)
+}
+
 func bootNow() time.Duration {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts)
@@ -331,7 +340,9 @@ func bootNow() time.Duration {
 // delivered as one Exit when the group ends. When the group ended shortly before Watch (up to
 // 2 s), its Exit is delivered at once from its last record, complete if it had one thread.
 // Watching a group already watched does nothing. It takes constant time and is safe for
-// concurrent use, from a Handler method too.
+// concurrent use, from a Handler method too. A watched group whose last record the kernel
+// dropped (see Handler.Lost) stays watched until Unwatch: the caller's resync, finding the
+// process gone from /proc, calls it.
 func (l *Listener) Watch(pid int) {
 	if pid <= 0 || pid > 1<<31-1 {
 		return
@@ -343,7 +354,7 @@ func (l *Listener) Watch(pid int) {
 		return
 	}
 	re := &l.recent[tgid%recentSlots]
-	if re.tgid != tgid || bootNow()-re.boot > recentFor {
+	if re.tgid != tgid || time.Since(re.wall) > recentFor {
 		l.watched[tgid] = &group{}
 		return
 	}
@@ -351,7 +362,7 @@ func (l *Listener) Watch(pid int) {
 	l.sum(g, tgid, &re.r)
 	// The other threads' records, if any, were dropped.
 	g.uncorrelated = g.uncorrelated || re.r.aggrTGID != 0
-	g.last, g.wall, g.boot = re.r, re.wall, re.boot
+	g.last, g.wall, g.boot = re.r, re.wall, l.bootAt(re.wall)
 	*re = recentEnd{}
 	l.closing[tgid] = g
 	l.ready = append(l.ready, tgid)
@@ -463,10 +474,7 @@ func (l *Listener) read(r reader) error {
 	}
 	draining := false
 	for {
-		if draining {
-			// A short deadline, not a past one: a past deadline fails before the recvmsg.
-			setDeadline(time.Now().Add(50 * time.Microsecond))
-		} else {
+		if !draining {
 			setDeadline(r.deadline())
 		}
 		if l.stopping.Load() {
@@ -501,7 +509,11 @@ func (l *Listener) read(r reader) error {
 			case <-l.stopCh:
 				return nil
 			}
+			// Drain what came meanwhile: queued datagrams are read without parking, and the
+			// drain ends at a deadline set once (not a past one, which fails before the
+			// recvmsg; not one per message, each of which would wake the poller).
 			draining = true
+			setDeadline(time.Now().Add(time.Millisecond))
 		}
 	}
 }
@@ -580,7 +592,7 @@ func (l *Listener) readTaskstats(h Handler) error {
 func (l *Listener) overflow(h Handler, taskstats bool) {
 	l.lost.Add(1)
 	if taskstats {
-		now := bootNow()
+		now := l.bootAt(time.Now())
 		l.mu.Lock()
 		l.lastLoss = now
 		l.mu.Unlock()
@@ -618,7 +630,7 @@ func (l *Listener) add(r *record) (Exit, bool) {
 	if g == nil {
 		if r.flag&acGroup != 0 {
 			re := &l.recent[tgid%recentSlots]
-			re.tgid, re.r, re.wall, re.boot = tgid, *r, time.Now(), bootNow()
+			re.tgid, re.r, re.wall = tgid, *r, time.Now()
 		}
 		l.mu.Unlock()
 		l.dropped.Add(1)
@@ -629,7 +641,8 @@ func (l *Listener) add(r *record) (Exit, bool) {
 		l.mu.Unlock()
 		return Exit{}, false
 	}
-	g.last, g.wall, g.boot = *r, time.Now(), bootNow()
+	g.last, g.wall = *r, time.Now()
+	g.boot = l.bootAt(g.wall)
 	if r.aggrTGID == 0 {
 		delete(l.watched, tgid)
 		e := l.exit(tgid, g)
@@ -733,7 +746,8 @@ func (l *Listener) exit(tgid uint32, g *group) Exit {
 	return e
 }
 
-// Close deregisters from both kernel interfaces, closes the sockets and makes Run return.
+// Close deregisters from both kernel interfaces, closes the sockets and makes Run return; it
+// waits for Run, so it must not be called from a Handler method.
 func (l *Listener) Close() error {
 	l.closeMu.Lock()
 	defer l.closeMu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -110,6 +111,22 @@ func workload(kind string) int {
 			time.Sleep(time.Until(next))
 		}
 		return 0
+	case "open":
+		// Report how Open fails here, as an exit code.
+		l, err := Open(Options{})
+		switch {
+		case err == nil:
+			_ = l.Close()
+			return 0
+		case errors.Is(err, ErrNotPermitted):
+			return 10
+		case errors.Is(err, ErrNotInitialNamespace):
+			return 11
+		case errors.Is(err, ErrUnsupported):
+			return 12
+		}
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	case "short":
 		time.Sleep(200 * time.Millisecond)
 		return 0
@@ -439,7 +456,8 @@ func TestCloseEndsRun(t *testing.T) {
 				if err != nil {
 					t.Errorf("Run: %v", err)
 				}
-				if d := time.Since(start); d > 200*time.Millisecond {
+				// Promptly: no linger, coalescing pause or read is waited for to the end.
+				if d := time.Since(start); d > time.Second {
 					t.Errorf("Run returned %v after %s", d, how)
 				}
 			case <-time.After(5 * time.Second):
@@ -584,5 +602,66 @@ func storm(b *testing.B, rate int, opts Options) {
 		b.ReportMetric(float64(s3.Events-s1.Events)/d.Seconds(), "events/s")
 		b.ReportMetric(float64(c3-c2)/float64(msgs), "cpu-ns/message")
 		b.ReportMetric(float64(s3.Lost-s0.Lost), "lost")
+	}
+}
+
+// TestOpenRefused: Open run by an unprivileged user says ErrNotPermitted, and run in a PID
+// namespace of its own says ErrNotInitialNamespace (where the kernel would accept the sockets
+// and send nothing).
+func TestOpenRefused(t *testing.T) {
+	if os.Geteuid() != 0 {
+		_, err := Open(Options{})
+		if !errors.Is(err, ErrNotPermitted) {
+			t.Fatalf("Open as uid %d: %v, want ErrNotPermitted", os.Geteuid(), err)
+		}
+		return
+	}
+	// A copy of the test binary that an unprivileged user may run.
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := os.ReadFile(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copyExe := dir + "/procevents.test"
+	if err := os.WriteFile(copyExe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		attr *syscall.SysProcAttr
+		want int
+	}{
+		{"unprivileged user", &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}, 10},
+		{"PID namespace", &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}, 11},
+		{"root", &syscall.SysProcAttr{}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cmd := exec.Command(copyExe, "-test.run=^$")
+			cmd.Env = append(os.Environ(), envWorkload+"=open")
+			cmd.Dir = dir
+			cmd.Stderr = os.Stderr
+			cmd.SysProcAttr = tt.attr
+			err := cmd.Run()
+			code := 0
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				code = ee.ExitCode()
+			} else if err != nil {
+				t.Skipf("cannot start the child this way here: %v", err)
+			}
+			if code != tt.want {
+				t.Errorf("Open in the child: exit code %d, want %d (0 opened, 10 not permitted, 11 namespace, 12 unsupported)", code, tt.want)
+			}
+		})
 	}
 }

@@ -10,6 +10,23 @@
 // missing with an error the caller tests with errors.Is.
 //
 // On other operating systems Open returns an error wrapping errors.ErrUnsupported.
+//
+// What the kernel sends (observed on Linux 6.18, taskstats version 16):
+//   - One TASKSTATS_CMD_NEW message per exiting thread, sent from the CPU it exits on, with
+//     that thread's own CPU times, I/O and etime; hiwater_rss is the whole mm's, the same in
+//     every record of a group. ac_tgid (version 12+) names the group in every record.
+//   - The thread that ends the group gets AGROUP (0x20) in ac_flag; it is not always the
+//     leader (a Go process's os.Exit runs on any thread). When the group ever had more than
+//     one thread, that record also carries TASKSTATS_TYPE_AGGR_TGID, whose stats hold only
+//     delay accounting (no CPU, RSS or I/O): the totals are the sum of the thread records.
+//     The other threads' records may reach the socket after it, so such an Exit lingers.
+//   - Threads stopped by exit_group get AXSIG (0x10) and the group's exit code, so every
+//     record of a group has the same wait status: code << 8 for exit(code), the signal for a
+//     kill (9 for SIGKILL, with 0x80 when it dumped core).
+//   - ac_tgetime (version 12+) is the group's wall time, ac_etime the thread's; ac_btime64 is
+//     whole seconds only, so Start is reckoned from the microsecond elapsed time instead.
+//   - The connector's exit event carries the same status; the listener does not need it and
+//     asks the kernel (6.6+) for fork and exec events only.
 package procevents // import "github.com/otelcol-propeller/otelcol-propeller/internal/procevents"
 
 import (
@@ -139,9 +156,9 @@ type Options struct {
 	// once.
 	Linger time.Duration
 	// Coalesce is how long a reader waits, after a message woke it, before it reads what
-	// followed in one go; 0 means 5 ms, negative means never (one wake-up per message). Under
-	// a storm of processes it cuts the listener's CPU several times over; it delays a
-	// message that follows another by at most this much.
+	// followed in one go; 0 means 20 ms, negative means never (one wake-up per message). Under
+	// a storm of processes it halves the listener's CPU (BENCHMARKS.md); it delays a message
+	// that follows another by at most this much, and a message after a quiet spell not at all.
 	Coalesce time.Duration
 }
 
