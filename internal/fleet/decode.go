@@ -210,6 +210,21 @@ type wireTaskMetrics struct {
 	Uptime        optNumber `json:"uptime_seconds"`
 	Threads       optNumber `json:"thread_count"`
 	FDs           optNumber `json:"file_descriptor_count"`
+	// At most ten fields: jsoniter matches up to ten by hash, more by a string per key.
+}
+
+// wireAggregated is read and not used (it is a window over the samples a backend already
+// has), but named, so that it is stepped over without a string per key.
+type wireAggregated struct {
+	AvgCPU      optNumber `json:"avg_cpu_usage"`
+	MaxCPU      optNumber `json:"max_cpu_usage"`
+	AvgMemory   optNumber `json:"avg_memory_usage"`
+	MaxMemory   optNumber `json:"max_memory_usage"`
+	DiskRead    optNumber `json:"total_disk_read"`
+	DiskWrite   optNumber `json:"total_disk_write"`
+	NetworkRx   optNumber `json:"total_network_rx"`
+	NetworkTx   optNumber `json:"total_network_tx"`
+	SampleCount optNumber `json:"sample_count"`
 }
 
 type wireCPU struct {
@@ -230,6 +245,7 @@ type wireMessage struct {
 	Namespace string          `json:"namespace"`
 	Timestamp stamp           `json:"timestamp"`
 	Metrics   wireTaskMetrics `json:"metrics"`
+	Aggr      wireAggregated  `json:"aggregated"`
 	CPU       wireCPU         `json:"cpu_metrics"`
 	Memory    wireMemory      `json:"memory_metrics"`
 }
