@@ -20,7 +20,7 @@ DIST_PLATFORMS ?= linux/amd64 linux/arm64 linux/arm
 DIST_BUILDS    ?= _build:otelcol-propeller _build-edge:otelcol-propeller-edge
 GOARM     ?= 7
 
-.PHONY: all build run test lint generate bench fuzz scale tidy
+.PHONY: all build run test lint generate bench bench-fleet fuzz scale tidy
 
 all: lint test
 
@@ -127,6 +127,10 @@ bench:
 ## scale: the 1,000-process scale measurement (CPU share of sampling alone and of the whole receiver, memory per task).
 scale:
 	PROPLET_SCALE_TEST=1 $(GO) test -count=1 -run TestScale -v ./receiver/propletreceiver/
+
+## bench-fleet: the fleet gateway through the built distribution (Mosquitto -> propeller_mqtt -> otlp_http -> a sink), beside a bare paho subscriber.
+bench-fleet: $(DIST)
+	FLEET_BENCH=1 $(GO) test -count=1 -run TestFleetThroughput -v ./e2e/
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 fuzz:
