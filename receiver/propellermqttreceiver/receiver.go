@@ -23,12 +23,20 @@ import (
 )
 
 const (
-	// maxBatch resources are handed on together; the client's goroutine hands a full batch on
-	// itself, so a slow pipeline slows the reading of messages (the broker keeps the rest).
+	// maxBatch resources are handed on together, by a goroutine of their own, so converting
+	// the next messages and handing on the last ones overlap. At most two full batches wait:
+	// past that the client's goroutine waits too, so a slow pipeline slows the reading of
+	// messages (the broker keeps the rest).
 	maxBatch = 256
 	// linger bounds how long a message waits for its batch to fill.
 	linger = 20 * time.Millisecond
 )
+
+// batch is a batch of converted messages and how many of each kind it holds.
+type batch struct {
+	md      pmetric.Metrics
+	counted [2]int64
+}
 
 type fleetReceiver struct {
 	cfg     *Config
@@ -48,6 +56,10 @@ type fleetReceiver struct {
 	batch   pmetric.Metrics
 	n       int
 	counted [2]int64 // messages of the batch by kind
+	full    chan batch
+	// queued counts the full batches taken and not yet handed on. A partial batch is newer
+	// than all of them, so it waits until they are gone: data is handed on in the order read.
+	queued int
 
 	conn   *mqttconn.Connection
 	ctx    context.Context
@@ -68,6 +80,7 @@ func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics) (*fl
 		cfg: cfg, set: set, next: next, obsrecv: obsrecv, opts: cfg.options(),
 		scope: fleet.Scope{Name: metadata.ScopeName, Version: set.BuildInfo.Version},
 		batch: pmetric.NewMetrics(),
+		full:  make(chan batch, 2),
 	}, nil
 }
 
@@ -185,15 +198,20 @@ func (r *fleetReceiver) handle(topic string, payload []byte, now int64) {
 	fleet.Append(r.batch.ResourceMetrics(), &m, t, r.scope)
 	r.counted[t.Kind]++
 	r.n++
-	full := r.n >= maxBatch
-	var md pmetric.Metrics
-	var counted [2]int64
-	if full {
-		md, counted = r.take()
+	if r.n < maxBatch {
+		r.mu.Unlock()
+		return
 	}
+	b := r.take()
+	r.queued++
 	r.mu.Unlock()
-	if full {
-		r.consume(r.ctx, md, counted)
+	select {
+	case r.full <- b:
+	case <-r.ctx.Done():
+		r.consume(context.Background(), b)
+		r.mu.Lock()
+		r.queued--
+		r.mu.Unlock()
 	}
 }
 
@@ -208,23 +226,25 @@ func (r *fleetReceiver) subscribed(topic string) bool {
 }
 
 // take returns the current batch and starts a new one. r.mu is held.
-func (r *fleetReceiver) take() (pmetric.Metrics, [2]int64) {
-	md, counted := r.batch, r.counted
+func (r *fleetReceiver) take() batch {
+	b := batch{md: r.batch, counted: r.counted}
 	r.batch, r.n, r.counted = pmetric.NewMetrics(), 0, [2]int64{}
-	return md, counted
+	return b
 }
 
+// flush hands on the partial batch, unless full batches are still waiting (they go first).
 func (r *fleetReceiver) flush(ctx context.Context) {
 	r.mu.Lock()
-	if r.n == 0 {
+	if r.n == 0 || r.queued > 0 {
 		r.mu.Unlock()
 		return
 	}
-	md, counted := r.take()
+	b := r.take()
 	r.mu.Unlock()
-	r.consume(ctx, md, counted)
+	r.consume(ctx, b)
 }
 
+// flushLoop hands on full batches, and every linger what has gathered since.
 func (r *fleetReceiver) flushLoop() {
 	defer r.wg.Done()
 	tick := time.NewTicker(linger)
@@ -232,20 +252,38 @@ func (r *fleetReceiver) flushLoop() {
 	for {
 		select {
 		case <-r.ctx.Done():
-			return
+			for {
+				select {
+				case b := <-r.full:
+					r.handOn(context.Background(), b)
+				default:
+					return
+				}
+			}
+		case b := <-r.full:
+			r.handOn(r.ctx, b)
 		case <-tick.C:
 			r.flush(r.ctx)
 		}
 	}
 }
 
+// handOn hands on a full batch from the queue.
+func (r *fleetReceiver) handOn(ctx context.Context, b batch) {
+	r.consume(ctx, b)
+	r.mu.Lock()
+	r.queued--
+	r.mu.Unlock()
+}
+
 // reasonRefused counts messages the pipeline refused.
 const reasonRefused fleet.Reason = "refused"
 
-func (r *fleetReceiver) consume(ctx context.Context, md pmetric.Metrics, counted [2]int64) {
-	n := md.DataPointCount()
+func (r *fleetReceiver) consume(ctx context.Context, b batch) {
+	counted := b.counted
+	n := b.md.DataPointCount()
 	ctx = r.obsrecv.StartMetricsOp(ctx)
-	err := r.next.ConsumeMetrics(ctx, md)
+	err := r.next.ConsumeMetrics(ctx, b.md)
 	r.obsrecv.EndMetricsOp(ctx, metadata.Type.String(), n, err)
 	if err != nil {
 		messages := counted[0] + counted[1]
