@@ -360,7 +360,10 @@ func TestFleetThroughput(t *testing.T) {
 	require.NoError(t, err)
 	go func() { _ = sink.Serve(l) }()
 	t.Cleanup(func() { _ = sink.Close() })
+	pprofPort := freePort(t)
 	cfg := fmt.Sprintf(`
+extensions:
+  pprof: { endpoint: 127.0.0.1:%d }
 receivers:
   propeller_mqtt: { endpoint: %s, client_id: bench-gateway, topics: [%s] }
 exporters:
@@ -369,10 +372,11 @@ exporters:
     compression: none
     sending_queue: { batch: { flush_timeout: 200ms, min_size: 8192 }, num_consumers: 4 }
 service:
+  extensions: [pprof]
   telemetry: { metrics: { level: none } }
   pipelines:
     metrics: { receivers: [propeller_mqtt], exporters: [otlp_http] }
-`, broker.Endpoint(), filter, l.Addr())
+`, pprofPort, broker.Endpoint(), filter, l.Addr())
 	path := filepath.Join(t.TempDir(), "config.yaml")
 	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
 	run := func() *exec.Cmd {
@@ -397,6 +401,15 @@ service:
 	gFirst.Store(0)
 	fill()
 	run()
+	if out := os.Getenv("FLEET_PROFILE"); out != "" {
+		// A CPU profile of the collector while it drains: FLEET_PROFILE=/tmp/gateway.pprof.
+		waitUntil(t, 30*time.Second, func() bool { return resources.Load() > 0 })
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=1", pprofPort))
+		require.NoError(t, err)
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, os.WriteFile(out, b, 0o600))
+	}
 	waitUntil(t, 180*time.Second, func() bool { return resources.Load() >= n })
 	gatewayRate := float64(resources.Load()-firstBatch.Load()) / time.Duration(gLast.Load()-gFirst.Load()).Seconds()
 	t.Logf("%d task messages queued on Mosquitto: bare paho subscriber %.0f messages/s; gateway (propeller_mqtt -> otlp_http -> sink) %.0f messages/s (%.0f data points/s, %.2f of the bare rate)",

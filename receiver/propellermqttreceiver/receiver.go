@@ -57,6 +57,10 @@ type fleetReceiver struct {
 	n       int
 	counted [2]int64 // messages of the batch by kind
 	full    chan batch
+	// raw holds messages read and not yet converted; when it is full, reading waits.
+	raw        chan received
+	stopping   chan struct{}
+	workerDone chan struct{}
 	// queued counts the full batches taken and not yet handed on. A partial batch is newer
 	// than all of them, so it waits until they are gone: data is handed on in the order read.
 	queued int
@@ -65,6 +69,8 @@ type fleetReceiver struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	stopOnce sync.Once
 }
 
 func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics) (*fleetReceiver, error) {
@@ -78,9 +84,11 @@ func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics) (*fl
 	}
 	return &fleetReceiver{
 		cfg: cfg, set: set, next: next, obsrecv: obsrecv, opts: cfg.options(),
-		scope: fleet.Scope{Name: metadata.ScopeName, Version: set.BuildInfo.Version},
-		batch: pmetric.NewMetrics(),
-		full:  make(chan batch, 2),
+		scope:    fleet.Scope{Name: metadata.ScopeName, Version: set.BuildInfo.Version},
+		batch:    pmetric.NewMetrics(),
+		full:     make(chan batch, 2),
+		raw:      make(chan received, maxBatch),
+		stopping: make(chan struct{}),
 	}, nil
 }
 
@@ -123,17 +131,30 @@ func (r *fleetReceiver) Start(_ context.Context, _ component.Host) error {
 	r.conn = p.NewConnection(opts, r.set.Logger)
 	r.wg.Add(1)
 	go r.flushLoop()
+	r.workerDone = make(chan struct{})
+	go r.convertLoop()
 	if err := r.conn.Start(); err != nil {
-		r.cancel()
-		r.wg.Wait()
+		r.stopOnce.Do(r.stop)
 		return err
 	}
 	return nil
 }
 
+// Shutdown stops reading, converts what was read, and hands it all on. It may be called more
+// than once.
 func (r *fleetReceiver) Shutdown(context.Context) error {
+	r.stopOnce.Do(r.stop)
+	return nil
+}
+
+func (r *fleetReceiver) stop() {
 	if r.conn != nil {
 		r.conn.Stop()
+	}
+	// The messages read are converted, then the batches handed on, then what is left.
+	close(r.stopping)
+	if r.workerDone != nil {
+		<-r.workerDone
 	}
 	if r.cancel != nil {
 		r.cancel()
@@ -145,7 +166,6 @@ func (r *fleetReceiver) Shutdown(context.Context) error {
 	if r.tel != nil {
 		r.tel.Shutdown()
 	}
-	return nil
 }
 
 func (r *fleetReceiver) subscribe(c paho.Client) {
@@ -172,8 +192,43 @@ func (r *fleetReceiver) subscribe(c paho.Client) {
 	r.set.Logger.Info("Receiving Propeller metrics", zap.Strings("topics", r.cfg.filters()), zap.String("client_id", r.cfg.ClientID))
 }
 
+// received is a message as read, waiting to be converted.
+type received struct {
+	topic   string
+	payload []byte
+	at      int64
+}
+
+// onMessage passes a message to the converting goroutine. paho acknowledges the message when
+// this returns, and the broker sends the next one only within its window of unacknowledged
+// messages (Mosquitto: 20): converting here would hold up that window.
 func (r *fleetReceiver) onMessage(_ paho.Client, msg paho.Message) {
-	r.handle(msg.Topic(), msg.Payload(), time.Now().UnixNano())
+	m := received{msg.Topic(), msg.Payload(), time.Now().UnixNano()}
+	select {
+	case r.raw <- m:
+	case <-r.stopping:
+		r.handle(m.topic, m.payload, m.at)
+	}
+}
+
+// convertLoop converts the messages read, in order, until stopping, then those still waiting.
+func (r *fleetReceiver) convertLoop() {
+	defer close(r.workerDone)
+	for {
+		select {
+		case m := <-r.raw:
+			r.handle(m.topic, m.payload, m.at)
+		case <-r.stopping:
+			for {
+				select {
+				case m := <-r.raw:
+					r.handle(m.topic, m.payload, m.at)
+				default:
+					return
+				}
+			}
+		}
+	}
 }
 
 // handle converts one message into the current batch, and hands the batch on when full.
