@@ -445,3 +445,30 @@ func counterBy(t *testing.T, tel *componenttest.Telemetry, name, key, value stri
 	}
 	return total
 }
+
+// TestTopicsOutsideTheFiltersAreIgnored: a persistent session keeps the subscriptions of an
+// earlier configuration; what they bring that no configured filter matches is ignored.
+func TestTopicsOutsideTheFiltersAreIgnored(t *testing.T) {
+	if !mqtttest.MosquittoAvailable() {
+		t.Skip("needs mosquitto's persistent sessions")
+	}
+	endpoint := broker(t)
+	pub := publisher(t, endpoint)
+	before := startGateway(t, endpoint, "gateway-reconfigured", nil)
+	waitSubscribed(t, pub, before)
+	require.NoError(t, before.r.Shutdown(context.Background()))
+
+	// Reconfigured to one domain: the broker still holds the session's wildcard subscriptions.
+	after := startGateway(t, endpoint, "gateway-reconfigured", func(c *Config) {
+		c.Topics = []string{"m/d1/c/+/control/proplet/task_metrics"}
+	})
+	publish(t, pub, "m/d2/c/c/control/proplet/task_metrics", taskMessage(2, 2, time.Now()))
+	publish(t, pub, "m/d1/c/c/control/proplet/task_metrics", taskMessage(1, 1, time.Now()))
+	waitFor(t, 10*time.Second, "the d1 message", func() bool { return resources(after.sink) == 1 })
+	waitFor(t, 10*time.Second, "the d2 message ignored", func() bool {
+		return counter(t, after.tel, "receiver_propeller_mqtt_ignored_messages") == 1
+	})
+	md := after.sink.AllMetrics()
+	v, _ := md[0].ResourceMetrics().At(0).Resource().Attributes().Get(schema.DomainID)
+	assert.Equal(t, "d1", v.Str())
+}
