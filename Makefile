@@ -20,7 +20,7 @@ DIST_PLATFORMS ?= linux/amd64 linux/arm64 linux/arm
 DIST_BUILDS    ?= _build:otelcol-propeller _build-edge:otelcol-propeller-edge
 GOARM     ?= 7
 
-.PHONY: all build run test lint generate bench fuzz scale discovery-cost tidy
+.PHONY: all build run test lint generate bench bench-fleet fuzz scale discovery-cost tidy
 
 all: lint test
 
@@ -118,6 +118,7 @@ lint:
 generate:
 	cd receiver/propletreceiver && $(TOOLS) mdatagen metadata.yaml
 	cd exporter/mqttexporter && $(TOOLS) mdatagen metadata.yaml
+	cd receiver/propellermqttreceiver && $(TOOLS) mdatagen metadata.yaml
 
 ## bench: benchmarks with allocations, three runs each (feed to benchstat).
 bench:
@@ -131,6 +132,10 @@ scale:
 ## kernel's process events, on a host with PROPLET_DISCOVERY_BACKGROUND (4,500) other processes. Root.
 discovery-cost:
 	PROPLET_DISCOVERY_COST=1 $(GO) test -count=1 -run TestDiscoveryCost -v -timeout 20m ./internal/monitor/
+
+## bench-fleet: the fleet gateway through the built distribution (Mosquitto -> propeller_mqtt -> otlp_http -> a sink), beside a bare paho subscriber.
+bench-fleet: $(DIST)
+	FLEET_BENCH=1 $(GO) test -count=1 -run TestFleetThroughput -v ./e2e/
 
 ## fuzz: run every fuzz target for FUZZTIME each.
 fuzz:

@@ -29,10 +29,11 @@ func (c Collision) Fix() string {
 	return fmt.Sprintf("exporters: { %s: { resource_constant_labels: { included: [%s] } } }", c.Exporter, strings.Join(Labels, ", "))
 }
 
-const (
-	propletType    = "proplet"
-	prometheusType = "prometheus"
-)
+const prometheusType = "prometheus"
+
+// taskReceiverTypes are the receivers that write one resource per task: the proplet receiver,
+// and the propeller_mqtt receiver, which writes bridged tasks the same way.
+var taskReceiverTypes = []string{"proplet", "propeller_mqtt"}
 
 // collisions finds the prometheus exporters that the proplet receiver's metrics reach, through
 // connectors too, and that do not turn propeller.task.id into a label. The Prometheus exporter
@@ -51,7 +52,7 @@ func collisions(conf map[string]any) []Collision {
 	reached := map[string]bool{}
 	var queue []string
 	for id, p := range pipelines {
-		if slices.ContainsFunc(ids(asMap(p)["receivers"]), func(r string) bool { return typeOf(r) == propletType }) {
+		if slices.ContainsFunc(ids(asMap(p)["receivers"]), func(r string) bool { return slices.Contains(taskReceiverTypes, typeOf(r)) }) {
 			reached[id] = true
 			queue = append(queue, id)
 		}

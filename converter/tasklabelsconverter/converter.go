@@ -1,5 +1,5 @@
 // Package tasklabelsconverter is a confmap converter that changes nothing in the configuration:
-// it logs a warning, naming the fix, when the proplet receiver's metrics reach a prometheus
+// it logs a warning, naming the fix, when the proplet (or propeller_mqtt) receiver's metrics reach a prometheus
 // exporter that would serve every task's metrics as one series.
 //
 // The Prometheus exporter labels a series with its data point attributes only, and a task's

@@ -39,6 +39,14 @@ service: { pipelines: { metrics: { receivers: [proplet], exporters: [prometheus]
 			want: []Collision{{Exporter: "prometheus", Pipelines: []string{"metrics"}, Reason: noneReason}},
 		},
 		{
+			name: "a fleet gateway without the option: the bridged tasks collide",
+			yaml: `
+receivers: { propeller_mqtt: { client_id: g } }
+exporters: { prometheus: { endpoint: 127.0.0.1:9464 } }
+service: { pipelines: { metrics: { receivers: [propeller_mqtt], exporters: [prometheus] } } }`,
+			want: []Collision{{Exporter: "prometheus", Pipelines: []string{"metrics"}, Reason: noneReason}},
+		},
+		{
 			name: "the documented include list",
 			yaml: `
 receivers: { proplet: { proplet_id: p } }
@@ -162,7 +170,7 @@ service: { pipelines: { metrics: { receivers: [proplet], exporters: [prometheus]
 
 // The example configurations are the ones users copy: none of them may collide.
 func TestExamplesDoNotCollide(t *testing.T) {
-	for _, f := range []string{"../../examples/agent.yaml", "../../examples/agent-complement.yaml", "../../examples/gateway.yaml"} {
+	for _, f := range []string{"../../examples/agent.yaml", "../../examples/agent-complement.yaml", "../../examples/gateway.yaml", "../../examples/fleet-gateway.yaml"} {
 		t.Run(f, func(t *testing.T) {
 			c, err := confmaptest.LoadConf(f)
 			require.NoError(t, err)

@@ -200,3 +200,19 @@ var UsageAttributes = []ResourceAttribute{
 	{TaskNetworkTransmit, Int},
 	{TaskExact, Bool},
 }
+
+// Resource attributes of data bridged from Propeller's own MQTT messages (the propeller_mqtt
+// receiver): where the message was published, and the proplet's namespace from its proplet
+// message. The proplet receiver knows none of them, so they are not in ResourceAttributes.
+const (
+	DomainID         = "propeller.domain.id"         // {domain_id} of the topic (newer Propeller: the tenant id)
+	ChannelID        = "propeller.channel.id"        // {channel_id} of the topic
+	PropletNamespace = "propeller.proplet.namespace" // the proplet message's namespace
+)
+
+// TopicAttributes lists the resource attributes only bridged data carries, with their types.
+var TopicAttributes = []ResourceAttribute{
+	{DomainID, String},
+	{ChannelID, String},
+	{PropletNamespace, String},
+}

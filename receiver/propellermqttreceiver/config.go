@@ -1,0 +1,85 @@
+package propellermqttreceiver
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/fleet"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
+)
+
+// Config is the propeller_mqtt receiver's configuration.
+type Config struct {
+	// The broker connection: endpoint, client_id, username, password, tls, keep_alive,
+	// connect_timeout and max_reconnect_interval, the same keys as the mqtt exporter's. Set a
+	// client_id: the session is persistent, and the broker keeps it by that id.
+	mqttconn.ClientConfig `mapstructure:",squash"`
+	// Topics are the MQTT topic filters subscribed to at QoS 1. Default: every domain's and
+	// channel's task_metrics and proplet metrics.
+	Topics []string `mapstructure:"topics"`
+	// SharedGroup, when set, subscribes to $share/<group>/<filter> for every filter, so the
+	// gateways of one group split the stream (MQTT 5, and Mosquitto over 3.1.1).
+	SharedGroup string `mapstructure:"shared_group"`
+	// RepairRustProplet corrects the Rust proplet's messages: memory_bytes / 1024, and its
+	// always-zero memory_percent dropped. Default true.
+	RepairRustProplet bool `mapstructure:"repair_rust_proplet"`
+	// MaxAge drops messages whose timestamp is older than this. Default 168h.
+	MaxAge time.Duration `mapstructure:"max_age"`
+	// MaxAhead drops messages whose timestamp is further in the future than this. Default 1h.
+	MaxAhead time.Duration `mapstructure:"max_ahead"`
+}
+
+// DefaultTopics are the two metrics topics of every domain and channel.
+var DefaultTopics = []string{
+	"m/+/c/+/control/proplet/task_metrics",
+	"m/+/c/+/control/proplet/metrics",
+}
+
+// Validate checks the configuration; every error names the key and the value.
+func (c *Config) Validate() error {
+	errs := []error{c.Check("")}
+	if c.ClientID == "" {
+		// A random id would leave a session on the broker at every restart, queueing messages
+		// for a client that never comes back.
+		errs = append(errs, errors.New("client_id: must be set: the session is persistent and the broker keeps it by this id (for example gateway-1)"))
+	}
+	if len(c.Topics) == 0 {
+		errs = append(errs, errors.New("topics: must list at least one topic filter"))
+	}
+	for i, t := range c.Topics {
+		switch {
+		case !fleet.ValidFilter(t):
+			errs = append(errs, fmt.Errorf("topics[%d]: %q is not an MQTT topic filter (+ and # stand alone in a level, # only last)", i, t))
+		case strings.HasPrefix(t, "$share/"):
+			errs = append(errs, fmt.Errorf("topics[%d]: %q: write the filter alone and the group in shared_group", i, t))
+		}
+	}
+	if c.SharedGroup != "" && (strings.ContainsAny(c.SharedGroup, "/+#") || strings.TrimSpace(c.SharedGroup) != c.SharedGroup) {
+		errs = append(errs, fmt.Errorf("shared_group: %q must be one topic level without /, + or #", c.SharedGroup))
+	}
+	if c.MaxAge <= 0 {
+		errs = append(errs, fmt.Errorf("max_age: must be positive, got %s", c.MaxAge))
+	}
+	if c.MaxAhead <= 0 {
+		errs = append(errs, fmt.Errorf("max_ahead: must be positive, got %s", c.MaxAhead))
+	}
+	return errors.Join(errs...)
+}
+
+// filters returns the filters to subscribe to, with the shared group when there is one.
+func (c *Config) filters() []string {
+	out := make([]string, len(c.Topics))
+	for i, t := range c.Topics {
+		if c.SharedGroup != "" {
+			t = "$share/" + c.SharedGroup + "/" + t
+		}
+		out[i] = t
+	}
+	return out
+}
+
+func (c *Config) options() fleet.Options {
+	return fleet.Options{Repair: c.RepairRustProplet, MaxAge: c.MaxAge, MaxAhead: c.MaxAhead}
+}

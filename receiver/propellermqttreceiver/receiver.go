@@ -1,0 +1,396 @@
+package propellermqttreceiver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	paho "github.com/eclipse/paho.mqtt.golang"
+	"go.opentelemetry.io/collector/component"
+	"go.opentelemetry.io/collector/consumer"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/receiver"
+	"go.opentelemetry.io/collector/receiver/receiverhelper"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.uber.org/zap"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/fleet"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
+	"github.com/otelcol-propeller/otelcol-propeller/receiver/propellermqttreceiver/internal/metadata"
+)
+
+const (
+	// maxBatch resources are handed on together, by a goroutine of their own, so converting
+	// the next messages and handing on the last ones overlap. At most two full batches wait:
+	// past that the client's goroutine waits too, so a slow pipeline slows the reading of
+	// messages (the broker keeps the rest).
+	maxBatch = 256
+	// linger bounds how long a message waits for its batch to fill.
+	linger = 20 * time.Millisecond
+)
+
+// batch is a batch of converted messages and how many of each kind it holds.
+type batch struct {
+	md      pmetric.Metrics
+	counted [2]int64
+}
+
+type fleetReceiver struct {
+	cfg     *Config
+	set     receiver.Settings
+	next    consumer.Metrics
+	obsrecv *receiverhelper.ObsReport
+	opts    fleet.Options
+	scope   fleet.Scope
+
+	tel      *metadata.TelemetryBuilder
+	kinds    [2]metric.MeasurementOption
+	repaired map[fleet.Source]metric.MeasurementOption
+	reasons  map[fleet.Reason]metric.MeasurementOption
+	drops    *dropLog
+
+	mu      sync.Mutex // guards batch and n
+	batch   pmetric.Metrics
+	n       int
+	counted [2]int64 // messages of the batch by kind
+	full    chan batch
+	// raw holds messages read and not yet converted; when it is full, reading waits.
+	raw        chan received
+	stopping   chan struct{}
+	workerDone chan struct{}
+	// queued counts the full batches taken and not yet handed on. A partial batch is newer
+	// than all of them, so it waits until they are gone: data is handed on in the order read.
+	queued int
+
+	conn   *mqttconn.Connection
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	stopOnce sync.Once
+}
+
+func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics) (*fleetReceiver, error) {
+	obsrecv, err := receiverhelper.NewObsReport(receiverhelper.ObsReportSettings{
+		ReceiverID:             set.ID,
+		Transport:              "mqtt",
+		ReceiverCreateSettings: set,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &fleetReceiver{
+		cfg: cfg, set: set, next: next, obsrecv: obsrecv, opts: cfg.options(),
+		scope:    fleet.Scope{Name: metadata.ScopeName, Version: set.BuildInfo.Version},
+		batch:    pmetric.NewMetrics(),
+		full:     make(chan batch, 2),
+		raw:      make(chan received, maxBatch),
+		stopping: make(chan struct{}),
+	}, nil
+}
+
+func (r *fleetReceiver) Start(_ context.Context, _ component.Host) error {
+	tel, err := metadata.NewTelemetryBuilder(r.set.TelemetrySettings)
+	if err != nil {
+		return err
+	}
+	r.tel = tel
+	attr := func(k, v string) metric.MeasurementOption {
+		return metric.WithAttributeSet(attribute.NewSet(attribute.String(k, v)))
+	}
+	r.kinds = [2]metric.MeasurementOption{attr("kind", fleet.KindTask.String()), attr("kind", fleet.KindProplet.String())}
+	r.repaired = map[fleet.Source]metric.MeasurementOption{}
+	for _, s := range []fleet.Source{fleet.SourceUnknown, fleet.SourceRFC3339, fleet.SourceRustProplet, fleet.SourceEmbedded} {
+		r.repaired[s] = attr("source", s.String())
+	}
+	r.reasons = map[fleet.Reason]metric.MeasurementOption{reasonRefused: attr("reason", string(reasonRefused))}
+	for _, reason := range fleet.Reasons {
+		r.reasons[reason] = attr("reason", string(reason))
+	}
+	r.drops = newDropLog(r.set.Logger, time.Minute)
+
+	// The receiver's context outlives Start's: it carries the data handed on.
+	r.ctx, r.cancel = context.WithCancel(context.Background())
+	p, err := r.cfg.Prepare(r.ctx, "otelcol-propeller-fleet-")
+	if err != nil {
+		return err
+	}
+	opts := p.PahoOptions().
+		// A persistent session: the broker keeps the subscriptions and queues QoS 1 messages
+		// while this gateway is away, and delivers them as soon as it is back, before the
+		// subscriptions are renewed; the default handler takes those.
+		SetCleanSession(false).
+		SetDefaultPublishHandler(r.onMessage).
+		SetOnConnectHandler(r.subscribe).
+		SetConnectionLostHandler(func(_ paho.Client, err error) {
+			r.set.Logger.Warn("Connection to the Propeller broker lost; reconnecting", zap.String("endpoint", r.cfg.Endpoint), zap.Error(err))
+		})
+	r.conn = p.NewConnection(opts, r.set.Logger)
+	r.wg.Add(1)
+	go r.flushLoop()
+	r.workerDone = make(chan struct{})
+	go r.convertLoop()
+	if err := r.conn.Start(); err != nil {
+		r.stopOnce.Do(r.stop)
+		return err
+	}
+	return nil
+}
+
+// Shutdown stops reading, converts what was read, and hands it all on. It may be called more
+// than once.
+func (r *fleetReceiver) Shutdown(context.Context) error {
+	r.stopOnce.Do(r.stop)
+	return nil
+}
+
+func (r *fleetReceiver) stop() {
+	if r.conn != nil {
+		r.conn.Stop()
+	}
+	// The messages read are converted, then the batches handed on, then what is left.
+	close(r.stopping)
+	if r.workerDone != nil {
+		<-r.workerDone
+	}
+	if r.cancel != nil {
+		r.cancel()
+		r.wg.Wait()
+	}
+	// What was read before the connection closed is handed on: the broker counts it as
+	// delivered.
+	r.flush(context.Background())
+	if r.tel != nil {
+		r.tel.Shutdown()
+	}
+}
+
+func (r *fleetReceiver) subscribe(c paho.Client) {
+	filters := map[string]byte{}
+	for _, f := range r.cfg.filters() {
+		filters[f] = 1
+	}
+	t := c.SubscribeMultiple(filters, r.onMessage)
+	if !t.WaitTimeout(10 * time.Second) {
+		r.set.Logger.Error("Subscribing to Propeller's metrics topics timed out", zap.Strings("topics", r.cfg.filters()))
+		return
+	}
+	if err := t.Error(); err != nil {
+		r.set.Logger.Error("Cannot subscribe to Propeller's metrics topics", zap.Strings("topics", r.cfg.filters()), zap.Error(err))
+		return
+	}
+	if st, ok := t.(*paho.SubscribeToken); ok {
+		for f, code := range st.Result() {
+			if code == 0x80 {
+				r.set.Logger.Error("The broker refused a subscription (check the ACL, and shared subscription support for shared_group)", zap.String("topic", f))
+			}
+		}
+	}
+	r.set.Logger.Info("Receiving Propeller metrics", zap.Strings("topics", r.cfg.filters()), zap.String("client_id", r.cfg.ClientID))
+}
+
+// received is a message as read, waiting to be converted.
+type received struct {
+	topic   string
+	payload []byte
+	at      int64
+}
+
+// onMessage passes a message to the converting goroutine. paho acknowledges the message when
+// this returns, and the broker sends the next one only within its window of unacknowledged
+// messages (Mosquitto: 20): converting here would hold up that window.
+func (r *fleetReceiver) onMessage(_ paho.Client, msg paho.Message) {
+	m := received{msg.Topic(), msg.Payload(), time.Now().UnixNano()}
+	select {
+	case r.raw <- m:
+	case <-r.stopping:
+		r.handle(m.topic, m.payload, m.at)
+	}
+}
+
+// convertLoop converts the messages read, in order, until stopping, then those still waiting.
+func (r *fleetReceiver) convertLoop() {
+	defer close(r.workerDone)
+	for {
+		select {
+		case m := <-r.raw:
+			r.handle(m.topic, m.payload, m.at)
+		case <-r.stopping:
+			for {
+				select {
+				case m := <-r.raw:
+					r.handle(m.topic, m.payload, m.at)
+				default:
+					return
+				}
+			}
+		}
+	}
+}
+
+// handle converts one message into the current batch, and hands the batch on when full.
+func (r *fleetReceiver) handle(topic string, payload []byte, now int64) {
+	t, ok := fleet.ParseTopic(topic)
+	if !ok || !r.subscribed(topic) {
+		r.tel.ReceiverPropellerMqttIgnoredMessages.Add(r.ctx, 1)
+		r.set.Logger.Debug("Message on a topic that is not a metrics topic of the configured filters", zap.String("topic", topic))
+		return
+	}
+	var m fleet.Message
+	if err := fleet.Decode(payload, t.Kind, now, r.opts, &m); err != nil {
+		reason := fleet.ReasonOf(err)
+		r.tel.ReceiverPropellerMqttDroppedMessages.Add(r.ctx, 1, r.reasons[reason])
+		r.drops.drop(string(reason), topic, err)
+		return
+	}
+	if m.Repaired {
+		r.tel.ReceiverPropellerMqttRepairedMessages.Add(r.ctx, 1, r.repaired[m.Source])
+	}
+	r.mu.Lock()
+	fleet.Append(r.batch.ResourceMetrics(), &m, t, r.scope)
+	r.counted[t.Kind]++
+	r.n++
+	if r.n < maxBatch {
+		r.mu.Unlock()
+		return
+	}
+	b := r.take()
+	r.queued++
+	r.mu.Unlock()
+	select {
+	case r.full <- b:
+	case <-r.ctx.Done():
+		r.consume(context.Background(), b)
+		r.mu.Lock()
+		r.queued--
+		r.mu.Unlock()
+	}
+}
+
+// subscribed reports whether a configured filter matches topic.
+func (r *fleetReceiver) subscribed(topic string) bool {
+	for _, f := range r.cfg.Topics {
+		if fleet.Match(f, topic) {
+			return true
+		}
+	}
+	return false
+}
+
+// take returns the current batch and starts a new one. r.mu is held.
+func (r *fleetReceiver) take() batch {
+	b := batch{md: r.batch, counted: r.counted}
+	r.batch, r.n, r.counted = pmetric.NewMetrics(), 0, [2]int64{}
+	return b
+}
+
+// flush hands on the partial batch, unless full batches are still waiting (they go first).
+func (r *fleetReceiver) flush(ctx context.Context) {
+	r.mu.Lock()
+	if r.n == 0 || r.queued > 0 {
+		r.mu.Unlock()
+		return
+	}
+	b := r.take()
+	r.mu.Unlock()
+	r.consume(ctx, b)
+}
+
+// flushLoop hands on full batches, and every linger what has gathered since.
+func (r *fleetReceiver) flushLoop() {
+	defer r.wg.Done()
+	tick := time.NewTicker(linger)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.ctx.Done():
+			for {
+				select {
+				case b := <-r.full:
+					r.handOn(context.Background(), b)
+				default:
+					return
+				}
+			}
+		case b := <-r.full:
+			r.handOn(r.ctx, b)
+		case <-tick.C:
+			r.flush(r.ctx)
+		}
+	}
+}
+
+// handOn hands on a full batch from the queue.
+func (r *fleetReceiver) handOn(ctx context.Context, b batch) {
+	r.consume(ctx, b)
+	r.mu.Lock()
+	r.queued--
+	r.mu.Unlock()
+}
+
+// reasonRefused counts messages the pipeline refused.
+const reasonRefused fleet.Reason = "refused"
+
+func (r *fleetReceiver) consume(ctx context.Context, b batch) {
+	counted := b.counted
+	n := b.md.DataPointCount()
+	ctx = r.obsrecv.StartMetricsOp(ctx)
+	err := r.next.ConsumeMetrics(ctx, b.md)
+	r.obsrecv.EndMetricsOp(ctx, metadata.Type.String(), n, err)
+	if err != nil {
+		messages := counted[0] + counted[1]
+		r.tel.ReceiverPropellerMqttDroppedMessages.Add(context.Background(), messages, r.reasons[reasonRefused])
+		r.drops.drop(string(reasonRefused), "", fmt.Errorf("the pipeline refused %d messages: %w", messages, err))
+		return
+	}
+	for k, c := range counted {
+		if c > 0 {
+			r.tel.ReceiverPropellerMqttMessages.Add(context.Background(), c, r.kinds[k])
+		}
+	}
+}
+
+// dropLog logs dropped messages at warning, once per reason per interval, so a flood of bad
+// messages costs a counter increment each, not a log line each.
+type dropLog struct {
+	log      *zap.Logger
+	interval time.Duration
+	mu       sync.Mutex
+	seen     map[string]*dropEntry
+}
+
+type dropEntry struct {
+	last       time.Time
+	suppressed int
+}
+
+func newDropLog(log *zap.Logger, interval time.Duration) *dropLog {
+	return &dropLog{log: log, interval: interval, seen: map[string]*dropEntry{}}
+}
+
+func (d *dropLog) drop(reason, topic string, err error) {
+	now := time.Now()
+	d.mu.Lock()
+	e := d.seen[reason]
+	if e == nil {
+		e = &dropEntry{}
+		d.seen[reason] = e
+	}
+	if !e.last.IsZero() && now.Sub(e.last) < d.interval {
+		e.suppressed++
+		d.mu.Unlock()
+		return
+	}
+	suppressed := e.suppressed
+	e.last, e.suppressed = now, 0
+	d.mu.Unlock()
+	var de *fleet.DropError
+	if errors.As(err, &de) {
+		err = errors.New(de.Detail)
+	}
+	d.log.Warn("Propeller metrics message dropped", zap.String("reason", reason), zap.String("topic", topic),
+		zap.Int("dropped_since_last_logged", suppressed), zap.Error(err))
+}
