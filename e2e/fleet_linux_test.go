@@ -160,14 +160,30 @@ service:
 	notBridged := map[string]string{
 		"Firing alerts":   "alert rules, not data",
 		"Tasks not found": "propeller_task_lookup: a proplet sends metrics only for a task it found",
-		"CPU (% of one core)": "process_cpu_time_seconds_total per task: Propeller's task message carries " +
-			"cpu_percent, a rate, not the cumulative CPU time (bridged as process_cpu_utilization_ratio)",
+	}
+	// A query is filled when one of its alternatives (either side of an "or") has every
+	// selector met.
+	met := map[[2]int]bool{}    // target, alternative -> every selector met so far
+	targets := map[int]string{} // target -> panel
+	for _, q := range dashboardQueries(t) {
+		k := [2]int{q.target, q.alt}
+		if _, seen := met[k]; !seen {
+			met[k] = true
+		}
+		targets[q.target] = q.panel
+		if missing := unmet(q, served); missing != "" {
+			met[k] = false
+			t.Logf("panel %q: %s", q.panel, missing)
+		}
 	}
 	var unfilled []string
-	for _, q := range dashboardQueries(t) {
-		if missing := unmet(q, served); missing != "" {
-			unfilled = append(unfilled, q.panel)
-			t.Logf("panel %q: %s", q.panel, missing)
+	for target, panel := range targets {
+		filled := false
+		for k, ok := range met {
+			filled = filled || (k[0] == target && ok)
+		}
+		if !filled {
+			unfilled = append(unfilled, panel)
 		}
 	}
 	want := make([]string, 0, len(notBridged))
@@ -203,6 +219,8 @@ func dedupe(s []string) []string {
 // a value that must be set (=~ "$var"), those it requires empty (=""), and those it groups by.
 type dashboardQuery struct {
 	panel    string
+	target   int // the query it is part of, counted over the dashboard
+	alt      int // which side of an "or" in that query
 	metric   string
 	set      []string
 	empty    []string
@@ -227,25 +245,29 @@ func dashboardQueries(t *testing.T) []dashboardQuery {
 	}
 	require.NoError(t, json.Unmarshal(b, &d))
 	var out []dashboardQuery
+	n := 0
 	for _, p := range d.Panels {
 		for _, target := range p.Targets {
+			n++
 			var grouping []string
 			for _, m := range byRE.FindAllStringSubmatch(target.Expr, -1) {
 				for _, l := range strings.Split(m[1], ",") {
 					grouping = append(grouping, strings.TrimSpace(l))
 				}
 			}
-			for _, sel := range selectorRE.FindAllStringSubmatch(target.Expr, -1) {
-				q := dashboardQuery{panel: p.Title, metric: sel[1], grouping: grouping}
-				for _, m := range matcherRE.FindAllStringSubmatch(sel[2], -1) {
-					switch {
-					case m[2] == "=" && m[3] == "":
-						q.empty = append(q.empty, m[1])
-					case strings.HasPrefix(m[3], "$") && !strings.HasSuffix(m[3], "|"):
-						q.set = append(q.set, m[1])
+			for alt, side := range strings.Split(target.Expr, " or ") {
+				for _, sel := range selectorRE.FindAllStringSubmatch(side, -1) {
+					q := dashboardQuery{panel: p.Title, target: n, alt: alt, metric: sel[1], grouping: grouping}
+					for _, m := range matcherRE.FindAllStringSubmatch(sel[2], -1) {
+						switch {
+						case m[2] == "=" && m[3] == "":
+							q.empty = append(q.empty, m[1])
+						case strings.HasPrefix(m[3], "$") && !strings.HasSuffix(m[3], "|"):
+							q.set = append(q.set, m[1])
+						}
 					}
+					out = append(out, q)
 				}
-				out = append(out, q)
 			}
 		}
 	}

@@ -54,9 +54,10 @@ func (w *writer) task(m *Message) {
 		w.start = w.now - pcommon.Timestamp(m.Uptime*1e9)
 	}
 	if m.Has&HasCPUPercent != 0 {
-		// Propeller's cpu_percent is a share of one core (the message does not say how many
-		// the host has), so it is written as that share, without a cpu.mode.
-		w.gauge(schema.ProcessCPUUtilization, "1").SetDoubleValue(m.CPUPercent / 100)
+		// Propeller's cpu_percent is a share of one core, over the proplet's interval. It is
+		// not process.cpu.utilization (a share of all the host's CPUs, which the message does
+		// not count) nor a cumulative time: it is written as cores used.
+		w.gauge(schema.TaskCPUUsage, "{cpu}").SetDoubleValue(m.CPUPercent / 100)
 	}
 	if m.Has&(HasDiskRead|HasDiskWrite) != 0 {
 		dps := w.sum(schema.ProcessDiskIO, "By", true)

@@ -167,7 +167,7 @@ func TestAppendTask(t *testing.T) {
 		schema.TaskID: m.TaskID, schema.PropletID: m.PropletID, schema.DomainID: "d1", schema.ChannelID: "c1",
 	}, rm.Resource().Attributes().AsRaw())
 	units := map[string]string{}
-	for _, s := range schema.Metrics {
+	for _, s := range append(append([]schema.Metric(nil), schema.Metrics...), schema.FleetMetrics...) {
 		units[s.Name] = s.Unit
 	}
 	ms := rm.ScopeMetrics().At(0).Metrics()
@@ -177,7 +177,7 @@ func TestAppendTask(t *testing.T) {
 		names = append(names, mt.Name())
 		assert.Equal(t, units[mt.Name()], mt.Unit(), mt.Name())
 	}
-	assert.Equal(t, []string{schema.ProcessCPUUtilization, schema.ProcessDiskIO, schema.ProcessMemoryUsage,
+	assert.Equal(t, []string{schema.TaskCPUUsage, schema.ProcessDiskIO, schema.ProcessMemoryUsage,
 		schema.ProcessMemoryUtilization, schema.ProcessNetworkIO, schema.ProcessThreadCount,
 		schema.ProcessFileDescriptorCount, schema.ProcessUptime}, names)
 	assert.Equal(t, 10, md.DataPointCount())

@@ -210,6 +210,17 @@ const (
 	PropletNamespace = "propeller.proplet.namespace" // the proplet message's namespace
 )
 
+// TaskCPUUsage is the CPU a task used over the proplet's last sampling interval, in cores (1 =
+// one full core): Propeller's cpu_percent over 100. Only bridged data carries it: a Propeller
+// task message has that rate, not the cumulative CPU time, and not the host's CPU count that
+// process.cpu.utilization would need. A dashboard reads it where process.cpu.time is absent.
+const TaskCPUUsage = "propeller.task.cpu.usage"
+
+// FleetMetrics lists the metrics only bridged data carries.
+var FleetMetrics = []Metric{
+	{Name: TaskCPUUsage, Unit: "{cpu}"},
+}
+
 // TopicAttributes lists the resource attributes only bridged data carries, with their types.
 var TopicAttributes = []ResourceAttribute{
 	{DomainID, String},
