@@ -480,6 +480,19 @@ func TestUsageDelivery(t *testing.T) {
 	}
 }
 
+// TestUsageSurvivesABrokerRestart: task usage reports sent while the broker restarts all
+// arrive, as the metrics samples do in TestBrokerRestartAtQoS1.
+func TestUsageSurvivesABrokerRestart(t *testing.T) {
+	brokerRestart(t, "control/proplet/task_usage", func(t *testing.T, cfg *Config) func(i int, ts time.Time) error {
+		exp := viaFactoryLogs(t, cfg, exportertestSettings())
+		return func(i int, ts time.Time) error {
+			r := exitedRecord()
+			r.start, r.end, r.code = ts.Add(-1500*time.Millisecond), ts, int64(i%256)
+			return exp.ConsumeLogs(context.Background(), usageLogs(fmt.Sprintf("task-%02d", i), propletID, fullHistory, r))
+		}
+	})
+}
+
 // TestMetricsAndLogsShareOneConnection: both signals of one exporter configuration use one
 // client. With a fixed client_id, two connections would throw each other off the broker;
 // here every message of both arrives, the logs signal keeps sending after the metrics one
