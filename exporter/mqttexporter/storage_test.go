@@ -3,10 +3,12 @@ package mqttexporter
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configoptional"
@@ -82,7 +84,16 @@ func (h storageHost) GetExtensions() map[component.ID]component.Component { retu
 // that arrive while the broker is down are kept in the storage when the collector stops, and
 // a new exporter on the same storage delivers every one once the broker is back.
 func TestUsageReportsSurviveARestartInThePersistentQueue(t *testing.T) {
-	b := mqtttest.Start(t, mqtttest.Options{Persist: true})
+	// Mosquitto when installed, as the other outage tests: it keeps the subscriber's session
+	// and what it acknowledged across its restart.
+	var b interface {
+		Endpoint() string
+		Stop()
+		Restart(time.Duration)
+	} = mqtttest.Start(t, mqtttest.Options{Persist: true})
+	if mqtttest.MosquittoAvailable() {
+		b = mqtttest.StartMosquitto(t)
+	}
 	domain, channel := uniqueIDs(t)
 	sub := mqtttest.Subscribe(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/control/proplet/task_usage", domain, channel),
 		mqtttest.SubscriberOptions{ClientID: "persistent-queue-sub", Persistent: true})
@@ -119,6 +130,10 @@ func TestUsageReportsSurviveARestartInThePersistentQueue(t *testing.T) {
 	require.NoError(t, first.Shutdown(ctx), "the collector stops with the broker still down")
 
 	b.Restart(0)
+	// A broker back from a restart does not hold messages for a subscriber that has not
+	// reconnected yet, and the new exporter connects at once: wait until the subscription
+	// is back, or a lost message would be the test's, not the exporter's.
+	waitSubscribed(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/control/proplet/task_usage", domain, channel), sub)
 	second, err := NewFactory().CreateLogs(ctx, settings(), config())
 	require.NoError(t, err)
 	require.NoError(t, second.Start(ctx, host))
@@ -126,8 +141,31 @@ func TestUsageReportsSurviveARestartInThePersistentQueue(t *testing.T) {
 	sub.Wait(t, 30*time.Second, func(msgs []mqtttest.Message) bool {
 		seen := map[string]bool{}
 		for _, m := range msgs {
-			seen[m.Decoded(t)["task_id"].(string)] = true
+			if id := m.Decoded(t)["task_id"].(string); id != probeID {
+				seen[id] = true
+			}
 		}
 		return len(seen) == n
 	})
+}
+
+const probeID = "subscription-probe"
+
+// waitSubscribed publishes probes to topic until sub receives one.
+func waitSubscribed(t *testing.T, endpoint, topic string, sub *mqtttest.Subscriber) {
+	t.Helper()
+	c := paho.NewClient(paho.NewClientOptions().AddBroker(endpoint).SetClientID("probe-" + probeID))
+	tok := c.Connect()
+	require.True(t, tok.WaitTimeout(5*time.Second))
+	require.NoError(t, tok.Error())
+	defer c.Disconnect(100)
+	require.Eventually(t, func() bool {
+		c.Publish(topic, 1, false, `{"task_id":"`+probeID+`"}`).WaitTimeout(time.Second)
+		for _, m := range sub.Messages() {
+			if strings.Contains(string(m.Payload), probeID) {
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second, 100*time.Millisecond, "the subscriber is back")
 }

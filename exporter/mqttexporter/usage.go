@@ -116,6 +116,12 @@ func decodeUsage(attrs pcommon.Map, ts pcommon.Timestamp, m *propeller.TaskUsage
 			impossible(k, "%q is not an RFC 3339 time", clip(v.Str(), 64))
 			return
 		}
+		// In UTC, an offset can push year 0000 or 9999 out of the four digits RFC 3339 has:
+		// the message would carry a time the manager cannot parse.
+		if y := t.UTC().Year(); y < 0 || y > 9999 {
+			impossible(k, "%q is outside RFC 3339's years once in UTC", clip(v.Str(), 64))
+			return
+		}
 		*dst, seen = t, seen|bit
 	}
 	seconds := func(k string, v pcommon.Value, bit uint32, dst *float64) {

@@ -591,3 +591,48 @@ func (c *failingClient) publish(_ string, payload []byte) token {
 	close(t.done)
 	return t
 }
+
+// FuzzDecodeUsage feeds records with arbitrary times, numbers and types: decoding never
+// panics, and a record it accepts always encodes as valid JSON with the message's key set.
+func FuzzDecodeUsage(f *testing.F) {
+	f.Add("2025-01-15T10:35:20.623456789Z", "2025-01-15T10:35:22.123456789Z", 1.5, int64(3), int64(0), true, uint8(0))
+	f.Add("2025-01-15T10:35:20+02:00", "yesterday", math.NaN(), int64(-1), int64(9), false, uint8(5))
+	f.Add("0000-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", 0.0, int64(0), int64(0), false, uint8(0))
+	f.Fuzz(func(t *testing.T, start, end string, seconds float64, code, signal int64, net bool, wrongType uint8) {
+		attrs := pcommon.NewMap()
+		r := exitedRecord()
+		r.put(attrs)
+		attrs.PutStr(schema.ProcessCreationTime, start)
+		attrs.PutStr(schema.ProcessExitTime, end)
+		attrs.PutDouble(schema.TaskDuration, seconds)
+		attrs.PutDouble(schema.TaskCPUUser, seconds)
+		attrs.PutInt(schema.ProcessExitCode, code)
+		if signal != 0 {
+			attrs.Remove(schema.ProcessExitCode)
+			attrs.PutInt(schema.TaskExitSignal, signal)
+		}
+		if net {
+			attrs.PutInt(schema.TaskNetworkReceive, code)
+			attrs.PutInt(schema.TaskNetworkTransmit, signal)
+		}
+		if a := schema.UsageAttributes[int(wrongType)%len(schema.UsageAttributes)]; wrongType > 0 {
+			attrs.PutEmptyBytes(a.Name)
+		}
+		m := propeller.TaskUsage{TaskID: "t\x00\uffff", PropletID: "p"}
+		if err := decodeUsage(attrs, 0, &m); err != nil {
+			assert.NotEmpty(t, err.reason)
+			return
+		}
+		var v map[string]any
+		require.NoError(t, json.Unmarshal(m.AppendJSON(nil), &v))
+		want := len(usageKeys)
+		if m.HasNetwork {
+			want += 2
+		}
+		assert.Len(t, v, want)
+		for _, k := range []string{"started_at", "ended_at", "timestamp"} {
+			_, err := time.Parse(time.RFC3339Nano, v[k].(string))
+			assert.NoError(t, err, k)
+		}
+	})
+}
