@@ -17,15 +17,20 @@ import (
 )
 
 type mqttExporter struct {
-	cfg      *Config
-	set      exporter.Settings
-	log      *zap.Logger
-	tpl      topicTemplates
-	mapper   *mapper
-	refusals *refusals
-	skips    *skips
-	tel      *metadata.TelemetryBuilder
-	client   publisher
+	cfg    *Config
+	set    exporter.Settings
+	log    *zap.Logger
+	tpl    topicTemplates
+	mapper *mapper
+
+	refusals *refusals // the metrics path's
+	// usageRefusals and skips are the logs path's, logging with the logs signal's logger:
+	// the exporter is shared by both signals, and built with the settings of whichever the
+	// Collector created first.
+	usageRefusals *refusals
+	skips         *skips
+	tel           *metadata.TelemetryBuilder
+	client        publisher
 }
 
 func newExporter(set exporter.Settings, cfg *Config) (*mqttExporter, error) {
@@ -33,7 +38,8 @@ func newExporter(set exporter.Settings, cfg *Config) (*mqttExporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &mqttExporter{cfg: cfg, set: set, log: set.Logger, tpl: tpl, mapper: newMapper(cfg), refusals: newRefusals(set.Logger), skips: newSkips(set.Logger)}, nil
+	return &mqttExporter{cfg: cfg, set: set, log: set.Logger, tpl: tpl, mapper: newMapper(cfg), refusals: newRefusals(set.Logger),
+		usageRefusals: newRefusals(set.Logger), skips: newSkips(set.Logger)}, nil
 }
 
 func (e *mqttExporter) start(ctx context.Context, _ component.Host) error {
@@ -43,6 +49,7 @@ func (e *mqttExporter) start(ctx context.Context, _ component.Host) error {
 	}
 	e.tel = tel
 	e.refusals.count = tel.ExporterMqttMessagesRefused
+	e.usageRefusals.count = tel.ExporterMqttMessagesRefused
 	e.skips.count = tel.ExporterMqttLogRecordsSkipped
 	conn, err := e.cfg.ClientConfig.Prepare(ctx, "otelcol-propeller-")
 	if err != nil {
@@ -84,7 +91,7 @@ func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) erro
 	now := time.Now()
 	e.mapper.sweep(now)
 	outs := e.build(md, now)
-	failed, err := e.publish(ctx, outs)
+	failed, err := e.publish(ctx, outs, e.refusals)
 	if err == nil || len(failed) == 0 {
 		return err
 	}
@@ -96,7 +103,7 @@ func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) erro
 // Otherwise failed holds the items (resources or log records) whose messages were not
 // acknowledged, to be sent again; when the client is not connected, failed is empty and the
 // whole batch is retried, or dropped with a permanent error at QoS 0.
-func (e *mqttExporter) publish(ctx context.Context, outs []outgoing) (failed map[int]bool, err error) {
+func (e *mqttExporter) publish(ctx context.Context, outs []outgoing, r *refusals) (failed map[int]bool, err error) {
 	if len(outs) == 0 {
 		return nil, nil
 	}
@@ -134,7 +141,7 @@ func (e *mqttExporter) publish(ctx context.Context, outs []outgoing) (failed map
 			err = fmt.Errorf("no acknowledgement before the timeout: %w", ctx.Err())
 		}
 		if errors.Is(err, errRefusedByBroker) {
-			e.refusals.refused(reasonBroker, 1, "Message refused by the MQTT broker; not retried",
+			r.refused(reasonBroker, 1, "Message refused by the MQTT broker; not retried",
 				zap.String("topic", clip(outs[i].topic, 256)), zap.Error(err))
 			continue
 		}
@@ -175,7 +182,7 @@ func subset(md pmetric.Metrics, keep map[int]bool) pmetric.Metrics {
 
 // topics appends one outgoing message per template, the topics filled with vals. A message
 // whose topic cannot be built is refused, for that topic only: the rest of the batch goes on.
-func (e *mqttExporter) topics(outs []outgoing, topic []byte, tpls []propeller.Template, vals *propeller.Values, payload []byte, item int, kind string) ([]outgoing, []byte) {
+func (e *mqttExporter) topics(r *refusals, outs []outgoing, topic []byte, tpls []propeller.Template, vals *propeller.Values, payload []byte, item int, kind string) ([]outgoing, []byte) {
 	for _, tpl := range tpls {
 		var err error
 		topic, err = tpl.AppendTopic(topic[:0], vals)
@@ -185,7 +192,7 @@ func (e *mqttExporter) topics(outs []outgoing, topic []byte, tpls []propeller.Te
 			if errors.As(err, &te) {
 				reason = string(te.Reason)
 			}
-			e.refusals.refused(reason, 1, "Message refused: its topic cannot hold this id; not published",
+			r.refused(reason, 1, "Message refused: its topic cannot hold this id; not published",
 				zap.String("message", kind), zap.String("task_id", clip(vals.TaskID, 64)), zap.String("proplet_id", clip(vals.PropletID, 64)),
 				zap.String("template", tpl.String()), zap.Error(err))
 			continue
@@ -202,7 +209,7 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing
 	topic := make([]byte, 0, 128)
 	vals := propeller.Values{DomainID: e.cfg.DomainID, ChannelID: e.cfg.ChannelID}
 	add := func(tpls []propeller.Template, payload []byte, res int, kind string) {
-		outs, topic = e.topics(outs, topic, tpls, &vals, payload, res, kind)
+		outs, topic = e.topics(e.refusals, outs, topic, tpls, &vals, payload, res, kind)
 	}
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {

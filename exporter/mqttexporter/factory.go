@@ -106,6 +106,7 @@ func createLogs(ctx context.Context, set exporter.Settings, cfg component.Config
 	if err != nil {
 		return nil, err
 	}
+	u.e.logsLogger(set.Logger)
 	exp, err := exporterhelper.NewLogs(ctx, set, cfg, u.e.pushLogs, helperOptions(c, u)...)
 	if err != nil {
 		_ = u.shutdown(ctx)

@@ -225,7 +225,7 @@ func decodeUsage(attrs pcommon.Map, ts pcommon.Timestamp, m *propeller.TaskUsage
 // refused, counted and logged, never retried.
 func (e *mqttExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
 	outs := e.buildLogs(ld)
-	failed, err := e.publish(ctx, outs)
+	failed, err := e.publish(ctx, outs, e.usageRefusals)
 	if err == nil || len(failed) == 0 {
 		return err
 	}
@@ -272,23 +272,23 @@ func (e *mqttExporter) buildLogs(ld plog.Logs) (outs []outgoing) {
 					vals.PropletID = a.propletID
 				}
 				if vals.TaskID == "" {
-					e.refusals.refused(reasonNoTaskID, len(e.tpl.usage), "Task usage report refused: its resource has no "+schema.TaskID+"; not published")
+					e.usageRefusals.refused(reasonNoTaskID, len(e.tpl.usage), "Task usage report refused: its resource has no "+schema.TaskID+"; not published")
 					continue
 				}
 				if vals.PropletID == "" {
-					e.refusals.refused(reasonNoPropletID, len(e.tpl.usage), "Task usage report refused: no proplet id (set propeller.proplet.id or the exporter's proplet_id); not published",
+					e.usageRefusals.refused(reasonNoPropletID, len(e.tpl.usage), "Task usage report refused: no proplet id (set propeller.proplet.id or the exporter's proplet_id); not published",
 						zap.String("task_id", clip(vals.TaskID, 64)))
 					continue
 				}
 				msg := propeller.TaskUsage{TaskID: vals.TaskID, PropletID: vals.PropletID}
 				if err := decodeUsage(lr.Attributes(), lr.Timestamp(), &msg); err != nil {
-					e.refusals.refused(err.reason, len(e.tpl.usage), "Task usage report refused: "+err.reason+"; not published",
+					e.usageRefusals.refused(err.reason, len(e.tpl.usage), "Task usage report refused: "+err.reason+"; not published",
 						zap.String("task_id", clip(vals.TaskID, 64)), zap.String("attribute", err.attr), zap.String("error", err.Error()))
 					continue
 				}
 				start := len(arena)
 				arena = msg.AppendJSON(arena)
-				outs, topic = e.topics(outs, topic, e.tpl.usage, &vals, arena[start:len(arena):len(arena)], item, "task_usage")
+				outs, topic = e.topics(e.usageRefusals, outs, topic, e.tpl.usage, &vals, arena[start:len(arena):len(arena)], item, "task_usage")
 			}
 		}
 	}
@@ -357,4 +357,11 @@ func (s *skips) skip(reason, msg string, fields ...zap.Field) {
 		return
 	}
 	s.log.Debug(msg, fields...)
+}
+
+// logsLogger makes the logs path log with the logs signal's logger (its lines then say
+// otelcol.signal: logs), whichever signal created the shared exporter. Called before start.
+func (e *mqttExporter) logsLogger(log *zap.Logger) {
+	e.usageRefusals = newRefusals(log)
+	e.skips = newSkips(log)
 }

@@ -508,7 +508,8 @@ func TestMetricsAndLogsShareOneConnection(t *testing.T) {
 	f := NewFactory()
 	me, err := f.CreateMetrics(ctx, exportertestSettings(), cfg)
 	require.NoError(t, err)
-	le, err := f.CreateLogs(ctx, exportertestSettings(), cfg)
+	logsSet, _, logsLog := observedSettings(t)
+	le, err := f.CreateLogs(ctx, logsSet, cfg)
 	require.NoError(t, err)
 	exporters.Lock()
 	shared := exporters.m[cfg]
@@ -521,6 +522,12 @@ func TestMetricsAndLogsShareOneConnection(t *testing.T) {
 	require.NoError(t, me.ConsumeMetrics(ctx, taskMetrics(taskID, propletID, fullHistory, firstPoint())))
 	require.NoError(t, le.ConsumeLogs(ctx, usageLogs(taskID, propletID, fullHistory, exitedRecord())))
 	sub.Wait(t, 10*time.Second, func(m []mqtttest.Message) bool { return len(m) >= 2 })
+
+	other := plog.NewLogs()
+	other.ResourceLogs().AppendEmpty().ScopeLogs().AppendEmpty().LogRecords().AppendEmpty().Body().SetStr("not a report")
+	require.NoError(t, le.ConsumeLogs(ctx, other))
+	require.Eventually(t, func() bool { return logsLog.FilterMessageSnippet("skipped").Len() == 1 }, 5*time.Second, 10*time.Millisecond,
+		"the logs path logs with the logs signal's logger, though the metrics signal created the exporter")
 
 	require.NoError(t, me.Shutdown(ctx))
 	assert.True(t, shared.e.client.connected(), "the logs signal still holds the connection")
