@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 )
 
 const benchBatch = 1000 // task samples per batch
@@ -98,4 +99,37 @@ func benchBarePaho(b *testing.B, endpoint, domain, channel string) {
 		msgs += benchBatch
 	}
 	b.ReportMetric(float64(msgs)/busy.Seconds(), "msgs/s")
+}
+
+// BenchmarkUsageMessage turns one propeller.task.end record into its task usage message:
+// "record" reads the record's attributes and encodes the JSON into a reused buffer (the
+// per-record cost); "batch" is buildLogs on a batch of that one record, resource attributes,
+// topic and the batch's buffers included.
+func BenchmarkUsageMessage(b *testing.B) {
+	ld := usageLogs(taskID, propletID, fullHistory, killedRecord())
+	lr := ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0)
+	b.Run("record", func(b *testing.B) {
+		buf := make([]byte, 0, 1024)
+		b.ReportAllocs()
+		for b.Loop() {
+			m := propeller.TaskUsage{TaskID: taskID, PropletID: propletID}
+			if err := decodeUsage(lr.Attributes(), lr.Timestamp(), &m); err != nil {
+				b.Fatal(err)
+			}
+			buf = m.AppendJSON(buf[:0])
+		}
+		b.SetBytes(int64(len(buf)))
+	})
+	b.Run("batch", func(b *testing.B) {
+		cfg := createDefaultConfig().(*Config)
+		cfg.DomainID, cfg.ChannelID = "dom", "chn"
+		e, err := newExporter(exportertestSettings(), cfg)
+		require.NoError(b, err)
+		b.ReportAllocs()
+		for b.Loop() {
+			if outs := e.buildLogs(ld); len(outs) != 1 {
+				b.Fatalf("%d messages", len(outs))
+			}
+		}
+	})
 }

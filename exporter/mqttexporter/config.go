@@ -52,8 +52,13 @@ type Config struct {
 // TopicsConfig lists topic templates. Templates take {domain_id}, {channel_id}, {proplet_id}
 // and, for task messages, {task_id}.
 type TopicsConfig struct {
-	TaskMetrics    []string `mapstructure:"task_metrics"`
+	// TaskMetrics receive a task message per task sample (metrics pipelines).
+	TaskMetrics []string `mapstructure:"task_metrics"`
+	// PropletMetrics receive a proplet message per proplet sample (metrics pipelines).
 	PropletMetrics []string `mapstructure:"proplet_metrics"`
+	// TaskUsage receive a task usage message per ended task, from the propeller.task.end log
+	// records (logs pipelines).
+	TaskUsage []string `mapstructure:"task_usage"`
 }
 
 // Validate checks the configuration. Errors name the key and the value.
@@ -74,8 +79,8 @@ func (cfg *Config) Validate() error {
 	if cfg.DefaultHistorySize < 0 {
 		add("default_history_size: must not be negative, got %d", cfg.DefaultHistorySize)
 	}
-	if len(cfg.Topics.TaskMetrics) == 0 && len(cfg.Topics.PropletMetrics) == 0 {
-		add("topics: at least one task_metrics or proplet_metrics topic is needed")
+	if len(cfg.Topics.TaskMetrics) == 0 && len(cfg.Topics.PropletMetrics) == 0 && len(cfg.Topics.TaskUsage) == 0 {
+		add("topics: at least one task_metrics, proplet_metrics or task_usage topic is needed")
 	}
 	if _, err := cfg.templates(); err != nil {
 		errs = append(errs, err)
@@ -108,6 +113,7 @@ func (cfg *Config) templates() (tpl topicTemplates, err error) {
 	}
 	tpl.task = parse("task_metrics", cfg.Topics.TaskMetrics, propeller.DomainID, propeller.ChannelID, propeller.PropletID, propeller.TaskID)
 	tpl.proplet = parse("proplet_metrics", cfg.Topics.PropletMetrics, propeller.DomainID, propeller.ChannelID, propeller.PropletID)
+	tpl.usage = parse("task_usage", cfg.Topics.TaskUsage, propeller.DomainID, propeller.ChannelID, propeller.PropletID, propeller.TaskID)
 	for _, v := range []struct {
 		key, value string
 		required   bool // proplet_id is only the fallback of resources without propeller.proplet.id
@@ -137,5 +143,5 @@ func listUsers(keys []string) string {
 }
 
 type topicTemplates struct {
-	task, proplet []propeller.Template
+	task, proplet, usage []propeller.Template
 }

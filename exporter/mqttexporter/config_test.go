@@ -51,6 +51,7 @@ func TestLoadConfig(t *testing.T) {
 	want.Topics = TopicsConfig{
 		TaskMetrics:    []string{"m/{domain_id}/c/{channel_id}/control/proplet/task_metrics"},
 		PropletMetrics: []string{"m/{domain_id}/c/{channel_id}/control/proplet/metrics"},
+		TaskUsage:      []string{"m/{domain_id}/c/{channel_id}/control/proplet/task_usage", "usage/{proplet_id}/{task_id}"},
 	}
 	want.TimeoutConfig.Timeout = 10 * time.Second
 	want.QueueConfig.Get().Sizer = exporterhelper.RequestSizerTypeRequests
@@ -98,6 +99,8 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 			`topics.task_metrics[0]: topic "m/+/c/{channel_id}/control/proplet/task_metrics" contains an MQTT wildcard`,
 			`topics.task_metrics[1]: topic "m//x" has an empty level`,
 			`topics.proplet_metrics[0]: topic "m/{domain_id}/{task_id}" uses {task_id}`,
+			`topics.task_usage[0]: topic "m/{domain_id}/usage/#" contains an MQTT wildcard`,
+			`topics.task_usage[1]: topic "m/{domain_id}/{job_id}" uses {job_id}; allowed here: {domain_id}, {channel_id}, {proplet_id}, {task_id}`,
 		},
 		"bad": {
 			`endpoint: scheme "http" is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss`,
@@ -112,7 +115,8 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 			`tls.insecure_skip_verify: is set but endpoint "tcp://broker:1883" does not use TLS, so the connection would be plaintext`,
 			`tls.server_name_override: is set but endpoint "tcp://broker:1883" does not use TLS`,
 		},
-		"nodomain": {"domain_id: must be set: topics.task_metrics[0], topics.task_metrics[1] and topics.proplet_metrics[0] use {domain_id}"},
+		"nodomain": {"domain_id: must be set: topics.task_metrics[0], topics.task_metrics[1], topics.proplet_metrics[0] and topics.task_usage[0] use {domain_id}"},
+		"notopics": {"topics: at least one task_metrics, proplet_metrics or task_usage topic is needed"},
 	}
 	for name, wants := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -141,6 +145,15 @@ func TestDefaultsAreValidOnceIDsAreSet(t *testing.T) {
 	assert.ErrorContains(t, confmap.Validate(cfg), `proplet_id: "p\uffff" cannot be part of a topic: Unicode noncharacter`)
 }
 
+// TestTaskUsageAloneIsEnough: an exporter that only sends usage reports (a logs pipeline) needs
+// no metrics topic.
+func TestTaskUsageAloneIsEnough(t *testing.T) {
+	cfg := loadConfig(t, "usageonly")
+	require.NoError(t, confmap.Validate(cfg))
+	assert.Equal(t, []string{"m/{domain_id}/c/{channel_id}/control/proplet/task_usage"}, cfg.Topics.TaskUsage, "the default stays")
+	assert.Empty(t, cfg.Topics.TaskMetrics)
+}
+
 // TestSchemelessEndpoint: endpoint without a scheme says to add tcp://, once.
 func TestSchemelessEndpoint(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
@@ -159,9 +172,10 @@ func TestEachProblemIsSaidOnce(t *testing.T) {
 	cfg := createDefaultConfig().(*Config)
 	require.Len(t, cfg.Topics.TaskMetrics, 2)
 	require.Len(t, cfg.Topics.PropletMetrics, 1)
+	require.Len(t, cfg.Topics.TaskUsage, 1)
 	assert.Equal(t,
-		"domain_id: must be set: topics.task_metrics[0], topics.task_metrics[1] and topics.proplet_metrics[0] use {domain_id}\n"+
-			"channel_id: must be set: topics.task_metrics[0], topics.task_metrics[1] and topics.proplet_metrics[0] use {channel_id}",
+		"domain_id: must be set: topics.task_metrics[0], topics.task_metrics[1], topics.proplet_metrics[0] and topics.task_usage[0] use {domain_id}\n"+
+			"channel_id: must be set: topics.task_metrics[0], topics.task_metrics[1], topics.proplet_metrics[0] and topics.task_usage[0] use {channel_id}",
 		confmap.Validate(cfg).Error())
 
 	cfg.DomainID, cfg.ChannelID = "d/x", "c"
@@ -169,6 +183,8 @@ func TestEachProblemIsSaidOnce(t *testing.T) {
 
 	cfg.DomainID, cfg.ChannelID = "", "c"
 	cfg.Topics.PropletMetrics = []string{"proplets/{proplet_id}"}
+	assert.Equal(t, "domain_id: must be set: topics.task_metrics[0], topics.task_metrics[1] and topics.task_usage[0] use {domain_id}", confmap.Validate(cfg).Error())
+	cfg.Topics.TaskUsage = nil
 	assert.Equal(t, "domain_id: must be set: topics.task_metrics[0] and topics.task_metrics[1] use {domain_id}", confmap.Validate(cfg).Error())
 	cfg.Topics.TaskMetrics = cfg.Topics.TaskMetrics[:1]
 	assert.Equal(t, "domain_id: must be set: topics.task_metrics[0] uses {domain_id}", confmap.Validate(cfg).Error())

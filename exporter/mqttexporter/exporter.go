@@ -17,14 +17,20 @@ import (
 )
 
 type mqttExporter struct {
-	cfg      *Config
-	set      exporter.Settings
-	log      *zap.Logger
-	tpl      topicTemplates
-	mapper   *mapper
-	refusals *refusals
-	tel      *metadata.TelemetryBuilder
-	client   publisher
+	cfg    *Config
+	set    exporter.Settings
+	log    *zap.Logger
+	tpl    topicTemplates
+	mapper *mapper
+
+	refusals *refusals // the metrics path's
+	// usageRefusals and skips are the logs path's, logging with the logs signal's logger:
+	// the exporter is shared by both signals, and built with the settings of whichever the
+	// Collector created first.
+	usageRefusals *refusals
+	skips         *skips
+	tel           *metadata.TelemetryBuilder
+	client        publisher
 }
 
 func newExporter(set exporter.Settings, cfg *Config) (*mqttExporter, error) {
@@ -32,7 +38,8 @@ func newExporter(set exporter.Settings, cfg *Config) (*mqttExporter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &mqttExporter{cfg: cfg, set: set, log: set.Logger, tpl: tpl, mapper: newMapper(cfg), refusals: newRefusals(set.Logger)}, nil
+	return &mqttExporter{cfg: cfg, set: set, log: set.Logger, tpl: tpl, mapper: newMapper(cfg), refusals: newRefusals(set.Logger),
+		usageRefusals: newRefusals(set.Logger), skips: newSkips(set.Logger)}, nil
 }
 
 func (e *mqttExporter) start(ctx context.Context, _ component.Host) error {
@@ -41,6 +48,9 @@ func (e *mqttExporter) start(ctx context.Context, _ component.Host) error {
 		return err
 	}
 	e.tel = tel
+	e.refusals.count = tel.ExporterMqttMessagesRefused
+	e.usageRefusals.count = tel.ExporterMqttMessagesRefused
+	e.skips.count = tel.ExporterMqttLogRecordsSkipped
 	conn, err := e.cfg.ClientConfig.Prepare(ctx, "otelcol-propeller-")
 	if err != nil {
 		return err
@@ -66,9 +76,9 @@ func (e *mqttExporter) shutdown(context.Context) error {
 
 // outgoing is one message for one topic.
 type outgoing struct {
-	topic    string
-	payload  []byte
-	resource int // index of the resource it came from, to retry only what failed
+	topic   string
+	payload []byte
+	item    int // index of the resource or log record it came from, to retry only what failed
 }
 
 // pushMetrics publishes a batch. It returns nil only when the broker acknowledged every
@@ -80,19 +90,29 @@ type outgoing struct {
 func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) error {
 	now := time.Now()
 	e.mapper.sweep(now)
-	outs, refused := e.build(md, now)
-	if refused > 0 {
-		e.tel.ExporterMqttMessagesRefused.Add(ctx, int64(refused))
+	outs := e.build(md, now)
+	failed, err := e.publish(ctx, outs, e.refusals)
+	if err == nil || len(failed) == 0 {
+		return err
 	}
+	return consumererror.NewMetrics(err, subset(md, failed))
+}
+
+// publish sends a batch's messages and waits for every acknowledgement; the metrics and the
+// logs paths share it. It returns nil when every message was acknowledged or refused for good.
+// Otherwise failed holds the items (resources or log records) whose messages were not
+// acknowledged, to be sent again; when the client is not connected, failed is empty and the
+// whole batch is retried, or dropped with a permanent error at QoS 0.
+func (e *mqttExporter) publish(ctx context.Context, outs []outgoing, r *refusals) (failed map[int]bool, err error) {
 	if len(outs) == 0 {
-		return nil
+		return nil, nil
 	}
 	if !e.client.connected() {
 		if e.cfg.QoS == 0 {
 			e.tel.ExporterMqttMessagesDropped.Add(ctx, int64(len(outs)))
-			return consumererror.NewPermanent(fmt.Errorf("not connected to the MQTT broker at %s: %d messages dropped at QoS 0", e.cfg.Endpoint, len(outs)))
+			return nil, consumererror.NewPermanent(fmt.Errorf("not connected to the MQTT broker at %s: %d messages dropped at QoS 0", e.cfg.Endpoint, len(outs)))
 		}
-		return fmt.Errorf("not connected to the MQTT broker at %s", e.cfg.Endpoint)
+		return nil, fmt.Errorf("not connected to the MQTT broker at %s", e.cfg.Endpoint)
 	}
 
 	if _, ok := ctx.Deadline(); !ok {
@@ -110,9 +130,8 @@ func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) erro
 	for i := range outs {
 		tokens[i] = e.client.publish(outs[i].topic, outs[i].payload)
 	}
-	var published, bytes, failed, refusedByBroker int64
+	var published, bytes, nFailed int64
 	var firstErr error
-	failedRes := map[int]bool{}
 	for i, t := range tokens {
 		var err error
 		select {
@@ -122,14 +141,16 @@ func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) erro
 			err = fmt.Errorf("no acknowledgement before the timeout: %w", ctx.Err())
 		}
 		if errors.Is(err, errRefusedByBroker) {
-			refusedByBroker++
-			e.refusals.refused(reasonBroker, 1, "Message refused by the MQTT broker; not retried",
+			r.refused(reasonBroker, 1, "Message refused by the MQTT broker; not retried",
 				zap.String("topic", clip(outs[i].topic, 256)), zap.Error(err))
 			continue
 		}
 		if err != nil {
-			failed++
-			failedRes[outs[i].resource] = true
+			nFailed++
+			if failed == nil {
+				failed = map[int]bool{}
+			}
+			failed[outs[i].item] = true
 			if firstErr == nil {
 				firstErr = fmt.Errorf("publish to %q: %w", outs[i].topic, err)
 			}
@@ -140,14 +161,11 @@ func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) erro
 	}
 	e.tel.ExporterMqttMessagesPublished.Add(ctx, published)
 	e.tel.ExporterMqttBytesSent.Add(ctx, bytes)
-	if refusedByBroker > 0 {
-		e.tel.ExporterMqttMessagesRefused.Add(ctx, refusedByBroker)
+	if nFailed == 0 {
+		return nil, nil
 	}
-	if failed == 0 {
-		return nil
-	}
-	e.tel.ExporterMqttMessagesFailed.Add(ctx, failed)
-	return consumererror.NewMetrics(fmt.Errorf("%d of %d messages not acknowledged: %w", failed, len(outs), firstErr), subset(md, failedRes))
+	e.tel.ExporterMqttMessagesFailed.Add(ctx, nFailed)
+	return failed, fmt.Errorf("%d of %d messages not acknowledged: %w", nFailed, len(outs), firstErr)
 }
 
 // subset copies the resources with the given indexes into a new batch.
@@ -162,31 +180,36 @@ func subset(md pmetric.Metrics, keep map[int]bool) pmetric.Metrics {
 	return out
 }
 
-// build maps every resource to its messages and topics. Payloads are appended to one arena per
-// batch; each message keeps its own slice of it until the broker acknowledged it. A message
+// topics appends one outgoing message per template, the topics filled with vals. A message
 // whose topic cannot be built is refused, for that topic only: the rest of the batch goes on.
-func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing, refused int) {
+func (e *mqttExporter) topics(r *refusals, outs []outgoing, topic []byte, tpls []propeller.Template, vals *propeller.Values, payload []byte, item int, kind string) ([]outgoing, []byte) {
+	for _, tpl := range tpls {
+		var err error
+		topic, err = tpl.AppendTopic(topic[:0], vals)
+		if err != nil {
+			reason := "unsafe topic value"
+			var te *propeller.TopicError
+			if errors.As(err, &te) {
+				reason = string(te.Reason)
+			}
+			r.refused(reason, 1, "Message refused: its topic cannot hold this id; not published",
+				zap.String("message", kind), zap.String("task_id", clip(vals.TaskID, 64)), zap.String("proplet_id", clip(vals.PropletID, 64)),
+				zap.String("template", tpl.String()), zap.Error(err))
+			continue
+		}
+		outs = append(outs, outgoing{topic: string(topic), payload: payload, item: item})
+	}
+	return outs, topic
+}
+
+// build maps every resource to its messages and topics. Payloads are appended to one arena per
+// batch; each message keeps its own slice of it until the broker acknowledged it.
+func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing) {
 	arena := make([]byte, 0, 1024)
 	topic := make([]byte, 0, 128)
 	vals := propeller.Values{DomainID: e.cfg.DomainID, ChannelID: e.cfg.ChannelID}
 	add := func(tpls []propeller.Template, payload []byte, res int, kind string) {
-		for _, tpl := range tpls {
-			var err error
-			topic, err = tpl.AppendTopic(topic[:0], &vals)
-			if err != nil {
-				refused++
-				reason := "unsafe topic value"
-				var te *propeller.TopicError
-				if errors.As(err, &te) {
-					reason = string(te.Reason)
-				}
-				e.refusals.refused(reason, 1, "Message refused: its topic cannot hold this id; not published",
-					zap.String("message", kind), zap.String("task_id", clip(vals.TaskID, 64)), zap.String("proplet_id", clip(vals.PropletID, 64)),
-					zap.String("template", tpl.String()), zap.Error(err))
-				continue
-			}
-			outs = append(outs, outgoing{topic: string(topic), payload: payload, resource: res})
-		}
+		outs, topic = e.topics(e.refusals, outs, topic, tpls, &vals, payload, res, kind)
 	}
 	rms := md.ResourceMetrics()
 	for i := 0; i < rms.Len(); i++ {
@@ -204,7 +227,6 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing
 			}
 			if vals.PropletID == "" {
 				n := len(samples) * len(e.tpl.task)
-				refused += n
 				e.refusals.refused(reasonNoPropletID, n, "Task message refused: no proplet id (set propeller.proplet.id or the exporter's proplet_id)",
 					zap.String("task_id", clip(vals.TaskID, 64)))
 				continue
@@ -228,7 +250,6 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing
 				continue
 			}
 			if vals.PropletID == "" {
-				refused += len(e.tpl.proplet)
 				e.refusals.refused(reasonNoPropletID, len(e.tpl.proplet), "Proplet message refused: no proplet id (set propeller.proplet.id or the exporter's proplet_id)")
 				continue
 			}
@@ -238,7 +259,7 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing
 			add(e.tpl.proplet, arena[start:len(arena):len(arena)], i, "proplet")
 		}
 	}
-	return outs, refused
+	return outs
 }
 
 // clip cuts an id or a topic to n bytes for a log field: a refused id may be 70,000 bytes long.

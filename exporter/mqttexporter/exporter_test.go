@@ -357,6 +357,23 @@ type restartable interface {
 // it (queue and retry) while the broker restarts, and counts at a subscriber with a persistent
 // session that every sample arrived at least once.
 func TestBrokerRestartAtQoS1(t *testing.T) {
+	brokerRestart(t, "control/proplet/task_metrics", func(t *testing.T, cfg *Config) func(i int, ts time.Time) error {
+		exp := viaFactory(t, cfg)
+		return func(i int, ts time.Time) error {
+			p := firstPoint()
+			p.ts = ts
+			p.cpuUser += float64(i)
+			return exp.ConsumeMetrics(context.Background(), taskMetrics(taskID, propletID, fullHistory, p))
+		}
+	})
+}
+
+// brokerRestart runs a delivery test over both protocol versions: 60 items, one message each
+// with its own timestamp, go through a signal of the exporter as the Collector runs it (queue
+// and retry) while the broker restarts a third of the way in; a subscriber with a persistent
+// session on topic (after m/{domain}/c/{channel}/) must see every timestamp at least once.
+// open starts the signal with the given configuration and returns how to send item i.
+func brokerRestart(t *testing.T, topic string, open func(t *testing.T, cfg *Config) func(i int, ts time.Time) error) {
 	for _, version := range []string{"3.1.1", "5"} {
 		t.Run(version, func(t *testing.T) {
 			// A mosquitto process when the binary exists (it persists what it acknowledged on
@@ -366,7 +383,7 @@ func TestBrokerRestartAtQoS1(t *testing.T) {
 				b = mqtttest.StartMosquitto(t)
 			}
 			domain, channel := uniqueIDs(t)
-			sub := mqtttest.Subscribe(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/control/proplet/task_metrics", domain, channel),
+			sub := mqtttest.Subscribe(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/%s", domain, channel, topic),
 				mqtttest.SubscriberOptions{ClientID: "restart-sub-" + strings.ReplaceAll(version, ".", ""), Persistent: true})
 			cfg := testConfig(b.Endpoint(), domain, channel)
 			cfg.ProtocolVersion = version
@@ -378,14 +395,11 @@ func TestBrokerRestartAtQoS1(t *testing.T) {
 			q := cfg.QueueConfig.Get()
 			q.NumConsumers = 1
 			cfg.QueueConfig = configoptional.Some(*q)
-			exp := viaFactory(t, cfg)
+			send := open(t, cfg)
 
 			const n = 60
 			for i := range n {
-				p := firstPoint()
-				p.ts = t0.Add(time.Duration(i) * time.Second)
-				p.cpuUser += float64(i)
-				require.NoError(t, exp.ConsumeMetrics(context.Background(), taskMetrics(taskID, propletID, fullHistory, p)))
+				require.NoError(t, send(i, t0.Add(time.Duration(i)*time.Second)))
 				if i == n/3 {
 					b.Restart(500 * time.Millisecond)
 				}

@@ -2,6 +2,7 @@ package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/e
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -22,6 +23,7 @@ func NewFactory() exporter.Factory {
 		metadata.Type,
 		createDefaultConfig,
 		exporter.WithMetrics(createMetrics, metadata.MetricsStability),
+		exporter.WithLogs(createLogs, metadata.LogsStability),
 	)
 }
 
@@ -75,24 +77,126 @@ func createDefaultConfig() component.Config {
 				"m/{domain_id}/c/{channel_id}/metrics/proplet",
 			},
 			PropletMetrics: []string{"m/{domain_id}/c/{channel_id}/control/proplet/metrics"},
+			// The manager subscribes to m/{domain}/c/{channel}/# and ignores suffixes it does
+			// not know, so the usage report can share the proplet's control topics.
+			TaskUsage: []string{"m/{domain_id}/c/{channel_id}/control/proplet/task_usage"},
 		},
 	}
 }
 
 func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Metrics, error) {
 	c := cfg.(*Config)
-	e, err := newExporter(set, c)
+	u, err := useExporter(set, c)
 	if err != nil {
 		return nil, err
 	}
-	return exporterhelper.NewMetrics(ctx, set, cfg, e.pushMetrics,
+	exp, err := exporterhelper.NewMetrics(ctx, set, cfg, u.e.pushMetrics, helperOptions(c, u)...)
+	if err != nil {
+		_ = u.shutdown(ctx)
+	}
+	return exp, err
+}
+
+// createLogs is the logs signal: each propeller.task.end record becomes a task usage message,
+// through its own exporterhelper queue (the items sizer counts log records: one message per
+// record), on the connection the metrics signal of the same exporter uses.
+func createLogs(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Logs, error) {
+	c := cfg.(*Config)
+	u, err := useExporter(set, c)
+	if err != nil {
+		return nil, err
+	}
+	u.e.logsLogger(set.Logger)
+	exp, err := exporterhelper.NewLogs(ctx, set, cfg, u.e.pushLogs, helperOptions(c, u)...)
+	if err != nil {
+		_ = u.shutdown(ctx)
+	}
+	return exp, err
+}
+
+func helperOptions(c *Config, u *exporterUse) []exporterhelper.Option {
+	return []exporterhelper.Option{
 		exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}),
-		exporterhelper.WithStart(e.start),
-		exporterhelper.WithShutdown(e.shutdown),
+		exporterhelper.WithStart(u.start),
+		exporterhelper.WithShutdown(u.shutdown),
 		exporterhelper.WithTimeout(c.TimeoutConfig),
 		exporterhelper.WithQueue(c.QueueConfig),
 		exporterhelper.WithRetry(c.BackOffConfig),
-	)
+	}
+}
+
+// exporters holds the one exporter of each configuration, shared by its metrics and logs
+// signals: one broker connection (two connections with one configured client_id would take
+// turns throwing each other off the broker), one set of counters and one refusal log. The
+// Collector hands every signal of a component the same *Config, so it keys the sharing.
+var exporters = struct {
+	sync.Mutex
+	m map[*Config]*sharedExporter
+}{m: map[*Config]*sharedExporter{}}
+
+type sharedExporter struct {
+	e     *mqttExporter
+	users int // signals created and not yet shut down; guarded by exporters
+
+	startMu  sync.Mutex
+	started  bool
+	startErr error
+}
+
+// exporterUse is one signal's hold on the shared exporter.
+type exporterUse struct {
+	cfg  *Config
+	s    *sharedExporter
+	e    *mqttExporter
+	once sync.Once
+}
+
+func useExporter(set exporter.Settings, cfg *Config) (*exporterUse, error) {
+	exporters.Lock()
+	defer exporters.Unlock()
+	s := exporters.m[cfg]
+	if s == nil {
+		e, err := newExporter(set, cfg)
+		if err != nil {
+			return nil, err
+		}
+		s = &sharedExporter{e: e}
+		exporters.m[cfg] = s
+	}
+	s.users++
+	return &exporterUse{cfg: cfg, s: s, e: s.e}, nil
+}
+
+// start connects on the first signal's start; the others get its result.
+func (u *exporterUse) start(ctx context.Context, host component.Host) error {
+	s := u.s
+	s.startMu.Lock()
+	defer s.startMu.Unlock()
+	if !s.started {
+		s.started = true
+		s.startErr = s.e.start(ctx, host)
+	}
+	return s.startErr
+}
+
+// shutdown releases the signal's hold; the last one disconnects. exporterhelper calls it
+// after draining the signal's queue, so a signal shut down first never cuts the other's
+// connection while that one still has messages to send.
+func (u *exporterUse) shutdown(ctx context.Context) error {
+	var err error
+	u.once.Do(func() {
+		exporters.Lock()
+		u.s.users--
+		last := u.s.users == 0
+		if last && exporters.m[u.cfg] == u.s {
+			delete(exporters.m, u.cfg)
+		}
+		exporters.Unlock()
+		if last {
+			err = u.s.e.shutdown(ctx)
+		}
+	})
+	return err
 }
 
 // standardProfile is Propeller's standard profile: its settings apply to tasks whose resource

@@ -48,10 +48,11 @@ func TestReceiverOutputMapsToEveryField(t *testing.T) {
 
 	cfg := createDefaultConfig().(*Config)
 	cfg.DomainID, cfg.ChannelID = "dom", "chn"
-	e, err := newExporter(exportertestSettings(), cfg)
+	set, _, logs := observedSettings(t)
+	e, err := newExporter(set, cfg)
 	require.NoError(t, err)
-	outs, refused := e.build(md, time.Now())
-	require.Zero(t, refused)
+	outs := e.build(md, time.Now())
+	require.Zero(t, logs.FilterMessageSnippet("refused").Len(), "nothing refused")
 
 	byTopic := map[string][]map[string]any{}
 	for _, o := range outs {
@@ -130,9 +131,10 @@ func TestLookupOfATaskNotFoundSendsNoMessage(t *testing.T) {
 
 	cfg := createDefaultConfig().(*Config)
 	cfg.DomainID, cfg.ChannelID = "dom", "chn"
-	e, err := newExporter(exportertestSettings(), cfg)
+	set, _, logs := observedSettings(t)
+	e, err := newExporter(set, cfg)
 	require.NoError(t, err)
-	outs, refused := e.build(md, time.Now())
+	outs := e.build(md, time.Now())
 	assert.Empty(t, outs)
-	assert.Zero(t, refused)
+	assert.Zero(t, logs.FilterMessageSnippet("refused").Len(), "not refused either")
 }

@@ -1,9 +1,12 @@
 package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter"
 
 import (
+	"context"
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 )
 
@@ -19,11 +22,15 @@ const (
 
 // refusals logs refused messages: the first of each reason at once, at warning, then at most
 // once per reason per refusalLogEvery with the count since, and every one at debug. Every
-// refused message is also counted in otelcol_exporter_mqtt_messages_refused.
+// refused message is also counted in otelcol_exporter_mqtt_messages_refused, with its reason
+// as the reason attribute.
 type refusals struct {
 	log   *zap.Logger
 	every time.Duration
 	now   func() time.Time
+	// count is the refused counter, set when the exporter starts (nil before: building
+	// messages without a running exporter, in tests, counts nothing).
+	count metric.Int64Counter
 
 	mu      sync.Mutex
 	reasons map[string]*refusalState
@@ -56,6 +63,9 @@ func (r *refusals) refused(reason string, n int, msg string, fields ...zap.Field
 	}
 	r.mu.Unlock()
 
+	if r.count != nil {
+		r.count.Add(context.Background(), int64(n), metric.WithAttributeSet(attribute.NewSet(attribute.String("reason", reason))))
+	}
 	fields = append(fields, zap.String("reason", reason))
 	if !warn {
 		r.log.Debug(msg, fields...)

@@ -13,6 +13,9 @@ import (
 type Message struct {
 	Topic   string
 	Payload []byte
+	// QoS is the QoS the message was delivered at: the lower of the publisher's and the
+	// subscription's (1).
+	QoS byte
 }
 
 // Decoded returns the payload decoded the way the Propeller manager decodes it: a generic map
@@ -51,7 +54,7 @@ func Subscribe(tb testing.TB, endpoint, filter string, opts SubscriberOptions) *
 	}
 	handler := func(_ paho.Client, m paho.Message) {
 		s.mu.Lock()
-		s.msgs = append(s.msgs, Message{Topic: m.Topic(), Payload: append([]byte(nil), m.Payload()...)})
+		s.msgs = append(s.msgs, Message{Topic: m.Topic(), Payload: append([]byte(nil), m.Payload()...), QoS: m.Qos()})
 		s.mu.Unlock()
 		select {
 		case s.seen <- struct{}{}:

@@ -1,6 +1,6 @@
 // Package propeller is Propeller's wire format as this project speaks it: the task and
-// proplet metrics messages the manager reads, their MQTT topics, and the "aggregated" history
-// window. It knows nothing of the Collector; see shared/PROPELLER_WIRE.md for the reference.
+// proplet metrics messages the manager reads, the task usage message sent once per ended task,
+// their MQTT topics, and the "aggregated" history window. It knows nothing of the Collector; see shared/PROPELLER_WIRE.md for the reference.
 package propeller // import "github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 
 import "time"

@@ -27,6 +27,7 @@ type TelemetryBuilder struct {
 	mu                            sync.Mutex
 	registrations                 []metric.Registration
 	ExporterMqttBytesSent         metric.Int64Counter
+	ExporterMqttLogRecordsSkipped metric.Int64Counter
 	ExporterMqttMessagesDropped   metric.Int64Counter
 	ExporterMqttMessagesFailed    metric.Int64Counter
 	ExporterMqttMessagesPublished metric.Int64Counter
@@ -68,6 +69,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		metric.WithUnit("By"),
 	)
 	errs = errors.Join(errs, err)
+	builder.ExporterMqttLogRecordsSkipped, err = builder.meter.Int64Counter(
+		"otelcol_exporter_mqtt_log_records_skipped",
+		metric.WithDescription("Log records turned into no message, by reason (attribute reason): not a task usage report (an event name other than propeller.task.end), a task whose profile has export_to_mqtt false, or no task_usage topic configured. [Alpha]"),
+		metric.WithUnit("{record}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ExporterMqttMessagesDropped, err = builder.meter.Int64Counter(
 		"otelcol_exporter_mqtt_messages_dropped",
 		metric.WithDescription("Messages dropped at QoS 0 because the client was not connected. [Alpha]"),
@@ -88,7 +95,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ExporterMqttMessagesRefused, err = builder.meter.Int64Counter(
 		"otelcol_exporter_mqtt_messages_refused",
-		metric.WithDescription("Messages not published and not retried because a value substituted into the topic was refused (empty, '/', '+', '#', a control character, a Unicode noncharacter, invalid UTF-8, or a topic over 65,535 bytes), a required id was missing, or an MQTT 5 broker refused the message. [Alpha]"),
+		metric.WithDescription("Messages not published and not retried, by reason (attribute reason): a value substituted into the topic was refused (empty, '/', '+', '#', a control character, a Unicode noncharacter, invalid UTF-8, or a topic over 65,535 bytes), a required id was missing, a task usage record lacked an attribute or had one of the wrong type or an impossible value, or an MQTT 5 broker refused the message. [Alpha]"),
 		metric.WithUnit("{message}"),
 	)
 	errs = errors.Join(errs, err)
