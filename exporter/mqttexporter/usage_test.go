@@ -643,3 +643,40 @@ func FuzzDecodeUsage(f *testing.F) {
 		}
 	})
 }
+
+// receiverUsage is the proplet receiver's golden usage reports (receiver/propletreceiver's
+// usage_test.go writes it): what this exporter is fed in the distribution.
+const receiverUsage = "../../internal/schema/testdata/receiver_usage.json"
+
+// TestReceiverUsageReportsMap maps the receiver's own usage reports: both are accepted, and
+// each message carries the report's values as the manager decodes them.
+func TestReceiverUsageReportsMap(t *testing.T) {
+	b, err := os.ReadFile(receiverUsage)
+	require.NoError(t, err)
+	ld, err := (&plog.JSONUnmarshaler{}).UnmarshalLogs(b)
+	require.NoError(t, err)
+	require.Equal(t, 2, ld.LogRecordCount())
+
+	outs := newUsageExporter(t).buildLogs(ld)
+	require.Len(t, outs, 2, "both reports become messages")
+
+	exited, _ := decodeAsManager(t, outs[0].payload, false)
+	assert.Equal(t, "550e8400-e29b-41d4-a716-446655440001", exited["task_id"])
+	assert.Equal(t, "7c9e6679-7425-40de-944b-e07fc1f90ae7", exited["proplet_id"])
+	assert.InDelta(t, 3, exited["exit_code"], 0)
+	assert.Nil(t, exited["exit_signal"])
+	assert.InDelta(t, 1.5, exited["duration_seconds"], 1e-9)
+	assert.InDelta(t, 0.42, exited["cpu_user_seconds"], 1e-9)
+	assert.InDelta(t, 220200960, exited["peak_memory_bytes"], 0)
+	assert.InDelta(t, 8388608, exited["disk_write_bytes"], 0)
+	assert.Equal(t, true, exited["exact"])
+	assert.Equal(t, false, exited["oom_killed"])
+
+	killed, _ := decodeAsManager(t, outs[1].payload, true)
+	assert.Equal(t, "550e8400-e29b-41d4-a716-446655440002", killed["task_id"])
+	assert.Nil(t, killed["exit_code"])
+	assert.InDelta(t, 9, killed["exit_signal"], 0)
+	assert.Equal(t, true, killed["oom_killed"])
+	assert.Equal(t, false, killed["exact"])
+	assert.InDelta(t, 65536, killed["network_rx_bytes"], 0)
+}
