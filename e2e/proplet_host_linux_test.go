@@ -118,10 +118,11 @@ service:
 	publish("start", `{"id":"`+partialID+`","name":"partial","monitoring_profile":{"interval":2,"collect_file_descriptors":false,"export_to_mqtt":false}}`)
 	publish("start", `{"id":"`+offID+`","name":"off","monitoring_profile":{"enabled":false,"interval":1,"export_to_mqtt":false}}`)
 	// As the Rust proplet runs a task with an external runtime: wasmtime run ... /tmp/proplet_<id>.wasm
+	procs := map[string]*exec.Cmd{}
 	for _, id := range []string{fullID, partialID, offID} {
 		c := testworkload.Command(t, testworkload.Sleep, 0)
 		c.Args = append(c.Args, "run", "/tmp/proplet_"+id+".wasm")
-		testworkload.StartCmd(t, c)
+		procs[id] = testworkload.StartCmd(t, c)
 	}
 
 	byTask := func(msgs []mqtttest.Message) map[string][]map[string]any {
@@ -201,9 +202,35 @@ service:
 	assert.Equal(t, "disabled", ts[offID]["state"])
 	assert.Equal(t, true, ts[offID]["monitoring_profile"].(map[string]any)["export_to_mqtt"])
 
-	// A stop request ends it, as for any task.
+	// A stop request ends it, as for any task; the proplet then kills the task's process, and
+	// the collector publishes the task's usage report (the logs pipeline).
 	publish("stop", `{"id":"`+fullID+`"}`)
 	require.Eventually(t, func() bool { _, ok := tasks()[fullID]; return !ok }, 10*time.Second, 100*time.Millisecond)
+	require.NoError(t, procs[fullID].Process.Kill())
+	usage := sub.Wait(t, 15*time.Second, func(msgs []mqtttest.Message) bool {
+		for _, m := range msgs {
+			if m.Topic == "m/tenant-e2e/c/channel-e2e/control/proplet/task_usage" {
+				return true
+			}
+		}
+		return false
+	})
+	var report map[string]any
+	for _, m := range usage {
+		if m.Topic == "m/tenant-e2e/c/channel-e2e/control/proplet/task_usage" {
+			report = m.Decoded(t)
+		}
+	}
+	t.Logf("usage report: %v", report)
+	assert.Equal(t, fullID, report["task_id"])
+	assert.Equal(t, propletID, report["proplet_id"])
+	assert.Greater(t, report["duration_seconds"], 1.0)
+	if os.Geteuid() == 0 {
+		// The kernel's process events: the report waited for the process's end.
+		assert.InDelta(t, 9, report["exit_signal"], 0, "killed by SIGKILL")
+		assert.Nil(t, report["exit_code"])
+		assert.Equal(t, true, report["exact"])
+	}
 	assert.NotContains(t, logs.String(), "Configuration references an environment variable", "every variable without a default is set")
 }
 
