@@ -77,6 +77,12 @@ func (c *countingTelemetry) EventsLost() {
 	c.lost++
 }
 
+func (c *countingTelemetry) lostCount() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lost
+}
+
 func (c *countingTelemetry) refusedFor(reason string) int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -15,9 +15,11 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/kmsg"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
 )
@@ -244,4 +246,49 @@ func TestOOMKillIsReported(t *testing.T) {
 		openKernelLog = func() (*kmsg.Follower, error) { return nil, os.ErrPermission }
 		testOOMKill(t, EventsOff)
 	})
+}
+
+// TestLostEventsNeverLeaveATaskStuck: when the kernel drops a task's exit record (an overflow
+// of the listener's socket), the overflow is counted, the next pass rescans, and the task still
+// ends, from a last reading after exitGrace, inexact.
+func TestLostEventsNeverLeaveATaskStuck(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
+	}
+	defer func(g time.Duration) { exitGrace = g }(exitGrace)
+	exitGrace = 300 * time.Millisecond
+	tel := newCountingTelemetry()
+	h := runMonitorWith(t, Config{Events: EventsOn}, tel, zaptest.NewLogger(t))
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	require.NoError(t, h.m.AddTask(pidTask("dropped", cmd, 200*time.Millisecond)))
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 5*time.Second, 5*time.Millisecond)
+
+	// The record is lost: the listener no longer sums the process, and says so.
+	h.m.ev.src.Unwatch(cmd.Process.Pid)
+	h.m.eventsLost()
+	require.NoError(t, cmd.Process.Kill())
+
+	u := h.waitReport(t, "dropped", 5*time.Second)
+	assert.False(t, u.Exact, "totals from the last reading")
+	assert.Equal(t, 1, tel.lostCount())
+	assert.Equal(t, uint64(1), h.m.EventsLost())
+	_, ok := h.m.Task("dropped")
+	assert.True(t, ok, "a fixed-pid task stays registered, exited")
+	assert.Equal(t, StateExited, h.m.Tasks()[0].State)
+}
+
+// TestExitRecordOfAnotherIncarnation: a record is the task's only if the pid and the start
+// time agree, so a pid reused between an exit and the read is never taken for the old task.
+func TestExitRecordOfAnotherIncarnation(t *testing.T) {
+	id := process.ID{PID: 4242, Start: 5000} // clock ticks after boot
+	same := ProcessExit{PID: 4242, StartTicks: 5000}
+	late := ProcessExit{PID: 4242, StartTicks: 5000 + 50} // reckoned back, read half a second late
+	other := ProcessExit{PID: 4242, StartTicks: 9000}     // the pid's next process
+	earlier := ProcessExit{PID: 4242, StartTicks: 1000}
+	assert.True(t, same.of(id))
+	assert.True(t, late.of(id))
+	assert.False(t, other.of(id))
+	assert.False(t, earlier.of(id))
+	assert.False(t, (&ProcessExit{PID: 4243, StartTicks: 5000}).of(id))
+	assert.True(t, (&ProcessExit{PID: 4242}).of(id), "a record without a start time: the pid decides")
 }
