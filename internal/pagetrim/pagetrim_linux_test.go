@@ -1,0 +1,45 @@
+package pagetrim
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+func TestExecutableRegions(t *testing.T) {
+	const maps = `00400000-00c3c000 r-xp 00000000 fd:01 1837393                            /usr/bin/otelcol-propeller-edge
+00c3c000-01611000 r--p 0083c000 fd:01 1837393                            /usr/bin/otelcol-propeller-edge
+01611000-016a3000 rw-p 01211000 fd:01 1837393                            /usr/bin/otelcol-propeller-edge
+016a3000-016e5000 rw-p 00000000 00:00 0 
+c000000000-c000400000 rw-p 00000000 00:00 0 
+7f10a0000000-7f10a0021000 r--s 00000000 fd:01 2201                       /var/lib/otelcol-propeller/queue/exporter_mqtt__metrics
+7f10a1000000-7f10a1021000 r-xp 00000000 fd:02 1837393                    /mnt/other-device-same-inode
+7f10a2000000-7f10a2021000 r-xp 00000000 fd:01 1837394                    /usr/lib/other-file
+7ffd5b9e6000-7ffd5ba07000 rw-p 00000000 00:00 0                          [stack]
+7ffd5bbd2000-7ffd5bbd4000 r-xp 00000000 00:00 0                          [vdso]
+`
+	got, err := executableRegions([]byte(maps), 0xfd, 0x01, 1837393)
+	require.NoError(t, err)
+	// the code and the read-only data; not the writable data, the bss, another device's file
+	// with the same inode number, another file, or anonymous memory
+	assert.Equal(t, []region{{0x400000, 0xc3c000}, {0xc3c000, 0x1611000}}, got)
+
+	_, err = executableRegions([]byte("zz-00c3c000 r-xp 00000000 fd:01 7 /x\n"), 0xfd, 0x01, 7)
+	assert.ErrorContains(t, err, `bad range "zz-00c3c000"`)
+}
+
+// TestPageOut pages out this test binary: its read-only mappings are found and its resident
+// file-backed memory goes down.
+func TestPageOut(t *testing.T) {
+	res, err := PageOut()
+	if errors.Is(err, ErrUnsupported) {
+		t.Skip(err)
+	}
+	require.NoError(t, err)
+	assert.GreaterOrEqual(t, res.Mappings, 2, "the code and the read-only data")
+	assert.Greater(t, res.Mapped, uint64(1<<20))
+	assert.Greater(t, res.Before, uint64(0))
+	assert.Less(t, res.After, res.Before)
+}
