@@ -8,8 +8,9 @@
 // a hundred tasks keeps 23-24 MiB of its 30 MB binary resident, of which it uses about half
 // once it runs (BENCHMARKS.md, "Architectures and the edge build"). Once start-up is over,
 // MADV_PAGEOUT on those mappings drops the pages from the process and, where no other process
-// maps them, from the page cache; the pages still in use come back on their next touch, as
-// minor faults while they are cached and reads of the file otherwise.
+// maps them and they are clean, from the page cache; the pages still in use come back on their
+// next touch, as minor faults while they are cached and reads of the file otherwise. Dirty
+// pages (a binary written moments ago, not yet on disk) are only unmapped.
 package pagetrim // import "github.com/otelcol-propeller/otelcol-propeller/internal/pagetrim"
 
 import "errors"
