@@ -11,24 +11,27 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PageOut advises MADV_RANDOM and MADV_PAGEOUT over every read-only private mapping of the running executable
-// (identified by device and inode, so a binary replaced on disk by an upgrade is still found).
-// Its writable data is left alone: written pages are anonymous memory, which paging out would
-// only push to swap. Pages that another process also maps (two collectors from one file) are
-// skipped by the kernel.
+// PageOut advises MADV_RANDOM and MADV_PAGEOUT over every read-only private mapping of the
+// running executable. Its writable data is left alone: written pages are anonymous memory,
+// which paging out would only push to swap. Pages that another process also maps (two
+// collectors from one file) are skipped by the kernel.
 func PageOut() (Result, error) {
 	var res Result
-	var st unix.Stat_t
-	if err := unix.Stat("/proc/self/exe", &st); err != nil {
-		return res, fmt.Errorf("stat /proc/self/exe: %w", err)
+	exe, err := executable()
+	if err != nil {
+		return res, err
 	}
 	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
 		return res, err
 	}
-	regions, err := executableRegions(maps, unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	regions, err := executableRegions(maps, exe)
 	if err != nil {
 		return res, err
+	}
+	if len(regions) == 0 {
+		return res, fmt.Errorf("no read-only mapping of the executable (%s, device %d:%d, inode %d) in /proc/self/maps",
+			exe.path, exe.major, exe.minor, exe.ino)
 	}
 	if res.Before, err = rssFile(); err != nil {
 		return res, err
@@ -57,33 +60,48 @@ func PageOut() (Result, error) {
 
 type region struct{ start, end uintptr }
 
-// executableRegions returns the read-only private mappings of the file with the given device
-// and inode, from the text of /proc/<pid>/maps:
+// file identifies the executable as /proc/<pid>/maps names it: by device and inode (which
+// survive the file being replaced on disk by an upgrade), or by path, for filesystems such as
+// overlayfs (containers) whose maps entries carry the device and inode of the underlying file
+// rather than those stat reports.
+type file struct {
+	major, minor uint32
+	ino          uint64
+	path         string
+}
+
+func executable() (file, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &st); err != nil {
+		return file{}, fmt.Errorf("stat /proc/self/exe: %w", err)
+	}
+	path, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		return file{}, err
+	}
+	return file{major: unix.Major(st.Dev), minor: unix.Minor(st.Dev), ino: st.Ino, path: path}, nil
+}
+
+// executableRegions returns the read-only private mappings of exe, from the text of
+// /proc/<pid>/maps:
 //
 //	00400000-00d5e000 r-xp 00000000 fd:01 1837393    /usr/bin/otelcol-propeller-edge
-func executableRegions(maps []byte, major, minor uint32, ino uint64) ([]region, error) {
+func executableRegions(maps []byte, exe file) ([]region, error) {
 	var out []region
 	sc := bufio.NewScanner(bytes.NewReader(maps))
 	for sc.Scan() {
-		f := bytes.Fields(sc.Bytes())
-		if len(f) < 5 {
-			continue
+		line := sc.Bytes()
+		f := bytes.Fields(line)
+		if len(f) < 6 {
+			continue // anonymous
 		}
 		perms := f[1]
 		if len(perms) != 4 || perms[0] != 'r' || perms[1] != '-' || perms[3] != 'p' {
 			continue
 		}
-		if n, err := strconv.ParseUint(string(f[4]), 10, 64); err != nil || n != ino {
-			continue
-		}
-		maj, min, ok := bytes.Cut(f[3], []byte(":"))
-		if !ok {
-			continue
-		}
-		if v, err := strconv.ParseUint(string(maj), 16, 32); err != nil || uint32(v) != major {
-			continue
-		}
-		if v, err := strconv.ParseUint(string(min), 16, 32); err != nil || uint32(v) != minor {
+		// the path is the rest of the line after the inode: it may hold spaces
+		path := string(bytes.TrimSpace(line[bytes.Index(line, f[5]):]))
+		if !sameFile(f[3], f[4], path, exe) {
 			continue
 		}
 		lo, hi, ok := bytes.Cut(f[0], []byte("-"))
@@ -98,6 +116,22 @@ func executableRegions(maps []byte, major, minor uint32, ino uint64) ([]region, 
 		out = append(out, region{uintptr(start), uintptr(end)})
 	}
 	return out, sc.Err()
+}
+
+func sameFile(dev, inode []byte, path string, exe file) bool {
+	if path == exe.path {
+		return true
+	}
+	if n, err := strconv.ParseUint(string(inode), 10, 64); err != nil || n != exe.ino {
+		return false
+	}
+	maj, min, ok := bytes.Cut(dev, []byte(":"))
+	if !ok {
+		return false
+	}
+	vmaj, err1 := strconv.ParseUint(string(maj), 16, 32)
+	vmin, err2 := strconv.ParseUint(string(min), 16, 32)
+	return err1 == nil && err2 == nil && uint32(vmaj) == exe.major && uint32(vmin) == exe.minor
 }
 
 // rssFile reads RssFile of /proc/self/status, in bytes.

@@ -20,13 +20,22 @@ c000000000-c000400000 rw-p 00000000 00:00 0
 7ffd5b9e6000-7ffd5ba07000 rw-p 00000000 00:00 0                          [stack]
 7ffd5bbd2000-7ffd5bbd4000 r-xp 00000000 00:00 0                          [vdso]
 `
-	got, err := executableRegions([]byte(maps), 0xfd, 0x01, 1837393)
+	exe := file{major: 0xfd, minor: 0x01, ino: 1837393, path: "/usr/local/bin/otelcol-propeller-edge"}
+	got, err := executableRegions([]byte(maps), exe)
 	require.NoError(t, err)
 	// the code and the read-only data; not the writable data, the bss, another device's file
 	// with the same inode number, another file, or anonymous memory
 	assert.Equal(t, []region{{0x400000, 0xc3c000}, {0xc3c000, 0x1611000}}, got)
 
-	_, err = executableRegions([]byte("zz-00c3c000 r-xp 00000000 fd:01 7 /x\n"), 0xfd, 0x01, 7)
+	// overlayfs: maps names the underlying file's device and inode; the path still matches
+	const overlay = `00400000-00c3c000 r-xp 00000000 00:2a 99                                 /otelcol propeller edge
+00c3c000-01611000 r--p 0083c000 00:2a 99                                 /otelcol propeller edge
+`
+	got, err = executableRegions([]byte(overlay), file{major: 0, minor: 0x3f, ino: 5, path: "/otelcol propeller edge"})
+	require.NoError(t, err)
+	assert.Equal(t, []region{{0x400000, 0xc3c000}, {0xc3c000, 0x1611000}}, got)
+
+	_, err = executableRegions([]byte("zz-00c3c000 r-xp 00000000 fd:01 7 /x\n"), file{major: 0xfd, minor: 0x01, ino: 7})
 	assert.ErrorContains(t, err, `bad range "zz-00c3c000"`)
 }
 
