@@ -11,8 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PageOut advises MADV_RANDOM and MADV_PAGEOUT over every read-only private mapping of the
-// running executable. Its writable data is left alone: written pages are anonymous memory,
+// PageOut advises MADV_RANDOM, MADV_PAGEOUT and MADV_DONTNEED over every read-only private
+// mapping of the running executable. Its writable data is left alone: written pages are anonymous memory,
 // which paging out would only push to swap. Pages that another process also maps (two
 // collectors from one file) are skipped by the kernel.
 func PageOut() (Result, error) {
@@ -21,16 +21,16 @@ func PageOut() (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	maps, err := os.ReadFile("/proc/self/maps")
+	smaps, err := os.ReadFile("/proc/self/smaps")
 	if err != nil {
 		return res, err
 	}
-	regions, err := executableRegions(maps, exe)
+	regions, err := executableRegions(smaps, exe)
 	if err != nil {
 		return res, err
 	}
 	if len(regions) == 0 {
-		return res, fmt.Errorf("no read-only mapping of the executable (%s, device %d:%d, inode %d) in /proc/self/maps",
+		return res, fmt.Errorf("no read-only mapping of the executable (%s, device %d:%d, inode %d) in /proc/self/smaps",
 			exe.path, exe.major, exe.minor, exe.ino)
 	}
 	if res.Before, err = rssFile(); err != nil {
@@ -51,6 +51,17 @@ func PageOut() (Result, error) {
 		if errno != 0 {
 			return res, fmt.Errorf("madvise(MADV_PAGEOUT) %#x-%#x: %w", r.start, r.end, errno)
 		}
+		// MADV_PAGEOUT leaves file pages alone unless the process owns the file or may write
+		// it (a side channel otherwise): a service user running a root-owned binary gets
+		// nothing from it. MADV_DONTNEED then takes the pages out of the process all the same
+		// (they stay in the page cache, unmapped, which the kernel reclaims first); the next
+		// touch reads them from the file, which is safe only where no page was ever written:
+		// a mapping holding anonymous (copied-on-write) pages is left as it is.
+		if r.anon == 0 {
+			if _, _, errno := unix.Syscall(unix.SYS_MADVISE, r.start, r.end-r.start, unix.MADV_DONTNEED); errno != 0 {
+				return res, fmt.Errorf("madvise(MADV_DONTNEED) %#x-%#x: %w", r.start, r.end, errno)
+			}
+		}
 		res.Mappings++
 		res.Mapped += uint64(r.end - r.start)
 	}
@@ -58,7 +69,10 @@ func PageOut() (Result, error) {
 	return res, err
 }
 
-type region struct{ start, end uintptr }
+type region struct {
+	start, end uintptr
+	anon       uint64 // the mapping's anonymous (written, copied-on-write) kB
+}
 
 // file identifies the executable as /proc/<pid>/maps names it: by device and inode (which
 // survive the file being replaced on disk by an upgrade), or by path, for filesystems such as
@@ -83,15 +97,35 @@ func executable() (file, error) {
 }
 
 // executableRegions returns the read-only private mappings of exe, from the text of
-// /proc/<pid>/maps:
+// /proc/<pid>/smaps: a header line per mapping, as in /proc/<pid>/maps,
 //
 //	00400000-00d5e000 r-xp 00000000 fd:01 1837393    /usr/bin/otelcol-propeller-edge
-func executableRegions(maps []byte, exe file) ([]region, error) {
+//
+// then its counters, one a line (Anonymous: is the one read).
+func executableRegions(smaps []byte, exe file) ([]region, error) {
 	var out []region
-	sc := bufio.NewScanner(bytes.NewReader(maps))
+	in := false // the counters that follow belong to a mapping of exe
+	sc := bufio.NewScanner(bytes.NewReader(smaps))
 	for sc.Scan() {
 		line := sc.Bytes()
 		f := bytes.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Anonymous:")); ok {
+			if in {
+				kb, err := strconv.ParseUint(string(bytes.TrimSuffix(bytes.TrimSpace(v), []byte(" kB"))), 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("smaps: Anonymous %q: %w", bytes.TrimSpace(v), err)
+				}
+				out[len(out)-1].anon = kb
+			}
+			continue
+		}
+		if !bytes.Contains(f[0], []byte("-")) || len(f) < 5 {
+			continue // another counter
+		}
+		in = false
 		if len(f) < 6 {
 			continue // anonymous
 		}
@@ -106,14 +140,15 @@ func executableRegions(maps []byte, exe file) ([]region, error) {
 		}
 		lo, hi, ok := bytes.Cut(f[0], []byte("-"))
 		if !ok {
-			return nil, fmt.Errorf("maps: bad range %q", f[0])
+			return nil, fmt.Errorf("smaps: bad range %q", f[0])
 		}
 		start, err1 := strconv.ParseUint(string(lo), 16, 64)
 		end, err2 := strconv.ParseUint(string(hi), 16, 64)
 		if err := errors.Join(err1, err2); err != nil || end <= start {
-			return nil, fmt.Errorf("maps: bad range %q", f[0])
+			return nil, fmt.Errorf("smaps: bad range %q", f[0])
 		}
-		out = append(out, region{uintptr(start), uintptr(end)})
+		out = append(out, region{start: uintptr(start), end: uintptr(end)})
+		in = true
 	}
 	return out, sc.Err()
 }
