@@ -65,8 +65,27 @@ func PageOut() (Result, error) {
 		res.Mappings++
 		res.Mapped += uint64(r.end - r.start)
 	}
+	// What MADV_PAGEOUT did not drop from the page cache (pages of a file this process may not
+	// write), POSIX_FADV_DONTNEED does for any reader: the kernel drops the file's clean pages
+	// that no process maps. Otherwise the kernel's fault-around would map them again beside
+	// each page that comes back: 14 MiB rather than 8 of the edge build with 100 tasks.
+	if err := dropCache(); err != nil {
+		return res, err
+	}
 	res.After, err = rssFile()
 	return res, err
+}
+
+func dropCache() error {
+	f, err := os.Open("/proc/self/exe")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := unix.Fadvise(int(f.Fd()), 0, 0, unix.FADV_DONTNEED); err != nil {
+		return fmt.Errorf("fadvise(POSIX_FADV_DONTNEED) %s: %w", f.Name(), err)
+	}
+	return nil
 }
 
 type region struct {
