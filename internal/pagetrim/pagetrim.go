@@ -8,9 +8,12 @@
 // a hundred tasks keeps 23-24 MiB of its 30 MB binary resident, of which it uses about half
 // once it runs (BENCHMARKS.md, "Architectures and the edge build"). Once start-up is over,
 // MADV_PAGEOUT on those mappings drops the pages from the process and, where no other process
-// maps them and they are clean, from the page cache; the pages still in use come back on their
-// next touch, as minor faults while they are cached and reads of the file otherwise. Dirty
-// pages (a binary written moments ago, not yet on disk) are only unmapped.
+// maps them and they are clean, from the page cache; the kernel does that for a file's pages
+// only when the process owns the file or may write it, so MADV_DONTNEED and
+// POSIX_FADV_DONTNEED do the same for a service user running a root-owned binary. The pages
+// still in use come back on their next touch, read from the file one page at a time
+// (MADV_RANDOM). Pages another process maps, and dirty pages (a binary written moments ago,
+// not yet on disk), are only unmapped.
 package pagetrim // import "github.com/otelcol-propeller/otelcol-propeller/internal/pagetrim"
 
 import "errors"
