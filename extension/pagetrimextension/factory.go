@@ -1,7 +1,7 @@
 // Package pagetrimextension is a Collector extension that, once the pipelines are running,
 // hands back to the kernel the pages of the collector's executable that only start-up used
-// (internal/pagetrim). It is in the edge build, where the binary's own resident pages are the
-// largest part of the collector's memory.
+// (internal/pagetrim). Both builds have it; it matters most in the edge build, whose binary's
+// own resident pages were the largest part of the collector's memory.
 package pagetrimextension // import "github.com/otelcol-propeller/otelcol-propeller/extension/pagetrimextension"
 
 import (
