@@ -18,9 +18,8 @@ package pagetrim // import "github.com/otelcol-propeller/otelcol-propeller/inter
 
 import "errors"
 
-// ErrUnsupported is returned where the kernel cannot page out on request: Linux before 5.4, and
-// other systems.
-var ErrUnsupported = errors.New("paging out on request is not supported here (needs Linux 5.4 or later)")
+// ErrUnsupported is returned outside Linux.
+var ErrUnsupported = errors.New("paging the executable out is supported on Linux only")
 
 // Result is what one PageOut did.
 type Result struct {

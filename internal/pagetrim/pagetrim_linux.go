@@ -44,11 +44,10 @@ func PageOut() (Result, error) {
 		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, r.start, r.end-r.start, unix.MADV_RANDOM); errno != 0 {
 			return res, fmt.Errorf("madvise(MADV_RANDOM) %#x-%#x: %w", r.start, r.end, errno)
 		}
+		// EINVAL: Linux before 5.4 has no MADV_PAGEOUT; MADV_DONTNEED and the cache drop
+		// below do the same work there.
 		_, _, errno := unix.Syscall(unix.SYS_MADVISE, r.start, r.end-r.start, unix.MADV_PAGEOUT)
-		if errno == unix.EINVAL {
-			return res, ErrUnsupported
-		}
-		if errno != 0 {
+		if errno != 0 && errno != unix.EINVAL {
 			return res, fmt.Errorf("madvise(MADV_PAGEOUT) %#x-%#x: %w", r.start, r.end, errno)
 		}
 		// MADV_PAGEOUT leaves file pages alone unless the process owns the file or may write
