@@ -119,6 +119,7 @@ generate:
 	cd receiver/propletreceiver && $(TOOLS) mdatagen metadata.yaml
 	cd exporter/mqttexporter && $(TOOLS) mdatagen metadata.yaml
 	cd receiver/propellermqttreceiver && $(TOOLS) mdatagen metadata.yaml
+	cd extension/pagetrimextension && $(TOOLS) mdatagen metadata.yaml
 
 ## bench: benchmarks with allocations, three runs each (feed to benchstat).
 bench:

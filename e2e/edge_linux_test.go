@@ -27,7 +27,8 @@ func edgeBinary(t *testing.T) string {
 
 // TestEdgeBuild runs the edge build with examples/edge.yaml (overridden only where a test must:
 // the proplet process, a task by pid, ports, the queue directory): a task's Propeller message
-// arrives over MQTT, the task's series are served to Prometheus, and SIGTERM is a clean stop.
+// arrives over MQTT, the task's series are served to Prometheus, and SIGTERM is a clean stop,
+// all after the pagetrim extension paged the executable out (with no delay here).
 // It also checks what the build contains and that a configuration asking for internal metrics
 // is refused by name.
 func TestEdgeBuild(t *testing.T) {
@@ -35,7 +36,7 @@ func TestEdgeBuild(t *testing.T) {
 
 	out, err := exec.Command(bin, "components").CombinedOutput()
 	require.NoError(t, err, "%s", out)
-	for _, name := range []string{"proplet", "mqtt", "prometheus", "batch", "memory_limiter", "health_check", "file_storage"} {
+	for _, name := range []string{"proplet", "mqtt", "prometheus", "batch", "memory_limiter", "health_check", "file_storage", "pagetrim"} {
 		assert.Contains(t, string(out), "- name: "+name+"\n", "the edge build has %s", name)
 	}
 	for _, name := range []string{"otlp", "debug", "hostmetrics", "host_metrics", "pprof", "transform"} {
@@ -57,6 +58,7 @@ func TestEdgeBuild(t *testing.T) {
 extensions:
   health_check: { endpoint: 127.0.0.1:%d }
   file_storage: { directory: %s }
+  pagetrim: { delay: 0s }
 receivers:
   proplet:
     proplet: { match: null, pid: %d }
@@ -81,8 +83,13 @@ exporters:
 		}
 	})
 
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "Paged out the executable's start-up pages")
+	}, 30*time.Second, 50*time.Millisecond, "the pagetrim extension pages out once the pipelines run")
+	before := len(sub.Messages())
+
 	sub.Wait(t, 30*time.Second, func(msgs []mqtttest.Message) bool {
-		for _, m := range msgs {
+		for _, m := range msgs[before:] { // published after the page-out
 			if strings.HasSuffix(m.Topic, "/control/proplet/task_metrics") && m.Decoded(t)["task_id"] == busyID {
 				return true
 			}

@@ -12,7 +12,10 @@
 # health_check, the prometheus exporter and the Collector's own metrics) so runs can go side by
 # side. The process runs with the caller's environment: GOMEMLIMIT, GOGC, GODEBUG apply.
 # Environment: TASKS (100), INTERVAL (10s), STEADY (60, seconds before RSS is read), WINDOW (60,
-# seconds of CPU measured), PORT_BASE (19100), LOG (a file to keep the collector's output in). Prints one line of key=value.
+# seconds of CPU measured), PORT_BASE (19100), LOG (a file to keep the collector's output in). Prints one line of key=value:
+# rss_after_<STEADY>s with its anonymous (heap, stacks, runtime) and file-backed (the executable's
+# own pages, the queue's mapped file) parts from /proc/<pid>/status, rss_end after the CPU window,
+# hwm the peak (VmHWM, reached during start-up when the pagetrim extension runs), cpu over WINDOW.
 set -euo pipefail
 bin=${1:?usage: scripts/footprint.sh BINARY [CONFIG...]}
 shift
@@ -75,6 +78,13 @@ done
 		echo "        - pull: { exporter: { prometheus: { host: 127.0.0.1, port: $((PORT_BASE + 2)) } } }"
 	fi
 } >"$work/overlay.yaml"
+
+# The binary as an installed one is: written back to disk. The edge build's pagetrim extension
+# pages out its executable's start-up pages; pages of a file still dirty in the page cache (a
+# binary built or copied seconds ago) are only unmapped and come back with their neighbours.
+# Runs side by side use one copy of the binary each: the kernel pages out no page that two
+# processes map.
+sync -- "$bin"
 
 args=()
 for c in "$@"; do args+=(--config "$c"); done

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package pagetrim
+
+// PageOut returns ErrUnsupported outside Linux.
+func PageOut() (Result, error) {
+	return Result{}, ErrUnsupported
+}
