@@ -41,8 +41,9 @@ func TestServiceUserReadsOtherUsersTasks(t *testing.T) {
 	if n, _ := withCaps["file_descriptor_count"].(float64); n < 1 {
 		t.Errorf("task sample file_descriptor_count %v, want at least 1 (root's /proc/<pid>/fd unread): %v", withCaps["file_descriptor_count"], withCaps)
 	}
-	// The collector runs unprivileged, with the unit's capabilities and no_new_privs.
-	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "NoNewPrivs:\t1", "CapAmb:\t0000000000080004"} {
+	// The collector runs unprivileged, with the unit's capabilities (CAP_SYS_PTRACE,
+	// CAP_DAC_READ_SEARCH, CAP_NET_ADMIN: bits 19, 2 and 12) and no_new_privs.
+	for _, want := range []string{"Uid:\t65534\t65534\t65534\t65534", "NoNewPrivs:\t1", "CapAmb:\t0000000000081004"} {
 		if !strings.Contains(status, want) {
 			t.Errorf("collector /proc/<pid>/status has no %q:\n%s", want, status)
 		}
