@@ -2,7 +2,6 @@ package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/e
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/collector/component"
@@ -15,6 +14,7 @@ import (
 	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/sharedcomponent"
 )
 
 // NewFactory returns the factory of the MQTT exporter.
@@ -126,77 +126,33 @@ func helperOptions(c *Config, u *exporterUse) []exporterhelper.Option {
 }
 
 // exporters holds the one exporter of each configuration, shared by its metrics and logs
-// signals: one broker connection (two connections with one configured client_id would take
-// turns throwing each other off the broker), one set of counters and one refusal log. The
-// Collector hands every signal of a component the same *Config, so it keys the sharing.
-var exporters = struct {
-	sync.Mutex
-	m map[*Config]*sharedExporter
-}{m: map[*Config]*sharedExporter{}}
-
-type sharedExporter struct {
-	e     *mqttExporter
-	users int // signals created and not yet shut down; guarded by exporters
-
-	startMu  sync.Mutex
-	started  bool
-	startErr error
-}
+// signals: one broker connection, one set of counters and one refusal log.
+var exporters sharedcomponent.Map[*Config, *mqttExporter]
 
 // exporterUse is one signal's hold on the shared exporter.
 type exporterUse struct {
-	cfg  *Config
-	s    *sharedExporter
-	e    *mqttExporter
-	once sync.Once
+	*sharedcomponent.Use[*Config, *mqttExporter]
+	e *mqttExporter
 }
 
 func useExporter(set exporter.Settings, cfg *Config) (*exporterUse, error) {
-	exporters.Lock()
-	defer exporters.Unlock()
-	s := exporters.m[cfg]
-	if s == nil {
-		e, err := newExporter(set, cfg)
-		if err != nil {
-			return nil, err
-		}
-		s = &sharedExporter{e: e}
-		exporters.m[cfg] = s
+	u, err := exporters.Get(cfg, func() (*mqttExporter, error) { return newExporter(set, cfg) })
+	if err != nil {
+		return nil, err
 	}
-	s.users++
-	return &exporterUse{cfg: cfg, s: s, e: s.e}, nil
+	return &exporterUse{Use: u, e: u.Value()}, nil
 }
 
 // start connects on the first signal's start; the others get its result.
 func (u *exporterUse) start(ctx context.Context, host component.Host) error {
-	s := u.s
-	s.startMu.Lock()
-	defer s.startMu.Unlock()
-	if !s.started {
-		s.started = true
-		s.startErr = s.e.start(ctx, host)
-	}
-	return s.startErr
+	return u.Start(func() error { return u.e.start(ctx, host) })
 }
 
 // shutdown releases the signal's hold; the last one disconnects. exporterhelper calls it
 // after draining the signal's queue, so a signal shut down first never cuts the other's
 // connection while that one still has messages to send.
 func (u *exporterUse) shutdown(ctx context.Context) error {
-	var err error
-	u.once.Do(func() {
-		exporters.Lock()
-		u.s.users--
-		last := u.s.users == 0
-		if last && exporters.m[u.cfg] == u.s {
-			delete(exporters.m, u.cfg)
-		}
-		exporters.Unlock()
-		if last {
-			err = u.s.e.shutdown(ctx)
-		}
-	})
-	return err
+	return u.Shutdown(func() error { return u.e.shutdown(ctx) })
 }
 
 // standardProfile is Propeller's standard profile: its settings apply to tasks whose resource

@@ -511,11 +511,9 @@ func TestMetricsAndLogsShareOneConnection(t *testing.T) {
 	logsSet, _, logsLog := observedSettings(t)
 	le, err := f.CreateLogs(ctx, logsSet, cfg)
 	require.NoError(t, err)
-	exporters.Lock()
-	shared := exporters.m[cfg]
-	exporters.Unlock()
-	require.NotNil(t, shared)
-	assert.Equal(t, 2, shared.users)
+	shared, holds, ok := exporters.Peek(cfg)
+	require.True(t, ok)
+	assert.Equal(t, 2, holds)
 	require.NoError(t, me.Start(ctx, componenttest.NewNopHost()))
 	require.NoError(t, le.Start(ctx, componenttest.NewNopHost()))
 
@@ -530,7 +528,7 @@ func TestMetricsAndLogsShareOneConnection(t *testing.T) {
 		"the logs path logs with the logs signal's logger, though the metrics signal created the exporter")
 
 	require.NoError(t, me.Shutdown(ctx))
-	assert.True(t, shared.e.client.connected(), "the logs signal still holds the connection")
+	assert.True(t, shared.client.connected(), "the logs signal still holds the connection")
 	r := exitedRecord()
 	r.end = r.end.Add(time.Minute)
 	require.NoError(t, le.ConsumeLogs(ctx, usageLogs(taskID, propletID, fullHistory, r)))
@@ -538,10 +536,9 @@ func TestMetricsAndLogsShareOneConnection(t *testing.T) {
 	assert.Len(t, msgs, 3)
 
 	require.NoError(t, le.Shutdown(ctx))
-	assert.False(t, shared.e.client.connected(), "the last shutdown disconnects")
-	exporters.Lock()
-	assert.NotContains(t, exporters.m, cfg, "and forgets the configuration")
-	exporters.Unlock()
+	assert.False(t, shared.client.connected(), "the last shutdown disconnects")
+	_, _, ok = exporters.Peek(cfg)
+	assert.False(t, ok, "and forgets the configuration")
 }
 
 // TestOnlyFailedRecordsAreRetried: when some messages of a batch are not acknowledged, only

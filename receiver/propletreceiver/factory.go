@@ -74,9 +74,9 @@ func propletIntervalFromEnv() time.Duration {
 // createMetrics and createLogs return the one receiver of a configuration: it samples once
 // and feeds the metrics pipelines its samples and the logs pipelines its task usage reports.
 func createMetrics(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Metrics) (receiver.Metrics, error) {
-	return receivers.get(set, cfg.(*Config), func(r *propletReceiver) { r.next = next })
+	return useReceiver(set, cfg.(*Config), func(r *propletReceiver) { r.next = next })
 }
 
 func createLogs(_ context.Context, set receiver.Settings, cfg component.Config, next consumer.Logs) (receiver.Logs, error) {
-	return receivers.get(set, cfg.(*Config), func(r *propletReceiver) { r.logs = next })
+	return useReceiver(set, cfg.(*Config), func(r *propletReceiver) { r.logs = next })
 }

@@ -55,8 +55,6 @@ type propletReceiver struct {
 	done    chan struct{}
 
 	pendingLogs plog.Logs // usage reports of the batch being built (emitLoop only)
-	starts      int       // pipelines that started this shared receiver, not shut down yet
-	forget      func()    // removes it from the shared receivers
 }
 
 func newReceiver(set receiver.Settings, cfg *Config) (*propletReceiver, error) {
@@ -72,7 +70,7 @@ func newReceiver(set receiver.Settings, cfg *Config) (*propletReceiver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &propletReceiver{cfg: cfg, set: set, obsrecv: obsrecv, monCfg: monCfg, policy: policy, forget: func() {}}, nil
+	return &propletReceiver{cfg: cfg, set: set, obsrecv: obsrecv, monCfg: monCfg, policy: policy}, nil
 }
 
 // monitorConfig turns the user's configuration into the monitor's: tasks admitted, rules
@@ -125,11 +123,8 @@ func (cfg *Config) monitorConfig(log *zap.Logger) (monitor.Config, admission.Pol
 	return mc, policy, nil
 }
 
-// Start starts the receiver once, whichever of its pipelines starts it first.
-func (r *propletReceiver) Start(ctx context.Context, host component.Host) error {
-	if r.starts++; r.starts > 1 {
-		return nil
-	}
+// start starts the receiver, once for all its pipelines (shared.go).
+func (r *propletReceiver) start(ctx context.Context, host component.Host) error {
 	tel, err := metadata.NewTelemetryBuilder(r.set.TelemetrySettings)
 	if err != nil {
 		return err
@@ -153,23 +148,17 @@ func (r *propletReceiver) Start(ctx context.Context, host component.Host) error 
 		return err
 	}
 	if err := r.startAPI(ctx, host); err != nil {
-		return errors.Join(err, r.Shutdown(ctx))
+		return errors.Join(err, r.shutdown(ctx))
 	}
 	if err := r.startControlPlane(); err != nil {
-		return errors.Join(err, r.Shutdown(ctx))
+		return errors.Join(err, r.shutdown(ctx))
 	}
 	r.set.Logger.Info("Proplet receiver started", zap.Int("tasks", len(r.monCfg.Tasks)), zap.Int("discovery_rules", len(r.monCfg.Rules)))
 	return nil
 }
 
-// Shutdown stops the receiver when the last of its pipelines shuts it down.
-func (r *propletReceiver) Shutdown(ctx context.Context) error {
-	if r.starts > 1 {
-		r.starts--
-		return nil
-	}
-	r.starts = 0
-	r.forget()
+// shutdown stops the receiver, when the last of its pipelines shuts it down (shared.go).
+func (r *propletReceiver) shutdown(ctx context.Context) error {
 	if r.mon == nil {
 		return nil
 	}

@@ -130,23 +130,28 @@ func TestOneReceiverForBothSignals(t *testing.T) {
 	cfg.PropletID = "p"
 	f := NewFactory()
 	set := receivertest.NewNopSettings(metadata.Type)
-	mr, err := f.CreateMetrics(context.Background(), set, cfg, consumertest.NewNop())
+	metricsSink, logsSink := consumertest.NewNop(), new(consumertest.LogsSink)
+	mr, err := f.CreateMetrics(context.Background(), set, cfg, metricsSink)
 	require.NoError(t, err)
-	lr, err := f.CreateLogs(context.Background(), set, cfg, consumertest.NewNop())
+	lr, err := f.CreateLogs(context.Background(), set, cfg, logsSink)
 	require.NoError(t, err)
-	assert.Same(t, mr, lr)
+	r := mr.(*receiverUse).use.Value()
+	assert.Same(t, r, lr.(*receiverUse).use.Value(), "one receiver")
+	assert.Equal(t, metricsSink, r.next)
+	assert.Equal(t, logsSink, r.logs)
 
 	other := createDefaultConfig().(*Config)
 	or, err := f.CreateLogs(context.Background(), set, other, consumertest.NewNop())
 	require.NoError(t, err)
-	assert.NotSame(t, mr, or, "another configuration is another receiver")
+	assert.NotSame(t, r, or.(*receiverUse).use.Value(), "another configuration is another receiver")
 	require.NoError(t, or.Shutdown(context.Background()))
 
 	host := componenttest.NewNopHost()
 	require.NoError(t, mr.Start(context.Background(), host))
+	mon := r.mon
+	require.NotNil(t, mon)
 	require.NoError(t, lr.Start(context.Background(), host))
-	r := mr.(*propletReceiver)
-	require.NotNil(t, r.mon)
+	assert.Same(t, mon, r.mon, "started once")
 	require.NoError(t, lr.Shutdown(context.Background()))
 	assert.NotNil(t, r.mon, "still running for the metrics pipeline")
 	require.NoError(t, mr.Shutdown(context.Background()))
@@ -154,6 +159,6 @@ func TestOneReceiverForBothSignals(t *testing.T) {
 
 	again, err := f.CreateMetrics(context.Background(), set, cfg, consumertest.NewNop())
 	require.NoError(t, err)
-	assert.NotSame(t, mr, again, "a receiver shut down is forgotten")
+	assert.NotSame(t, r, again.(*receiverUse).use.Value(), "a receiver shut down is forgotten")
 	require.NoError(t, again.Shutdown(context.Background()))
 }
