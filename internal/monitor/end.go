@@ -155,9 +155,10 @@ func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
 	return s, emit
 }
 
-// lastSample is the final sample of a task whose process ended when process events are off
-// (or the record cannot be waited for): from the zombie's reading cur when there is one, else
-// from the previous reading. The caller holds t.mu and calls finish after.
+// endFromReading makes s the final sample of a task whose process ended when process events
+// are off (or the record cannot be waited for), with the usage report from what was read: the
+// zombie's reading cur when there is one (its wait status), else the previous reading. The
+// caller holds t.mu and calls finish after.
 func (m *Monitor) endFromReading(t *task, s *Sample, cur *process.Reading, now time.Time) {
 	var status *uint32
 	if cur != nil && cur.HasExitStatus {

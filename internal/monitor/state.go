@@ -16,8 +16,9 @@ import (
 //	                                       the next process
 //	                                  ──▶ exited, for a fixed pid; a task made by a discovery
 //	                                       rule then leaves the registry
-//	every state  ── StopTask ──▶ stopped: a last sample when the process can still be read,
-//	                               then the task leaves the registry
+//	every state  ── StopTask ──▶ stopped: the task leaves the registry; its last sample and
+//	                               usage report are taken at once (scanning), or when its
+//	                               process ends, within stopGrace (process events)
 //	pending      ── PendingTimeout, for a task registered at run time ──▶ stopped: it leaves
 //	                the registry, counted as refused (pending_expired)
 //
