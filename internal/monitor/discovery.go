@@ -185,6 +185,11 @@ func (m *Monitor) applyFresh(into *[]process.Entry) {
 			delete(d.entries, pid) // ended already
 			continue
 		}
+		// A fork or an exec since the last look: what was read of the process (its command
+		// line, read between fork and exec, is its parent's) and whether it matched no rule
+		// are out of date, even when its command name is the same (a program that runs itself).
+		delete(d.details, e.ID)
+		delete(d.misses, e.ID)
 		d.entries[pid] = e
 		if !had || old.PPID != e.PPID {
 			d.children[e.PPID] = append(d.children[e.PPID], pid)

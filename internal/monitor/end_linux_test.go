@@ -292,3 +292,25 @@ func TestExitRecordOfAnotherIncarnation(t *testing.T) {
 	assert.False(t, (&ProcessExit{PID: 4243, StartTicks: 5000}).of(id))
 	assert.True(t, (&ProcessExit{PID: 4242}).of(id), "a record without a start time: the pid decides")
 }
+
+// TestEventsRereadAProcessAfterItsExec: a process that execs the same program (its command name
+// unchanged) with new arguments is matched on its new command line, not on what was read of it
+// before the exec.
+func TestEventsRereadAProcessAfterItsExec(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
+	}
+	h := runMonitor(t, Config{Events: EventsOn, DiscoveryInterval: time.Minute})
+	match, err := procmatch.Compile(procmatch.Spec{Cmdline: `marker-42$`})
+	require.NoError(t, err)
+	require.NoError(t, h.m.AddTask(admission.Spec{ID: "reexec", ProfileName: "test", Profile: prof(10 * time.Second), Locator: admission.Locator{Match: match}}))
+	time.Sleep(200 * time.Millisecond) // the pass AddTask triggers has run: the task is pending
+
+	// The shell is read at its first exec (no marker-42 in its arguments), then runs sh again.
+	cmd := exec.Command("sh", "-c", `sleep 0.3; exec sh -c "sleep 30" marker-$((40+2))`)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 3*time.Second, 5*time.Millisecond,
+		"bound after its second exec, with the next discovery pass a minute away")
+	assert.Equal(t, int32(cmd.Process.Pid), h.m.Tasks()[0].PID)
+}
