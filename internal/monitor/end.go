@@ -135,7 +135,13 @@ func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
 		t.peak = max(t.peak, cx.PeakRSS)
 		exact = exact && cx.Complete
 	}
-	r.got |= fields & (process.FieldCPU | process.FieldDisk | process.FieldNetwork)
+	// The cumulative counters the task had, or the exit record brought; network only for a
+	// task whose samples had it (a network namespace of its own).
+	have := t.root.prev.Got
+	if x != nil {
+		have |= process.FieldCPU | process.FieldDisk
+	}
+	r.got |= fields & have & (process.FieldCPU | process.FieldDisk | process.FieldNetwork)
 	r.cpuUser, r.cpuSystem = t.acc.cpuUser, t.acc.cpuSystem
 	r.dUser, r.dSystem, r.hasDelta = d.cpuUser, d.cpuSystem, d.cpu
 	r.read, r.write, r.rx, r.tx = t.acc.read, t.acc.write, t.acc.rx, t.acc.tx

@@ -554,16 +554,10 @@ func (m *Monitor) readFailed(t *task, err error, now time.Time) (Sample, bool) {
 	if m.awaitRecord(t) {
 		return Sample{}, false
 	}
-	var s Sample
-	if t.cg != nil {
-		s = m.endCgroup(t, now)
-	} else {
-		s = t.newSample(now)
-		s.Got = fieldsOf(t.spec.Profile) & t.root.prev.Got & (process.FieldCPU | process.FieldDisk | process.FieldNetwork)
-		s.CPUUser, s.CPUSystem = t.acc.cpuUser, t.acc.cpuSystem
-		s.ReadBytes, s.WriteBytes, s.RxBytes, s.TxBytes = t.acc.read, t.acc.write, t.acc.rx, t.acc.tx
-		m.endFromReading(t, &s, nil, now)
+	if t.cg == nil {
+		return m.endNow(t, t.root.h.ID()) // from the previous reading: the process is gone
 	}
+	s := m.endCgroup(t, now)
 	emit := t.state == StateActive
 	t.counted(now)
 	m.finish(t)
