@@ -246,10 +246,12 @@ func (m *Monitor) discoverExec(context.Context) {
 	if len(d.execs) == 0 {
 		return
 	}
+	// Which of the new processes a task already has: a lookup each, not a walk of every
+	// process watched.
 	clear(d.bound)
 	m.ev.mu.Lock()
-	for pid, o := range m.ev.owners {
-		if e, ok := d.entries[pid]; ok && (o.id.Start == 0 || o.id == e.ID) {
+	for _, e := range d.execs {
+		if o, ok := m.ev.owners[e.ID.PID]; ok && (o.id.Start == 0 || o.id == e.ID) {
 			d.bound[e.ID] = true
 		}
 	}
