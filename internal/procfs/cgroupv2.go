@@ -11,30 +11,19 @@ type CgroupCPU struct {
 
 // ParseCgroupCPUStat parses a cgroup v2 cpu.stat.
 func ParseCgroupCPUStat(b []byte, c *CgroupCPU) error {
-	var seen int
-	for off := 0; off < len(b); {
-		var l []byte
-		l, off = line(b, off)
-		f := fields{b: l}
-		key := f.next()
-		v, ok := f.nextUint()
-		var bit int
-		var dst *uint64
+	var user, system bool
+	err := keyedUints(b, func(key []byte, v uint64) bool {
 		switch string(key) {
 		case "user_usec":
-			bit, dst = 1, &c.UserUsec
+			c.UserUsec, user = v, true
 		case "system_usec":
-			bit, dst = 2, &c.SystemUsec
+			c.SystemUsec, system = v, true
 		default:
-			continue
+			return false
 		}
-		if !ok {
-			return ErrMalformed
-		}
-		*dst = v
-		seen |= bit
-	}
-	if seen != 3 {
+		return true
+	})
+	if err != nil || !user || !system {
 		return ErrMalformed
 	}
 	return nil

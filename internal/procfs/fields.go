@@ -96,3 +96,24 @@ func trimSpace(b []byte) []byte {
 	}
 	return b
 }
+
+// keyedUints walks a flat keyed file, one "key value" per line (cgroup v2 cpu.stat and
+// memory.events, v1 memory.oom_control), calling set with each key and its value; set reports
+// whether it took the key. A key taken whose value is not an unsigned integer makes the file
+// malformed; a key not taken may hold anything.
+func keyedUints(b []byte, set func(key []byte, v uint64) bool) error {
+	for off := 0; off < len(b); {
+		var l []byte
+		l, off = line(b, off)
+		f := fields{b: l}
+		key := f.next()
+		if key == nil {
+			continue
+		}
+		v, ok := f.nextUint()
+		if set(key, v) && !ok {
+			return ErrMalformed
+		}
+	}
+	return nil
+}

@@ -17,38 +17,26 @@ type MemoryEvents struct {
 func ParseMemoryEvents(b []byte, e *MemoryEvents) error {
 	*e = MemoryEvents{}
 	var seen bool
-	for off := 0; off < len(b); {
-		var l []byte
-		l, off = line(b, off)
-		f := fields{b: l}
-		key := f.next()
-		if key == nil {
-			continue
-		}
-		var dst *uint64
+	err := keyedUints(b, func(key []byte, v uint64) bool {
 		switch string(key) {
 		case "low":
-			dst = &e.Low
+			e.Low = v
 		case "high":
-			dst = &e.High
+			e.High = v
 		case "max":
-			dst = &e.Max
+			e.Max = v
 		case "oom":
-			dst = &e.OOM
+			e.OOM = v
 		case "oom_kill":
-			dst, seen = &e.OOMKill, true
+			e.OOMKill, seen = v, true
 		case "oom_group_kill":
-			dst = &e.OOMGroupKill
+			e.OOMGroupKill = v
 		default:
-			continue
+			return false
 		}
-		v, ok := f.nextUint()
-		if !ok {
-			return ErrMalformed
-		}
-		*dst = v
-	}
-	if !seen {
+		return true
+	})
+	if err != nil || !seen {
 		return ErrMalformed
 	}
 	return nil

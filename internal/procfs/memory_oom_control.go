@@ -13,41 +13,21 @@ type MemoryOOMControl struct {
 // be known: that is ErrMalformed, like a missing oom_kill_disable.
 func ParseMemoryOOMControl(b []byte, c *MemoryOOMControl) error {
 	*c = MemoryOOMControl{}
-	var seen int
-	for off := 0; off < len(b); {
-		var l []byte
-		l, off = line(b, off)
-		f := fields{b: l}
-		key := f.next()
-		if key == nil {
-			continue
-		}
-		var bit int
+	var seenDisable, seenKill bool
+	err := keyedUints(b, func(key []byte, v uint64) bool {
 		switch string(key) {
 		case "oom_kill_disable":
-			bit = 1
+			c.OOMKillDisable, seenDisable = v != 0, true
 		case "under_oom":
-			bit = 2
-		case "oom_kill":
-			bit = 4
-		default:
-			continue
-		}
-		v, ok := f.nextUint()
-		if !ok {
-			return ErrMalformed
-		}
-		switch bit {
-		case 1:
-			c.OOMKillDisable = v != 0
-		case 2:
 			c.UnderOOM = v != 0
-		case 4:
-			c.OOMKill = v
+		case "oom_kill":
+			c.OOMKill, seenKill = v, true
+		default:
+			return false
 		}
-		seen |= bit
-	}
-	if seen&5 != 5 {
+		return true
+	})
+	if err != nil || !seenDisable || !seenKill {
 		return ErrMalformed
 	}
 	return nil
