@@ -5,6 +5,8 @@ import (
 	"errors"
 
 	paho "github.com/eclipse/paho.mqtt.golang"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
@@ -71,3 +73,13 @@ func (p *paho311) publish(topic string, payload []byte) token {
 }
 
 func (p *paho311) stop() { p.conn.Stop() }
+
+// countFailures returns the counter of failed connection attempts by cause, for
+// mqttconn.Prepared.OnFailure.
+func countFailures(counter metric.Int64Counter) func(mqttconn.Cause) {
+	attrs := map[mqttconn.Cause]metric.MeasurementOption{}
+	for _, c := range mqttconn.Causes {
+		attrs[c] = metric.WithAttributeSet(attribute.NewSet(attribute.String("cause", string(c))))
+	}
+	return func(c mqttconn.Cause) { counter.Add(context.Background(), 1, attrs[c]) }
+}

@@ -20,11 +20,9 @@ type Config struct {
 	BackOffConfig configretry.BackOffConfig                                `mapstructure:"retry_on_failure"`
 
 	// ClientConfig is the broker connection: endpoint, client_id, username, password, tls,
-	// keep_alive, connect_timeout and max_reconnect_interval, the same keys as the receiver's
-	// propeller block.
+	// keep_alive, connect_timeout, max_reconnect_interval, protocol_version ("3.1.1" or "5")
+	// and max_packet_size, the same keys as the receivers'.
 	mqttconn.ClientConfig `mapstructure:",squash"`
-	// ProtocolVersion is "3.1.1" or "5".
-	ProtocolVersion string `mapstructure:"protocol_version"`
 	// QoS of published messages: 0, 1 or 2.
 	QoS byte `mapstructure:"qos"`
 	// Retain sets the retain flag (Propeller never retains metrics).
@@ -67,11 +65,6 @@ func (cfg *Config) Validate() error {
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if err := cfg.ClientConfig.Check(""); err != nil {
 		errs = append(errs, err)
-	}
-	switch cfg.ProtocolVersion {
-	case "3.1.1", "5":
-	default:
-		add(`protocol_version: must be "3.1.1" or "5", got %q`, cfg.ProtocolVersion)
 	}
 	if cfg.QoS > 2 {
 		add("qos: must be 0, 1 or 2, got %d", cfg.QoS)

@@ -81,6 +81,8 @@ func TestLoadConnectionKeys(t *testing.T) {
 		KeepAlive:            45 * time.Second,
 		ConnectTimeout:       7 * time.Second,
 		MaxReconnectInterval: time.Minute,
+		ProtocolVersion:      "3.1.1",
+		MaxPacketSize:        mqttconn.DefaultMaxPacketSize,
 	}
 	want.Retain = true
 	want.DomainID, want.ChannelID = "d", "c"

@@ -55,6 +55,7 @@ func (e *mqttExporter) start(ctx context.Context, _ component.Host) error {
 	if err != nil {
 		return err
 	}
+	conn.OnFailure = countFailures(tel.ExporterMqttConnectionFailures)
 	switch e.cfg.ProtocolVersion {
 	case "5":
 		e.client = newPaho5(e.cfg, conn, e.log)

@@ -67,7 +67,6 @@ func createDefaultConfig() component.Config {
 		QueueConfig:        configoptional.Some(defaultQueueConfig()),
 		BackOffConfig:      defaultBackOffConfig(),
 		ClientConfig:       mqttconn.DefaultClientConfig(),
-		ProtocolVersion:    "3.1.1",
 		QoS:                1,
 		Namespace:          "default",
 		DefaultHistorySize: standardProfile().HistorySize,

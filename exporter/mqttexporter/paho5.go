@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"sync"
 	"time"
 
@@ -40,39 +39,31 @@ func (p *paho5) start(context.Context) error {
 	attempts := p.conn.NewAttemptLog(p.log)
 	ctx, cancel := context.WithCancel(context.Background())
 	p.ctx, p.cancel = ctx, cancel
-	cc := autopaho.ClientConfig{
-		ServerUrls:                    []*url.URL{p.conn.URL},
-		TlsCfg:                        p.conn.TLS,
-		KeepAlive:                     uint16(c.KeepAlive / time.Second),
-		CleanStartOnInitialConnection: true,
-		ConnectTimeout:                c.ConnectTimeout,
-		ReconnectBackoff: func(attempt int) time.Duration {
-			return min(time.Second<<min(attempt, 10), c.MaxReconnectInterval)
-		},
-		ConnectUsername: c.Username,
-		ConnectPassword: []byte(c.Password),
-		OnConnectionUp: func(*autopaho.ConnectionManager, *paho.Connack) {
-			p.setState(true, nil)
-			attempts.Connected()
-			p.log.Info("Connected to the MQTT broker", zap.String("endpoint", c.Endpoint), zap.String("client_id", p.conn.ClientID))
-		},
-		OnConnectionDown: func() bool {
-			p.setState(false, nil)
-			p.log.Warn("Connection to the MQTT broker lost; reconnecting", zap.String("endpoint", c.Endpoint))
-			return true
-		},
-		OnConnectError: func(err error) {
-			p.setState(false, err)
-			if isAuthError(err) {
-				err = p.conn.CredentialsError(err)
-			}
-			// Logged as the MQTT 3.1.1 client's attempts are: the first at once, with the
-			// broker's reason, then once a minute; refused credentials and certificates as
-			// errors with the fix.
-			attempts.Failed(err)
-		},
-		ClientConfig: paho.ClientConfig{ClientID: p.conn.ClientID},
+	// A clean session at every connection, reconnections included: publishes in flight when
+	// the connection drops fail, and the exporterhelper queue sends them again. autopaho on its
+	// own asks for clean start on the first connection only, and a broker that refuses
+	// persistent sessions (FluxMQ with its cluster disabled) then refuses every reconnection.
+	cc := p.conn.AutopahoConfig(func() mqttconn.Session { return mqttconn.Session{Protocol: "5"} })
+	cc.OnConnectionUp = func(*autopaho.ConnectionManager, *paho.Connack) {
+		p.setState(true, nil)
+		attempts.Connected()
+		p.log.Info("Connected to the MQTT broker", zap.String("endpoint", c.Endpoint), zap.String("client_id", p.conn.ClientID))
 	}
+	cc.OnConnectionDown = func() bool {
+		p.setState(false, nil)
+		p.log.Warn("Connection to the MQTT broker lost; reconnecting", zap.String("endpoint", c.Endpoint))
+		return true
+	}
+	cc.OnConnectError = func(err error) {
+		p.setState(false, err)
+		if isAuthError(err) {
+			err = p.conn.CredentialsError(err)
+		}
+		// Logged as the MQTT 3.1.1 client's attempts are: the first of each kind at once, with
+		// the broker's answer and the likely cause, then once a minute; counted by cause.
+		attempts.Failed(err)
+	}
+	cc.OnClientError = func(err error) { mqttconn.LogClientError(p.log, c.Endpoint, err) }
 	var err error
 	if p.cm, err = autopaho.NewConnection(ctx, cc); err != nil {
 		cancel()

@@ -122,8 +122,9 @@ func (c *coalescingConn) Close() error {
 
 // dialCoalescing returns a dialer for a TCP or TLS connection whose writes are coalesced and
 // whose reads are acknowledged at once. It reports false for schemes it does not handle
-// (WebSockets), which keep the client's own dialer.
-func dialCoalescing(u *url.URL, tlsCfg *tls.Config, timeout time.Duration) (func() (net.Conn, error), bool) {
+// (WebSockets), which keep the client's own dialer. The connection is passed through capRead,
+// which checks the length of every packet read (after TLS).
+func dialCoalescing(u *url.URL, tlsCfg *tls.Config, timeout time.Duration, capRead func(net.Conn) net.Conn) (func() (net.Conn, error), bool) {
 	host := u.Host
 	secure := false
 	switch strings.ToLower(u.Scheme) {
@@ -159,6 +160,6 @@ func dialCoalescing(u *url.URL, tlsCfg *tls.Config, timeout time.Duration) (func
 			_ = tc.SetDeadline(time.Time{})
 			c = tc
 		}
-		return c, nil
+		return capRead(c), nil
 	}, true
 }

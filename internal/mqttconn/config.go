@@ -41,10 +41,19 @@ type ClientConfig struct {
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
 	// MaxReconnectInterval caps the backoff between connection attempts.
 	MaxReconnectInterval time.Duration `mapstructure:"max_reconnect_interval"`
+	// ProtocolVersion is "3.1.1" or "5". A broker with one listener per version (FluxMQ:
+	// 3.1.1 on 1883, 5 on 1884 in Propeller's settings) closes a connection of the other.
+	ProtocolVersion string `mapstructure:"protocol_version"`
+	// MaxPacketSize caps the remaining length of a packet read from the broker, in bytes: a
+	// longer one closes the connection before it is allocated. MQTT 5 clients also announce
+	// it to the broker. Default 1 MiB (the broker's max_message_size in Propeller's settings).
+	// Not enforced on WebSocket endpoints.
+	MaxPacketSize int `mapstructure:"max_packet_size"`
 }
 
 // DefaultClientConfig returns the defaults both components use: the local broker without
-// TLS, a 30 s keep-alive, 5 s per connection attempt and at most 30 s between attempts.
+// TLS, a 30 s keep-alive, 5 s per connection attempt and at most 30 s between attempts, MQTT
+// 3.1.1, and packets of at most 1 MiB.
 func DefaultClientConfig() ClientConfig {
 	return ClientConfig{
 		Endpoint:             "tcp://127.0.0.1:1883",
@@ -52,6 +61,8 @@ func DefaultClientConfig() ClientConfig {
 		KeepAlive:            30 * time.Second,
 		ConnectTimeout:       5 * time.Second,
 		MaxReconnectInterval: 30 * time.Second,
+		ProtocolVersion:      "3.1.1",
+		MaxPacketSize:        DefaultMaxPacketSize,
 	}
 }
 
@@ -81,6 +92,14 @@ func (c *ClientConfig) Check(prefix string) error {
 	}
 	if c.MaxReconnectInterval < time.Second {
 		add("max_reconnect_interval", "must be at least 1s, got %s%s", c.MaxReconnectInterval, profile.UnitHint(c.MaxReconnectInterval))
+	}
+	switch c.ProtocolVersion {
+	case "3.1.1", "5":
+	default:
+		add("protocol_version", `must be "3.1.1" or "5", got %q`, c.ProtocolVersion)
+	}
+	if c.MaxPacketSize < 1024 || c.MaxPacketSize > maxRemainingLength {
+		add("max_packet_size", "must be from 1024 to %d bytes, got %d", maxRemainingLength, c.MaxPacketSize)
 	}
 	return errors.Join(errs...)
 }
@@ -120,6 +139,10 @@ type Prepared struct {
 	URL      *url.URL
 	TLS      *tls.Config // nil when the endpoint does not use TLS
 	ClientID string
+	// OnFailure, when set, is called with the cause of every failed connection attempt and of
+	// every connection closed because the broker sent a packet over max_packet_size: the
+	// components count them. Set it before creating a client.
+	OnFailure func(Cause)
 }
 
 // Prepare parses the endpoint, loads the TLS configuration of a TLS endpoint (TLS 1.2 at

@@ -92,6 +92,8 @@ func TestCheckNamesEveryKeyWithItsPrefix(t *testing.T) {
 		"bare keep-alive":  {func(c *ClientConfig) { c.KeepAlive = 30 }, "keep_alive: must be at least 1s (brokers reject 0), got 30ns (a number without a unit is nanoseconds: write 30s)"},
 		"bare timeout":     {func(c *ClientConfig) { c.ConnectTimeout = 5 }, "connect_timeout: must be at least 1ms, got 5ns (a number without a unit is nanoseconds: write 5s)"},
 		"bare reconnect":   {func(c *ClientConfig) { c.MaxReconnectInterval = 60 }, "max_reconnect_interval: must be at least 1s, got 60ns (a number without a unit is nanoseconds: write 60s)"},
+		"protocol":         {func(c *ClientConfig) { c.ProtocolVersion = "3" }, `protocol_version: must be "3.1.1" or "5", got "3"`},
+		"small packets":    {func(c *ClientConfig) { c.MaxPacketSize = 100 }, "max_packet_size: must be from 1024 to 268435455 bytes, got 100"},
 	}
 	for name, tt := range tests {
 		for _, prefix := range []string{"", "propeller."} {
@@ -103,7 +105,7 @@ func TestCheckNamesEveryKeyWithItsPrefix(t *testing.T) {
 				want := regexp.MustCompile(`\{prefix\}`).ReplaceAllLiteralString(tt.want, prefix)
 				assert.ErrorContains(t, err, prefix+want)
 				for _, line := range regexp.MustCompile("\n").Split(err.Error(), -1) {
-					assert.Regexp(t, "^"+regexp.QuoteMeta(prefix)+`(endpoint|tls\.[a-z_.]+|keep_alive|connect_timeout|max_reconnect_interval): `, line)
+					assert.Regexp(t, "^"+regexp.QuoteMeta(prefix)+`(endpoint|tls\.[a-z_.]+|keep_alive|connect_timeout|max_reconnect_interval|protocol_version|max_packet_size): `, line)
 				}
 			})
 		}
@@ -114,7 +116,7 @@ func TestCheckNamesEveryKeyWithItsPrefix(t *testing.T) {
 	c.Endpoint, c.TLS.CAFile = "ssl://broker:8883", "/ca.pem"
 	assert.NoError(t, c.Check(""), "tls with a TLS endpoint")
 	c = ClientConfig{Endpoint: "http://"}
-	assert.Len(t, regexp.MustCompile("\n").Split(c.Check("p.").Error(), -1), 5, "every problem is reported at once")
+	assert.Len(t, regexp.MustCompile("\n").Split(c.Check("p.").Error(), -1), 7, "every problem is reported at once")
 }
 
 // TestSchemelessEndpointIsOneError: a host:port without a scheme is one error that says to add

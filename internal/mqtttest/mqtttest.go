@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,6 +45,13 @@ type Options struct {
 	// publish with reason code 0x87 (not authorised) over MQTT 5, and disconnects an MQTT 3.1.1
 	// client.
 	DenyPublish []string
+	// RefusePersistent is how the broker treats a CONNECT asking for a persistent session
+	// (3.1.1 clean session 0, MQTT 5 clean start 0). CloseBeforeConnack is FluxMQ with its
+	// cluster disabled.
+	RefusePersistent Refusal
+	// OnlyProtocol, when set (4 for 3.1.1, 5), closes connections of other MQTT versions
+	// without a CONNACK, as a listener of one version of FluxMQ does.
+	OnlyProtocol byte
 }
 
 // Broker is an embedded MQTT broker for one test.
@@ -53,6 +61,8 @@ type Broker struct {
 	addr   string
 	store  string
 	server *mqtt.Server
+	// refused counts the CONNECTs refused, across restarts.
+	refused atomic.Int64
 }
 
 // Start starts an embedded broker on a free port of 127.0.0.1. It stops when the test ends.
@@ -106,6 +116,12 @@ func (b *Broker) start() {
 	}
 	if err != nil {
 		b.tb.Fatal(err)
+	}
+	if b.opts.RefusePersistent != Accept || b.opts.OnlyProtocol != 0 {
+		h := &refuseHook{server: s, persistent: b.opts.RefusePersistent, only: b.opts.OnlyProtocol, refused: &b.refused}
+		if err := s.AddHook(h, nil); err != nil {
+			b.tb.Fatal(err)
+		}
 	}
 	if b.store != "" {
 		if err := s.AddHook(new(bolt.Hook), &bolt.Options{Path: b.store, Options: &bbolt.Options{Timeout: time.Second}}); err != nil {

@@ -3,6 +3,7 @@ package propellermqttreceiver
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -13,14 +14,27 @@ import (
 // Config is the propeller_mqtt receiver's configuration.
 type Config struct {
 	// The broker connection: endpoint, client_id, username, password, tls, keep_alive,
-	// connect_timeout and max_reconnect_interval, the same keys as the mqtt exporter's. Set a
-	// client_id: the session is persistent, and the broker keeps it by that id.
+	// connect_timeout, max_reconnect_interval, protocol_version and max_packet_size, the same
+	// keys as the mqtt exporter's. Set a client_id unless session is clean: the broker keeps a
+	// persistent session by that id.
 	mqttconn.ClientConfig `mapstructure:",squash"`
+	// Session is the session asked of the broker: prefer_persistent (default: persistent, and
+	// clean with a warning when the broker refuses persistent sessions, as FluxMQ does with its
+	// cluster disabled), persistent (only: a refusal fails the start), or clean.
+	Session mqttconn.SessionPolicy `mapstructure:"session"`
+	// SessionExpiry is how long an MQTT 5 broker keeps a persistent session while the gateway
+	// is away (MQTT 3.1.1 brokers decide this themselves). Default 1h.
+	SessionExpiry time.Duration `mapstructure:"session_expiry"`
+	// AcceptRetained takes in retained messages. Default false: a retained message is sent
+	// again at every (re)connection, so it would become a fresh sample each time; it is
+	// counted as ignored instead.
+	AcceptRetained bool `mapstructure:"accept_retained"`
 	// Topics are the MQTT topic filters subscribed to at QoS 1. Default: every domain's and
 	// channel's task_metrics and proplet metrics.
 	Topics []string `mapstructure:"topics"`
 	// SharedGroup, when set, subscribes to $share/<group>/<filter> for every filter, so the
-	// gateways of one group split the stream (MQTT 5, and Mosquitto over 3.1.1).
+	// gateways of one group split the stream (MQTT 5, and over 3.1.1 with brokers that accept
+	// it there: Mosquitto, FluxMQ).
 	SharedGroup string `mapstructure:"shared_group"`
 	// RepairRustProplet corrects the Rust proplet's messages: memory_bytes / 1024, and its
 	// always-zero memory_percent dropped. Default true.
@@ -40,10 +54,19 @@ var DefaultTopics = []string{
 // Validate checks the configuration; every error names the key and the value.
 func (c *Config) Validate() error {
 	errs := []error{c.Check("")}
-	if c.ClientID == "" {
-		// A random id would leave a session on the broker at every restart, queueing messages
-		// for a client that never comes back.
-		errs = append(errs, errors.New("client_id: must be set: the session is persistent and the broker keeps it by this id (for example gateway-1)"))
+	switch c.Session {
+	case mqttconn.SessionPreferPersistent, mqttconn.SessionPersistent:
+		if c.ClientID == "" {
+			// A random id would leave a session on the broker at every restart, queueing
+			// messages for a client that never comes back.
+			errs = append(errs, fmt.Errorf("client_id: must be set with session %s: the broker keeps a persistent session by this id (for example gateway-1); or set session: clean", c.Session))
+		}
+	case mqttconn.SessionClean:
+	default:
+		errs = append(errs, fmt.Errorf("session: must be prefer_persistent, persistent or clean, got %q", c.Session))
+	}
+	if c.SessionExpiry < time.Second || c.SessionExpiry > math.MaxUint32*time.Second {
+		errs = append(errs, fmt.Errorf("session_expiry: must be from 1s to %d s, got %s", uint32(math.MaxUint32), c.SessionExpiry))
 	}
 	if len(c.Topics) == 0 {
 		errs = append(errs, errors.New("topics: must list at least one topic filter"))

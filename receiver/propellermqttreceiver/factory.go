@@ -3,6 +3,7 @@ package propellermqttreceiver
 import (
 	"context"
 	"slices"
+	"time"
 
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
@@ -27,6 +28,8 @@ func createDefaultConfig() component.Config {
 	return &Config{
 		ClientConfig:      mqttconn.DefaultClientConfig(),
 		Topics:            slices.Clone(DefaultTopics),
+		Session:           mqttconn.SessionPreferPersistent,
+		SessionExpiry:     time.Hour,
 		RepairRustProplet: o.Repair,
 		MaxAge:            o.MaxAge,
 		MaxAhead:          o.MaxAhead,

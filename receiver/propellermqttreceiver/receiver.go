@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	paho "github.com/eclipse/paho.mqtt.golang"
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/pdata/pmetric"
@@ -65,8 +64,9 @@ type fleetReceiver struct {
 	// than all of them, so it waits until they are gone: data is handed on in the order read.
 	queued int
 
-	conn   *mqttconn.Connection
-	ctx    context.Context
+	sub     *mqttconn.Subscriber
+	session sessionTelemetry
+	ctx     context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
@@ -114,26 +114,14 @@ func (r *fleetReceiver) Start(_ context.Context, _ component.Host) error {
 
 	// The receiver's context outlives Start's: it carries the data handed on.
 	r.ctx, r.cancel = context.WithCancel(context.Background())
-	p, err := r.cfg.Prepare(r.ctx, "otelcol-propeller-fleet-")
-	if err != nil {
+	if r.sub, err = r.connect(); err != nil {
 		return err
 	}
-	opts := p.PahoOptions().
-		// A persistent session: the broker keeps the subscriptions and queues QoS 1 messages
-		// while this gateway is away, and delivers them as soon as it is back, before the
-		// subscriptions are renewed; the default handler takes those.
-		SetCleanSession(false).
-		SetDefaultPublishHandler(r.onMessage).
-		SetOnConnectHandler(r.subscribe).
-		SetConnectionLostHandler(func(_ paho.Client, err error) {
-			r.set.Logger.Warn("Connection to the Propeller broker lost; reconnecting", zap.String("endpoint", r.cfg.Endpoint), zap.Error(err))
-		})
-	r.conn = p.NewConnection(opts, r.set.Logger)
 	r.wg.Add(1)
 	go r.flushLoop()
 	r.workerDone = make(chan struct{})
 	go r.convertLoop()
-	if err := r.conn.Start(); err != nil {
+	if err := r.sub.Start(); err != nil {
 		r.stopOnce.Do(r.stop)
 		return err
 	}
@@ -148,8 +136,8 @@ func (r *fleetReceiver) Shutdown(context.Context) error {
 }
 
 func (r *fleetReceiver) stop() {
-	if r.conn != nil {
-		r.conn.Stop()
+	if r.sub != nil {
+		r.sub.Stop()
 	}
 	// The messages read are converted, then the batches handed on, then what is left.
 	close(r.stopping)
@@ -168,30 +156,6 @@ func (r *fleetReceiver) stop() {
 	}
 }
 
-func (r *fleetReceiver) subscribe(c paho.Client) {
-	filters := map[string]byte{}
-	for _, f := range r.cfg.filters() {
-		filters[f] = 1
-	}
-	t := c.SubscribeMultiple(filters, r.onMessage)
-	if !t.WaitTimeout(10 * time.Second) {
-		r.set.Logger.Error("Subscribing to Propeller's metrics topics timed out", zap.Strings("topics", r.cfg.filters()))
-		return
-	}
-	if err := t.Error(); err != nil {
-		r.set.Logger.Error("Cannot subscribe to Propeller's metrics topics", zap.Strings("topics", r.cfg.filters()), zap.Error(err))
-		return
-	}
-	if st, ok := t.(*paho.SubscribeToken); ok {
-		for f, code := range st.Result() {
-			if code == 0x80 {
-				r.set.Logger.Error("The broker refused a subscription (check the ACL, and shared subscription support for shared_group)", zap.String("topic", f))
-			}
-		}
-	}
-	r.set.Logger.Info("Receiving Propeller metrics", zap.Strings("topics", r.cfg.filters()), zap.String("client_id", r.cfg.ClientID))
-}
-
 // received is a message as read, waiting to be converted.
 type received struct {
 	topic   string
@@ -202,8 +166,12 @@ type received struct {
 // onMessage passes a message to the converting goroutine. paho acknowledges the message when
 // this returns, and the broker sends the next one only within its window of unacknowledged
 // messages (Mosquitto: 20): converting here would hold up that window.
-func (r *fleetReceiver) onMessage(_ paho.Client, msg paho.Message) {
-	m := received{msg.Topic(), msg.Payload(), time.Now().UnixNano()}
+func (r *fleetReceiver) onMessage(msg mqttconn.Message) {
+	if msg.Retained && !r.cfg.AcceptRetained {
+		r.retained(msg.Topic)
+		return
+	}
+	m := received{msg.Topic, msg.Payload, time.Now().UnixNano()}
 	select {
 	case r.raw <- m:
 	case <-r.stopping:

@@ -23,15 +23,16 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                         metric.Meter
-	mu                            sync.Mutex
-	registrations                 []metric.Registration
-	ExporterMqttBytesSent         metric.Int64Counter
-	ExporterMqttLogRecordsSkipped metric.Int64Counter
-	ExporterMqttMessagesDropped   metric.Int64Counter
-	ExporterMqttMessagesFailed    metric.Int64Counter
-	ExporterMqttMessagesPublished metric.Int64Counter
-	ExporterMqttMessagesRefused   metric.Int64Counter
+	meter                          metric.Meter
+	mu                             sync.Mutex
+	registrations                  []metric.Registration
+	ExporterMqttBytesSent          metric.Int64Counter
+	ExporterMqttConnectionFailures metric.Int64Counter
+	ExporterMqttLogRecordsSkipped  metric.Int64Counter
+	ExporterMqttMessagesDropped    metric.Int64Counter
+	ExporterMqttMessagesFailed     metric.Int64Counter
+	ExporterMqttMessagesPublished  metric.Int64Counter
+	ExporterMqttMessagesRefused    metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -67,6 +68,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_exporter_mqtt_bytes_sent",
 		metric.WithDescription("Payload bytes of messages the broker acknowledged (or, at QoS 0, that were written). [Alpha]"),
 		metric.WithUnit("By"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ExporterMqttConnectionFailures, err = builder.meter.Int64Counter(
+		"otelcol_exporter_mqtt_connection_failures",
+		metric.WithDescription("Failed connection attempts to the broker, and connections closed because the broker sent a packet over max_packet_size, by cause (attribute cause: unreachable, closed_before_connack, no_connack, server_unavailable, protocol_version, client_id_rejected, credentials, refused, broker_certificate, client_certificate, packet_too_large). [Alpha]"),
+		metric.WithUnit("{attempt}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ExporterMqttLogRecordsSkipped, err = builder.meter.Int64Counter(

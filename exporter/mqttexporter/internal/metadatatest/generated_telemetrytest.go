@@ -37,6 +37,22 @@ func AssertEqualExporterMqttBytesSent(t *testing.T, tt *componenttest.Telemetry,
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualExporterMqttConnectionFailures(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_exporter_mqtt_connection_failures",
+		Description: "Failed connection attempts to the broker, and connections closed because the broker sent a packet over max_packet_size, by cause (attribute cause: unreachable, closed_before_connack, no_connack, server_unavailable, protocol_version, client_id_rejected, credentials, refused, broker_certificate, client_certificate, packet_too_large). [Alpha]",
+		Unit:        "{attempt}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_exporter_mqtt_connection_failures")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualExporterMqttLogRecordsSkipped(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_exporter_mqtt_log_records_skipped",

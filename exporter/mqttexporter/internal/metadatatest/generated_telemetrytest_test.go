@@ -20,12 +20,16 @@ func TestSetupTelemetry(t *testing.T) {
 	require.NoError(t, err)
 	defer tb.Shutdown()
 	tb.ExporterMqttBytesSent.Add(context.Background(), 1)
+	tb.ExporterMqttConnectionFailures.Add(context.Background(), 1)
 	tb.ExporterMqttLogRecordsSkipped.Add(context.Background(), 1)
 	tb.ExporterMqttMessagesDropped.Add(context.Background(), 1)
 	tb.ExporterMqttMessagesFailed.Add(context.Background(), 1)
 	tb.ExporterMqttMessagesPublished.Add(context.Background(), 1)
 	tb.ExporterMqttMessagesRefused.Add(context.Background(), 1)
 	AssertEqualExporterMqttBytesSent(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualExporterMqttConnectionFailures(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualExporterMqttLogRecordsSkipped(t, testTel,

@@ -23,13 +23,15 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                                 metric.Meter
-	mu                                    sync.Mutex
-	registrations                         []metric.Registration
-	ReceiverPropellerMqttDroppedMessages  metric.Int64Counter
-	ReceiverPropellerMqttIgnoredMessages  metric.Int64Counter
-	ReceiverPropellerMqttMessages         metric.Int64Counter
-	ReceiverPropellerMqttRepairedMessages metric.Int64Counter
+	meter                                        metric.Meter
+	mu                                           sync.Mutex
+	registrations                                []metric.Registration
+	ReceiverPropellerMqttConnectionFailures      metric.Int64Counter
+	ReceiverPropellerMqttDroppedMessages         metric.Int64Counter
+	ReceiverPropellerMqttIgnoredMessages         metric.Int64Counter
+	ReceiverPropellerMqttMessages                metric.Int64Counter
+	ReceiverPropellerMqttRepairedMessages        metric.Int64Counter
+	ReceiverPropellerMqttRetainedMessagesIgnored metric.Int64Counter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -61,6 +63,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
+	builder.ReceiverPropellerMqttConnectionFailures, err = builder.meter.Int64Counter(
+		"otelcol_receiver_propeller_mqtt_connection_failures",
+		metric.WithDescription("Failed connection attempts to the broker, and connections closed because the broker sent a packet over max_packet_size, by cause (attribute cause: unreachable, closed_before_connack, no_connack, server_unavailable, protocol_version, client_id_rejected, credentials, refused, broker_certificate, client_certificate, packet_too_large). [Alpha]"),
+		metric.WithUnit("{attempt}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ReceiverPropellerMqttDroppedMessages, err = builder.meter.Int64Counter(
 		"otelcol_receiver_propeller_mqtt_dropped_messages",
 		metric.WithDescription("Messages dropped, by reason (not_json, wrong_type, missing_id, id_too_long, id_not_uuid, timestamp_out_of_range, bad_value, no_metrics, too_large, and refused when the pipeline refused the data). [Alpha]"),
@@ -82,6 +90,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	builder.ReceiverPropellerMqttRepairedMessages, err = builder.meter.Int64Counter(
 		"otelcol_receiver_propeller_mqtt_repaired_messages",
 		metric.WithDescription("Messages whose sender's known mistakes were corrected, by source (rust_proplet). [Alpha]"),
+		metric.WithUnit("{message}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverPropellerMqttRetainedMessagesIgnored, err = builder.meter.Int64Counter(
+		"otelcol_receiver_propeller_mqtt_retained_messages_ignored",
+		metric.WithDescription("Retained messages not taken in (accept_retained is false); the broker sends them again at every connection, so each would be an old sample stamped anew. [Alpha]"),
 		metric.WithUnit("{message}"),
 	)
 	errs = errors.Join(errs, err)

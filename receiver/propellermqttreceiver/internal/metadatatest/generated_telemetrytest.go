@@ -21,6 +21,22 @@ func NewSettings(tt *componenttest.Telemetry) receiver.Settings {
 	return set
 }
 
+func AssertEqualReceiverPropellerMqttConnectionFailures(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_receiver_propeller_mqtt_connection_failures",
+		Description: "Failed connection attempts to the broker, and connections closed because the broker sent a packet over max_packet_size, by cause (attribute cause: unreachable, closed_before_connack, no_connack, server_unavailable, protocol_version, client_id_rejected, credentials, refused, broker_certificate, client_certificate, packet_too_large). [Alpha]",
+		Unit:        "{attempt}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_receiver_propeller_mqtt_connection_failures")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualReceiverPropellerMqttDroppedMessages(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_receiver_propeller_mqtt_dropped_messages",
@@ -81,6 +97,22 @@ func AssertEqualReceiverPropellerMqttRepairedMessages(t *testing.T, tt *componen
 		},
 	}
 	got, err := tt.GetMetric("otelcol_receiver_propeller_mqtt_repaired_messages")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
+func AssertEqualReceiverPropellerMqttRetainedMessagesIgnored(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_receiver_propeller_mqtt_retained_messages_ignored",
+		Description: "Retained messages not taken in (accept_retained is false); the broker sends them again at every connection, so each would be an old sample stamped anew. [Alpha]",
+		Unit:        "{message}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_receiver_propeller_mqtt_retained_messages_ignored")
 	require.NoError(t, err)
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }

@@ -19,10 +19,15 @@ func TestSetupTelemetry(t *testing.T) {
 	tb, err := metadata.NewTelemetryBuilder(testTel.NewTelemetrySettings())
 	require.NoError(t, err)
 	defer tb.Shutdown()
+	tb.ReceiverPropellerMqttConnectionFailures.Add(context.Background(), 1)
 	tb.ReceiverPropellerMqttDroppedMessages.Add(context.Background(), 1)
 	tb.ReceiverPropellerMqttIgnoredMessages.Add(context.Background(), 1)
 	tb.ReceiverPropellerMqttMessages.Add(context.Background(), 1)
 	tb.ReceiverPropellerMqttRepairedMessages.Add(context.Background(), 1)
+	tb.ReceiverPropellerMqttRetainedMessagesIgnored.Add(context.Background(), 1)
+	AssertEqualReceiverPropellerMqttConnectionFailures(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverPropellerMqttDroppedMessages(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
@@ -33,6 +38,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverPropellerMqttRepairedMessages(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverPropellerMqttRetainedMessagesIgnored(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 
