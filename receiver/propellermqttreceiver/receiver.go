@@ -67,8 +67,8 @@ type fleetReceiver struct {
 	sub     *mqttconn.Subscriber
 	session sessionTelemetry
 	ctx     context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
 
 	stopOnce sync.Once
 }
