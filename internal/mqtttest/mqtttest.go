@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -52,6 +53,8 @@ type Options struct {
 	// OnlyProtocol, when set (4 for 3.1.1, 5), closes connections of other MQTT versions
 	// without a CONNACK, as a listener of one version of FluxMQ does.
 	OnlyProtocol byte
+	// Record keeps every message publishers send, for Received.
+	Record bool
 }
 
 // Broker is an embedded MQTT broker for one test.
@@ -63,6 +66,9 @@ type Broker struct {
 	server *mqtt.Server
 	// refused counts the CONNECTs refused, across restarts.
 	refused atomic.Int64
+
+	mu       sync.Mutex
+	received []Message
 }
 
 // Start starts an embedded broker on a free port of 127.0.0.1. It stops when the test ends.
@@ -120,6 +126,11 @@ func (b *Broker) start() {
 	if b.opts.RefusePersistent != Accept || b.opts.OnlyProtocol != 0 {
 		h := &refuseHook{server: s, persistent: b.opts.RefusePersistent, only: b.opts.OnlyProtocol, refused: &b.refused}
 		if err := s.AddHook(h, nil); err != nil {
+			b.tb.Fatal(err)
+		}
+	}
+	if b.opts.Record {
+		if err := s.AddHook(&recordHook{b: b}, nil); err != nil {
 			b.tb.Fatal(err)
 		}
 	}

@@ -167,3 +167,26 @@ func StartRaw(tb testing.TB, send []byte) *Raw {
 
 // Endpoint is the server's URL for clients.
 func (r *Raw) Endpoint() string { return "tcp://" + r.l.Addr().String() }
+
+// recordHook keeps every message the broker received from a publisher.
+type recordHook struct {
+	mqtt.HookBase
+	b *Broker
+}
+
+func (h *recordHook) ID() string { return "record" }
+
+func (h *recordHook) Provides(b byte) bool { return b == mqtt.OnPublished }
+
+func (h *recordHook) OnPublished(_ *mqtt.Client, pk packets.Packet) {
+	h.b.mu.Lock()
+	h.b.received = append(h.b.received, Message{Topic: pk.TopicName, Payload: append([]byte(nil), pk.Payload...), QoS: pk.FixedHeader.Qos})
+	h.b.mu.Unlock()
+}
+
+// Received returns the messages publishers sent the broker (Options.Record), across restarts.
+func (b *Broker) Received() []Message {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]Message(nil), b.received...)
+}
