@@ -22,6 +22,7 @@ import (
 	"go.opentelemetry.io/collector/receiver/receivertest"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
+	"go.uber.org/zap"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/fleet"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
@@ -66,6 +67,7 @@ func TestValidateNamesKeyAndValue(t *testing.T) {
 		want   string
 	}{
 		"no client id":     {func(c *Config) { c.ClientID = "" }, "client_id: must be set"},
+		"bad session":      {func(c *Config) { c.Session = "x" }, `session: must be prefer_persistent, persistent or clean, got "x"`},
 		"no topics":        {func(c *Config) { c.Topics = nil }, "topics: must list"},
 		"bad filter":       {func(c *Config) { c.Topics = []string{"m/#/x"} }, `topics[0]: "m/#/x" is not an MQTT topic filter`},
 		"share in filter":  {func(c *Config) { c.Topics = []string{"$share/g/m/+"} }, "topics[0]: \"$share/g/m/+\": write the filter alone"},
@@ -106,6 +108,14 @@ type gateway struct {
 
 func startGateway(t *testing.T, endpoint, clientID string, mutate func(*Config)) *gateway {
 	t.Helper()
+	g, err := newGateway(t, endpoint, clientID, mutate, zap.NewNop())
+	require.NoError(t, err)
+	return g
+}
+
+// newGateway starts a gateway logging to log; a start that fails is returned.
+func newGateway(t *testing.T, endpoint, clientID string, mutate func(*Config), log *zap.Logger) (*gateway, error) {
+	t.Helper()
 	cfg := createDefaultConfig().(*Config)
 	cfg.Endpoint = endpoint
 	cfg.ClientID = clientID
@@ -118,12 +128,15 @@ func startGateway(t *testing.T, endpoint, clientID string, mutate func(*Config))
 	set := receivertest.NewNopSettings(metadata.Type)
 	set.TelemetrySettings = tel.NewTelemetrySettings()
 	set.BuildInfo.Version = "test"
+	set.Logger = log
 	sink := new(consumertest.MetricsSink)
 	r, err := NewFactory().CreateMetrics(context.Background(), set, cfg, sink)
 	require.NoError(t, err)
-	require.NoError(t, r.Start(context.Background(), componenttest.NewNopHost()))
+	if err := r.Start(context.Background(), componenttest.NewNopHost()); err != nil {
+		return nil, err
+	}
 	t.Cleanup(func() { require.NoError(t, r.Shutdown(context.Background())) })
-	return &gateway{r: r, sink: sink, tel: tel}
+	return &gateway{r: r, sink: sink, tel: tel}, nil
 }
 
 // waitSubscribed publishes a proplet message until every gateway has had one (the
