@@ -275,6 +275,9 @@ func (cfg *Config) Validate() error {
 	if cfg.Propeller.HasValue() {
 		p := cfg.Propeller.Get()
 		errs = append(errs, p.Check("propeller."), admission.Under("propeller", cfg.controlPlane(policy).Check()))
+		if p.ProtocolVersion == "5" {
+			add(`propeller.protocol_version: the control plane speaks MQTT 3.1.1 only, got "5": remove the key, and use the broker's MQTT 3.1.1 listener (FluxMQ: 1883 in Propeller's settings)`)
+		}
 		if p.ExportToMQTT != ExportAsRequested && p.ExportToMQTT != ExportAlways {
 			add("propeller.export_to_mqtt: must be %s (publish a started task when its profile says so) or %s (publish every started task, whatever its profile's export_to_mqtt), got %s",
 				ExportAsRequested, ExportAlways, admission.Quote(p.ExportToMQTT))
