@@ -132,4 +132,3 @@ func appendLength(b []byte, n int) []byte {
 		}
 	}
 }
-
