@@ -14,7 +14,7 @@ import (
 )
 
 // AutopahoConfig returns the MQTT 5 options of Eclipse Paho's autopaho for this connection:
-// broker, TLS, client id, credentials, keep-alive, connect timeout, a backoff from 1 s doubling
+// broker, TLS, client id, credentials, keep-alive, connect timeout, a first attempt at once then a backoff from 1 s doubling
 // up to MaxReconnectInterval, and a dial that checks every packet's length against
 // max_packet_size (TCP and TLS endpoints; WebSockets keep autopaho's dialer). session is asked
 // before every CONNECT, reconnections included: autopaho on its own asks for clean start only
@@ -28,8 +28,13 @@ func (p *Prepared) AutopahoConfig(session func() Session) autopaho.ClientConfig 
 		TlsCfg:         p.TLS,
 		KeepAlive:      uint16(c.KeepAlive / time.Second),
 		ConnectTimeout: c.ConnectTimeout,
+		// autopaho waits this before every attempt, the first included: none before the
+		// first, then 1 s doubling.
 		ReconnectBackoff: func(attempt int) time.Duration {
-			return min(time.Second<<min(attempt, 10), c.MaxReconnectInterval)
+			if attempt == 0 {
+				return 0
+			}
+			return min(time.Second<<min(attempt-1, 10), c.MaxReconnectInterval)
 		},
 		ConnectUsername: c.Username,
 		ConnectPassword: []byte(c.Password),
