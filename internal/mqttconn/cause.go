@@ -136,12 +136,13 @@ func refusesSession(c Cause) bool {
 // refusalMessage is the first words of the log line and the error of a refused attempt: which
 // session was asked for, what the broker did, and the likely causes with their fixes.
 func (p *Prepared) refusalMessage(cause Cause, code string, s Session) string {
-	other, port := "5", "1884"
+	// The listener of the other version, and the port of this version's in Propeller's settings.
+	other, port := "5", "1883"
 	if s.Protocol == "5" {
-		other, port = "3.1.1", "1883"
+		other, port = "3.1.1", "1884"
 	}
 	listener := fmt.Sprintf("this is the broker's MQTT %s listener (FluxMQ has one listener per MQTT version: 3.1.1 on 1883 and 5 on 1884 in Propeller's settings; "+
-		"set protocol_version to the listener's version or use port %s)", other, port)
+		"set protocol_version to the listener's version, or use port %s for MQTT %s)", other, port, s.Protocol)
 	persistent := ""
 	if s.Persistent {
 		persistent = "the broker refuses persistent sessions (FluxMQ does while cluster.enabled is false: set cluster.enabled: true on the broker, or session: prefer_persistent or clean here); or "

@@ -141,7 +141,7 @@ func TestRefusalsAreNamed(t *testing.T) {
 		assert.Equal(t, zapcore.ErrorLevel, first.Level)
 		assert.Contains(t, first.Message, "when asked for a clean session over MQTT 5")
 		assert.Contains(t, first.Message, "this is the broker's MQTT 3.1.1 listener")
-		assert.Contains(t, first.Message, "use port 1883")
+		assert.Contains(t, first.Message, "use port 1884 for MQTT 5")
 		assert.NotContains(t, first.Message, "refuses persistent sessions", "a clean session was asked for")
 		assert.Positive(t, counted.count(CauseClosedBeforeConnack))
 	})
