@@ -44,6 +44,9 @@ func TestStartRequestFlood(t *testing.T) {
 	cfg.API = configoptional.Some(api)
 	pc := defaultPropellerConfig()
 	pc.Endpoint, pc.DomainID, pc.ChannelID = broker.Endpoint(), "d", "c"
+	// The hostile 2 MiB request must reach the control plane's decoder: under the default cap
+	// (1 MiB) the client would close the connection before reading it.
+	pc.MaxPacketSize = 4 << 20
 	cfg.Propeller = configoptional.Some(pc)
 
 	real := testworkload.Command(t, testworkload.Sleep, 0)
