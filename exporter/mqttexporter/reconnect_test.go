@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/config/configoptional"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
 )
@@ -73,4 +75,28 @@ func TestReconnectsToABrokerThatRefusesPersistentSessions(t *testing.T) {
 			assert.Zero(t, b.Refused(), "every connection asked for a clean session")
 		})
 	}
+}
+
+// TestWrongListenerIsNamedInTheFirstLogLine: an MQTT 5 exporter on a listener of MQTT 3.1.1
+// only (FluxMQ has one per version), which closes the connection without a CONNACK. The first
+// log line is an error that says so and names the port of the MQTT 5 listener; the attempts
+// are counted by cause. Before, it was a warning saying EOF.
+func TestWrongListenerIsNamedInTheFirstLogLine(t *testing.T) {
+	b := mqtttest.Start(t, mqtttest.Options{OnlyProtocol: 4})
+	cfg := testConfig(b.Endpoint(), "d", "c")
+	cfg.ProtocolVersion = "5"
+	_, tel, logs := directObserved(t, cfg)
+	require.Eventually(t, func() bool { return logs.FilterLevelExact(zapcore.ErrorLevel).Len() > 0 }, 10*time.Second, 20*time.Millisecond)
+	var first observer.LoggedEntry
+	for _, e := range logs.All() {
+		if e.Level >= zapcore.WarnLevel {
+			first = e
+			break
+		}
+	}
+	assert.Equal(t, zapcore.ErrorLevel, first.Level)
+	assert.Contains(t, first.Message, "closed the connection without a CONNACK when asked for a clean session over MQTT 5")
+	assert.Contains(t, first.Message, "MQTT 3.1.1 listener")
+	assert.Contains(t, first.Message, "use port 1884 for MQTT 5")
+	assert.Positive(t, counter(t, tel, "exporter_mqtt_connection_failures"))
 }
