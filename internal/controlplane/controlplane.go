@@ -176,7 +176,7 @@ func (f *Follower) register(spec admission.Spec, notes []string) error {
 		return nil
 	}
 	if err := f.reg.AddTask(spec); err != nil {
-		return f.refuse(monitor.RefusalReason(err), err)
+		return f.refuse(admission.Reason(err), err)
 	}
 	f.log.Info("Task started by the manager", zap.String("task_id", spec.ID), zap.String("task_name", spec.Name),
 		zap.String("profile", spec.ProfileName), zap.Duration("interval", spec.Profile.Interval), zap.Bool("export_to_mqtt", spec.Profile.ExportToMQTT))
