@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -133,7 +134,7 @@ func scan(s string, slash bool) Reason {
 			return ReasonInvalidUTF8
 		case r <= 0x9f:
 			return ReasonControl
-		case r >= 0xfdd0 && r <= 0xfdef, r&0xfffe == 0xfffe:
+		case unicode.Is(unicode.Noncharacter_Code_Point, r):
 			return ReasonNoncharacter
 		}
 		i += size
