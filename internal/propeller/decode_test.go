@@ -272,3 +272,16 @@ func FuzzDecode(f *testing.F) {
 		assert.Equal(t, m, back)
 	})
 }
+
+// BenchmarkDecode is the decoder alone (parse, check, repair) of one task message.
+func BenchmarkDecode(b *testing.B) {
+	payload := fixture(b, "task_ours.json")
+	opts := DefaultDecodeOptions()
+	b.ReportAllocs()
+	var m Received
+	for b.Loop() {
+		if err := Decode(payload, taskTopic, now, opts, &m); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
