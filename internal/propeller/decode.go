@@ -256,12 +256,12 @@ func Decode(payload []byte, t Topic, now int64, opts DecodeOptions, m *Received)
 		}
 		m.Time = ts
 	}
-	stamp := time.Unix(0, m.Time).UTC()
+	at := time.Unix(0, m.Time).UTC()
 	var c check
 	if t.Kind == schema.KindTask {
 		m.Task = TaskMessage{TaskID: w.TaskID, PropletID: w.PropletID}
 		mt := &m.Task.Metrics
-		mt.Timestamp = stamp
+		mt.Timestamp = at
 		c.task(mt, &w.Metrics)
 		if c.err == nil && opts.Repair && m.Source == SourceRustProplet {
 			mt.MemoryBytes /= 1024
@@ -273,7 +273,7 @@ func Decode(payload []byte, t Topic, now int64, opts DecodeOptions, m *Received)
 			return drop(DropNoMetrics, "no metric this bridge carries")
 		}
 	} else {
-		m.Proplet = PropletMessage{PropletID: w.PropletID, Namespace: w.Namespace, Timestamp: stamp}
+		m.Proplet = PropletMessage{PropletID: w.PropletID, Namespace: w.Namespace, Timestamp: at}
 		c.proplet(&m.Proplet, &w.CPU, &w.Memory)
 		if c.err == nil && m.Proplet.Has == 0 {
 			return drop(DropNoMetrics, "no metric this bridge carries")

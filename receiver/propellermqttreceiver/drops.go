@@ -64,9 +64,9 @@ func (r *fleetReceiver) dropped(reason propeller.DropReason, topic string, err e
 // are tracked already.
 func (r *fleetReceiver) overCap(m *propeller.Received, topic string) {
 	kind := m.Topic.Kind
-	reason, key := reasonTooManyTasks, "max_tasks"
+	reason, key, propletID := reasonTooManyTasks, "max_tasks", m.Task.PropletID
 	if kind == schema.KindProplet {
-		reason, key = reasonTooManyProplets, "max_proplets"
+		reason, key, propletID = reasonTooManyProplets, "max_proplets", m.Proplet.PropletID
 	}
 	r.tel.ReceiverPropellerMqttDroppedMessages.Add(r.ctx, 1, r.reasons[reason])
 	r.drops.Log(zapcore.ErrorLevel, string(reason), 1,
@@ -74,7 +74,7 @@ func (r *fleetReceiver) overCap(m *propeller.Received, topic string) {
 			"raise "+key+" if the fleet is that large, else find the sender of so many ids (tracked ones are forgotten after tracking_expiration without a message)",
 		zap.Int(key, r.tracked.Limit(kind)), zap.Duration("tracking_expiration", r.cfg.TrackingExpiration),
 		zap.String("topic", shorten(topic)), zap.String("task_id", m.Task.TaskID),
-		zap.String("proplet_id", m.Task.PropletID+m.Proplet.PropletID))
+		zap.String("proplet_id", propletID))
 }
 
 // shorten cuts a topic for a log line: a hostile one may be 64 KiB.
