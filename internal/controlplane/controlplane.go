@@ -84,8 +84,8 @@ func New(cfg Config, reg Registry, log *zap.Logger, count func(reason string)) *
 func (c Config) Check() error {
 	var errs []error
 	for _, id := range []struct{ key, value string }{{"domain_id", c.DomainID}, {"channel_id", c.ChannelID}} {
-		if reason := propeller.CheckValue(id.value); reason != "" {
-			errs = append(errs, &admission.FieldError{Field: id.key, Msg: fmt.Sprintf("must be set and must not contain '/', '+', '#', control characters or noncharacters (%s), got %s", reason, admission.Quote(id.value))})
+		if reason := propeller.CheckID(id.value); reason != "" {
+			errs = append(errs, &admission.FieldError{Field: id.key, Msg: fmt.Sprintf("must be set, at most 36 bytes, without '/', '+', '#', control characters or noncharacters (%s), got %s", reason, admission.Quote(id.value))})
 		}
 	}
 	example := propeller.StartRequest{ID: "00000000-0000-0000-0000-000000000000", Name: "example"}

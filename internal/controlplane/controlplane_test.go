@@ -159,14 +159,16 @@ func TestCheckNamesTheKey(t *testing.T) {
 	cfg.TaskMatch = procmatch.Spec{Cmdline: "("}
 	err := cfg.Check()
 	require.Error(t, err)
-	assert.Equal(t, `domain_id: must be set and must not contain '/', '+', '#', control characters or noncharacters ('/', '+' or '#'), got "a/b"
-channel_id: must be set and must not contain '/', '+', '#', control characters or noncharacters (empty value), got ""
+	assert.Equal(t, `domain_id: must be set, at most 36 bytes, without '/', '+', '#', control characters or noncharacters ('/', '+' or '#'), got "a/b"
+channel_id: must be set, at most 36 bytes, without '/', '+', '#', control characters or noncharacters (empty value), got ""
 task_match.cmdline: invalid regular expression "(": error parsing regexp: missing closing ): `+"`(`", err.Error())
 
 	// The same check as the exporter's and the fleet gateway's: a control character is refused.
 	cfg = testConfig(t)
 	cfg.DomainID = "d\x01"
-	assert.ErrorContains(t, cfg.Check(), `domain_id: must be set and must not contain '/', '+', '#', control characters or noncharacters (control character), got "d\x01"`)
+	assert.ErrorContains(t, cfg.Check(), `domain_id: must be set, at most 36 bytes, without '/', '+', '#', control characters or noncharacters (control character), got "d\x01"`)
+	cfg.DomainID = strings.Repeat("d", 37)
+	assert.ErrorContains(t, cfg.Check(), "domain_id: must be set, at most 36 bytes, without '/', '+', '#', control characters or noncharacters (longer than 36 bytes, Propeller's limit on ids)")
 
 	cfg = testConfig(t)
 	cfg.TaskCgroup = "../{task_id}"

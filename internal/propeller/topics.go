@@ -36,7 +36,8 @@ const (
 func MetricsFilters() []string { return []string{TaskMetricsFilter, PropletMetricsFilter} }
 
 // ManagerTopic fills a manager topic template (ManagerStartTopic, ManagerStopTopic) with a
-// domain and a channel, refusing a value that CheckValue refuses.
+// domain and a channel, refusing a value that CheckValue refuses (check them with CheckID
+// first).
 func ManagerTopic(template, domainID, channelID string) (string, error) {
 	t, err := ParseTemplate(template, DomainID, ChannelID)
 	if err != nil {
@@ -85,15 +86,17 @@ func ParseTopic(topic string) (t Topic, ok bool) {
 	return t, true
 }
 
-// Check checks the domain and channel ids of a topic as ids in a message are checked: at most
-// MaxIDLength bytes (DropIDTooLong), and values CheckValue accepts (DropTopicID). They become
+// Check checks the domain and channel ids of a topic with CheckID, as ids in a message are
+// checked: at most MaxIDLength bytes (DropIDTooLong), and values CheckValue accepts
+// (DropTopicID). They become
 // resource attributes, so a 59 KB domain would be a 59 KB label on every series.
 func (t Topic) Check() error {
 	for _, id := range [2]struct{ key, v string }{{DomainID, t.Domain}, {ChannelID, t.Channel}} {
-		if len(id.v) > MaxIDLength {
+		switch reason := CheckID(id.v); reason {
+		case "":
+		case ReasonIDTooLong:
 			return drop(DropIDTooLong, "%s in the topic is %d bytes long, more than %d", id.key, len(id.v), MaxIDLength)
-		}
-		if reason := CheckValue(id.v); reason != "" {
+		default:
 			return drop(DropTopicID, "%s %q in the topic: %s", id.key, id.v, reason)
 		}
 	}
