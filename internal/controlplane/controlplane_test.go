@@ -2,7 +2,7 @@ package controlplane
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -37,7 +37,7 @@ func (g *registry) AddTask(spec admission.Spec) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if _, ok := g.tasks[spec.ID]; ok {
-		return errors.New("already registered")
+		return fmt.Errorf("task %s is %w", spec.ID, admission.ErrDuplicate)
 	}
 	g.tasks[spec.ID] = spec
 	return nil
