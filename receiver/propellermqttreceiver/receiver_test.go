@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/fleet"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/schema"
@@ -58,6 +59,8 @@ func TestLoadConfig(t *testing.T) {
 	assert.False(t, custom.RepairRustProplet)
 	assert.Equal(t, 24*time.Hour, custom.MaxAge)
 	assert.Equal(t, 5*time.Minute, custom.MaxAhead)
+	assert.Equal(t, fleet.Limits{MaxTasks: 50000, MaxProplets: 5000, Expiration: 10 * time.Minute}, custom.limits())
+	assert.Equal(t, fleet.DefaultLimits(), def.limits())
 }
 
 func TestValidateNamesKeyAndValue(t *testing.T) {
@@ -72,6 +75,10 @@ func TestValidateNamesKeyAndValue(t *testing.T) {
 		"bad group":        {func(c *Config) { c.SharedGroup = "a/b" }, `shared_group: "a/b"`},
 		"no max age":       {func(c *Config) { c.MaxAge = 0 }, "max_age: must be positive"},
 		"negative ahead":   {func(c *Config) { c.MaxAhead = -time.Second }, "max_ahead: must be positive"},
+		"no task cap":      {func(c *Config) { c.MaxTasks = 0 }, "max_tasks: must be positive, got 0"},
+		"no proplet cap":   {func(c *Config) { c.MaxProplets = -1 }, "max_proplets: must be positive, got -1"},
+		"short expiration": {func(c *Config) { c.TrackingExpiration = time.Millisecond }, "tracking_expiration: must be at least 1s, got 1ms"},
+		"bad domain level": {func(c *Config) { c.Topics = []string{"m/d\x01/c/+/control/proplet/metrics"} }, "level 2 (\"d\\x01\"): control character"},
 		"endpoint, shared": {func(c *Config) { c.Endpoint = "127.0.0.1:1883" }, "endpoint: \"127.0.0.1:1883\" has no scheme"},
 	}
 	for name, tt := range tests {
