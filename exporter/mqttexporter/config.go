@@ -118,7 +118,11 @@ func (cfg *Config) templates() (tpl topicTemplates, err error) {
 			errs = append(errs, fmt.Errorf("%s: must be set: %s {%s}", v.key, listUsers(users), v.key))
 		case v.value == "":
 		default:
-			if reason := propeller.CheckValue(v.value); reason != "" {
+			check := propeller.CheckID // Propeller's domain and channel ids
+			if v.key == propeller.PropletID {
+				check = propeller.CheckValue // only the fallback of resources without one
+			}
+			if reason := check(v.value); reason != "" {
 				errs = append(errs, fmt.Errorf("%s: %q cannot be part of a topic: %s", v.key, v.value, reason))
 			}
 		}

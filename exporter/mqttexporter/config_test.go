@@ -3,6 +3,7 @@ package mqttexporter
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,6 +141,9 @@ func TestDefaultsAreValidOnceIDsAreSet(t *testing.T) {
 	assert.ErrorContains(t, confmap.Validate(cfg), `domain_id: "a/b" cannot be part of a topic: '/', '+' or '#'`)
 	cfg.DomainID, cfg.ChannelID = "d", "c\x01"
 	assert.ErrorContains(t, confmap.Validate(cfg), `channel_id: "c\x01" cannot be part of a topic: control character`)
+	// Checked as the fleet gateway checks the ids of a topic it receives: Propeller's limit.
+	cfg.ChannelID = strings.Repeat("c", 37)
+	assert.ErrorContains(t, confmap.Validate(cfg), `cannot be part of a topic: longer than 36 bytes, Propeller's limit on ids`)
 	cfg.ChannelID = "c"
 	cfg.PropletID = "p\uffff"
 	assert.NoError(t, confmap.Validate(cfg), "no default topic uses {proplet_id}")

@@ -14,6 +14,7 @@ import (
 	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/sharedcomponent"
 )
 
@@ -71,14 +72,9 @@ func createDefaultConfig() component.Config {
 		Namespace:          "default",
 		DefaultHistorySize: standardProfile().HistorySize,
 		Topics: TopicsConfig{
-			TaskMetrics: []string{
-				"m/{domain_id}/c/{channel_id}/control/proplet/task_metrics",
-				"m/{domain_id}/c/{channel_id}/metrics/proplet",
-			},
-			PropletMetrics: []string{"m/{domain_id}/c/{channel_id}/control/proplet/metrics"},
-			// The manager subscribes to m/{domain}/c/{channel}/# and ignores suffixes it does
-			// not know, so the usage report can share the proplet's control topics.
-			TaskUsage: []string{"m/{domain_id}/c/{channel_id}/control/proplet/task_usage"},
+			TaskMetrics:    []string{propeller.TaskMetricsTopic, propeller.TaskMetricsAltTopic},
+			PropletMetrics: []string{propeller.PropletMetricsTopic},
+			TaskUsage:      []string{propeller.TaskUsageTopic},
 		},
 	}
 }

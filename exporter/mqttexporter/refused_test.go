@@ -117,7 +117,7 @@ func TestRefusalsAreLoggedOncePerReasonPerMinute(t *testing.T) {
 	core, logs := observer.New(zapcore.DebugLevel)
 	r := newRefusals(zap.New(core))
 	now := time.Unix(1000, 0)
-	r.now = func() time.Time { return now }
+	r.log.WithClock(func() time.Time { return now })
 	at := func(d time.Duration, reason string, n int) {
 		now = time.Unix(1000, 0).Add(d)
 		r.refused(reason, n, "refused")

@@ -278,17 +278,11 @@ func checkText(field, s string, limit int) error {
 		return &FieldError{Field: field, Msg: fmt.Sprintf("must be UTF-8, got %s", Quote(s))}
 	}
 	for _, r := range s {
-		if unicode.IsControl(r) || noncharacter(r) {
+		if unicode.IsControl(r) || unicode.Is(unicode.Noncharacter_Code_Point, r) {
 			return &FieldError{Field: field, Msg: fmt.Sprintf("must not contain %U, got %s", r, Quote(s))}
 		}
 	}
 	return nil
-}
-
-// noncharacter reports Unicode's 66 noncharacters: U+FDD0-U+FDEF and the last two code points
-// of every plane.
-func noncharacter(r rune) bool {
-	return (r >= 0xFDD0 && r <= 0xFDEF) || r&0xFFFE == 0xFFFE
 }
 
 // CheckCgroup reports a cgroup path that could leave the cgroup tree: one with a ".."

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -176,12 +177,17 @@ func TestReason(t *testing.T) {
 		assert.Equal(t, want, Reason(err), "%+v", *req)
 	}
 	assert.Equal(t, "malformed", Reason(errors.New("invalid JSON body")))
+	for err, want := range map[error]string{ErrTooManyTasks: "too_many_tasks", ErrTooManyPending: "too_many_pending", ErrDuplicate: "duplicate"} {
+		assert.Equal(t, want, Reason(fmt.Errorf("task t: %w", err)))
+	}
 }
 
 func TestRefusalsAreCountedAndLoggedOncePerReasonPerMinute(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	counted := map[string]int{}
+	now := time.Unix(1000, 0)
 	r := NewRefusals("propeller", zap.New(core), func(reason string) { counted[reason]++ })
+	r.log.WithClock(func() time.Time { return now })
 	for range 1000 {
 		r.Refuse("id", errors.New("bad id"))
 	}
@@ -189,8 +195,8 @@ func TestRefusalsAreCountedAndLoggedOncePerReasonPerMinute(t *testing.T) {
 	assert.Equal(t, map[string]int{"id": 1000, "monitoring_profile": 1}, counted)
 	assert.Equal(t, 2, logs.Len(), "one line per reason")
 
-	r.interval = 0 // as if a minute had passed
+	now = now.Add(time.Minute)
 	r.Refuse("id", errors.New("bad id"))
 	last := logs.All()[logs.Len()-1]
-	assert.Equal(t, int64(999), last.ContextMap()["refused_since_last_logged"])
+	assert.Equal(t, int64(1000), last.ContextMap()["refused_since_last_logged"], "999 not logged, and this one")
 }

@@ -84,8 +84,8 @@ func New(cfg Config, reg Registry, log *zap.Logger, count func(reason string)) *
 func (c Config) Check() error {
 	var errs []error
 	for _, id := range []struct{ key, value string }{{"domain_id", c.DomainID}, {"channel_id", c.ChannelID}} {
-		if id.value == "" || strings.ContainsAny(id.value, "/+#\x00") {
-			errs = append(errs, &admission.FieldError{Field: id.key, Msg: fmt.Sprintf("must be set and must not contain '/', '+', '#' or NUL, got %s", admission.Quote(id.value))})
+		if reason := propeller.CheckID(id.value); reason != "" {
+			errs = append(errs, &admission.FieldError{Field: id.key, Msg: fmt.Sprintf("must be set, at most 36 bytes, without '/', '+', '#', control characters or noncharacters (%s), got %s", reason, admission.Quote(id.value))})
 		}
 	}
 	example := propeller.StartRequest{ID: "00000000-0000-0000-0000-000000000000", Name: "example"}
@@ -176,7 +176,7 @@ func (f *Follower) register(spec admission.Spec, notes []string) error {
 		return nil
 	}
 	if err := f.reg.AddTask(spec); err != nil {
-		return f.refuse(monitor.RefusalReason(err), err)
+		return f.refuse(admission.Reason(err), err)
 	}
 	f.log.Info("Task started by the manager", zap.String("task_id", spec.ID), zap.String("task_name", spec.Name),
 		zap.String("profile", spec.ProfileName), zap.Duration("interval", spec.Profile.Interval), zap.Bool("export_to_mqtt", spec.Profile.ExportToMQTT))
@@ -210,8 +210,12 @@ func (f *Follower) forUs(propletID string) bool {
 	return propletID == "" || propletID == f.cfg.PropletID
 }
 
-func (c Config) topic(path string) string {
-	return "m/" + c.DomainID + "/c/" + c.ChannelID + "/control/manager/" + path
+// topic fills a manager topic (propeller.ManagerStartTopic, ManagerStopTopic) with this
+// domain and channel. Check refuses the values that cannot be part of a topic, so it is never
+// empty for a configuration that passed it.
+func (c Config) topic(template string) string {
+	t, _ := propeller.ManagerTopic(template, c.DomainID, c.ChannelID)
+	return t
 }
 
 // Start connects to the broker and subscribes to the start and stop topics (again after every
@@ -250,16 +254,16 @@ func (f *Follower) Stop() {
 
 func (f *Follower) subscribe(c paho.Client) {
 	handlers := []struct {
-		path   string
-		handle func(context.Context, []byte) error
-	}{{"start", f.HandleStart}, {"stop", f.HandleStop}}
+		template string
+		handle   func(context.Context, []byte) error
+	}{{propeller.ManagerStartTopic, f.HandleStart}, {propeller.ManagerStopTopic, f.HandleStop}}
 	for _, h := range handlers {
-		topic := f.cfg.topic(h.path)
+		topic := f.cfg.topic(h.template)
 		handle := h.handle
 		t := c.Subscribe(topic, 1, func(_ paho.Client, msg paho.Message) { _ = handle(f.ctx, msg.Payload()) })
 		if t.WaitTimeout(10*time.Second) && t.Error() != nil {
 			f.log.Error("Cannot subscribe to the Propeller control plane", zap.String("topic", topic), zap.Error(t.Error()))
 		}
 	}
-	f.log.Info("Following the Propeller control plane", zap.String("start", f.cfg.topic("start")), zap.String("stop", f.cfg.topic("stop")))
+	f.log.Info("Following the Propeller control plane", zap.String("start", f.cfg.topic(propeller.ManagerStartTopic)), zap.String("stop", f.cfg.topic(propeller.ManagerStopTopic)))
 }

@@ -2,7 +2,7 @@ package controlplane
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"runtime"
 	"strings"
 	"sync"
@@ -37,7 +37,7 @@ func (g *registry) AddTask(spec admission.Spec) error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if _, ok := g.tasks[spec.ID]; ok {
-		return errors.New("already registered")
+		return fmt.Errorf("task %s is %w", spec.ID, admission.ErrDuplicate)
 	}
 	g.tasks[spec.ID] = spec
 	return nil
@@ -159,9 +159,16 @@ func TestCheckNamesTheKey(t *testing.T) {
 	cfg.TaskMatch = procmatch.Spec{Cmdline: "("}
 	err := cfg.Check()
 	require.Error(t, err)
-	assert.Equal(t, `domain_id: must be set and must not contain '/', '+', '#' or NUL, got "a/b"
-channel_id: must be set and must not contain '/', '+', '#' or NUL, got ""
+	assert.Equal(t, `domain_id: must be set, at most 36 bytes, without '/', '+', '#', control characters or noncharacters ('/', '+' or '#'), got "a/b"
+channel_id: must be set, at most 36 bytes, without '/', '+', '#', control characters or noncharacters (empty value), got ""
 task_match.cmdline: invalid regular expression "(": error parsing regexp: missing closing ): `+"`(`", err.Error())
+
+	// The same check as the exporter's and the fleet gateway's: a control character is refused.
+	cfg = testConfig(t)
+	cfg.DomainID = "d\x01"
+	assert.ErrorContains(t, cfg.Check(), `domain_id: must be set, at most 36 bytes, without '/', '+', '#', control characters or noncharacters (control character), got "d\x01"`)
+	cfg.DomainID = strings.Repeat("d", 37)
+	assert.ErrorContains(t, cfg.Check(), "domain_id: must be set, at most 36 bytes, without '/', '+', '#', control characters or noncharacters (longer than 36 bytes, Propeller's limit on ids)")
 
 	cfg = testConfig(t)
 	cfg.TaskCgroup = "../{task_id}"

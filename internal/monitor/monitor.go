@@ -72,21 +72,13 @@ const (
 // Errors AddTask wraps when a cap refuses a task; the message names the cap and its
 // configuration key.
 var (
-	ErrTooManyTasks   = errors.New("too many tasks")
-	ErrTooManyPending = errors.New("too many pending tasks")
+	ErrTooManyTasks   = admission.ErrTooManyTasks
+	ErrTooManyPending = admission.ErrTooManyPending
 )
 
 // RefusalReason names why AddTask refused a task, for counting: too_many_tasks,
 // too_many_pending, or duplicate (the id is taken).
-func RefusalReason(err error) string {
-	switch {
-	case errors.Is(err, ErrTooManyTasks):
-		return "too_many_tasks"
-	case errors.Is(err, ErrTooManyPending):
-		return "too_many_pending"
-	}
-	return "duplicate"
-}
+func RefusalReason(err error) string { return admission.Reason(err) }
 
 // Telemetry receives the monitor's self-observations. Every method must be cheap and safe for
 // concurrent use.
@@ -275,7 +267,7 @@ func (m *Monitor) register(spec admission.Spec, o origin) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.tasks[spec.ID]; ok {
-		return fmt.Errorf("task %s is already registered", admission.Quote(spec.ID))
+		return fmt.Errorf("task %s is %w", admission.Quote(spec.ID), admission.ErrDuplicate)
 	}
 	state := StatePending
 	if spec.Locator.InProcess {

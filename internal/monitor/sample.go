@@ -5,24 +5,17 @@ import (
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/schema"
 )
 
-// Kind says what a Sample describes.
-type Kind uint8
+// Kind says what a Sample describes: schema's, shared with the fleet gateway.
+type Kind = schema.Kind
 
 // Kinds of sample.
 const (
-	KindTask    Kind = iota // one task's process (or process tree)
-	KindProplet             // the proplet process and the machine
+	KindTask    = schema.KindTask
+	KindProplet = schema.KindProplet
 )
-
-// String names the kind for telemetry and logs.
-func (k Kind) String() string {
-	if k == KindProplet {
-		return "proplet"
-	}
-	return "task"
-}
 
 // Machine CPU modes, in the order of Sample.MachineCPU.
 const (

@@ -1,24 +1,37 @@
-// Package propeller is Propeller's wire format as this project speaks it: the task and
-// proplet metrics messages the manager reads, the task usage message sent once per ended task,
-// their MQTT topics, and the "aggregated" history window. It knows nothing of the Collector; see shared/PROPELLER_WIRE.md for the reference.
+// Package propeller is Propeller's wire format, written and read in one place: the task and
+// proplet metrics messages (encoded as this project's exporter sends them, decoded as any
+// proplet sends them, the Rust proplet's mistakes repaired), the task usage message sent once
+// per ended task, the manager's start and stop requests, every MQTT topic (the templates
+// published to, the manager's topics, the filters a gateway subscribes to, the parser of a
+// received topic), the one check of a value that goes into a topic, the physical bounds of
+// every measured value, and the "aggregated" history window. It knows nothing of the
+// Collector.
 package propeller // import "github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 
 import "time"
 
 // Has flags say which optional fields of a message hold values. A field without its flag is
 // left out of the JSON: the manager reads a missing key as 0, and we send no invented zeros.
+// A decoded message sets the flag of each field it carried.
 type Has uint16
 
-// Field groups of a task message.
+// Fields of a task message (and, grouped, of its aggregated window).
 const (
 	HasCPU Has = 1 << iota
 	HasMemory
 	HasMemoryPercent
-	HasDisk
-	HasNetwork
+	HasDiskRead
+	HasDiskWrite
+	HasNetworkRx
+	HasNetworkTx
 	HasUptime
 	HasThreads
 	HasFDs
+
+	// HasDisk is both disk counters, as this project measures them.
+	HasDisk = HasDiskRead | HasDiskWrite
+	// HasNetwork is both network counters.
+	HasNetwork = HasNetworkRx | HasNetworkTx
 )
 
 // TaskMetrics is the "metrics" object of a task message.
@@ -87,12 +100,16 @@ func (m *TaskMetrics) appendJSON(b []byte) []byte {
 	if m.Has&HasMemoryPercent != 0 {
 		o.float("memory_percent", m.MemoryPercent)
 	}
-	if m.Has&HasDisk != 0 {
+	if m.Has&HasDiskRead != 0 {
 		o.uint("disk_read_bytes", m.DiskReadBytes)
+	}
+	if m.Has&HasDiskWrite != 0 {
 		o.uint("disk_write_bytes", m.DiskWriteBytes)
 	}
-	if m.Has&HasNetwork != 0 {
+	if m.Has&HasNetworkRx != 0 {
 		o.uint("network_rx_bytes", m.NetworkRxBytes)
+	}
+	if m.Has&HasNetworkTx != 0 {
 		o.uint("network_tx_bytes", m.NetworkTxBytes)
 	}
 	if m.Has&HasUptime != 0 {
@@ -130,13 +147,17 @@ func (a *Aggregated) appendJSON(b []byte) []byte {
 	return o.end()
 }
 
-// Field groups of a proplet message.
+// Fields of a proplet message.
 const (
-	HasCPUTimes Has = 1 << iota
+	HasCPUUser Has = 1 << iota
+	HasCPUSystem
 	HasCPUPercent
 	HasRSS
 	HasContainerUsage
 	HasContainerLimit
+
+	// HasCPUTimes is both CPU times, as this project measures them.
+	HasCPUTimes = HasCPUUser | HasCPUSystem
 )
 
 // PropletMessage is published on the proplet metrics topics.
@@ -161,8 +182,10 @@ func (m *PropletMessage) AppendJSON(b []byte) []byte {
 	o.time("timestamp", m.Timestamp)
 	o.key("cpu_metrics")
 	c := beginObject(o.b)
-	if m.Has&HasCPUTimes != 0 {
+	if m.Has&HasCPUUser != 0 {
 		c.float("user_seconds", m.UserSeconds)
+	}
+	if m.Has&HasCPUSystem != 0 {
 		c.float("system_seconds", m.SystemSeconds)
 	}
 	if m.Has&HasCPUPercent != 0 {

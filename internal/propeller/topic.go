@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -65,6 +66,8 @@ const (
 	ReasonInvalidUTF8 Reason = "invalid UTF-8"
 	// ReasonTooLong: the topic is longer than MaxTopicLength bytes.
 	ReasonTooLong Reason = "topic longer than 65535 bytes"
+	// ReasonIDTooLong: a domain or channel id longer than MaxIDLength bytes (CheckID).
+	ReasonIDTooLong Reason = "longer than 36 bytes, Propeller's limit on ids"
 )
 
 // TopicError is a topic refused for one message.
@@ -112,6 +115,17 @@ func CheckValue(s string) Reason {
 	return scan(s, false)
 }
 
+// CheckID reports why s cannot be a Propeller domain or channel id in a topic, or "" when it
+// can: what CheckValue refuses, and more than MaxIDLength bytes. Every component checks the
+// domain and channel ids it is configured with, and the fleet gateway those of a topic it
+// receives, with it.
+func CheckID(s string) Reason {
+	if len(s) > MaxIDLength {
+		return ReasonIDTooLong
+	}
+	return CheckValue(s)
+}
+
 // scan finds the first character of s that a topic cannot hold; slash allows '/' (in a
 // template's own text, where it separates levels).
 func scan(s string, slash bool) Reason {
@@ -133,7 +147,7 @@ func scan(s string, slash bool) Reason {
 			return ReasonInvalidUTF8
 		case r <= 0x9f:
 			return ReasonControl
-		case r >= 0xfdd0 && r <= 0xfdef, r&0xfffe == 0xfffe:
+		case unicode.Is(unicode.Noncharacter_Code_Point, r):
 			return ReasonNoncharacter
 		}
 		i += size

@@ -158,3 +158,13 @@ func TestPoisonIDsEncodeAsValidJSON(t *testing.T) {
 		assert.Equal(t, want, v["proplet_id"])
 	}
 }
+
+func TestCheckIDIsCheckValueWithPropellersLimit(t *testing.T) {
+	assert.Equal(t, Reason(""), CheckID(strings.Repeat("d", MaxIDLength)))
+	assert.Equal(t, ReasonIDTooLong, CheckID(strings.Repeat("d", MaxIDLength+1)))
+	assert.Equal(t, ReasonIDTooLong, CheckID(strings.Repeat("d", 59<<10)))
+	for _, v := range []string{"", "a/b", "d\x01", "d\uFFFE", "d\xff"} {
+		assert.Equal(t, CheckValue(v), CheckID(v), "%q", v)
+		assert.NotEmpty(t, CheckID(v), "%q", v)
+	}
+}

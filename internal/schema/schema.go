@@ -227,3 +227,21 @@ var TopicAttributes = []ResourceAttribute{
 	{ChannelID, String},
 	{PropletNamespace, String},
 }
+
+// Kind is what a resource describes: one task, or the proplet (its process and its machine).
+// The proplet receiver's samples and the fleet gateway's messages are of these two kinds.
+type Kind uint8
+
+// Kinds of resource.
+const (
+	KindTask    Kind = iota // one task's process (or process tree); Propeller's task_metrics
+	KindProplet             // the proplet process and the machine; Propeller's proplet metrics
+)
+
+// String names the kind as telemetry attributes and logs do.
+func (k Kind) String() string {
+	if k == KindProplet {
+		return "proplet"
+	}
+	return "task"
+}

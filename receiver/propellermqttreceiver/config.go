@@ -9,6 +9,7 @@ import (
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/fleet"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 )
 
 // Config is the propeller_mqtt receiver's configuration.
@@ -43,13 +44,21 @@ type Config struct {
 	MaxAge time.Duration `mapstructure:"max_age"`
 	// MaxAhead drops messages whose timestamp is further in the future than this. Default 1h.
 	MaxAhead time.Duration `mapstructure:"max_ahead"`
+	// MaxTasks is the most tasks tracked at once (by domain, channel, proplet and task id):
+	// messages of a new task past it are dropped (counted as too_many_tasks) until tracked
+	// tasks expire. Every task is a dozen series in Prometheus. Default 10000.
+	MaxTasks int `mapstructure:"max_tasks"`
+	// MaxProplets is the most proplets tracked at once (by domain, channel, proplet id and
+	// namespace), dropped past it as too_many_proplets. Default 1000.
+	MaxProplets int `mapstructure:"max_proplets"`
+	// TrackingExpiration forgets a task or proplet without a message for this long, making room
+	// for new ones; set it to the backend's expiration of series (the prometheus exporter's
+	// metric_expiration). Default 5m.
+	TrackingExpiration time.Duration `mapstructure:"tracking_expiration"`
 }
 
 // DefaultTopics are the two metrics topics of every domain and channel.
-var DefaultTopics = []string{
-	"m/+/c/+/control/proplet/task_metrics",
-	"m/+/c/+/control/proplet/metrics",
-}
+var DefaultTopics = propeller.MetricsFilters()
 
 // Validate checks the configuration; every error names the key and the value.
 func (c *Config) Validate() error {
@@ -73,20 +82,33 @@ func (c *Config) Validate() error {
 	}
 	for i, t := range c.Topics {
 		switch {
-		case !fleet.ValidFilter(t):
-			errs = append(errs, fmt.Errorf("topics[%d]: %q is not an MQTT topic filter (+ and # stand alone in a level, # only last)", i, t))
 		case strings.HasPrefix(t, "$share/"):
 			errs = append(errs, fmt.Errorf("topics[%d]: %q: write the filter alone and the group in shared_group", i, t))
+		default:
+			if err := propeller.CheckFilter(t); err != nil {
+				errs = append(errs, fmt.Errorf("topics[%d]: not a topic filter of Propeller ids: %w", i, err))
+			}
 		}
 	}
-	if c.SharedGroup != "" && (strings.ContainsAny(c.SharedGroup, "/+#") || strings.TrimSpace(c.SharedGroup) != c.SharedGroup) {
-		errs = append(errs, fmt.Errorf("shared_group: %q must be one topic level without /, + or #", c.SharedGroup))
+	if c.SharedGroup != "" {
+		if reason := propeller.CheckValue(c.SharedGroup); reason != "" || strings.TrimSpace(c.SharedGroup) != c.SharedGroup {
+			errs = append(errs, fmt.Errorf("shared_group: %q must be one topic level without /, +, #, spaces around it, control characters or noncharacters", c.SharedGroup))
+		}
 	}
 	if c.MaxAge <= 0 {
 		errs = append(errs, fmt.Errorf("max_age: must be positive, got %s", c.MaxAge))
 	}
 	if c.MaxAhead <= 0 {
 		errs = append(errs, fmt.Errorf("max_ahead: must be positive, got %s", c.MaxAhead))
+	}
+	if c.MaxTasks <= 0 {
+		errs = append(errs, fmt.Errorf("max_tasks: must be positive, got %d", c.MaxTasks))
+	}
+	if c.MaxProplets <= 0 {
+		errs = append(errs, fmt.Errorf("max_proplets: must be positive, got %d", c.MaxProplets))
+	}
+	if c.TrackingExpiration < time.Second {
+		errs = append(errs, fmt.Errorf("tracking_expiration: must be at least 1s, got %s", c.TrackingExpiration))
 	}
 	return errors.Join(errs...)
 }
@@ -103,6 +125,10 @@ func (c *Config) filters() []string {
 	return out
 }
 
-func (c *Config) options() fleet.Options {
-	return fleet.Options{Repair: c.RepairRustProplet, MaxAge: c.MaxAge, MaxAhead: c.MaxAhead}
+func (c *Config) options() propeller.DecodeOptions {
+	return propeller.DecodeOptions{Repair: c.RepairRustProplet, MaxAge: c.MaxAge, MaxAhead: c.MaxAhead}
+}
+
+func (c *Config) limits() fleet.Limits {
+	return fleet.Limits{MaxTasks: c.MaxTasks, MaxProplets: c.MaxProplets, Expiration: c.TrackingExpiration}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/fleet"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propellermqttreceiver/internal/metadata"
 )
 
@@ -24,15 +25,18 @@ func NewFactory() receiver.Factory {
 }
 
 func createDefaultConfig() component.Config {
-	o := fleet.DefaultOptions()
+	o, l := propeller.DefaultDecodeOptions(), fleet.DefaultLimits()
 	return &Config{
-		ClientConfig:      mqttconn.DefaultClientConfig(),
-		Topics:            slices.Clone(DefaultTopics),
-		Session:           mqttconn.SessionPreferPersistent,
-		SessionExpiry:     time.Hour,
-		RepairRustProplet: o.Repair,
-		MaxAge:            o.MaxAge,
-		MaxAhead:          o.MaxAhead,
+		ClientConfig:       mqttconn.DefaultClientConfig(),
+		Topics:             slices.Clone(DefaultTopics),
+		Session:            mqttconn.SessionPreferPersistent,
+		SessionExpiry:      time.Hour,
+		RepairRustProplet:  o.Repair,
+		MaxAge:             o.MaxAge,
+		MaxAhead:           o.MaxAhead,
+		MaxTasks:           l.MaxTasks,
+		MaxProplets:        l.MaxProplets,
+		TrackingExpiration: l.Expiration,
 	}
 }
 

@@ -2,7 +2,6 @@ package propellermqttreceiver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -12,12 +11,14 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver"
 	"go.opentelemetry.io/collector/receiver/receiverhelper"
-	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/fleet"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/ratelog"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propellermqttreceiver/internal/metadata"
 )
 
@@ -42,14 +43,15 @@ type fleetReceiver struct {
 	set     receiver.Settings
 	next    consumer.Metrics
 	obsrecv *receiverhelper.ObsReport
-	opts    fleet.Options
+	opts    propeller.DecodeOptions
 	scope   fleet.Scope
+	tracked *fleet.Tracker
 
 	tel      *metadata.TelemetryBuilder
 	kinds    [2]metric.MeasurementOption
-	repaired map[fleet.Source]metric.MeasurementOption
-	reasons  map[fleet.Reason]metric.MeasurementOption
-	drops    *dropLog
+	repaired map[propeller.Source]metric.MeasurementOption
+	reasons  map[propeller.DropReason]metric.MeasurementOption
+	drops    *ratelog.Log
 
 	mu      sync.Mutex // guards batch and n
 	batch   pmetric.Metrics
@@ -83,7 +85,7 @@ func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics) (*fl
 		return nil, err
 	}
 	return &fleetReceiver{
-		cfg: cfg, set: set, next: next, obsrecv: obsrecv, opts: cfg.options(),
+		cfg: cfg, set: set, next: next, obsrecv: obsrecv, opts: cfg.options(), tracked: fleet.NewTracker(cfg.limits()),
 		scope:    fleet.Scope{Name: metadata.ScopeName, Version: set.BuildInfo.Version},
 		batch:    pmetric.NewMetrics(),
 		full:     make(chan batch, 2),
@@ -93,27 +95,12 @@ func newReceiver(set receiver.Settings, cfg *Config, next consumer.Metrics) (*fl
 }
 
 func (r *fleetReceiver) Start(_ context.Context, _ component.Host) error {
-	tel, err := metadata.NewTelemetryBuilder(r.set.TelemetrySettings)
-	if err != nil {
+	if err := r.initTelemetry(); err != nil {
 		return err
 	}
-	r.tel = tel
-	attr := func(k, v string) metric.MeasurementOption {
-		return metric.WithAttributeSet(attribute.NewSet(attribute.String(k, v)))
-	}
-	r.kinds = [2]metric.MeasurementOption{attr("kind", fleet.KindTask.String()), attr("kind", fleet.KindProplet.String())}
-	r.repaired = map[fleet.Source]metric.MeasurementOption{}
-	for _, s := range []fleet.Source{fleet.SourceUnknown, fleet.SourceRFC3339, fleet.SourceRustProplet, fleet.SourceEmbedded} {
-		r.repaired[s] = attr("source", s.String())
-	}
-	r.reasons = map[fleet.Reason]metric.MeasurementOption{reasonRefused: attr("reason", string(reasonRefused))}
-	for _, reason := range fleet.Reasons {
-		r.reasons[reason] = attr("reason", string(reason))
-	}
-	r.drops = newDropLog(r.set.Logger, time.Minute)
-
 	// The receiver's context outlives Start's: it carries the data handed on.
 	r.ctx, r.cancel = context.WithCancel(context.Background())
+	var err error
 	if r.sub, err = r.connect(); err != nil {
 		return err
 	}
@@ -201,24 +188,26 @@ func (r *fleetReceiver) convertLoop() {
 
 // handle converts one message into the current batch, and hands the batch on when full.
 func (r *fleetReceiver) handle(topic string, payload []byte, now int64) {
-	t, ok := fleet.ParseTopic(topic)
+	t, ok := propeller.ParseTopic(topic)
 	if !ok || !r.subscribed(topic) {
 		r.tel.ReceiverPropellerMqttIgnoredMessages.Add(r.ctx, 1)
 		r.set.Logger.Debug("Message on a topic that is not a metrics topic of the configured filters", zap.String("topic", topic))
 		return
 	}
-	var m fleet.Message
-	if err := fleet.Decode(payload, t.Kind, now, r.opts, &m); err != nil {
-		reason := fleet.ReasonOf(err)
-		r.tel.ReceiverPropellerMqttDroppedMessages.Add(r.ctx, 1, r.reasons[reason])
-		r.drops.drop(string(reason), topic, err)
+	var m propeller.Received
+	if err := propeller.Decode(payload, t, now, r.opts, &m); err != nil {
+		r.dropped(propeller.DropReasonOf(err), topic, err)
+		return
+	}
+	if !r.tracked.Track(&m, now) {
+		r.overCap(&m, topic)
 		return
 	}
 	if m.Repaired {
 		r.tel.ReceiverPropellerMqttRepairedMessages.Add(r.ctx, 1, r.repaired[m.Source])
 	}
 	r.mu.Lock()
-	fleet.Append(r.batch.ResourceMetrics(), &m, t, r.scope)
+	fleet.Append(r.batch.ResourceMetrics(), &m, r.scope)
 	r.counted[t.Kind]++
 	r.n++
 	if r.n < maxBatch {
@@ -241,7 +230,7 @@ func (r *fleetReceiver) handle(topic string, payload []byte, now int64) {
 // subscribed reports whether a configured filter matches topic.
 func (r *fleetReceiver) subscribed(topic string) bool {
 	for _, f := range r.cfg.Topics {
-		if fleet.Match(f, topic) {
+		if propeller.Match(f, topic) {
 			return true
 		}
 	}
@@ -299,9 +288,6 @@ func (r *fleetReceiver) handOn(ctx context.Context, b batch) {
 	r.mu.Unlock()
 }
 
-// reasonRefused counts messages the pipeline refused.
-const reasonRefused fleet.Reason = "refused"
-
 func (r *fleetReceiver) consume(ctx context.Context, b batch) {
 	counted := b.counted
 	n := b.md.DataPointCount()
@@ -311,7 +297,8 @@ func (r *fleetReceiver) consume(ctx context.Context, b batch) {
 	if err != nil {
 		messages := counted[0] + counted[1]
 		r.tel.ReceiverPropellerMqttDroppedMessages.Add(context.Background(), messages, r.reasons[reasonRefused])
-		r.drops.drop(string(reasonRefused), "", fmt.Errorf("the pipeline refused %d messages: %w", messages, err))
+		r.drops.Log(zapcore.WarnLevel, string(reasonRefused), int(messages), "Propeller metrics messages dropped: the pipeline refused them",
+			zap.Error(fmt.Errorf("the pipeline refused %d messages: %w", messages, err)))
 		return
 	}
 	for k, c := range counted {
@@ -319,46 +306,4 @@ func (r *fleetReceiver) consume(ctx context.Context, b batch) {
 			r.tel.ReceiverPropellerMqttMessages.Add(context.Background(), c, r.kinds[k])
 		}
 	}
-}
-
-// dropLog logs dropped messages at warning, once per reason per interval, so a flood of bad
-// messages costs a counter increment each, not a log line each.
-type dropLog struct {
-	log      *zap.Logger
-	interval time.Duration
-	mu       sync.Mutex
-	seen     map[string]*dropEntry
-}
-
-type dropEntry struct {
-	last       time.Time
-	suppressed int
-}
-
-func newDropLog(log *zap.Logger, interval time.Duration) *dropLog {
-	return &dropLog{log: log, interval: interval, seen: map[string]*dropEntry{}}
-}
-
-func (d *dropLog) drop(reason, topic string, err error) {
-	now := time.Now()
-	d.mu.Lock()
-	e := d.seen[reason]
-	if e == nil {
-		e = &dropEntry{}
-		d.seen[reason] = e
-	}
-	if !e.last.IsZero() && now.Sub(e.last) < d.interval {
-		e.suppressed++
-		d.mu.Unlock()
-		return
-	}
-	suppressed := e.suppressed
-	e.last, e.suppressed = now, 0
-	d.mu.Unlock()
-	var de *fleet.DropError
-	if errors.As(err, &de) {
-		err = errors.New(de.Detail)
-	}
-	d.log.Warn("Propeller metrics message dropped", zap.String("reason", reason), zap.String("topic", topic),
-		zap.Int("dropped_since_last_logged", suppressed), zap.Error(err))
 }

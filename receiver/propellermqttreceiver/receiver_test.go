@@ -26,6 +26,7 @@ import (
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/fleet"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/schema"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propellermqttreceiver/internal/metadata"
 )
@@ -59,6 +60,8 @@ func TestLoadConfig(t *testing.T) {
 	assert.False(t, custom.RepairRustProplet)
 	assert.Equal(t, 24*time.Hour, custom.MaxAge)
 	assert.Equal(t, 5*time.Minute, custom.MaxAhead)
+	assert.Equal(t, fleet.Limits{MaxTasks: 50000, MaxProplets: 5000, Expiration: 10 * time.Minute}, custom.limits())
+	assert.Equal(t, fleet.DefaultLimits(), def.limits())
 }
 
 func TestValidateNamesKeyAndValue(t *testing.T) {
@@ -69,11 +72,15 @@ func TestValidateNamesKeyAndValue(t *testing.T) {
 		"no client id":     {func(c *Config) { c.ClientID = "" }, "client_id: must be set"},
 		"bad session":      {func(c *Config) { c.Session = "x" }, `session: must be prefer_persistent, persistent or clean, got "x"`},
 		"no topics":        {func(c *Config) { c.Topics = nil }, "topics: must list"},
-		"bad filter":       {func(c *Config) { c.Topics = []string{"m/#/x"} }, `topics[0]: "m/#/x" is not an MQTT topic filter`},
+		"bad filter":       {func(c *Config) { c.Topics = []string{"m/#/x"} }, `topics[0]: not a topic filter of Propeller ids: "m/#/x" has # before its last level`},
 		"share in filter":  {func(c *Config) { c.Topics = []string{"$share/g/m/+"} }, "topics[0]: \"$share/g/m/+\": write the filter alone"},
 		"bad group":        {func(c *Config) { c.SharedGroup = "a/b" }, `shared_group: "a/b"`},
 		"no max age":       {func(c *Config) { c.MaxAge = 0 }, "max_age: must be positive"},
 		"negative ahead":   {func(c *Config) { c.MaxAhead = -time.Second }, "max_ahead: must be positive"},
+		"no task cap":      {func(c *Config) { c.MaxTasks = 0 }, "max_tasks: must be positive, got 0"},
+		"no proplet cap":   {func(c *Config) { c.MaxProplets = -1 }, "max_proplets: must be positive, got -1"},
+		"short expiration": {func(c *Config) { c.TrackingExpiration = time.Millisecond }, "tracking_expiration: must be at least 1s, got 1ms"},
+		"bad domain level": {func(c *Config) { c.Topics = []string{"m/d\x01/c/+/control/proplet/metrics"} }, "level 2 (\"d\\x01\"): control character"},
 		"endpoint, shared": {func(c *Config) { c.Endpoint = "127.0.0.1:1883" }, "endpoint: \"127.0.0.1:1883\" has no scheme"},
 	}
 	for name, tt := range tests {
@@ -240,7 +247,7 @@ func TestGolden(t *testing.T) {
 	pub := publisher(t, endpoint)
 	waitSubscribed(t, pub, g)
 	read := func(name string) []byte {
-		b, err := os.ReadFile(filepath.Join("..", "..", "internal", "fleet", "testdata", name))
+		b, err := os.ReadFile(filepath.Join("..", "..", "internal", "propeller", "testdata", name))
 		require.NoError(t, err)
 		return b
 	}
@@ -403,16 +410,16 @@ func TestBadInputIsCountedByReason(t *testing.T) {
 		i := strings.LastIndex(good, `"timestamp":`)
 		return good[:i] + `"timestamp":` + s + "}"
 	}
-	cases := map[fleet.Reason][]string{
-		fleet.ReasonNotJSON:     {"not json", good[:50], "[1]"},
-		fleet.ReasonWrongType:   {strings.Replace(good, `"thread_count":3`, `"thread_count":"3"`, 1), strings.Replace(good, `"cpu_percent":1`, `"cpu_percent":"NaN"`, 1)},
-		fleet.ReasonMissingID:   {strings.Replace(good, id, "", 1)},
-		fleet.ReasonIDTooLong:   {strings.Replace(good, id, id+"-0000", 1)},
-		fleet.ReasonIDNotUUID:   {strings.Replace(good, id, "task-1", 1)},
-		fleet.ReasonTimestamp:   {stamp(`"2099-01-01T00:00:00Z"`), stamp(`"1999-01-01T00:00:00Z"`)},
-		fleet.ReasonValue:       {strings.Replace(good, `"cpu_percent":1`, `"cpu_percent":1e999`, 1), strings.Replace(good, `"thread_count":3`, `"thread_count":-3`, 1)},
-		fleet.ReasonNoMetrics:   {`{"task_id":"` + id + `","proplet_id":"` + id + `"}`},
-		fleet.ReasonBadPayloads: {`{"pad":"` + strings.Repeat("x", fleet.MaxPayload) + `"}`},
+	cases := map[propeller.DropReason][]string{
+		propeller.DropNotJSON:   {"not json", good[:50], "[1]"},
+		propeller.DropWrongType: {strings.Replace(good, `"thread_count":3`, `"thread_count":"3"`, 1), strings.Replace(good, `"cpu_percent":1`, `"cpu_percent":"NaN"`, 1)},
+		propeller.DropMissingID: {strings.Replace(good, id, "", 1)},
+		propeller.DropIDTooLong: {strings.Replace(good, id, id+"-0000", 1)},
+		propeller.DropIDNotUUID: {strings.Replace(good, id, "task-1", 1)},
+		propeller.DropTimestamp: {stamp(`"2099-01-01T00:00:00Z"`), stamp(`"1999-01-01T00:00:00Z"`)},
+		propeller.DropValue:     {strings.Replace(good, `"cpu_percent":1`, `"cpu_percent":1e999`, 1), strings.Replace(good, `"thread_count":3`, `"thread_count":-3`, 1)},
+		propeller.DropNoMetrics: {`{"task_id":"` + id + `","proplet_id":"` + id + `"}`},
+		propeller.DropTooLarge:  {`{"pad":"` + strings.Repeat("x", propeller.MaxPayload) + `"}`},
 	}
 	topic := "m/d/c/c/control/proplet/task_metrics"
 	total := 0
@@ -431,7 +438,10 @@ func TestBadInputIsCountedByReason(t *testing.T) {
 	}
 	assert.Equal(t, int64(total), counter(t, g.tel, "receiver_propeller_mqtt_dropped_messages"))
 	assert.Equal(t, int64(1), counter(t, g.tel, "receiver_propeller_mqtt_ignored_messages"), "the heartbeat")
-	for _, r := range fleet.Reasons {
+	for _, r := range propeller.DropReasons {
+		if r == propeller.DropTopicID {
+			continue // brokers refuse such topics themselves; TestTopicIDsAreChecked sends them
+		}
 		assert.Contains(t, cases, r, "a case for every reason")
 	}
 }

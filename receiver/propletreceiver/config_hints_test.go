@@ -94,7 +94,7 @@ propeller: { endpoint: "localhost:1883", domain_id: d, channel_id: c }
 // TestPropellerIDsSaidOnce: a domain_id that cannot be part of a topic is one error in the
 // propeller block, as in the exporter.
 func TestPropellerIDsSaidOnce(t *testing.T) {
-	assert.Equal(t, []string{`propeller.domain_id: must be set and must not contain '/', '+', '#' or NUL, got "d/x"`},
+	assert.Equal(t, []string{`propeller.domain_id: must be set, at most 36 bytes, without '/', '+', '#', control characters or noncharacters ('/', '+' or '#'), got "d/x"`},
 		validateYAML(t, `
 proplet_id: p
 propeller: { domain_id: d/x, channel_id: c }

@@ -71,7 +71,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ReceiverPropellerMqttDroppedMessages, err = builder.meter.Int64Counter(
 		"otelcol_receiver_propeller_mqtt_dropped_messages",
-		metric.WithDescription("Messages dropped, by reason (not_json, wrong_type, missing_id, id_too_long, id_not_uuid, timestamp_out_of_range, bad_value, no_metrics, too_large, and refused when the pipeline refused the data). [Alpha]"),
+		metric.WithDescription("Messages dropped, by reason: not_json, wrong_type, missing_id, id_too_long (an id in the message or a domain or channel in the topic over 36 bytes), id_not_uuid, bad_topic_id (a domain or channel in the topic with '/', '+', '#', a control character, a noncharacter or invalid UTF-8), timestamp_out_of_range, bad_value (a value negative or beyond its physical bound), no_metrics, too_large, too_many_tasks and too_many_proplets (a new task or proplet past max_tasks or max_proplets), and refused when the pipeline refused the data. [Alpha]"),
 		metric.WithUnit("{message}"),
 	)
 	errs = errors.Join(errs, err)
