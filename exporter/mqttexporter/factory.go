@@ -28,22 +28,17 @@ func NewFactory() exporter.Factory {
 	)
 }
 
-// The default sending queue holds a broker outage of queueOutage on a proplet running
-// queueTasks tasks sampled every queueSampleInterval, without dropping a sample. The queue
-// holds the messages to send in their compact form, not the pdata they came from, and is
-// sized in bytes (sizer: bytes), so the memory it may take is its queue_size: about
-// queueBytesPerMessage a task sample (a full sample with its aggregated block and UUID ids,
-// measured in TestDefaultQueueHoldsTenMinutesOfAThousandTasks), where the pdata took about
-// 5 KiB.
-const (
-	queueOutage          = 10 * time.Minute
-	queueTasks           = 1000
-	queueSampleInterval  = time.Second
-	queueBytesPerMessage = 170
-)
+// The default sending queue holds a broker outage of 10 minutes on a proplet running 1,000
+// tasks sampled every second, without dropping a sample, in well under 400 MB. It holds the
+// messages to send in their compact form, not the pdata they came from, and is sized in bytes
+// (sizer: bytes), so queue_size says what it may take: queueBytesPerMessage a task sample (a
+// full sample with its aggregated block and UUID ids, whatever the number of topics;
+// TestDefaultQueueHoldsTenMinutesOfAThousandTasks), where the pdata took about 5.4 KB of heap
+// (BENCHMARKS.md).
+const queueBytesPerMessage = 130
 
-// defaultQueueSize is the default queue_size in bytes: 128 MiB, 10 minutes of 1,000 tasks at
-// 1 s (102,000,000 bytes) with room for longer ids.
+// defaultQueueSize is the default queue_size in bytes: 128 MiB, 17 minutes of 1,000 tasks at
+// 1 s, so 10 minutes (78,000,000 bytes) fit with room for longer ids.
 const defaultQueueSize = 128 << 20
 
 func defaultQueueConfig() exporterhelper.QueueBatchConfig {
