@@ -90,7 +90,7 @@ func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Con
 	if err != nil {
 		return nil, err
 	}
-	exp, err := xexporterhelper.NewMetricsRequest(ctx, set, u.e.convertMetrics, u.e.pushQueued, helperOptions(c, u)...)
+	exp, err := xexporterhelper.NewMetricsRequest(ctx, set, u.e.convertMetrics, u.e.pushQueued, helperOptions(c, u, u.e.legacyMetrics)...)
 	if err != nil {
 		_ = u.shutdown(ctx)
 	}
@@ -107,20 +107,20 @@ func createLogs(ctx context.Context, set exporter.Settings, cfg component.Config
 		return nil, err
 	}
 	u.e.logsLogger(set.Logger)
-	exp, err := xexporterhelper.NewLogsRequest(ctx, set, u.e.convertLogs, u.e.pushQueuedLogs, helperOptions(c, u)...)
+	exp, err := xexporterhelper.NewLogsRequest(ctx, set, u.e.convertLogs, u.e.pushQueuedLogs, helperOptions(c, u, u.e.legacyLogs)...)
 	if err != nil {
 		_ = u.shutdown(ctx)
 	}
 	return exp, err
 }
 
-func helperOptions(c *Config, u *exporterUse) []exporterhelper.Option {
+func helperOptions(c *Config, u *exporterUse, legacy func([]byte) (xexporterhelper.Request, error)) []exporterhelper.Option {
 	return []exporterhelper.Option{
 		exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}),
 		exporterhelper.WithStart(u.start),
 		exporterhelper.WithShutdown(u.shutdown),
 		exporterhelper.WithTimeout(c.TimeoutConfig),
-		xexporterhelper.WithQueueBatch(c.QueueConfig, xexporterhelper.QueueBatchSettings{Encoding: queueEncoding{}}),
+		xexporterhelper.WithQueueBatch(c.QueueConfig, xexporterhelper.QueueBatchSettings{Encoding: queueEncoding{legacy: legacy}}),
 		exporterhelper.WithRetry(c.BackOffConfig),
 	}
 }

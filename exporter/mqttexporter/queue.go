@@ -7,9 +7,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/exporter/exporterhelper/xexporterhelper"
+	"go.opentelemetry.io/collector/pdata/plog"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	pdatareq "go.opentelemetry.io/collector/pdata/xpdata/request"
 )
 
 // The sending queue holds what will be sent, not the pdata it came from: each batch is mapped
@@ -141,10 +145,14 @@ func (u *unacknowledged) Error() string { return u.err.Error() }
 func (u *unacknowledged) Unwrap() error { return u.err }
 
 // queueEncoding is the persistent queue's: a format byte, then the records as they are in
-// memory.
-type queueEncoding struct{}
+// memory. legacy maps a request the exporter queued as pdata, before it queued messages (the
+// first collector start after an upgrade), so that queue is sent, not dropped.
+type queueEncoding struct {
+	legacy func([]byte) (xexporterhelper.Request, error)
+}
 
-// queueFormat is the first byte of a stored request.
+// queueFormat is the first byte of a stored request. A pdata request starts with a protobuf
+// tag (0x0a or 0x0d), never with it.
 const queueFormat byte = 1
 
 func (queueEncoding) Marshal(_ context.Context, r xexporterhelper.Request) ([]byte, error) {
@@ -155,15 +163,46 @@ func (queueEncoding) Marshal(_ context.Context, r xexporterhelper.Request) ([]by
 	return append([]byte{queueFormat}, q.buf...), nil
 }
 
-func (queueEncoding) Unmarshal(b []byte) (context.Context, xexporterhelper.Request, error) {
+func (enc queueEncoding) Unmarshal(b []byte) (context.Context, xexporterhelper.Request, error) {
+	if len(b) > 0 && b[0] != queueFormat && enc.legacy != nil {
+		r, err := enc.legacy(b)
+		if err != nil {
+			return context.Background(), nil, fmt.Errorf("read a request of the MQTT exporter's persistent queue queued as pdata: %w", err)
+		}
+		return context.Background(), r, nil
+	}
 	if len(b) == 0 || b[0] != queueFormat {
-		return context.Background(), nil, fmt.Errorf("read a request of the MQTT exporter's persistent queue: unknown format %v (written by another version)", b[:min(len(b), 1)])
+		return context.Background(), nil, fmt.Errorf("read a request of the MQTT exporter's persistent queue: unknown format %v", b[:min(len(b), 1)])
 	}
 	q := &queued{buf: b[1:]}
 	if err := q.records(func(int, []byte, []byte) { q.n++ }); err != nil {
 		return context.Background(), nil, fmt.Errorf("read a request of the MQTT exporter's persistent queue: %w", err)
 	}
 	return context.Background(), q, nil
+}
+
+// legacyMetrics maps a metrics batch the exporter queued as pdata.
+func (e *mqttExporter) legacyMetrics(b []byte) (xexporterhelper.Request, error) {
+	_, md, err := pdatareq.UnmarshalMetrics(b)
+	if errors.Is(err, pdatareq.ErrInvalidFormat) {
+		md, err = (&pmetric.ProtoUnmarshaler{}).UnmarshalMetrics(b)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e.build(md, time.Now()), nil
+}
+
+// legacyLogs maps a logs batch the exporter queued as pdata.
+func (e *mqttExporter) legacyLogs(b []byte) (xexporterhelper.Request, error) {
+	_, ld, err := pdatareq.UnmarshalLogs(b)
+	if errors.Is(err, pdatareq.ErrInvalidFormat) {
+		ld, err = (&plog.ProtoUnmarshaler{}).UnmarshalLogs(b)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return e.buildLogs(ld), nil
 }
 
 // recorder builds a request record by record.
