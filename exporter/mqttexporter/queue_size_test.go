@@ -173,7 +173,7 @@ func fillQueue(t *testing.T, tmpl pmetric.ResourceMetrics, pdata, persistent boo
 	}
 	after := heap()
 	held := int64(after) - int64(before)
-	t.Logf("%d samples: Go heap in use %+d MiB, %d bytes a sample", samples, held>>20, held/int64(samples))
+	t.Logf("%d samples: Go heap in use %+d MiB, %d bytes a sample; test process VmRSS %d MiB", samples, held>>20, held/int64(samples), procStatus(t)["VmRSS"]>>10)
 	if persistent {
 		stored := store.storedBytes(t)
 		fi, err := os.Stat(store.db.Path())
