@@ -30,6 +30,7 @@ type link struct {
 	mu           sync.Mutex
 	l            net.Listener
 	conns        []net.Conn
+	running      sync.WaitGroup // the accept loop and the copies, ended by cut
 }
 
 func newLink(t *testing.T, broker string) *link {
@@ -47,7 +48,7 @@ func (k *link) mend(t *testing.T) {
 	k.mu.Lock()
 	k.l = l
 	k.mu.Unlock()
-	go func() {
+	k.running.Go(func() {
 		for {
 			c, err := l.Accept()
 			if err != nil {
@@ -61,15 +62,14 @@ func (k *link) mend(t *testing.T) {
 			k.mu.Lock()
 			k.conns = append(k.conns, c, b)
 			k.mu.Unlock()
-			go func() { _, _ = io.Copy(b, c); _ = b.Close() }()
-			go func() { _, _ = io.Copy(c, b); _ = c.Close() }()
+			k.running.Go(func() { _, _ = io.Copy(b, c); _ = b.Close() })
+			k.running.Go(func() { _, _ = io.Copy(c, b); _ = c.Close() })
 		}
-	}()
+	})
 }
 
 func (k *link) cut() {
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if k.l != nil {
 		_ = k.l.Close()
 		k.l = nil
@@ -78,6 +78,8 @@ func (k *link) cut() {
 		_ = c.Close()
 	}
 	k.conns = nil
+	k.mu.Unlock()
+	k.running.Wait()
 }
 
 // sampleCounter subscribes to the task metrics topic and keeps the task and timestamp of each
