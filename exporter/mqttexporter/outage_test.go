@@ -60,6 +60,11 @@ func (k *link) mend(t *testing.T) {
 				continue
 			}
 			k.mu.Lock()
+			if k.l != l { // cut while dialling
+				k.mu.Unlock()
+				_, _ = c.Close(), b.Close()
+				return
+			}
 			k.conns = append(k.conns, c, b)
 			k.mu.Unlock()
 			k.running.Go(func() { _, _ = io.Copy(b, c); _ = b.Close() })
