@@ -278,7 +278,7 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) *queued {
 // restart), is refused and counted.
 func (e *mqttExporter) expand(q *queued, r *refusals) []outgoing {
 	outs := make([]outgoing, 0, q.n*len(e.tpl.task))
-	arena := make([]byte, 0, q.n*512)
+	arena := make([]byte, 0, q.n*700) // a full task message is about 670 bytes of JSON
 	topic := make([]byte, 0, 128)
 	vals := propeller.Values{DomainID: e.cfg.DomainID, ChannelID: e.cfg.ChannelID}
 	var task propeller.TaskMessage
