@@ -103,7 +103,7 @@ func benchBarePaho(b *testing.B, endpoint, domain, channel string) {
 
 // BenchmarkUsageMessage turns one propeller.task.end record into its task usage message:
 // "record" reads the record's attributes and encodes the JSON into a reused buffer (the
-// per-record cost); "batch" is buildLogs on a batch of that one record, resource attributes,
+// per-record cost); "batch" is buildLogs and the expansion at send on a batch of that one record, resource attributes,
 // topic and the batch's buffers included.
 func BenchmarkUsageMessage(b *testing.B) {
 	ld := usageLogs(taskID, propletID, fullHistory, killedRecord())
@@ -127,7 +127,7 @@ func BenchmarkUsageMessage(b *testing.B) {
 		require.NoError(b, err)
 		b.ReportAllocs()
 		for b.Loop() {
-			if outs := e.buildLogs(ld); len(outs) != 1 {
+			if outs := e.builtLogs(ld); len(outs) != 1 {
 				b.Fatalf("%d messages", len(outs))
 			}
 		}

@@ -2,6 +2,7 @@ package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/e
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/consumer/consumererror"
 	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exporterhelper/xexporterhelper"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.uber.org/zap"
 
@@ -79,24 +81,38 @@ func (e *mqttExporter) shutdown(context.Context) error {
 type outgoing struct {
 	topic   string
 	payload []byte
-	item    int // index of the resource or log record it came from, to retry only what failed
+	item    int // index of the record it came from, to retry only what failed
 }
 
-// pushMetrics publishes a batch. It returns nil only when the broker acknowledged every
-// message (QoS 1 and 2). Otherwise the resources whose messages failed go back to the queue
-// as a smaller batch and are sent again (at least once; the window makes the messages
-// identical). A refused message (a topic that cannot hold its ids, a missing proplet id, an
-// MQTT 5 broker's refusal) is counted and logged, never retried: it cannot succeed, and it
-// must not hold back the rest of the batch.
-func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) error {
+// convertMetrics maps a batch to its messages before it is queued (the sending queue holds
+// them, not the pdata). It never fails: what cannot make a message is refused and counted here.
+func (e *mqttExporter) convertMetrics(_ context.Context, md pmetric.Metrics) (xexporterhelper.Request, error) {
 	now := time.Now()
 	e.mapper.sweep(now)
-	outs := e.build(md, now)
-	failed, err := e.publish(ctx, outs, e.refusals)
+	return e.build(md, now), nil
+}
+
+// pushQueued publishes a queued request of the metrics signal.
+func (e *mqttExporter) pushQueued(ctx context.Context, req xexporterhelper.Request) error {
+	return e.send(ctx, req, e.refusals)
+}
+
+// send publishes a queued request. It returns nil only when the broker acknowledged every
+// message (QoS 1 and 2). Otherwise the records whose messages failed are what the retry sends
+// again (at least once: the same bytes). A refused message (an MQTT 5 broker's refusal) is
+// counted and logged, never retried: it cannot succeed, and it must not hold back the rest of
+// the batch.
+func (e *mqttExporter) send(ctx context.Context, req xexporterhelper.Request, r *refusals) error {
+	q, ok := req.(*queued)
+	if !ok {
+		return consumererror.NewPermanent(fmt.Errorf("send a %T: not the MQTT exporter's request type", req))
+	}
+	outs := e.expand(q, r)
+	failed, err := e.publish(ctx, outs, r)
 	if err == nil || len(failed) == 0 {
 		return err
 	}
-	return consumererror.NewMetrics(err, subset(md, failed))
+	return &unacknowledged{err: err, left: q.subset(failed)}
 }
 
 // publish sends a batch's messages and waits for every acknowledgement; the metrics and the
@@ -169,50 +185,42 @@ func (e *mqttExporter) publish(ctx context.Context, outs []outgoing, r *refusals
 	return failed, fmt.Errorf("%d of %d messages not acknowledged: %w", nFailed, len(outs), firstErr)
 }
 
-// subset copies the resources with the given indexes into a new batch.
-func subset(md pmetric.Metrics, keep map[int]bool) pmetric.Metrics {
-	out := pmetric.NewMetrics()
-	rms := md.ResourceMetrics()
-	for i := 0; i < rms.Len(); i++ {
-		if keep[i] {
-			rms.At(i).CopyTo(out.ResourceMetrics().AppendEmpty())
-		}
-	}
-	return out
-}
-
-// topics appends one outgoing message per template, the topics filled with vals. A message
-// whose topic cannot be built is refused, for that topic only: the rest of the batch goes on.
-func (e *mqttExporter) topics(r *refusals, outs []outgoing, topic []byte, tpls []propeller.Template, vals *propeller.Values, payload []byte, item int, kind string) ([]outgoing, []byte) {
-	for _, tpl := range tpls {
+// checkTopics says which of tpls can be built with vals: bit i of mask for tpls[i]. A topic
+// that cannot be built is refused, for that topic only: the message goes to the others.
+func (e *mqttExporter) checkTopics(r *refusals, topic []byte, tpls []propeller.Template, vals *propeller.Values, kind string) (mask uint64, _ []byte) {
+	for i, tpl := range tpls {
 		var err error
 		topic, err = tpl.AppendTopic(topic[:0], vals)
 		if err != nil {
-			reason := "unsafe topic value"
-			var te *propeller.TopicError
-			if errors.As(err, &te) {
-				reason = string(te.Reason)
-			}
-			r.refused(reason, 1, "Message refused: its topic cannot hold this id; not published",
+			r.refused(topicReason(err), 1, "Message refused: its topic cannot hold this id; not published",
 				zap.String("message", kind), zap.String("task_id", clip(vals.TaskID, 64)), zap.String("proplet_id", clip(vals.PropletID, 64)),
 				zap.String("template", tpl.String()), zap.Error(err))
 			continue
 		}
-		outs = append(outs, outgoing{topic: string(topic), payload: payload, item: item})
+		if i < maxTopicsPerKind {
+			mask |= 1 << i
+		}
 	}
-	return outs, topic
+	return mask, topic
 }
 
-// build maps every resource to its messages and topics. Payloads are appended to one arena per
-// batch; each message keeps its own slice of it until the broker acknowledged it.
-func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing) {
-	arena := make([]byte, 0, 1024)
+// topicReason is the refusal reason of a topic that cannot be built.
+func topicReason(err error) string {
+	var te *propeller.TopicError
+	if errors.As(err, &te) {
+		return string(te.Reason)
+	}
+	return "unsafe topic value"
+}
+
+// build maps every resource to its messages, in their compact form, with the topics each can
+// go to.
+func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) *queued {
+	rms := md.ResourceMetrics()
+	rec := newRecorder(rms.Len() * 192)
 	topic := make([]byte, 0, 128)
 	vals := propeller.Values{DomainID: e.cfg.DomainID, ChannelID: e.cfg.ChannelID}
-	add := func(tpls []propeller.Template, payload []byte, res int, kind string) {
-		outs, topic = e.topics(e.refusals, outs, topic, tpls, &vals, payload, res, kind)
-	}
-	rms := md.ResourceMetrics()
+	var mask uint64
 	for i := 0; i < rms.Len(); i++ {
 		rm := rms.At(i)
 		a := readAttributes(rm.Resource().Attributes(), e.mapper.defaults)
@@ -236,10 +244,11 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing
 				if !s.measures() {
 					continue // a task that is not found yet: its lookup sample has nothing for Propeller
 				}
+				if mask, topic = e.checkTopics(e.refusals, topic, e.tpl.task, &vals, "task"); mask == 0 {
+					continue
+				}
 				msg := e.mapper.taskMessage(vals.TaskID, vals.PropletID, a.profile, s, now)
-				start := len(arena)
-				arena = msg.AppendJSON(arena)
-				add(e.tpl.task, arena[start:len(arena):len(arena)], i, "task")
+				rec.add(kindTask, mask, &msg)
 			}
 			continue
 		}
@@ -254,11 +263,82 @@ func (e *mqttExporter) build(md pmetric.Metrics, now time.Time) (outs []outgoing
 				e.refusals.refused(reasonNoPropletID, len(e.tpl.proplet), "Proplet message refused: no proplet id (set propeller.proplet.id or the exporter's proplet_id)")
 				continue
 			}
+			if mask, topic = e.checkTopics(e.refusals, topic, e.tpl.proplet, &vals, "proplet"); mask == 0 {
+				continue
+			}
 			msg := e.mapper.propletMessage(vals.PropletID, s)
-			start := len(arena)
-			arena = msg.AppendJSON(arena)
-			add(e.tpl.proplet, arena[start:len(arena):len(arena)], i, "proplet")
+			rec.add(kindProplet, mask, &msg)
 		}
+	}
+	return rec.request()
+}
+
+// expand turns a queued request back into its messages: the JSON of each record, for every
+// topic its mask allows. A record that cannot be read (a persistent queue written by another
+// version), or a topic that can no longer be built (the configuration changed across a
+// restart), is refused and counted.
+func (e *mqttExporter) expand(q *queued, r *refusals) []outgoing {
+	outs := make([]outgoing, 0, q.n*len(e.tpl.task))
+	arena := make([]byte, 0, q.n*700) // a full task message is about 670 bytes of JSON
+	topic := make([]byte, 0, 128)
+	vals := propeller.Values{DomainID: e.cfg.DomainID, ChannelID: e.cfg.ChannelID}
+	var task propeller.TaskMessage
+	var proplet propeller.PropletMessage
+	var usage propeller.TaskUsage
+	err := q.records(func(i int, _, body []byte) {
+		if len(body) == 0 {
+			r.refused(reasonUnreadable, 1, "Queued message refused: empty record; not published")
+			return
+		}
+		kind := body[0]
+		mask, w := binary.Uvarint(body[1:])
+		if w <= 0 {
+			r.refused(reasonUnreadable, 1, "Queued message refused: broken topic mask; not published")
+			return
+		}
+		msg := body[1+w:]
+		var tpls []propeller.Template
+		var err error
+		start := len(arena)
+		switch kind {
+		case kindTask:
+			if err = task.UnmarshalBinary(msg); err == nil {
+				tpls, vals.TaskID, vals.PropletID = e.tpl.task, task.TaskID, task.PropletID
+				arena = task.AppendJSON(arena)
+			}
+		case kindProplet:
+			if err = proplet.UnmarshalBinary(msg); err == nil {
+				tpls, vals.TaskID, vals.PropletID = e.tpl.proplet, "", proplet.PropletID
+				arena = proplet.AppendJSON(arena)
+			}
+		case kindUsage:
+			if err = usage.UnmarshalBinary(msg); err == nil {
+				tpls, vals.TaskID, vals.PropletID = e.tpl.usage, usage.TaskID, usage.PropletID
+				arena = usage.AppendJSON(arena)
+			}
+		default:
+			err = fmt.Errorf("unknown message kind %d", kind)
+		}
+		if err != nil {
+			r.refused(reasonUnreadable, 1, "Queued message refused: it cannot be read (a persistent queue written by another version?); not published", zap.Error(err))
+			return
+		}
+		payload := arena[start:len(arena):len(arena)]
+		for j, tpl := range tpls {
+			if j < maxTopicsPerKind && mask&(1<<j) == 0 {
+				continue // refused when it was queued
+			}
+			var err error
+			if topic, err = tpl.AppendTopic(topic[:0], &vals); err != nil {
+				r.refused(topicReason(err), 1, "Queued message refused: its topic cannot be built with the current topics configuration; not published",
+					zap.String("template", tpl.String()), zap.String("task_id", clip(vals.TaskID, 64)), zap.Error(err))
+				continue
+			}
+			outs = append(outs, outgoing{topic: string(topic), payload: payload, item: i})
+		}
+	})
+	if err != nil {
+		r.refused(reasonUnreadable, 1, "Queued request cut short: the rest of its messages cannot be read; not published", zap.Error(err))
 	}
 	return outs
 }

@@ -10,6 +10,7 @@ import (
 	"go.opentelemetry.io/collector/consumer"
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exporterhelper"
+	"go.opentelemetry.io/collector/exporter/exporterhelper/xexporterhelper"
 
 	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
@@ -28,26 +29,22 @@ func NewFactory() exporter.Factory {
 	)
 }
 
-// The default sending queue holds a broker outage of queueOutage on a proplet running
-// queueTasks tasks sampled every queueSampleInterval, without dropping a sample. It counts data
-// points (sizer: items), not requests: the receiver sends a round of samples as several small
-// batches (start jitter spreads the tasks), about 6 a second, so exporterhelper's default of
-// 1,000 requests was full within three minutes whatever the number of tasks.
-const (
-	queueOutage         = 10 * time.Minute
-	queueTasks          = 1000
-	queueSampleInterval = time.Second
-	// queuePointsPerSample is a task sample of the proplet receiver with every collect flag
-	// on (the golden output in internal/schema/testdata): one resource, 17 data points.
-	queuePointsPerSample = 17
-)
+// The default sending queue holds a broker outage of 10 minutes on a proplet running 1,000
+// tasks sampled every second, without dropping a sample, in well under 400 MB. It holds the
+// messages to send in their compact form, not the pdata they came from, and is sized in bytes
+// (sizer: bytes), so queue_size says what it may take: queueBytesPerMessage a task sample (a
+// full sample with its aggregated block and UUID ids, whatever the number of topics;
+// TestDefaultQueueHoldsTenMinutesOfAThousandTasks), where the pdata took about 5.4 KB of heap
+// (BENCHMARKS.md).
+const queueBytesPerMessage = 130
 
-// defaultQueueSize is the default queue_size in data points: 10,200,000.
-const defaultQueueSize = int64(queueOutage/queueSampleInterval) * queueTasks * queuePointsPerSample
+// defaultQueueSize is the default queue_size in bytes: 128 MiB, 17 minutes of 1,000 tasks at
+// 1 s, so 10 minutes (78,000,000 bytes) fit with room for longer ids.
+const defaultQueueSize = 128 << 20
 
 func defaultQueueConfig() exporterhelper.QueueBatchConfig {
 	q := exporterhelper.NewDefaultQueueConfig()
-	q.Sizer = exporterhelper.RequestSizerTypeItems
+	q.Sizer = exporterhelper.RequestSizerTypeBytes
 	q.QueueSize = defaultQueueSize
 	return q
 }
@@ -79,13 +76,16 @@ func createDefaultConfig() component.Config {
 	}
 }
 
+// createMetrics is the metrics signal. Both signals map a batch to Propeller messages before
+// it is queued (exporterhelper's request exporters), so the sending queue, in memory or
+// persistent, holds what will be sent.
 func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Metrics, error) {
 	c := cfg.(*Config)
 	u, err := useExporter(set, c)
 	if err != nil {
 		return nil, err
 	}
-	exp, err := exporterhelper.NewMetrics(ctx, set, cfg, u.e.pushMetrics, helperOptions(c, u)...)
+	exp, err := xexporterhelper.NewMetricsRequest(ctx, set, u.e.convertMetrics, u.e.pushQueued, helperOptions(c, u, u.e.legacyMetrics)...)
 	if err != nil {
 		_ = u.shutdown(ctx)
 	}
@@ -93,8 +93,8 @@ func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Con
 }
 
 // createLogs is the logs signal: each propeller.task.end record becomes a task usage message,
-// through its own exporterhelper queue (the items sizer counts log records: one message per
-// record), on the connection the metrics signal of the same exporter uses.
+// through its own exporterhelper queue, on the connection the metrics signal of the same
+// exporter uses.
 func createLogs(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Logs, error) {
 	c := cfg.(*Config)
 	u, err := useExporter(set, c)
@@ -102,20 +102,20 @@ func createLogs(ctx context.Context, set exporter.Settings, cfg component.Config
 		return nil, err
 	}
 	u.e.logsLogger(set.Logger)
-	exp, err := exporterhelper.NewLogs(ctx, set, cfg, u.e.pushLogs, helperOptions(c, u)...)
+	exp, err := xexporterhelper.NewLogsRequest(ctx, set, u.e.convertLogs, u.e.pushQueuedLogs, helperOptions(c, u, u.e.legacyLogs)...)
 	if err != nil {
 		_ = u.shutdown(ctx)
 	}
 	return exp, err
 }
 
-func helperOptions(c *Config, u *exporterUse) []exporterhelper.Option {
+func helperOptions(c *Config, u *exporterUse, legacy func([]byte) (xexporterhelper.Request, error)) []exporterhelper.Option {
 	return []exporterhelper.Option{
 		exporterhelper.WithCapabilities(consumer.Capabilities{MutatesData: false}),
 		exporterhelper.WithStart(u.start),
 		exporterhelper.WithShutdown(u.shutdown),
 		exporterhelper.WithTimeout(c.TimeoutConfig),
-		exporterhelper.WithQueue(c.QueueConfig),
+		xexporterhelper.WithQueueBatch(c.QueueConfig, xexporterhelper.QueueBatchSettings{Encoding: queueEncoding{legacy: legacy}}),
 		exporterhelper.WithRetry(c.BackOffConfig),
 	}
 }

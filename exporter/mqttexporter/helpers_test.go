@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/collector/exporter"
 	"go.opentelemetry.io/collector/exporter/exportertest"
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/zap"
@@ -240,3 +241,27 @@ func counter(t *testing.T, tel *componenttest.Telemetry, name string) int64 {
 }
 
 func exportertestSettings() exporter.Settings { return exportertest.NewNopSettings(metadata.Type) }
+
+// pushMetrics maps a batch and publishes it, as the queue's consumer does once it is queued.
+func (e *mqttExporter) pushMetrics(ctx context.Context, md pmetric.Metrics) error {
+	req, err := e.convertMetrics(ctx, md)
+	if err != nil {
+		return err
+	}
+	return e.pushQueued(ctx, req)
+}
+
+// pushLogs maps a batch of log records and publishes it, as the queue's consumer does.
+func (e *mqttExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
+	return e.pushQueuedLogs(ctx, e.buildLogs(ld))
+}
+
+// built is what build queues, as it is published: topics and JSON payloads.
+func (e *mqttExporter) built(md pmetric.Metrics, now time.Time) []outgoing {
+	return e.expand(e.build(md, now), e.refusals)
+}
+
+// builtLogs is what buildLogs queues, as it is published.
+func (e *mqttExporter) builtLogs(ld plog.Logs) []outgoing {
+	return e.expand(e.buildLogs(ld), e.usageRefusals)
+}

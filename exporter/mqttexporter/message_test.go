@@ -51,7 +51,7 @@ func TestReceiverOutputMapsToEveryField(t *testing.T) {
 	set, _, logs := observedSettings(t)
 	e, err := newExporter(set, cfg)
 	require.NoError(t, err)
-	outs := e.build(md, time.Now())
+	outs := e.built(md, time.Now())
 	require.Zero(t, logs.FilterMessageSnippet("refused").Len(), "nothing refused")
 
 	byTopic := map[string][]map[string]any{}
@@ -134,7 +134,7 @@ func TestLookupOfATaskNotFoundSendsNoMessage(t *testing.T) {
 	set, _, logs := observedSettings(t)
 	e, err := newExporter(set, cfg)
 	require.NoError(t, err)
-	outs := e.build(md, time.Now())
+	outs := e.built(md, time.Now())
 	assert.Empty(t, outs)
 	assert.Zero(t, logs.FilterMessageSnippet("refused").Len(), "not refused either")
 }

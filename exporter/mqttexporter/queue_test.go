@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -70,25 +69,32 @@ func round(tmpl pmetric.ResourceMetrics, firstTask, tasks int, ts time.Time) pme
 }
 
 // TestDefaultQueueHoldsTenMinutesOfAThousandTasks checks the arithmetic of the default
-// sending queue: in memory, counted in data points, room for 10 minutes of 1,000 tasks sampled
-// every second with the receiver's full sample; and a retry that does not give up (and drop
-// the batches it holds) before the queue is full.
+// sending queue: in memory, counted in bytes of queued messages, room for 10 minutes of 1,000
+// tasks sampled every second with the receiver's full sample (UUID ids, history on), in at
+// most 400 MB; and a retry that does not give up (and drop the batches it holds) before the
+// queue is full.
 func TestDefaultQueueHoldsTenMinutesOfAThousandTasks(t *testing.T) {
-	md := pmetric.NewMetrics()
-	goldenTaskSample(t).CopyTo(md.ResourceMetrics().AppendEmpty())
-	pointsPerSample := md.DataPointCount()
-	require.Positive(t, pointsPerSample)
-
 	cfg := createDefaultConfig().(*Config)
+	cfg.DomainID, cfg.ChannelID = "d", "c"
+	e, err := newExporter(exportertestSettings(), cfg)
+	require.NoError(t, err)
+	const perBatch = 167 // a round of the receiver arrives in batches of about this many tasks
+	q := e.build(round(goldenTaskSample(t), 0, perBatch, t0), time.Now())
+	require.Equal(t, perBatch, q.ItemsCount(), "one message a sample, whatever its topics")
+	perSample := float64(q.BytesSize()) / perBatch
+	t.Logf("%.1f bytes a queued task sample", perSample)
+	assert.LessOrEqual(t, perSample, float64(queueBytesPerMessage), "the documented size of a queued sample")
+
 	require.True(t, cfg.QueueConfig.HasValue(), "the queue is on")
-	q := cfg.QueueConfig.Get()
-	assert.Nil(t, q.StorageID, "in memory")
-	assert.Equal(t, exporterhelper.RequestSizerTypeItems, q.Sizer, "counted in data points, not in batches of any size")
+	qc := cfg.QueueConfig.Get()
+	assert.Nil(t, qc.StorageID, "in memory")
+	assert.Equal(t, exporterhelper.RequestSizerTypeBytes, qc.Sizer, "counted in bytes of messages, not in batches of any size")
 	const outage, tasks, interval = 10 * time.Minute, 1000, time.Second
-	need := int64(outage/interval) * tasks * int64(pointsPerSample)
-	assert.GreaterOrEqual(t, q.QueueSize, need, "10 min x 1,000 tasks x %d data points per sample", pointsPerSample)
-	assert.Equal(t, int64(10_200_000), q.QueueSize, "the documented default")
-	require.NoError(t, q.Validate())
+	need := float64(outage/interval) * tasks * perSample
+	assert.GreaterOrEqual(t, float64(qc.QueueSize), need, "10 min x 1,000 tasks x %.1f bytes per sample", perSample)
+	assert.LessOrEqual(t, qc.QueueSize, int64(400_000_000), "fits a small host")
+	assert.Equal(t, int64(128<<20), qc.QueueSize, "the documented default")
+	require.NoError(t, qc.Validate())
 
 	assert.True(t, cfg.BackOffConfig.Enabled)
 	assert.Zero(t, cfg.BackOffConfig.MaxElapsedTime, "batches being retried are kept until delivered, not dropped after 5 minutes")
@@ -139,49 +145,6 @@ func TestOutageDropsNothingAtTheDefaultQueue(t *testing.T) {
 		return len(seen) == tasks*seconds
 	})
 	assert.Zero(t, counter(t, tel, "exporter_mqtt_messages_refused"))
-}
-
-// TestQueueMemoryAtFullDefault measures the collector's cost of a full default queue: the
-// broker is unreachable and 600,000 task samples (10 minutes of 1,000 tasks at 1 s, the
-// receiver's full sample, in batches of 167 as the receiver's rounds arrive) are queued. It
-// reports VmRSS and VmHWM; BENCHMARKS.md records the figures. Run with
-//
-//	MQTT_QUEUE_RSS_TEST=1 go test -run TestQueueMemoryAtFullDefault -v -timeout 20m ./exporter/mqttexporter/
-func TestQueueMemoryAtFullDefault(t *testing.T) {
-	if os.Getenv("MQTT_QUEUE_RSS_TEST") == "" {
-		t.Skip("set MQTT_QUEUE_RSS_TEST=1 to measure the memory of a full queue (about 4 GB)")
-	}
-	cfg := testConfig("tcp://"+mqtttest.FreeAddress(t), "d", "c")
-	exp := viaFactory(t, cfg)
-	tmpl := goldenTaskSample(t)
-	runtime.GC()
-	before := procStatus(t)
-	start := time.Now()
-
-	const tasks, seconds, perBatch = 1000, 600, 167
-	samples := 0
-	for s := range seconds {
-		ts := t0.Add(time.Duration(s) * time.Second)
-		for first := 0; first < tasks; first += perBatch {
-			n := min(perBatch, tasks-first)
-			require.NoError(t, exp.ConsumeMetrics(context.Background(), round(tmpl, first, n, ts)), "after %d samples", samples)
-			samples += n
-		}
-	}
-	elapsed := time.Since(start)
-	err := exp.ConsumeMetrics(context.Background(), round(tmpl, 0, 1, t0.Add(seconds*time.Second)))
-	require.Error(t, err, "the queue is full")
-	assert.Contains(t, err.Error(), "queue is full")
-
-	runtime.GC()
-	after := procStatus(t)
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	t.Logf("%d samples (%d data points) queued in %s", samples, samples*queuePointsPerSample, elapsed.Round(time.Millisecond))
-	onDisk := (&pmetric.ProtoMarshaler{}).MetricsSize(round(tmpl, 0, perBatch, t0)) / perBatch
-	t.Logf("a persistent queue stores requests as OTLP protobuf: %d bytes per sample, %d MiB for a full queue", onDisk, onDisk*samples>>20)
-	t.Logf("VmRSS %d MiB before, %d MiB at full queue (after a GC); VmHWM %d MiB; Go heap in use %d MiB; %d bytes of RSS per queued sample",
-		before["VmRSS"]>>10, after["VmRSS"]>>10, after["VmHWM"]>>10, ms.HeapInuse>>20, (after["VmRSS"]-before["VmRSS"])<<10/int64(samples))
 }
 
 // procStatus reads the kB fields of /proc/self/status.

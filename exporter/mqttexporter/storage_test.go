@@ -2,6 +2,7 @@ package mqttexporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -13,7 +14,9 @@ import (
 	"go.opentelemetry.io/collector/component"
 	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/exporter"
+	"go.opentelemetry.io/collector/exporter/exporterhelper"
 	"go.opentelemetry.io/collector/extension/xextension/storage"
+	"go.opentelemetry.io/collector/pdata/pmetric"
 
 	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
@@ -168,4 +171,53 @@ func waitSubscribed(t *testing.T, endpoint, topic string, sub *mqtttest.Subscrib
 		}
 		return false
 	}, 10*time.Second, 100*time.Millisecond, "the subscriber is back")
+}
+
+// TestUpgradeSendsThePdataQueue: a persistent queue written by the exporter when it queued
+// pdata (exporterhelper.NewMetrics, OTLP protobuf in the storage) is read by the exporter that
+// queues messages, mapped, and every sample sent: an upgrade loses nothing.
+func TestUpgradeSendsThePdataQueue(t *testing.T) {
+	b := mqtttest.Start(t, mqtttest.Options{})
+	domain, channel := uniqueIDs(t)
+	sub := countSamples(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/control/proplet/task_metrics", domain, channel))
+	lnk := newLink(t, b.Endpoint()[len("tcp://"):])
+	lnk.cut()
+
+	storeID := component.MustNewID("file_storage")
+	host := storageHost{Host: newMdatagenNopHost(), exts: map[component.ID]component.Component{storeID: &memStorage{data: map[string][]byte{}}}}
+	cfg := testConfig(lnk.endpoint(), domain, channel)
+	cfg.Topics.TaskMetrics = cfg.Topics.TaskMetrics[:1]
+	cfg.ConnectTimeout = 200 * time.Millisecond
+	cfg.MaxReconnectInterval = time.Second
+	cfg.BackOffConfig.InitialInterval, cfg.BackOffConfig.MaxInterval = 50*time.Millisecond, 200*time.Millisecond
+	q := cfg.QueueConfig.Get()
+	q.StorageID = &storeID
+	cfg.QueueConfig = configoptional.Some(*q)
+	ctx := context.Background()
+	set := exportertestSettings()
+	set.ID = component.NewID(metadata.Type)
+
+	old := *q
+	old.Sizer, old.QueueSize = exporterhelper.RequestSizerTypeItems, 10_200_000
+	before, err := exporterhelper.NewMetrics(ctx, set, cfg, func(context.Context, pmetric.Metrics) error {
+		return errors.New("not connected to the MQTT broker")
+	}, exporterhelper.WithQueue(configoptional.Some(old)), exporterhelper.WithRetry(cfg.BackOffConfig))
+	require.NoError(t, err)
+	require.NoError(t, before.Start(ctx, host))
+	tmpl := goldenTaskSample(t)
+	const tasks, seconds = 50, 4
+	for s := range seconds {
+		require.NoError(t, before.ConsumeMetrics(ctx, round(tmpl, 0, tasks, t0.Add(time.Duration(s)*time.Second))))
+	}
+	require.NoError(t, before.Shutdown(ctx))
+
+	lnk.mend(t)
+	after, err := NewFactory().CreateMetrics(ctx, set, cfg)
+	require.NoError(t, err)
+	require.NoError(t, after.Start(ctx, host))
+	t.Cleanup(func() { require.NoError(t, after.Shutdown(ctx)) })
+	require.Eventually(t, func() bool {
+		n, _ := sub.count()
+		return n == tasks*seconds
+	}, 30*time.Second, 50*time.Millisecond, "every sample queued as pdata is sent")
 }

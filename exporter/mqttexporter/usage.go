@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"go.opentelemetry.io/collector/consumer/consumererror"
+	"go.opentelemetry.io/collector/exporter/exporterhelper/xexporterhelper"
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/plog"
 	"go.opentelemetry.io/otel/attribute"
@@ -218,27 +218,24 @@ func decodeUsage(attrs pcommon.Map, ts pcommon.Timestamp, m *propeller.TaskUsage
 	return nil
 }
 
-// pushLogs publishes a task usage message for every propeller.task.end record of a batch, with
-// the delivery of the metrics messages: nil only when the broker acknowledged every message;
-// otherwise the records whose messages failed go back to the queue, and are sent again
-// identical. Other records are skipped and counted; a record that cannot make a message is
-// refused, counted and logged, never retried.
-func (e *mqttExporter) pushLogs(ctx context.Context, ld plog.Logs) error {
-	outs := e.buildLogs(ld)
-	failed, err := e.publish(ctx, outs, e.usageRefusals)
-	if err == nil || len(failed) == 0 {
-		return err
-	}
-	return consumererror.NewLogs(err, subsetLogs(ld, failed))
+// convertLogs maps a batch's task usage records to their messages before it is queued, with
+// the delivery of the metrics messages. Other records are skipped and counted; a record that
+// cannot make a message is refused, counted and logged, never queued.
+func (e *mqttExporter) convertLogs(_ context.Context, ld plog.Logs) (xexporterhelper.Request, error) {
+	return e.buildLogs(ld), nil
 }
 
-// buildLogs maps every task usage record to its messages and topics; an outgoing message's
-// item is the record's index in the batch (resource by resource, scope by scope).
-func (e *mqttExporter) buildLogs(ld plog.Logs) (outs []outgoing) {
-	arena := make([]byte, 0, 512)
+// pushQueuedLogs publishes a queued request of the logs signal.
+func (e *mqttExporter) pushQueuedLogs(ctx context.Context, req xexporterhelper.Request) error {
+	return e.send(ctx, req, e.usageRefusals)
+}
+
+// buildLogs maps every task usage record to its message, in its compact form, with the topics
+// it can go to.
+func (e *mqttExporter) buildLogs(ld plog.Logs) *queued {
+	rec := newRecorder(ld.LogRecordCount() * 192)
 	topic := make([]byte, 0, 128)
 	vals := propeller.Values{DomainID: e.cfg.DomainID, ChannelID: e.cfg.ChannelID}
-	item := -1
 	rls := ld.ResourceLogs()
 	for i := 0; i < rls.Len(); i++ {
 		rl := rls.At(i)
@@ -248,7 +245,6 @@ func (e *mqttExporter) buildLogs(ld plog.Logs) (outs []outgoing) {
 		for j := 0; j < sls.Len(); j++ {
 			lrs := sls.At(j).LogRecords()
 			for k := 0; k < lrs.Len(); k++ {
-				item++
 				lr := lrs.At(k)
 				if lr.EventName() != schema.TaskEndEvent {
 					e.skips.skip(skipOtherEvent, "Log record skipped: not a task usage report (event "+schema.TaskEndEvent+")",
@@ -286,49 +282,14 @@ func (e *mqttExporter) buildLogs(ld plog.Logs) (outs []outgoing) {
 						zap.String("task_id", clip(vals.TaskID, 64)), zap.String("attribute", err.attr), zap.String("error", err.Error()))
 					continue
 				}
-				start := len(arena)
-				arena = msg.AppendJSON(arena)
-				outs, topic = e.topics(e.usageRefusals, outs, topic, e.tpl.usage, &vals, arena[start:len(arena):len(arena)], item, "task_usage")
+				var mask uint64
+				if mask, topic = e.checkTopics(e.usageRefusals, topic, e.tpl.usage, &vals, "task_usage"); mask != 0 {
+					rec.add(kindUsage, mask, &msg)
+				}
 			}
 		}
 	}
-	return outs
-}
-
-// subsetLogs copies the log records with the given indexes (as buildLogs numbers them) into a
-// new batch, each under a copy of its resource and scope.
-func subsetLogs(ld plog.Logs, keep map[int]bool) plog.Logs {
-	out := plog.NewLogs()
-	item := -1
-	rls := ld.ResourceLogs()
-	for i := 0; i < rls.Len(); i++ {
-		rl := rls.At(i)
-		var orl plog.ResourceLogs
-		sls := rl.ScopeLogs()
-		for j := 0; j < sls.Len(); j++ {
-			sl := sls.At(j)
-			var osl plog.ScopeLogs
-			lrs := sl.LogRecords()
-			for k := 0; k < lrs.Len(); k++ {
-				item++
-				if !keep[item] {
-					continue
-				}
-				if orl == (plog.ResourceLogs{}) {
-					orl = out.ResourceLogs().AppendEmpty()
-					rl.Resource().CopyTo(orl.Resource())
-					orl.SetSchemaUrl(rl.SchemaUrl())
-				}
-				if osl == (plog.ScopeLogs{}) {
-					osl = orl.ScopeLogs().AppendEmpty()
-					sl.Scope().CopyTo(osl.Scope())
-					osl.SetSchemaUrl(sl.SchemaUrl())
-				}
-				lrs.At(k).CopyTo(osl.LogRecords().AppendEmpty())
-			}
-		}
-	}
-	return out
+	return rec.request()
 }
 
 // skips counts log records that make no message, by reason, and logs the first of each reason

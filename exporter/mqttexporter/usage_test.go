@@ -198,7 +198,7 @@ func TestUsageGolden(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			e := newUsageExporter(t)
-			outs := e.buildLogs(usageLogs(taskID, propletID, fullHistory, tt.rec))
+			outs := e.builtLogs(usageLogs(taskID, propletID, fullHistory, tt.rec))
 			require.Len(t, outs, 1)
 			assert.Equal(t, "m/dom/c/chn/control/proplet/task_usage", outs[0].topic)
 			path := filepath.Join("testdata", tt.golden)
@@ -243,7 +243,7 @@ func TestUsageGolden(t *testing.T) {
 func TestUsageEndNotKnown(t *testing.T) {
 	r := exitedRecord()
 	r.exited = false
-	outs := newUsageExporter(t).buildLogs(usageLogs(taskID, propletID, fullHistory, r))
+	outs := newUsageExporter(t).builtLogs(usageLogs(taskID, propletID, fullHistory, r))
 	require.Len(t, outs, 1)
 	v, _ := decodeAsManager(t, outs[0].payload, false)
 	assert.Nil(t, v["exit_code"])
@@ -542,25 +542,10 @@ func TestMetricsAndLogsShareOneConnection(t *testing.T) {
 }
 
 // TestOnlyFailedRecordsAreRetried: when some messages of a batch are not acknowledged, only
-// their records go back to the queue, each under its own resource and scope.
+// their records are sent again, the same bytes.
 func TestOnlyFailedRecordsAreRetried(t *testing.T) {
 	ld := usageLogs("a", propletID, fullHistory, exitedRecord(), killedRecord())
 	usageLogs("b", propletID, fullHistory, killedRecord()).ResourceLogs().MoveAndAppendTo(ld.ResourceLogs())
-	got := subsetLogs(ld, map[int]bool{1: true, 2: true})
-	require.Equal(t, 2, got.ResourceLogs().Len())
-	require.Equal(t, 2, got.LogRecordCount())
-	id := func(i int) string {
-		v, _ := got.ResourceLogs().At(i).Resource().Attributes().Get(schema.TaskID)
-		return v.Str()
-	}
-	assert.Equal(t, "a", id(0))
-	assert.Equal(t, "b", id(1))
-	sig, ok := got.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Attributes().Get(schema.TaskExitSignal)
-	require.True(t, ok, "record 1 of a is the killed one")
-	assert.Equal(t, int64(9), sig.Int())
-
-	// And through pushLogs: the records whose messages were not acknowledged come back as a
-	// consumererror.Logs holding them, for exporterhelper to queue again; the rest counts as sent.
 	e := newUsageExporter(t)
 	tel := componenttest.NewTelemetry()
 	t.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
@@ -568,17 +553,24 @@ func TestOnlyFailedRecordsAreRetried(t *testing.T) {
 	e.tel, err = metadata.NewTelemetryBuilder(tel.NewTelemetrySettings())
 	require.NoError(t, err)
 	e.client = &failingClient{fail: `"task_id":"b"`}
-	err = e.pushLogs(context.Background(), ld)
+	req := e.buildLogs(ld)
+	first := e.expand(req, e.usageRefusals)
+	require.Len(t, first, 3)
+
+	// The records whose messages were not acknowledged are what the retry sends; the rest
+	// counts as sent.
+	err = e.pushQueuedLogs(context.Background(), req)
 	require.Error(t, err)
 	assert.False(t, consumererror.IsPermanent(err), "retried, not dropped")
-	var failed consumererror.Logs
-	require.ErrorAs(t, err, &failed)
-	retry := failed.Data()
-	require.Equal(t, 1, retry.LogRecordCount())
-	v, _ := retry.ResourceLogs().At(0).Resource().Attributes().Get(schema.TaskID)
-	assert.Equal(t, "b", v.Str())
+	retry := req.OnError(err).(*queued)
+	require.Equal(t, 1, retry.ItemsCount())
+	again := e.expand(retry, e.usageRefusals)
+	require.Len(t, again, 1)
+	assert.Equal(t, first[2].topic, again[0].topic)
+	assert.Equal(t, string(first[2].payload), string(again[0].payload), "the same bytes")
 	assert.Equal(t, int64(2), counter(t, tel, "exporter_mqtt_messages_published"))
 	assert.Equal(t, int64(1), counter(t, tel, "exporter_mqtt_messages_failed"))
+	assert.Same(t, req, req.OnError(errors.New("another error")), "an error without a subset retries the whole request")
 }
 
 // failingClient acknowledges every publish except those whose payload contains fail.
@@ -654,7 +646,7 @@ func TestReceiverUsageReportsMap(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2, ld.LogRecordCount())
 
-	outs := newUsageExporter(t).buildLogs(ld)
+	outs := newUsageExporter(t).builtLogs(ld)
 	require.Len(t, outs, 2, "both reports become messages")
 
 	exited, _ := decodeAsManager(t, outs[0].payload, false)

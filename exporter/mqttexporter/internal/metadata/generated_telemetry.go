@@ -102,7 +102,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ExporterMqttMessagesRefused, err = builder.meter.Int64Counter(
 		"otelcol_exporter_mqtt_messages_refused",
-		metric.WithDescription("Messages not published and not retried, by reason (attribute reason): a value substituted into the topic was refused (empty, '/', '+', '#', a control character, a Unicode noncharacter, invalid UTF-8, or a topic over 65,535 bytes), a required id was missing, a task usage record lacked an attribute or had one of the wrong type or an impossible value, or an MQTT 5 broker refused the message. [Alpha]"),
+		metric.WithDescription("Messages not published and not retried, by reason (attribute reason): a value substituted into the topic was refused (empty, '/', '+', '#', a control character, a Unicode noncharacter, invalid UTF-8, or a topic over 65,535 bytes), a required id was missing, a task usage record lacked an attribute or had one of the wrong type or an impossible value, an MQTT 5 broker refused the message, or a queued message could not be read back. [Alpha]"),
 		metric.WithUnit("{message}"),
 	)
 	errs = errors.Join(errs, err)

@@ -120,7 +120,7 @@ func AssertEqualExporterMqttMessagesPublished(t *testing.T, tt *componenttest.Te
 func AssertEqualExporterMqttMessagesRefused(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_exporter_mqtt_messages_refused",
-		Description: "Messages not published and not retried, by reason (attribute reason): a value substituted into the topic was refused (empty, '/', '+', '#', a control character, a Unicode noncharacter, invalid UTF-8, or a topic over 65,535 bytes), a required id was missing, a task usage record lacked an attribute or had one of the wrong type or an impossible value, or an MQTT 5 broker refused the message. [Alpha]",
+		Description: "Messages not published and not retried, by reason (attribute reason): a value substituted into the topic was refused (empty, '/', '+', '#', a control character, a Unicode noncharacter, invalid UTF-8, or a topic over 65,535 bytes), a required id was missing, a task usage record lacked an attribute or had one of the wrong type or an impossible value, an MQTT 5 broker refused the message, or a queued message could not be read back. [Alpha]",
 		Unit:        "{message}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
