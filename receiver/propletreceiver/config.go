@@ -32,7 +32,8 @@ type Config struct {
 	// ProcRoot is the procfs mount to read: /proc, or /hostfs/proc when the collector runs in
 	// a container with the host's /proc mounted there.
 	ProcRoot string `mapstructure:"proc_root"`
-	// CgroupRoot is the cgroupfs mount, used for memory limits.
+	// CgroupRoot is the cgroupfs mount, used for memory limits. A task's cgroup must lie under
+	// it, as written and once its symbolic links are resolved.
 	CgroupRoot string `mapstructure:"cgroup_root"`
 	// DefaultProfile is the profile of tasks that name none.
 	DefaultProfile string `mapstructure:"default_profile"`
@@ -212,7 +213,7 @@ func (t TaskConfig) request() admission.Request {
 	return admission.Request{
 		ID: t.ID, Name: t.Name, Profile: t.Profile, MonitoringProfile: t.MonitoringProfile, Daemon: t.Daemon,
 		PID: t.PID, PIDFile: t.PIDFile, Match: t.Match, InProcess: t.InProcess, Cgroup: t.Cgroup,
-		IncludeChildren: t.IncludeChildren,
+		IncludeChildren: t.IncludeChildren, Origin: admission.OriginConfig,
 	}
 }
 
@@ -323,10 +324,13 @@ func (cfg *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// policy is the admission policy every door uses: the profiles and the two defaults. Notes
-// say which custom profiles' history sizes were capped.
+// policy is the admission policy every door uses: the profiles, the two defaults and the
+// cgroup mount every task's cgroup must lie under. Notes say which custom profiles' history
+// sizes were capped.
 func (cfg *Config) policy() (admission.Policy, []string, error) {
-	return admission.NewPolicy(cfg.Profiles, cfg.DefaultProfile, cfg.DaemonProfile)
+	p, notes, err := admission.NewPolicy(cfg.Profiles, cfg.DefaultProfile, cfg.DaemonProfile)
+	p.CgroupRoot = cfg.CgroupRoot
+	return p, notes, err
 }
 
 // rule compiles a discovery rule, with its profile resolved as a task's would be.
