@@ -91,6 +91,10 @@ type APIConfig struct {
 	BearerToken configopaque.String `mapstructure:"bearer_token"`
 	// BearerTokenFile holds the token instead (read at start, surrounding whitespace trimmed).
 	BearerTokenFile string `mapstructure:"bearer_token_file"`
+	// MaxConnections bounds the connections served at once; further ones wait in the kernel's
+	// accept queue until one closes. Connections need no token, so without a bound idle ones
+	// could take every descriptor the collector may open.
+	MaxConnections int `mapstructure:"max_connections"`
 }
 
 // Unmarshal decodes the api block and refuses a key it does not know. Decoding the squashed
@@ -288,6 +292,12 @@ func (cfg *Config) Validate() error {
 		}
 		if api.BearerToken != "" && api.BearerTokenFile != "" {
 			add("api: set bearer_token or bearer_token_file, not both")
+		}
+		if api.MaxConnections < 1 || api.MaxConnections > maxAPIConnections {
+			add("api.max_connections: must be between 1 and %d, got %d", maxAPIConnections, api.MaxConnections)
+		}
+		if api.Server.ReadHeaderTimeout <= 0 {
+			add("api.read_header_timeout: must be positive (a connection that sends no request would stay open for good), got %s", api.Server.ReadHeaderTimeout)
 		}
 	}
 	if err := profile.CheckInterval(cfg.Proplet.Interval); err != nil {
