@@ -65,7 +65,7 @@ func Recover(dir string, timeout time.Duration, now time.Time) (Result, error) {
 	}
 	var errs []error
 	for _, e := range entries {
-		if !e.Type().IsRegular() || !queueFile.MatchString(e.Name()) || strings.Contains(e.Name(), CorruptSuffix) {
+		if !e.Type().IsRegular() || !queueFile.MatchString(e.Name()) || movedAside(e.Name()) {
 			continue
 		}
 		path := filepath.Join(dir, e.Name())
@@ -86,6 +86,12 @@ func Recover(dir string, timeout time.Duration, now time.Time) (Result, error) {
 		res.Moved = append(res.Moved, Moved{File: path, MovedTo: to, Entries: n, Err: err})
 	}
 	return res, errors.Join(errs...)
+}
+
+// movedAside reports a file moved aside before: by Recover, or by contrib's own recreate
+// (<name>.<time>.backup).
+func movedAside(name string) bool {
+	return strings.Contains(name, CorruptSuffix) || strings.HasSuffix(name, ".backup")
 }
 
 // Check opens a bbolt file read-only and reads all of it: every page its buckets reach, and

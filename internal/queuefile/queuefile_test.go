@@ -80,13 +80,15 @@ func TestSoundFilesAreLeftAlone(t *testing.T) {
 	path := filepath.Join(dir, "exporter_mqtt_")
 	writeQueue(t, path)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "exporter_otlp_"), nil, 0o600)) // a new, empty one
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "notes.txt"), []byte("not a queue"), 0o600))
+	for _, other := range []string{"notes.txt", "exporter_mqtt_.20260102T150405.000Z.backup", "tempdb123"} {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, other), []byte("not a queue"), 0o600))
+	}
 	n, err := Check(path, time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, queueItems+1, n)
 	res, err := Recover(dir, time.Second, time.Now())
 	require.NoError(t, err)
-	assert.Equal(t, 2, res.Checked, "files not named as the extension names them are not its")
+	assert.Equal(t, 2, res.Checked, "files not named as the extension names them, and backups, are not checked")
 	assert.Empty(t, res.Moved)
 	assert.FileExists(t, filepath.Join(dir, "notes.txt"))
 
