@@ -36,3 +36,16 @@ func TestAPIDefaultsBoundConnections(t *testing.T) {
 	assert.ErrorContains(t, err, "api.max_connections: must be between 1 and 4096, got 0")
 	assert.ErrorContains(t, err, "api.read_header_timeout: must be positive")
 }
+
+// TestTaskCgroupMustLieUnderTheCgroupRoot: a configured task's cgroup outside cgroup_root is a
+// configuration error naming the key and the value.
+func TestTaskCgroupMustLieUnderTheCgroupRoot(t *testing.T) {
+	cfg := createDefaultConfig().(*Config)
+	cfg.PropletID = "p"
+	cfg.CgroupRoot = t.TempDir()
+	cfg.Tasks = []TaskConfig{{ID: "a", Cgroup: "/etc"}, {ID: "b", Cgroup: "propeller/b"}}
+	err := confmap.Validate(cfg)
+	require.Error(t, err)
+	assert.ErrorContains(t, err, `tasks[0].cgroup: must lie under the cgroup mount `+cfg.CgroupRoot+`, got "/etc"`)
+	assert.NotContains(t, err.Error(), "tasks[1]")
+}
