@@ -120,6 +120,7 @@ generate:
 	cd exporter/mqttexporter && $(TOOLS) mdatagen metadata.yaml
 	cd receiver/propellermqttreceiver && $(TOOLS) mdatagen metadata.yaml
 	cd extension/pagetrimextension && $(TOOLS) mdatagen metadata.yaml
+	cd extension/filestorageextension && $(TOOLS) mdatagen metadata.yaml
 
 ## bench: benchmarks with allocations, three runs each (feed to benchstat).
 bench:

@@ -14,6 +14,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
 )
@@ -52,6 +53,8 @@ type Request struct {
 	// export_to_mqtt false so that the proplet itself stays quiet. The rest of the profile is
 	// resolved as requested, and the profile keeps its name.
 	ExportAlways bool
+	// Origin is the door the request came through; it owns the task (see MayEnd).
+	Origin Origin
 }
 
 // Locator says how to find a process. At most one way is set.
@@ -86,6 +89,8 @@ type Spec struct {
 	// in. Its numbers then come from the cgroup's files; a Locator, when also set, gives the
 	// task's identity (pid, executable, uptime).
 	Cgroup string
+	// Origin is the door the task came through: which door may end it or change its profile.
+	Origin Origin
 }
 
 // Policy is what admission decides with: the known profiles and the defaults.
@@ -96,6 +101,10 @@ type Policy struct {
 	DefaultProfile string
 	// DaemonProfile is the profile of daemon tasks that name none.
 	DaemonProfile string
+	// CgroupRoot, when set, is the cgroup mount a task's cgroup must lie under, as written
+	// and once its symbolic links are resolved: a directory elsewhere is not a cgroup, and its
+	// files can be anything (a FIFO, a link to /dev/zero).
+	CgroupRoot string
 }
 
 // NewPolicy builds a policy from custom profiles (each applied over `standard`) and the two
@@ -137,6 +146,8 @@ func (p Policy) Admit(r Request) (Spec, []string, error) {
 	loc, err := locate(r)
 	if err != nil {
 		errs = append(errs, err)
+	} else if err := p.checkCgroupRoot(r.Cgroup); err != nil {
+		errs = append(errs, err)
 	}
 	name, prof, notes, err := p.ResolveProfile(r.Profile, r.MonitoringProfile, r.Daemon)
 	if err != nil {
@@ -150,7 +161,7 @@ func (p Policy) Admit(r Request) (Spec, []string, error) {
 	}
 	return Spec{
 		ID: r.ID, Name: r.Name, Daemon: r.Daemon, ProfileName: name, Profile: prof,
-		Locator: loc, IncludeChildren: r.IncludeChildren, Cgroup: r.Cgroup,
+		Locator: loc, IncludeChildren: r.IncludeChildren, Cgroup: r.Cgroup, Origin: r.Origin,
 	}, notes, nil
 }
 
@@ -295,6 +306,18 @@ func CheckCgroup(path string) error {
 		if el == ".." {
 			return &FieldError{Field: "cgroup", Msg: fmt.Sprintf("must not contain a '..' element, got %s", Quote(path))}
 		}
+	}
+	return nil
+}
+
+// checkCgroupRoot reports a cgroup path that does not lie under the policy's cgroup mount
+// (relative paths are taken under it), as written or through a symbolic link.
+func (p Policy) checkCgroupRoot(path string) error {
+	if path == "" || p.CgroupRoot == "" {
+		return nil
+	}
+	if _, err := process.ResolveCgroup(p.CgroupRoot, path); err != nil {
+		return &FieldError{Field: "cgroup", Msg: fmt.Sprintf("must lie under the cgroup mount %s, got %s (%v)", p.CgroupRoot, Quote(path), err)}
 	}
 	return nil
 }

@@ -121,7 +121,7 @@ func (c Config) keyed(err error) error {
 // name that would add or leave a level of the task_cgroup path is refused; the id is checked
 // by admission, whose rule allows no separator.
 func (c Config) Request(r propeller.StartRequest) (admission.Request, error) {
-	req := admission.Request{ID: r.ID, Name: r.Name, Daemon: r.Daemon, MonitoringProfile: r.Profile, ExportAlways: c.ExportAlways}
+	req := admission.Request{ID: r.ID, Name: r.Name, Daemon: r.Daemon, MonitoringProfile: r.Profile, ExportAlways: c.ExportAlways, Origin: admission.OriginManager}
 	switch {
 	case c.TaskCgroup != "":
 		if strings.Contains(c.TaskCgroup, "{task_name}") && (strings.Contains(r.Name, "/") || r.Name == "." || r.Name == "..") {
@@ -165,12 +165,17 @@ func (f *Follower) HandleStart(_ context.Context, payload []byte) error {
 	return f.refuse(admission.Reason(err), fmt.Errorf("task %s: %w", admission.Quote(r.ID), err))
 }
 
-// register adds an admitted task, or sets the profile of a task already registered.
+// register adds an admitted task, or sets the profile of a task already registered when the
+// manager owns it (admission.MayChange): a start request never changes a task of the
+// configuration or the task API.
 func (f *Follower) register(spec admission.Spec, notes []string) error {
 	for _, n := range notes {
 		f.log.Warn("Propeller start request adjusted", zap.String("task_id", spec.ID), zap.String("change", n))
 	}
-	if _, exists := f.reg.Task(spec.ID); exists {
+	if s, exists := f.reg.Task(spec.ID); exists {
+		if err := admission.CheckChange(admission.OriginManager, spec.ID, s.Origin); err != nil {
+			return f.refuse(admission.NotOwnerReason, err)
+		}
 		// The manager starts a task again (a retry, or a new profile): keep it, take the profile.
 		f.reg.SetProfile(spec.ID, spec.ProfileName, spec.Profile)
 		return nil
@@ -183,7 +188,9 @@ func (f *Follower) register(spec admission.Spec, notes []string) error {
 	return nil
 }
 
-// HandleStop follows one stop request: the task's last sample, then it is gone.
+// HandleStop follows one stop request: the task's last sample, then it is gone. A stop of a
+// task the manager does not own (admission.MayEnd: one of the configuration or the task API)
+// is refused, counted and logged, and the task keeps running.
 func (f *Follower) HandleStop(ctx context.Context, payload []byte) error {
 	r, err := propeller.DecodeStop(payload)
 	if err != nil {
@@ -191,6 +198,11 @@ func (f *Follower) HandleStop(ctx context.Context, payload []byte) error {
 	}
 	if !f.forUs(r.PropletID) {
 		return nil
+	}
+	if s, ok := f.reg.Task(r.ID); ok {
+		if err := admission.CheckEnd(admission.OriginManager, r.ID, s.Origin); err != nil {
+			return f.refuse(admission.NotOwnerReason, err)
+		}
 	}
 	if f.reg.StopTask(ctx, r.ID) {
 		f.log.Info("Task stopped by the manager", zap.String("task_id", r.ID))

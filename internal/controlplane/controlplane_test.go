@@ -63,7 +63,7 @@ func (g *registry) Task(id string) (monitor.Status, bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s, ok := g.tasks[id]
-	return monitor.Status{ID: s.ID}, ok
+	return monitor.Status{ID: s.ID, Origin: s.Origin}, ok
 }
 
 func (g *registry) spec(id string) (admission.Spec, bool) {

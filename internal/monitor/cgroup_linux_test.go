@@ -20,7 +20,11 @@ import (
 
 // TestCgroupTaskFromFixtures reads a cgroup directory made of fixture files.
 func TestCgroupTaskFromFixtures(t *testing.T) {
-	dir := t.TempDir()
+	// A task's cgroup must lie under the cgroup v2 mount: the fixture root is one.
+	root := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(root, "cgroup.controllers"), []byte("cpu memory io pids\n"), 0o600))
+	dir := filepath.Join(root, "task")
+	require.NoError(t, os.Mkdir(dir, 0o755))
 	self := os.Getpid()
 	for name, content := range map[string]string{
 		"cpu.stat":       "usage_usec 3000000\nuser_usec 2000000\nsystem_usec 1000000\n",
@@ -33,7 +37,7 @@ func TestCgroupTaskFromFixtures(t *testing.T) {
 	} {
 		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600))
 	}
-	h := runMonitor(t, Config{Tasks: []admission.Spec{{ID: "cg", ProfileName: "test", Profile: prof(200 * time.Millisecond), Cgroup: dir}}})
+	h := runMonitor(t, Config{ProcRoot: "/proc", CgroupRoot: root, Tasks: []admission.Spec{{ID: "cg", ProfileName: "test", Profile: prof(200 * time.Millisecond), Cgroup: dir}}})
 	s := h.wait(t, "cg", 1, 5*time.Second)[0]
 	assert.InDelta(t, 2.0, s.CPUUser, 1e-9)
 	assert.InDelta(t, 1.0, s.CPUSystem, 1e-9)

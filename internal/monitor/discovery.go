@@ -790,7 +790,7 @@ func (m *Monitor) bindDiscovered(r Rule, c procmatch.Captures, e process.Entry) 
 		t = &task{
 			spec: admission.Spec{
 				ID: c.TaskID, Name: c.TaskName, ProfileName: r.ProfileName, Profile: r.Profile,
-				IncludeChildren: r.IncludeChildren,
+				IncludeChildren: r.IncludeChildren, Origin: admission.OriginDiscovery,
 			},
 			origin: originDiscovered,
 			state:  StatePending,

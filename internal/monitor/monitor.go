@@ -114,6 +114,8 @@ type Status struct {
 	LastSample  time.Time
 	Samples     uint64
 	Errors      uint64
+	// Origin is the door the task came through: which door may end it.
+	Origin admission.Origin
 }
 
 const (

@@ -118,7 +118,7 @@ func (t *task) status() Status {
 	defer t.mu.Unlock()
 	s := Status{
 		ID: t.spec.ID, Name: t.spec.Name, Daemon: t.spec.Daemon, ProfileName: t.spec.ProfileName, Profile: t.spec.Profile,
-		State: t.state, LastSample: t.lastSample, Samples: t.samples, Errors: t.errors,
+		State: t.state, LastSample: t.lastSample, Samples: t.samples, Errors: t.errors, Origin: t.spec.Origin,
 	}
 	if t.root != nil {
 		s.PID = t.root.h.ID().PID

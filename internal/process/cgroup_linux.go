@@ -27,7 +27,8 @@ func detectCgroupLayout(root string) cgroupLayout {
 
 func detectMemoryLayout(root string) cgroupLayout {
 	hasMemory := func(dir string) bool {
-		b, err := os.ReadFile(filepath.Join(dir, "cgroup.controllers"))
+		var buf [maxCgroupFile]byte
+		b, err := readCgroupFile(filepath.Join(dir, "cgroup.controllers"), buf[:])
 		return err == nil && containsWord(string(b), "memory")
 	}
 	switch {
@@ -62,9 +63,18 @@ type MemoryCgroup struct {
 	V2  bool
 }
 
+// maxProcCgroup bounds what is read of /proc/<pid>/cgroup: a line per hierarchy (a dozen on a
+// v1 host), each with a path a delegated user may make long.
+const maxProcCgroup = 16 << 10
+
+// procCgroup reads /proc/<pid>/cgroup, bounded by maxProcCgroup.
+func (s *Source) procCgroup(pid int32) ([]byte, error) {
+	return readFile(filepath.Join(s.root, strconv.Itoa(int(pid)), "cgroup"), make([]byte, maxProcCgroup))
+}
+
 // MemoryCgroupOf returns the memory cgroup a process runs in.
 func (s *Source) MemoryCgroupOf(pid int32) (MemoryCgroup, bool) {
-	b, err := os.ReadFile(filepath.Join(s.root, strconv.Itoa(int(pid)), "cgroup"))
+	b, err := s.procCgroup(pid)
 	if err != nil {
 		return MemoryCgroup{}, false
 	}
@@ -85,15 +95,16 @@ func (c MemoryCgroup) OOMKills() (uint64, bool) {
 	if c.Dir == "" {
 		return 0, false
 	}
+	var buf [maxCgroupFile]byte
 	if c.V2 {
-		b, err := os.ReadFile(filepath.Join(c.Dir, "memory.events"))
+		b, err := readCgroupFile(filepath.Join(c.Dir, "memory.events"), buf[:])
 		var e procfs.MemoryEvents
 		if err != nil || procfs.ParseMemoryEvents(b, &e) != nil {
 			return 0, false
 		}
 		return e.OOMKill, true
 	}
-	b, err := os.ReadFile(filepath.Join(c.Dir, "memory.oom_control"))
+	b, err := readCgroupFile(filepath.Join(c.Dir, "memory.oom_control"), buf[:])
 	var oc procfs.MemoryOOMControl
 	if err != nil || procfs.ParseMemoryOOMControl(b, &oc) != nil {
 		return 0, false
@@ -105,7 +116,7 @@ func (c MemoryCgroup) OOMKills() (uint64, bool) {
 // applies to it: the smallest limit of the cgroup and its ancestors. ok values say which of
 // the two are known (none outside a cgroup hierarchy, no limit when unlimited).
 func (s *Source) CgroupMemory(pid int32) (usage uint64, usageOK bool, limit uint64, limitOK bool) {
-	b, err := os.ReadFile(filepath.Join(s.root, strconv.Itoa(int(pid)), "cgroup"))
+	b, err := s.procCgroup(pid)
 	if err != nil {
 		return 0, false, 0, false
 	}
@@ -138,7 +149,8 @@ func (s *Source) CgroupMemory(pid int32) (usage uint64, usageOK bool, limit uint
 }
 
 func readCgroupValue(path string) (uint64, bool, error) {
-	b, err := os.ReadFile(path)
+	var buf [64]byte // a decimal uint64 or "max"
+	b, err := readCgroupFile(path, buf[:])
 	if err != nil {
 		return 0, false, err
 	}

@@ -45,14 +45,14 @@ func v2Mount(root string) string {
 }
 
 // OpenCgroup opens a cgroup v2 directory, absolute or relative to the v2 root. It returns
-// ErrGone when the directory does not exist (yet).
+// ErrGone when the directory does not exist (yet). A directory that does not lie under the v2
+// root once its links are resolved (ErrOutsideCgroupRoot), or whose counter files are not
+// regular files (ErrNotCgroupFile), is refused: it is not a cgroup, and reading a FIFO would
+// block discovery, a link to /dev/zero would feed it without end.
 func (s *Source) OpenCgroup(path string) (*Cgroup, error) {
-	dir := path
-	if !filepath.IsAbs(dir) {
-		if s.cgroup.v2Mount == "" {
-			return nil, errors.New("no cgroup v2 hierarchy is mounted")
-		}
-		dir = filepath.Join(s.cgroup.v2Mount, dir)
+	dir, err := ResolveCgroup(s.cgroup.v2Mount, path)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(dir, "cgroup.procs")); err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -61,11 +61,22 @@ func (s *Source) OpenCgroup(path string) (*Cgroup, error) {
 		return nil, fmt.Errorf("cgroup %s: %w", dir, err)
 	}
 	c := &Cgroup{dir: dir}
-	for name, fd := range map[string]*int{"cpu.stat": &c.cpu, "memory.current": &c.current, "memory.peak": &c.peak,
-		"memory.max": &c.max, "io.stat": &c.io, "pids.current": &c.pids, "cgroup.procs": &c.procs} {
-		*fd = -1
-		if f, err := unix.Open(filepath.Join(dir, name), unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
-			*fd = f
+	files := []struct {
+		name string
+		fd   *int
+	}{{"cpu.stat", &c.cpu}, {"memory.current", &c.current}, {"memory.peak", &c.peak},
+		{"memory.max", &c.max}, {"io.stat", &c.io}, {"pids.current", &c.pids}, {"cgroup.procs", &c.procs}}
+	for _, f := range files {
+		*f.fd = -1
+	}
+	for _, f := range files {
+		fd, err := openCgroupFile(filepath.Join(dir, f.name))
+		if errors.Is(err, ErrNotCgroupFile) {
+			c.Close()
+			return nil, fmt.Errorf("cgroup %s: %w", dir, err)
+		}
+		if err == nil {
+			*f.fd = fd
 		}
 	}
 	return c, nil

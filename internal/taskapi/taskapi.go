@@ -45,8 +45,9 @@ type Config struct {
 	Policy admission.Policy
 	// Token, when set, must be presented as "Authorization: Bearer <token>".
 	Token string
-	// Refused is told of every task the API refuses (400, or 409 from the registry), with the
-	// reason (admission.Reason, or the registry's); it may be nil. The client gets the error
+	// Refused is told of every task the API refuses (400, 403 for a task another door owns,
+	// or 409 from the registry), with the reason (admission.Reason, admission.NotOwnerReason,
+	// or the registry's); it may be nil. The client gets the error
 	// either way.
 	Refused func(reason string, err error)
 }
@@ -135,6 +136,9 @@ type taskView struct {
 	LastSample        *time.Time  `json:"last_sample"`
 	Samples           uint64      `json:"samples"`
 	Errors            uint64      `json:"errors"`
+	// Origin is the door the task came through (configuration, task_api, manager,
+	// discovery): only that door ends it.
+	Origin string `json:"origin"`
 	// Warnings say what admission changed in the request (a history size lowered to the cap).
 	Warnings []string `json:"warnings,omitempty"`
 }
@@ -158,7 +162,7 @@ func view(s monitor.Status) taskView {
 	p := s.Profile
 	v := taskView{
 		ID: s.ID, Name: s.Name, PID: s.PID, Profile: s.ProfileName, State: string(s.State),
-		Samples: s.Samples, Errors: s.Errors,
+		Samples: s.Samples, Errors: s.Errors, Origin: s.Origin.String(),
 		MonitoringProfile: profileView{
 			Enabled: p.Enabled, Interval: p.Interval.Seconds(), CollectCPU: p.CollectCPU, CollectMemory: p.CollectMemory,
 			CollectDiskIO: p.CollectDiskIO, CollectNetworkIO: p.CollectNetworkIO, CollectThreads: p.CollectThreads,
@@ -267,6 +271,7 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	req.Origin = admission.OriginTaskAPI
 	spec, notes, err := a.cfg.Policy.Admit(req)
 	if err != nil {
 		a.cfg.Refused(admission.Reason(err), err)
@@ -289,8 +294,18 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, v)
 }
 
+// remove ends a task the task API created; a task of another door is refused with 403 and
+// left running (admission.MayEnd).
 func (a *api) remove(w http.ResponseWriter, r *http.Request) {
-	if !a.cfg.Registry.StopTask(r.Context(), r.PathValue("id")) {
+	id := r.PathValue("id")
+	if s, ok := a.cfg.Registry.Task(id); ok {
+		if err := admission.CheckEnd(admission.OriginTaskAPI, id, s.Origin); err != nil {
+			a.cfg.Refused(admission.NotOwnerReason, err)
+			writeError(w, http.StatusForbidden, err.Error())
+			return
+		}
+	}
+	if !a.cfg.Registry.StopTask(r.Context(), id) {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no task %q", r.PathValue("id")))
 		return
 	}

@@ -32,7 +32,8 @@ type Config struct {
 	// ProcRoot is the procfs mount to read: /proc, or /hostfs/proc when the collector runs in
 	// a container with the host's /proc mounted there.
 	ProcRoot string `mapstructure:"proc_root"`
-	// CgroupRoot is the cgroupfs mount, used for memory limits.
+	// CgroupRoot is the cgroupfs mount, used for memory limits. A task's cgroup must lie under
+	// it, as written and once its symbolic links are resolved.
 	CgroupRoot string `mapstructure:"cgroup_root"`
 	// DefaultProfile is the profile of tasks that name none.
 	DefaultProfile string `mapstructure:"default_profile"`
@@ -90,6 +91,10 @@ type APIConfig struct {
 	BearerToken configopaque.String `mapstructure:"bearer_token"`
 	// BearerTokenFile holds the token instead (read at start, surrounding whitespace trimmed).
 	BearerTokenFile string `mapstructure:"bearer_token_file"`
+	// MaxConnections bounds the connections served at once; further ones wait in the kernel's
+	// accept queue until one closes. Connections need no token, so without a bound idle ones
+	// could take every descriptor the collector may open.
+	MaxConnections int `mapstructure:"max_connections"`
 }
 
 // Unmarshal decodes the api block and refuses a key it does not know. Decoding the squashed
@@ -212,7 +217,7 @@ func (t TaskConfig) request() admission.Request {
 	return admission.Request{
 		ID: t.ID, Name: t.Name, Profile: t.Profile, MonitoringProfile: t.MonitoringProfile, Daemon: t.Daemon,
 		PID: t.PID, PIDFile: t.PIDFile, Match: t.Match, InProcess: t.InProcess, Cgroup: t.Cgroup,
-		IncludeChildren: t.IncludeChildren,
+		IncludeChildren: t.IncludeChildren, Origin: admission.OriginConfig,
 	}
 }
 
@@ -291,6 +296,12 @@ func (cfg *Config) Validate() error {
 		if api.BearerToken != "" && api.BearerTokenFile != "" {
 			add("api: set bearer_token or bearer_token_file, not both")
 		}
+		if api.MaxConnections < 1 || api.MaxConnections > maxAPIConnections {
+			add("api.max_connections: must be between 1 and %d, got %d", maxAPIConnections, api.MaxConnections)
+		}
+		if api.Server.ReadHeaderTimeout <= 0 {
+			add("api.read_header_timeout: must be positive (a connection that sends no request would stay open for good), got %s", api.Server.ReadHeaderTimeout)
+		}
 	}
 	if err := profile.CheckInterval(cfg.Proplet.Interval); err != nil {
 		errs = append(errs, fmt.Errorf("proplet.interval: %w", err))
@@ -326,10 +337,13 @@ func (cfg *Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// policy is the admission policy every door uses: the profiles and the two defaults. Notes
-// say which custom profiles' history sizes were capped.
+// policy is the admission policy every door uses: the profiles, the two defaults and the
+// cgroup mount every task's cgroup must lie under. Notes say which custom profiles' history
+// sizes were capped.
 func (cfg *Config) policy() (admission.Policy, []string, error) {
-	return admission.NewPolicy(cfg.Profiles, cfg.DefaultProfile, cfg.DaemonProfile)
+	p, notes, err := admission.NewPolicy(cfg.Profiles, cfg.DefaultProfile, cfg.DaemonProfile)
+	p.CgroupRoot = cfg.CgroupRoot
+	return p, notes, err
 }
 
 // rule compiles a discovery rule, with its profile resolved as a task's would be.

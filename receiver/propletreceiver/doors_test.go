@@ -217,9 +217,10 @@ func TestEveryDoorAdmitsAlike(t *testing.T) {
 			err: `profile: unknown profile "nope" (known: batch_processing, disabled, fast, intensive, long_running_daemon, minimal, realtime_api, standard)`},
 	}
 	doors := []struct {
-		name  string
-		admit func(*testing.T, doorRequest) (admission.Spec, string)
-	}{{"configuration", viaConfig}, {"task API", viaAPI}, {"control plane", viaControlPlane}}
+		name   string
+		admit  func(*testing.T, doorRequest) (admission.Spec, string)
+		origin admission.Origin // the only difference: the door owns the task
+	}{{"configuration", viaConfig, admission.OriginConfig}, {"task API", viaAPI, admission.OriginTaskAPI}, {"control plane", viaControlPlane, admission.OriginManager}}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var want comparable
@@ -245,6 +246,7 @@ func TestEveryDoorAdmitsAlike(t *testing.T) {
 					continue
 				}
 				assert.Empty(t, errText, door.name)
+				want.Origin = door.origin
 				assert.Equal(t, want, view(spec), door.name)
 			}
 		})

@@ -16,6 +16,7 @@ import (
 	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/taskapi"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
 )
 
@@ -56,11 +57,23 @@ func defaultPropellerConfig() PropellerConfig {
 	return PropellerConfig{ClientConfig: mqttconn.DefaultClientConfig(), ExportToMQTT: ExportAsRequested}
 }
 
+// maxAPIConnections bounds api.max_connections: far more than any client of the task API
+// needs, and still a small share of a collector's descriptors.
+const maxAPIConnections = 4096
+
+// defaultAPIConfig bounds what a client without a token can hold: taskapi.DefaultMaxConnections
+// connections, each closed when its request header has not arrived within 5 s, its request not
+// within 10 s, or when idle for 30 s (the server defaults are one minute each, no read limit).
 func defaultAPIConfig() APIConfig {
 	s := confighttp.NewDefaultServerConfig()
 	s.NetAddr.Endpoint = "localhost:8990"
 	s.MaxRequestBodySize = 64 << 10
-	return APIConfig{Server: s}
+	s.ReadHeaderTimeout = 5 * time.Second
+	s.ReadTimeout = 10 * time.Second
+	ka := confighttp.NewDefaultKeepaliveServerConfig()
+	ka.IdleTimeout = 30 * time.Second
+	s.Keepalive = configoptional.Some(ka)
+	return APIConfig{Server: s, MaxConnections: taskapi.DefaultMaxConnections}
 }
 
 // propletIntervalFromEnv honours Propeller's PROPLET_METRICS_INTERVAL (whole seconds).

@@ -202,6 +202,9 @@ func (r *propletReceiver) startAPI(ctx context.Context, host component.Host) err
 	if err != nil {
 		return fmt.Errorf("api: listen on %s: %w", cfg.Server.NetAddr.Endpoint, err)
 	}
+	ln = taskapi.LimitListener(ln, cfg.MaxConnections, r.set.Logger, func() {
+		r.tel.ReceiverPropletAPIConnectionLimitReached.Add(context.Background(), 1)
+	})
 	refusals := admission.NewRefusals("api", r.set.Logger, func(reason string) { telemetry{r.tel}.refused("api", reason) })
 	handler := taskapi.New(taskapi.Config{Registry: r.mon, Policy: r.policy, Token: token, Refused: refusals.Refuse})
 	srv, err := cfg.Server.ToServer(ctx, host.GetExtensions(), r.set.TelemetrySettings, handler)

@@ -23,16 +23,17 @@ func Tracer(settings component.TelemetrySettings) trace.Tracer {
 // TelemetryBuilder provides an interface for components to report telemetry
 // as defined in metadata and user config.
 type TelemetryBuilder struct {
-	meter                            metric.Meter
-	mu                               sync.Mutex
-	registrations                    []metric.Registration
-	ReceiverPropletControlErrors     metric.Int64Counter
-	ReceiverPropletProcessEventsLost metric.Int64Counter
-	ReceiverPropletRefusedTasks      metric.Int64Counter
-	ReceiverPropletSampleErrors      metric.Int64Counter
-	ReceiverPropletSamples           metric.Int64Counter
-	ReceiverPropletTaskReports       metric.Int64Counter
-	ReceiverPropletTasks             metric.Int64UpDownCounter
+	meter                                    metric.Meter
+	mu                                       sync.Mutex
+	registrations                            []metric.Registration
+	ReceiverPropletAPIConnectionLimitReached metric.Int64Counter
+	ReceiverPropletControlErrors             metric.Int64Counter
+	ReceiverPropletProcessEventsLost         metric.Int64Counter
+	ReceiverPropletRefusedTasks              metric.Int64Counter
+	ReceiverPropletSampleErrors              metric.Int64Counter
+	ReceiverPropletSamples                   metric.Int64Counter
+	ReceiverPropletTaskReports               metric.Int64Counter
+	ReceiverPropletTasks                     metric.Int64UpDownCounter
 }
 
 // TelemetryBuilderOption applies changes to default builder.
@@ -64,6 +65,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	}
 	builder.meter = Meter(settings)
 	var err, errs error
+	builder.ReceiverPropletAPIConnectionLimitReached, err = builder.meter.Int64Counter(
+		"otelcol_receiver_proplet_api_connection_limit_reached",
+		metric.WithDescription("Times the task API reached api.max_connections (a connection took the last place); further connections wait in the kernel's accept queue, holding no descriptor of the collector, until one closes or times out. [Alpha]"),
+		metric.WithUnit("{event}"),
+	)
+	errs = errors.Join(errs, err)
 	builder.ReceiverPropletControlErrors, err = builder.meter.Int64Counter(
 		"otelcol_receiver_proplet_control_errors",
 		metric.WithDescription("Propeller start or stop requests that could not be used (malformed JSON, a missing id, an invalid monitoring profile such as interval 0). [Alpha]"),
@@ -78,7 +85,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ReceiverPropletRefusedTasks, err = builder.meter.Int64Counter(
 		"otelcol_receiver_proplet_refused_tasks",
-		metric.WithDescription("Tasks refused or dropped, by reason (a field admission refused such as id or monitoring_profile, malformed, duplicate, too_many_tasks, too_many_pending, pending_expired) and door (api, propeller, or monitor for what the monitor drops). [Alpha]"),
+		metric.WithDescription("Tasks refused or dropped, by reason (a field admission refused such as id or monitoring_profile, malformed, duplicate, too_many_tasks, too_many_pending, pending_expired, not_owner for a stop or profile change of a task another door owns) and door (api, propeller, or monitor for what the monitor drops). [Alpha]"),
 		metric.WithUnit("{task}"),
 	)
 	errs = errors.Join(errs, err)

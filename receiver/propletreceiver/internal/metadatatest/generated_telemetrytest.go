@@ -21,6 +21,22 @@ func NewSettings(tt *componenttest.Telemetry) receiver.Settings {
 	return set
 }
 
+func AssertEqualReceiverPropletAPIConnectionLimitReached(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_receiver_proplet_api_connection_limit_reached",
+		Description: "Times the task API reached api.max_connections (a connection took the last place); further connections wait in the kernel's accept queue, holding no descriptor of the collector, until one closes or times out. [Alpha]",
+		Unit:        "{event}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_receiver_proplet_api_connection_limit_reached")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualReceiverPropletControlErrors(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_receiver_proplet_control_errors",
@@ -56,7 +72,7 @@ func AssertEqualReceiverPropletProcessEventsLost(t *testing.T, tt *componenttest
 func AssertEqualReceiverPropletRefusedTasks(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_receiver_proplet_refused_tasks",
-		Description: "Tasks refused or dropped, by reason (a field admission refused such as id or monitoring_profile, malformed, duplicate, too_many_tasks, too_many_pending, pending_expired) and door (api, propeller, or monitor for what the monitor drops). [Alpha]",
+		Description: "Tasks refused or dropped, by reason (a field admission refused such as id or monitoring_profile, malformed, duplicate, too_many_tasks, too_many_pending, pending_expired, not_owner for a stop or profile change of a task another door owns) and door (api, propeller, or monitor for what the monitor drops). [Alpha]",
 		Unit:        "{task}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,

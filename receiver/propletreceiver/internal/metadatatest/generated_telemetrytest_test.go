@@ -19,6 +19,7 @@ func TestSetupTelemetry(t *testing.T) {
 	tb, err := metadata.NewTelemetryBuilder(testTel.NewTelemetrySettings())
 	require.NoError(t, err)
 	defer tb.Shutdown()
+	tb.ReceiverPropletAPIConnectionLimitReached.Add(context.Background(), 1)
 	tb.ReceiverPropletControlErrors.Add(context.Background(), 1)
 	tb.ReceiverPropletProcessEventsLost.Add(context.Background(), 1)
 	tb.ReceiverPropletRefusedTasks.Add(context.Background(), 1)
@@ -26,6 +27,9 @@ func TestSetupTelemetry(t *testing.T) {
 	tb.ReceiverPropletSamples.Add(context.Background(), 1)
 	tb.ReceiverPropletTaskReports.Add(context.Background(), 1)
 	tb.ReceiverPropletTasks.Add(context.Background(), 1)
+	AssertEqualReceiverPropletAPIConnectionLimitReached(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverPropletControlErrors(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
