@@ -57,6 +57,17 @@ type discovery struct {
 	cappedSuppressed int       // such refusals not logged since
 }
 
+// discoveryJob is the discovery pass, every discovery interval and when a task is added.
+type discoveryJob struct{ m *Monitor }
+
+func (j discoveryJob) Run(ctx context.Context) { j.m.discover(ctx) }
+
+// execJob is the exec job, run once after each exec while something waits for a process
+// (several execs before it runs make one run).
+type execJob struct{ m *Monitor }
+
+func (j execJob) Run(ctx context.Context) { j.m.discoverExec(ctx) }
+
 // readPIDFile reads pid files for the discovery pass. Tests replace it with one that hangs, as
 // a read from a hung NFS mount does.
 var readPIDFile = procmatch.ReadPIDFile
@@ -238,7 +249,7 @@ func (m *Monitor) discoverExec(context.Context) {
 		m.ev.mu.Lock()
 		m.ev.stale = true // the discovery pass rescans
 		m.ev.mu.Unlock()
-		m.sched.Trigger(discoveryKey)
+		m.sched.Trigger(discoveryJob{m})
 		return
 	}
 	d.execs = d.execs[:0]
@@ -540,7 +551,7 @@ func (m *Monitor) bindFound(t *task, e process.Entry) bool {
 		} else if m.ev.active() {
 			// Events name new processes, not every ended one: forget it and look again.
 			m.forgetEntry(e)
-			m.sched.Trigger(discoveryKey)
+			m.sched.Trigger(discoveryJob{m})
 		}
 		return false
 	}
@@ -695,7 +706,7 @@ func (m *Monitor) checkExit(t *task) {
 		return
 	}
 	// The task's sample job takes the final sample and the usage report.
-	m.sched.Trigger(taskPrefix + t.spec.ID)
+	m.sched.Trigger(sampleJob{m, t})
 }
 
 // refreshMembers makes a process-tree task's members the current descendants of its root.

@@ -3,7 +3,6 @@ package monitor
 import (
 	"context"
 	"errors"
-	"fmt"
 	"syscall"
 	"time"
 
@@ -25,49 +24,35 @@ func (m *Monitor) awaitRecord(t *task) bool {
 	}
 	if !t.awaiting {
 		t.awaiting = true
-		m.sched.Remove(taskPrefix + t.spec.ID)
+		m.sched.Remove(sampleJob{m, t})
 		m.scheduleEnd(t, t.root.h.ID(), exitGrace)
 	}
 	return true
 }
 
-// endPrefix keys the scheduler jobs that end a task: the exit record arrived, or the grace
-// for it ran out. Ends run on the scheduler's workers, so Shutdown waits for them like for
-// samples.
-const endPrefix = "\x00end/"
-
-// ending is a task whose end is scheduled, and the process incarnation that ends.
-type ending struct {
+// endJob ends one incarnation of a task: the task object (a task stopped and registered
+// again under the same id is another object) and the process it was bound to. The exit
+// record arrived, or the grace for it ran out. Ends run on the scheduler's workers, so
+// Shutdown waits for them like for samples.
+type endJob struct {
+	m  *Monitor
 	t  *task
 	id process.ID
 }
 
 // scheduleEnd ends task t's process id after delay (0: now). A second call for the same
-// process moves the end to the new delay.
+// incarnation moves its end to the new delay; another incarnation's end is another job.
 func (m *Monitor) scheduleEnd(t *task, id process.ID, delay time.Duration) {
-	key := fmt.Sprintf("%s%s/%d/%d", endPrefix, t.spec.ID, id.PID, id.Start)
-	m.mu.Lock()
-	m.endings[key] = ending{t: t, id: id}
-	m.mu.Unlock()
-	m.sched.Add(key, time.Hour, delay)
+	m.sched.After(endJob{m, t, id}, delay)
 }
 
-// runEnd is the job scheduleEnd added: it ends the task, if still bound to that process, and
-// emits its final sample.
-func (m *Monitor) runEnd(ctx context.Context, key string) {
-	m.sched.Remove(key)
-	m.mu.Lock()
-	e, ok := m.endings[key]
-	delete(m.endings, key)
-	m.mu.Unlock()
-	if !ok {
-		return
-	}
-	e.t.mu.Lock()
-	s, emit := m.endNow(e.t, e.id)
-	e.t.mu.Unlock()
+// Run ends the task, if still bound to that process, and emits its final sample.
+func (j endJob) Run(ctx context.Context) {
+	j.t.mu.Lock()
+	s, emit := j.m.endNow(j.t, j.id)
+	j.t.mu.Unlock()
 	if emit {
-		m.emit(ctx, s)
+		j.m.emit(ctx, s)
 	}
 }
 

@@ -177,7 +177,7 @@ func (m *Monitor) processExec(pid int32) {
 	m.ev.noteLocked(pid)
 	m.ev.mu.Unlock()
 	if m.ev.wanted.Load() {
-		m.sched.Trigger(execKey)
+		m.sched.After(execJob{m}, 0)
 	}
 }
 
@@ -221,7 +221,7 @@ func (m *Monitor) eventsFailed(err error) {
 	m.ev.stale = true
 	m.ev.mu.Unlock()
 	m.log.Warn("Kernel process events stopped: processes are found by scanning /proc from now on", zap.Error(err))
-	m.sched.Trigger(discoveryKey)
+	m.sched.Trigger(discoveryJob{m})
 }
 
 // eventsLost is an overflow of the kernel's events: the next discovery pass scans, and no
@@ -232,7 +232,7 @@ func (m *Monitor) eventsLost() {
 	m.ev.mu.Lock()
 	m.ev.stale = true
 	m.ev.mu.Unlock()
-	m.sched.Trigger(discoveryKey)
+	m.sched.Trigger(discoveryJob{m})
 }
 
 // noteLocked queues a process for the discovery table. The caller holds e.mu.

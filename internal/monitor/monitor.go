@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -124,13 +123,7 @@ type Status struct {
 	Errors      uint64
 }
 
-const (
-	discoveryKey = "\x00discovery"
-	execKey      = "\x00exec"
-	propletKey   = "\x00proplet"
-	taskPrefix   = "task/"
-	bufSize      = 4096
-)
+const bufSize = 4096
 
 // Monitor samples tasks and the proplet. Create it with New, then Start and Shutdown.
 type Monitor struct {
@@ -150,7 +143,6 @@ type Monitor struct {
 
 	disc    discovery
 	ev      events
-	endings map[string]ending // guarded by mu: ends scheduled, by job key
 	oom     oomLog
 	proplet propletState
 	// passBudget is how long a discovery pass looks for pending tasks' processes: half the
@@ -177,10 +169,10 @@ func New(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample) (*Monito
 	if cfg.MaxPendingTasks <= 0 {
 		cfg.MaxPendingTasks = DefaultMaxPendingTasks
 	}
-	m := &Monitor{cfg: cfg, src: src, log: log, tel: tel, out: out, tasks: map[string]*task{}, endings: map[string]ending{}}
+	m := &Monitor{cfg: cfg, src: src, log: log, tel: tel, out: out, tasks: map[string]*task{}}
 	m.passBudget = cfg.DiscoveryInterval / 2
 	m.bufs.New = func() any { b := make([]byte, bufSize); return &b }
-	m.sched = schedule.New(max(cfg.MaxConcurrency, 1), m.runJob)
+	m.sched = schedule.New(max(cfg.MaxConcurrency, 1))
 	m.disc.init()
 	m.proplet.loc = cfg.Proplet
 	for _, spec := range cfg.Tasks {
@@ -203,12 +195,9 @@ func (m *Monitor) Start(ctx context.Context) error {
 	}
 	m.startOOMLog(ctx)
 	m.proplet.baseline(m)
-	m.sched.Add(discoveryKey, m.cfg.DiscoveryInterval, 0)
-	if m.ev.active() {
-		m.sched.Add(execKey, time.Hour, time.Hour) // run when an exec triggers it
-	}
+	m.sched.Add(discoveryJob{m}, m.cfg.DiscoveryInterval, 0)
 	if m.cfg.PropletInterval > 0 {
-		m.sched.Add(propletKey, m.cfg.PropletInterval, m.cfg.PropletInterval+m.jitter())
+		m.sched.Add(propletJob{m}, m.cfg.PropletInterval, m.cfg.PropletInterval+m.jitter())
 	}
 	m.sched.Start(ctx)
 	return nil
@@ -239,12 +228,15 @@ func (m *Monitor) AddTask(spec admission.Spec) error {
 	if err := m.register(spec, originAPI); err != nil {
 		return err
 	}
-	m.sched.Trigger(discoveryKey)
+	m.sched.Trigger(discoveryJob{m})
 	return nil
 }
 
 // Collect samples a task now, outside its cadence. It reports whether the task is sampled.
-func (m *Monitor) Collect(id string) bool { return m.sched.Trigger(taskPrefix + id) }
+func (m *Monitor) Collect(id string) bool {
+	t, ok := m.lookup(id)
+	return ok && m.sched.Trigger(sampleJob{m, t})
+}
 
 // Tasks returns a snapshot of every registered task, sorted by id.
 func (m *Monitor) Tasks() []Status {
@@ -325,27 +317,14 @@ func (m *Monitor) jitter() time.Duration {
 func (m *Monitor) buf() *[]byte     { return m.bufs.Get().(*[]byte) }
 func (m *Monitor) putBuf(b *[]byte) { m.bufs.Put(b) }
 
-func (m *Monitor) runJob(ctx context.Context, key string) {
-	switch key {
-	case discoveryKey:
-		m.discover(ctx)
-	case propletKey:
-		m.sampleProplet(ctx)
-	case execKey:
-		m.discoverExec(ctx)
-	default:
-		if strings.HasPrefix(key, endPrefix) {
-			m.runEnd(ctx, key)
-			return
-		}
-		m.mu.Lock()
-		t := m.tasks[key[len(taskPrefix):]]
-		m.mu.Unlock()
-		if t != nil {
-			m.sampleTask(ctx, t)
-		}
-	}
+// sampleJob samples one task on its profile's interval. It names the task object, not its
+// id: a task stopped and registered again under the same id is another job.
+type sampleJob struct {
+	m *Monitor
+	t *task
 }
+
+func (j sampleJob) Run(ctx context.Context) { j.m.sampleTask(ctx, j.t) }
 
 func (m *Monitor) emit(ctx context.Context, s Sample) {
 	select {
@@ -408,7 +387,7 @@ func (m *Monitor) memLimit(cgroupLimit uint64, ok bool) uint64 {
 
 // finish ends sampling of a task's current process. The caller holds t.mu.
 func (m *Monitor) finish(t *task) {
-	m.sched.Remove(taskPrefix + t.spec.ID)
+	m.sched.Remove(sampleJob{m, t})
 	m.unwatchAll(t)
 	t.closeHandles()
 	switch {
@@ -631,7 +610,7 @@ func (m *Monitor) SetProfile(id, name string, p profile.Profile) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.spec.ProfileName, t.spec.Profile = name, p
-	key := taskPrefix + id
+	key := sampleJob{m, t}
 	switch {
 	case t.state == StateActive && !p.Enabled:
 		m.sched.Remove(key)
@@ -660,7 +639,7 @@ func (m *Monitor) StopTask(ctx context.Context, id string) bool {
 	if (t.state == StateActive || t.state == StateDisabled) && m.ev.active() && t.root != nil && t.cg == nil {
 		// The process is usually ended by whoever asked for the stop: its exit record gives
 		// the final sample and the report, or a last reading after stopGrace.
-		m.sched.Remove(taskPrefix + id)
+		m.sched.Remove(sampleJob{m, t})
 		m.setState(t, StateStopped)
 		m.unregister(t)
 		t.stopping = true
@@ -677,7 +656,7 @@ func (m *Monitor) StopTask(ctx context.Context, id string) bool {
 		}
 		last.Final = true
 	}
-	m.sched.Remove(taskPrefix + id)
+	m.sched.Remove(sampleJob{m, t})
 	t.closeHandles()
 	m.setState(t, StateStopped)
 	m.unregister(t)

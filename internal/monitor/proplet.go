@@ -90,6 +90,11 @@ func (p *propletState) locate(m *Monitor, buf []byte) {
 	}
 }
 
+// propletJob samples the proplet and the machine on proplet.interval.
+type propletJob struct{ m *Monitor }
+
+func (j propletJob) Run(ctx context.Context) { j.m.sampleProplet(ctx) }
+
 func (m *Monitor) sampleProplet(ctx context.Context) {
 	p := &m.proplet
 	bp := m.buf()
