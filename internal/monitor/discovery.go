@@ -68,10 +68,6 @@ type execJob struct{ m *Monitor }
 
 func (j execJob) Run(ctx context.Context) { j.m.discoverExec(ctx) }
 
-// readPIDFile reads pid files for the discovery pass. Tests replace it with one that hangs, as
-// a read from a hung NFS mount does.
-var readPIDFile = procmatch.ReadPIDFile
-
 type pidFileRead struct {
 	pid int32
 	ok  bool
@@ -154,14 +150,14 @@ func (t discoveryTable) PIDFile(path string) (int32, bool) {
 	if r, ok := d.pidFiles[path]; ok {
 		return r.pid, r.ok
 	}
-	pid, ok := readPIDFile(path)
+	pid, ok := t.m.hooks.readPIDFile(path)
 	d.pidFiles[path] = pidFileRead{pid: pid, ok: ok}
 	return pid, ok
 }
 
 // refreshTable brings the process table up to date for this pass. With process events it
 // reads only the processes forked or exec'd since the last pass, and scans the whole table
-// when events were missed, when nobody listened for a while, or every reconcileEvery; without
+// when events were missed, when nobody listened for a while, or every hooks.reconcileEvery; without
 // events it scans.
 func (m *Monitor) refreshTable(now time.Time) {
 	d := &m.disc
@@ -171,7 +167,7 @@ func (m *Monitor) refreshTable(now time.Time) {
 	}
 	var stale bool
 	d.fresh, stale = m.ev.drain(d.fresh)
-	if stale || d.lastScan.IsZero() || now.Sub(d.lastScan) >= reconcileEvery {
+	if stale || d.lastScan.IsZero() || now.Sub(d.lastScan) >= m.hooks.reconcileEvery {
 		m.scan()
 		if d.scanned {
 			d.lastScan = now
@@ -262,7 +258,7 @@ func (m *Monitor) discoverExec(context.Context) {
 	clear(d.bound)
 	m.ev.mu.Lock()
 	for _, e := range d.execs {
-		if o, ok := m.ev.owners[e.ID.PID]; ok && (o.id.Start == 0 || o.id == e.ID) {
+		if m.ev.ownedLocked(e.ID) {
 			d.bound[e.ID] = true
 		}
 	}
@@ -394,7 +390,7 @@ func (m *Monitor) discover(ctx context.Context) {
 	if d.scanned {
 		for _, t := range d.trees {
 			if t.mu.TryLock() {
-				if t.root != nil {
+				if t.root != nil && (t.state == StateActive || t.state == StateDisabled) {
 					m.refreshMembers(t, d.bound)
 				}
 				t.mu.Unlock()
@@ -428,16 +424,9 @@ func (m *Monitor) discover(ctx context.Context) {
 	m.notFound(ctx, d.pending, time.Now())
 }
 
-// How long a task is pending before the log says it is not found, and how often that line is
-// repeated while it stays pending. Variables so tests can shorten them.
-var (
-	notFoundAfter = 30 * time.Second
-	notFoundEvery = 10 * time.Minute
-)
-
 // notFound makes the tasks still pending visible: a lookup sample on each task's interval (the
 // receiver's propeller.task.lookup 0), and one info line once a task has been pending for
-// notFoundAfter, saying what it looks for, repeated every notFoundEvery.
+// hooks.notFoundAfter, saying what it looks for, repeated every hooks.notFoundEvery.
 func (m *Monitor) notFound(ctx context.Context, pending []*task, now time.Time) {
 	for _, t := range pending {
 		if !t.mu.TryLock() {
@@ -455,7 +444,7 @@ func (m *Monitor) notFound(ctx context.Context, pending []*task, now time.Time) 
 			lookup.Pending = true
 		}
 		since := now.Sub(t.pendingSince)
-		logIt := since >= notFoundAfter && (t.notFoundLogged.IsZero() || now.Sub(t.notFoundLogged) >= notFoundEvery)
+		logIt := since >= m.hooks.notFoundAfter && (t.notFoundLogged.IsZero() || now.Sub(t.notFoundLogged) >= m.hooks.notFoundEvery)
 		if logIt {
 			t.notFoundLogged = now
 		}

@@ -118,26 +118,27 @@ func TestHungPIDFileHoldsNoLock(t *testing.T) {
 	hung := filepath.Join(t.TempDir(), "hung.pid")
 	release := make(chan struct{})
 	entered := make(chan struct{}, 1)
-	saved := readPIDFile
-	readPIDFile = func(path string) (int32, bool) {
-		if path == hung {
-			select {
-			case entered <- struct{}{}:
-			default:
+	hangs := func(hk *hooks) {
+		read := hk.readPIDFile
+		hk.readPIDFile = func(path string) (int32, bool) {
+			if path == hung {
+				select {
+				case entered <- struct{}{}:
+				default:
+				}
+				<-release
+				return 0, false
 			}
-			<-release
-			return 0, false
+			return read(path)
 		}
-		return saved(path)
 	}
-	t.Cleanup(func() { readPIDFile = saved }) // after Shutdown: the pass reads it
 
 	rule, err := procmatch.Compile(procmatch.Spec{Cmdline: "anything", ParentPIDFile: hung})
 	require.NoError(t, err)
 	h := runMonitor(t, Config{Tasks: []admission.Spec{
 		{ID: "hung", ProfileName: "test", Profile: prof(time.Second), Locator: admission.Locator{PIDFile: hung}},
 		{ID: "rule", ProfileName: "test", Profile: prof(time.Second), Locator: admission.Locator{Match: rule}},
-	}})
+	}}, hangs)
 	t.Cleanup(func() { close(release) }) // before Shutdown, which waits for the pass
 	select {
 	case <-entered:
@@ -167,7 +168,7 @@ func TestHungPIDFileHoldsNoLock(t *testing.T) {
 // turn: a pass starts with the tasks looked for least recently.
 func TestPendingTasksDoNotStarve(t *testing.T) {
 	const waiting = 20
-	m, err := New(Config{ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup"}, zaptest.NewLogger(t), nil, drained(t))
+	m, err := newMonitor(Config{ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup"}, zaptest.NewLogger(t), nil, drained(t), testHooks())
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Shutdown(t.Context()) })
 	for i := range waiting {

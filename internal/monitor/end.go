@@ -25,7 +25,7 @@ func (m *Monitor) awaitRecord(t *task) bool {
 	if !t.awaiting {
 		t.awaiting = true
 		m.sched.Remove(sampleJob{m, t})
-		m.scheduleEnd(t, t.root.h.ID(), exitGrace)
+		m.scheduleEnd(t, t.root.h.ID(), m.hooks.exitGrace)
 	}
 	return true
 }
@@ -140,6 +140,9 @@ func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
 	if t.state == StateStopped {
 		m.unwatchAll(t)
 		t.closeHandles()
+		m.mu.Lock()
+		delete(m.stopping, t)
+		m.mu.Unlock()
 	} else {
 		m.finish(t)
 	}

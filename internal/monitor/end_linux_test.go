@@ -206,9 +206,9 @@ func memoryCgroup(t *testing.T, limit int64) string {
 
 // testOOMKill: a task in a memory-limited cgroup that touches more than its limit is killed by
 // the kernel's OOM killer, and its report says so.
-func testOOMKill(t *testing.T, mode EventsMode) {
+func testOOMKill(t *testing.T, mode EventsMode, mods ...func(*hooks)) {
 	cg := memoryCgroup(t, 64<<20)
-	h := runMonitor(t, Config{Events: mode})
+	h := runMonitor(t, Config{Events: mode}, mods...)
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	// The shell joins the cgroup, waits for the go-ahead, and becomes a workload that holds
@@ -242,9 +242,9 @@ func TestOOMKillIsReported(t *testing.T) {
 	// Without the kernel log (a container without /dev/kmsg, the systemd unit's
 	// ProtectKernelLogs=), the memory cgroup's OOM kill count tells.
 	t.Run("cgroup count only", func(t *testing.T) {
-		defer func(f func() (*kmsg.Follower, error)) { openKernelLog = f }(openKernelLog)
-		openKernelLog = func() (*kmsg.Follower, error) { return nil, os.ErrPermission }
-		testOOMKill(t, EventsOff)
+		testOOMKill(t, EventsOff, func(hk *hooks) {
+			hk.openKernelLog = func() (*kmsg.Follower, error) { return nil, os.ErrPermission }
+		})
 	})
 }
 
@@ -255,10 +255,8 @@ func TestLostEventsNeverLeaveATaskStuck(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
 	}
-	defer func(g time.Duration) { exitGrace = g }(exitGrace)
-	exitGrace = 300 * time.Millisecond
 	tel := newCountingTelemetry()
-	h := runMonitorWith(t, Config{Events: EventsOn}, tel, zaptest.NewLogger(t))
+	h := runMonitorWith(t, Config{Events: EventsOn}, tel, zaptest.NewLogger(t), func(hk *hooks) { hk.exitGrace = 300 * time.Millisecond })
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	require.NoError(t, h.m.AddTask(pidTask("dropped", cmd, 200*time.Millisecond)))
 	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 5*time.Second, 5*time.Millisecond)

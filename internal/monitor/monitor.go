@@ -141,10 +141,15 @@ type Monitor struct {
 	// is registered, and when one leaves the registry still pending.
 	pending atomic.Int64
 
+	// stopping are the stopped tasks whose end waits for their process (their exit record, or
+	// the stop grace), so Shutdown closes what they hold. Guarded by mu.
+	stopping map[*task]bool
+
 	disc    discovery
 	ev      events
 	oom     oomLog
 	proplet propletState
+	hooks   hooks
 	// passBudget is how long a discovery pass looks for pending tasks' processes: half the
 	// discovery interval.
 	passBudget time.Duration
@@ -152,6 +157,10 @@ type Monitor struct {
 
 // New returns a Monitor that sends samples to out. tel may be nil.
 func New(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample) (*Monitor, error) {
+	return newMonitor(cfg, log, tel, out, defaultHooks())
+}
+
+func newMonitor(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample, hk hooks) (*Monitor, error) {
 	src, err := process.NewSource(cfg.ProcRoot, cfg.CgroupRoot)
 	if err != nil {
 		return nil, err
@@ -169,7 +178,7 @@ func New(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample) (*Monito
 	if cfg.MaxPendingTasks <= 0 {
 		cfg.MaxPendingTasks = DefaultMaxPendingTasks
 	}
-	m := &Monitor{cfg: cfg, src: src, log: log, tel: tel, out: out, tasks: map[string]*task{}}
+	m := &Monitor{cfg: cfg, src: src, log: log, tel: tel, out: out, tasks: map[string]*task{}, stopping: map[*task]bool{}, hooks: hk}
 	m.passBudget = cfg.DiscoveryInterval / 2
 	m.bufs.New = func() any { b := make([]byte, bufSize); return &b }
 	m.sched = schedule.New(max(cfg.MaxConcurrency, 1))
@@ -208,13 +217,20 @@ func (m *Monitor) Start(ctx context.Context) error {
 func (m *Monitor) Shutdown(ctx context.Context) error {
 	err := m.sched.Stop(ctx)
 	m.mu.Lock()
+	held := make([]*task, 0, len(m.tasks)+len(m.stopping))
 	for _, t := range m.tasks {
+		held = append(held, t)
+	}
+	for t := range m.stopping {
+		held = append(held, t)
+	}
+	m.mu.Unlock()
+	for _, t := range held {
 		if t.mu.TryLock() {
 			t.closeHandles()
 			t.mu.Unlock()
 		}
 	}
-	m.mu.Unlock()
 	m.proplet.close()
 	m.oom.close()
 	return errors.Join(err, m.stopEvents(), m.src.Close())
@@ -625,15 +641,20 @@ func (m *Monitor) SetProfile(id, name string, p profile.Profile) bool {
 }
 
 // StopTask ends a task's monitoring after a last sample, marked final, when its process can
-// still be read, and removes it from the registry. It reports whether the task existed.
+// still be read, and removes it from the registry. It reports whether it stopped a task: of
+// concurrent stops of one task, one reports true (the task API answers 204 from it, the
+// others 404).
 func (m *Monitor) StopTask(ctx context.Context, id string) bool {
-	m.mu.Lock()
-	t, ok := m.tasks[id]
-	m.mu.Unlock()
+	t, ok := m.lookup(id)
 	if !ok {
 		return false
 	}
 	t.mu.Lock()
+	if !t.registered {
+		// Stopped, expired or ended between the lookup and the lock: not this call's.
+		t.mu.Unlock()
+		return false
+	}
 	var last Sample
 	var emit bool
 	if (t.state == StateActive || t.state == StateDisabled) && m.ev.active() && t.root != nil && t.cg == nil {
@@ -643,7 +664,10 @@ func (m *Monitor) StopTask(ctx context.Context, id string) bool {
 		m.setState(t, StateStopped)
 		m.unregister(t)
 		t.stopping = true
-		m.scheduleEnd(t, t.root.h.ID(), stopGrace)
+		m.mu.Lock()
+		m.stopping[t] = true
+		m.mu.Unlock()
+		m.scheduleEnd(t, t.root.h.ID(), m.hooks.stopGrace)
 		t.mu.Unlock()
 		return true
 	}

@@ -28,11 +28,20 @@ import (
 
 func TestMain(m *testing.M) {
 	testworkload.MainIfChild()
-	// Every test below also checks the state machine: a move it does not allow fails the run.
-	illegalMove = func(_ *Monitor, t *task, to State) {
+	os.Exit(m.Run())
+}
+
+// testHooks are the hooks of a monitor under test, changed by mods. Every test also checks the
+// state machine: a move it does not allow fails the run.
+func testHooks(mods ...func(*hooks)) hooks {
+	hk := defaultHooks()
+	hk.illegalMove = func(_ *Monitor, t *task, to State) {
 		panic(fmt.Sprintf("task %q: state move %s -> %s is not allowed", t.spec.ID, t.state, to))
 	}
-	os.Exit(m.Run())
+	for _, mod := range mods {
+		mod(&hk)
+	}
+	return hk
 }
 
 type harness struct {
@@ -41,13 +50,13 @@ type harness struct {
 	samples []Sample
 }
 
-func runMonitor(t *testing.T, cfg Config) *harness {
+func runMonitor(t *testing.T, cfg Config, mods ...func(*hooks)) *harness {
 	t.Helper()
-	return runMonitorWith(t, cfg, nil, zaptest.NewLogger(t))
+	return runMonitorWith(t, cfg, nil, zaptest.NewLogger(t), mods...)
 }
 
-// runMonitorWith runs a monitor with its telemetry and logger.
-func runMonitorWith(t *testing.T, cfg Config, tel Telemetry, log *zap.Logger) *harness {
+// runMonitorWith runs a monitor with its telemetry and logger, and its hooks changed by mods.
+func runMonitorWith(t *testing.T, cfg Config, tel Telemetry, log *zap.Logger, mods ...func(*hooks)) *harness {
 	t.Helper()
 	if cfg.ProcRoot == "" {
 		cfg.ProcRoot, cfg.CgroupRoot = "/proc", "/sys/fs/cgroup"
@@ -59,7 +68,7 @@ func runMonitorWith(t *testing.T, cfg Config, tel Telemetry, log *zap.Logger) *h
 		cfg.DiscoveryInterval = 200 * time.Millisecond
 	}
 	out := make(chan Sample, 64)
-	m, err := New(cfg, log, tel, out)
+	m, err := newMonitor(cfg, log, tel, out, testHooks(mods...))
 	require.NoError(t, err)
 	h := &harness{m: m}
 	done := make(chan struct{})
@@ -439,15 +448,13 @@ func TestProfileChangesTakeEffectWithoutRestart(t *testing.T) {
 // for the process to end (whoever asked for the stop usually ends it) for stopGrace, so it
 // says how the process ended; a process that outlives the grace is reported as it is then.
 func TestStopTaskTakesALastSample(t *testing.T) {
-	defer func(g time.Duration) { stopGrace = g }(stopGrace)
-	stopGrace = 500 * time.Millisecond
 	for _, mode := range []EventsMode{EventsOff, EventsOn} {
 		t.Run(string(mode), func(t *testing.T) {
 			if mode == EventsOn && os.Geteuid() != 0 {
 				t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
 			}
 			for _, kill := range []bool{false, true} {
-				h := runMonitor(t, Config{Events: mode})
+				h := runMonitor(t, Config{Events: mode}, func(hk *hooks) { hk.stopGrace = 500 * time.Millisecond })
 				cmd := testworkload.Start(t, testworkload.Sleep, 0)
 				require.NoError(t, h.m.AddTask(pidTask("t", cmd, time.Hour)))
 				require.Eventually(t, func() bool { st, _ := h.m.Task("t"); return st.State == StateActive }, 5*time.Second, 10*time.Millisecond)

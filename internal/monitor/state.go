@@ -18,7 +18,7 @@ import (
 //	                                       rule then leaves the registry
 //	every state  ── StopTask ──▶ stopped: the task leaves the registry; its last sample and
 //	                               usage report are taken at once (scanning), or when its
-//	                               process ends, within stopGrace (process events)
+//	                               process ends, within hooks.stopGrace (process events)
 //	pending      ── PendingTimeout, for a task registered at run time ──▶ stopped: it leaves
 //	                the registry, counted as refused (pending_expired)
 //
@@ -73,9 +73,6 @@ func canMove(from, to State) bool {
 	return false
 }
 
-// illegalMove is called for a move the state machine does not allow; tests make it fail.
-var illegalMove = logIllegalMove
-
 // logIllegalMove reports a move the state machine does not allow: a bug, logged at error.
 func logIllegalMove(m *Monitor, t *task, to State) {
 	m.log.Error("Internal error: task state move not allowed; state kept",
@@ -89,7 +86,7 @@ func (m *Monitor) setState(t *task, to State) {
 		return
 	}
 	if !canMove(t.state, to) {
-		illegalMove(m, t, to)
+		m.hooks.illegalMove(m, t, to)
 		return
 	}
 	switch {

@@ -33,10 +33,7 @@ func TestStateMachine(t *testing.T) {
 
 func TestIllegalMoveIsRefusedAndLogged(t *testing.T) {
 	core, logs := observer.New(zap.ErrorLevel)
-	m := &Monitor{log: zap.New(core)}
-	saved := illegalMove
-	defer func() { illegalMove = saved }()
-	illegalMove = logIllegalMove
+	m := &Monitor{log: zap.New(core), hooks: defaultHooks()}
 
 	tk := &task{spec: admission.Spec{ID: "t"}, state: StateExited}
 	m.setState(tk, StateActive)
