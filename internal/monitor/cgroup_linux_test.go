@@ -20,6 +20,7 @@ import (
 
 // TestCgroupTaskFromFixtures reads a cgroup directory made of fixture files.
 func TestCgroupTaskFromFixtures(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	self := os.Getpid()
 	for name, content := range map[string]string{

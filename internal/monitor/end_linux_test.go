@@ -126,6 +126,7 @@ func TestTaskEndsWithProcessEvents(t *testing.T) {
 // the task's totals even when the child lived and ended between two samples, which /proc
 // scans never see: the kernel's exit record of the child carries its share.
 func TestEventsAccountForChildrenThatEnded(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
 	}
@@ -159,6 +160,7 @@ func TestEventsAccountForChildrenThatEnded(t *testing.T) {
 // TestEventsBindAtExec: a pending task's process is bound when it execs, not at the next
 // discovery pass.
 func TestEventsBindAtExec(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
 	}
@@ -237,6 +239,7 @@ func testOOMKill(t *testing.T, mode EventsMode, mods ...func(*hooks)) {
 }
 
 func TestOOMKillIsReported(t *testing.T) {
+	t.Parallel()
 	t.Run("scan", func(t *testing.T) { testOOMKill(t, EventsOff) })
 	t.Run("events", func(t *testing.T) { testOOMKill(t, EventsOn) })
 	// Without the kernel log (a container without /dev/kmsg, the systemd unit's
@@ -252,6 +255,7 @@ func TestOOMKillIsReported(t *testing.T) {
 // of the listener's socket), the overflow is counted, the next pass rescans, and the task still
 // ends, from a last reading after exitGrace, inexact.
 func TestLostEventsNeverLeaveATaskStuck(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
 	}
@@ -278,6 +282,7 @@ func TestLostEventsNeverLeaveATaskStuck(t *testing.T) {
 // TestExitRecordOfAnotherIncarnation: a record is the task's only if the pid and the start
 // time agree, so a pid reused between an exit and the read is never taken for the old task.
 func TestExitRecordOfAnotherIncarnation(t *testing.T) {
+	t.Parallel()
 	id := process.ID{PID: 4242, Start: 5000} // clock ticks after boot
 	same := ProcessExit{PID: 4242, StartTicks: 5000}
 	late := ProcessExit{PID: 4242, StartTicks: 5000 + 50} // reckoned back, read half a second late
@@ -295,6 +300,7 @@ func TestExitRecordOfAnotherIncarnation(t *testing.T) {
 // unchanged) with new arguments is matched on its new command line, not on what was read of it
 // before the exec.
 func TestEventsRereadAProcessAfterItsExec(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
 	}

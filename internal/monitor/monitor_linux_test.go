@@ -4,6 +4,7 @@ package monitor
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -28,6 +29,15 @@ import (
 
 func TestMain(m *testing.M) {
 	testworkload.MainIfChild()
+	// The parallel tests mostly wait for processes and timers, not for a CPU: unless -parallel
+	// says otherwise, run more of them at once than there are CPUs. The tests that measure
+	// shares, durations or this process's descriptors and memory do not run in parallel.
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	if !explicit {
+		_ = flag.Set("test.parallel", "8")
+	}
 	os.Exit(m.Run())
 }
 
@@ -190,6 +200,7 @@ func TestSamplesMeasureWhatTheWorkloadsDo(t *testing.T) {
 }
 
 func TestCollectFlagsOffMeansNotRead(t *testing.T) {
+	t.Parallel()
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	p := prof(300 * time.Millisecond)
 	p.CollectDiskIO, p.CollectFileDescriptors, p.CollectMemory = false, false, false
@@ -202,6 +213,7 @@ func TestCollectFlagsOffMeansNotRead(t *testing.T) {
 }
 
 func TestDisabledProfileIsNotSampled(t *testing.T) {
+	t.Parallel()
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	p, _ := profile.Builtin("disabled")
 	spec := admission.Spec{ID: "off", ProfileName: "disabled", Profile: p, Locator: admission.Locator{PID: int32(cmd.Process.Pid)}}
@@ -220,15 +232,17 @@ func (h *harness) waitProplet(t *testing.T, n int) []Sample {
 }
 
 func TestTwoProfilesKeepTheirOwnCadence(t *testing.T) {
+	t.Parallel()
 	a := testworkload.Start(t, testworkload.Sleep, 0)
 	b := testworkload.Start(t, testworkload.Sleep, 0)
-	h := runMonitor(t, Config{Tasks: []admission.Spec{pidTask("fast", a, time.Second), pidTask("slow", b, 3*time.Second)}})
+	h := runMonitor(t, Config{Tasks: []admission.Spec{pidTask("fast", a, 300*time.Millisecond), pidTask("slow", b, 900*time.Millisecond)}})
 	h.wait(t, "slow", 3, 15*time.Second)
 	fast, slow := len(h.of("fast")), len(h.of("slow"))
 	assert.InDelta(t, 3.0, float64(fast)/float64(slow), 0.75, "fast=%d slow=%d", fast, slow)
 }
 
 func TestExitMidRunTakesALastSampleThenStops(t *testing.T) {
+	t.Parallel()
 	cmd := testworkload.Command(t, testworkload.Sleep, 0)
 	testworkload.StartCmd(t, cmd)
 	h := runMonitor(t, Config{Tasks: []admission.Spec{pidTask("short", cmd, 200*time.Millisecond)}})
@@ -250,6 +264,7 @@ func TestExitMidRunTakesALastSampleThenStops(t *testing.T) {
 }
 
 func TestPendingTaskIsFoundWhenItsPIDFileAppears(t *testing.T) {
+	t.Parallel()
 	pidFile := filepath.Join(t.TempDir(), "task.pid")
 	spec := admission.Spec{ID: "late", ProfileName: "test", Profile: prof(200 * time.Millisecond), Locator: admission.Locator{PIDFile: pidFile}}
 	h := runMonitor(t, Config{Tasks: []admission.Spec{spec}})
@@ -282,6 +297,7 @@ func TestPendingTaskIsFoundWhenItsPIDFileAppears(t *testing.T) {
 }
 
 func TestDiscoveryRuleCreatesTasks(t *testing.T) {
+	t.Parallel()
 	const id = "550e8400-e29b-41d4-a716-446655440001"
 	m, err := procmatch.Compile(procmatch.Spec{
 		Cmdline:   `--task-id=(?P<task_id>[0-9a-f-]{36}) --task-name=(?P<task_name>\w+)`,
@@ -306,6 +322,7 @@ func TestDiscoveryRuleCreatesTasks(t *testing.T) {
 }
 
 func TestProcessTreeTask(t *testing.T) {
+	t.Parallel()
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	script := fmt.Sprintf("%q -test.run=^$ & %q -test.run=^$ & wait", exe, exe)
@@ -329,6 +346,7 @@ func TestProcessTreeTask(t *testing.T) {
 }
 
 func TestProplet(t *testing.T) {
+	t.Parallel()
 	h := runMonitor(t, Config{PropletInterval: 200 * time.Millisecond, Proplet: admission.Locator{Self: true}})
 	s := h.waitProplet(t, 1)[0]
 	assert.True(t, s.HasProcess)
@@ -344,6 +362,7 @@ func TestProplet(t *testing.T) {
 }
 
 func TestProcTreeWithGarbageIsSkippedAndCounted(t *testing.T) {
+	t.Parallel()
 	root := fakeProc(t, 4242, "4242 (task) S 1 1 1 0 -1 0 0 0 0 0 100 50 0 0 20 0 1 0 500 1000 10 0 0 0")
 	spec := admission.Spec{ID: "fake", ProfileName: "test", Profile: prof(200 * time.Millisecond), Locator: admission.Locator{PID: 4242}}
 	h := runMonitor(t, Config{ProcRoot: root, CgroupRoot: t.TempDir(), Tasks: []admission.Spec{spec}})
@@ -395,6 +414,7 @@ func fakeProc(t *testing.T, pid int, stat string) string {
 // a veth pair: datagrams leave one end and arrive at the other, both inside the namespace the
 // test made, so nothing reaches any other network. The task's traffic must be reported.
 func TestNetworkOnlyForAnOwnNamespace(t *testing.T) {
+	t.Parallel()
 	if err := exec.Command("unshare", "-n", "true").Run(); err != nil {
 		t.Skipf("cannot create a network namespace here (needs CAP_SYS_ADMIN): %v", err)
 	}
@@ -420,8 +440,9 @@ func TestNetworkOnlyForAnOwnNamespace(t *testing.T) {
 }
 
 func TestProfileChangesTakeEffectWithoutRestart(t *testing.T) {
+	t.Parallel()
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
-	p := prof(2 * time.Second)
+	p := prof(time.Second)
 	p.CollectDiskIO = false
 	h := runMonitor(t, Config{Tasks: []admission.Spec{{ID: "t", ProfileName: "slow", Profile: p, Locator: admission.Locator{PID: int32(cmd.Process.Pid)}}}})
 	first := h.wait(t, "t", 1, 5*time.Second)[0]
@@ -448,6 +469,7 @@ func TestProfileChangesTakeEffectWithoutRestart(t *testing.T) {
 // for the process to end (whoever asked for the stop usually ends it) for stopGrace, so it
 // says how the process ended; a process that outlives the grace is reported as it is then.
 func TestStopTaskTakesALastSample(t *testing.T) {
+	t.Parallel()
 	for _, mode := range []EventsMode{EventsOff, EventsOn} {
 		t.Run(string(mode), func(t *testing.T) {
 			if mode == EventsOn && os.Geteuid() != 0 {
@@ -483,6 +505,7 @@ func TestStopTaskTakesALastSample(t *testing.T) {
 }
 
 func TestCollectNow(t *testing.T) {
+	t.Parallel()
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	h := runMonitor(t, Config{Tasks: []admission.Spec{pidTask("t", cmd, time.Hour)}})
 	require.Eventually(t, func() bool { st, _ := h.m.Task("t"); return st.State == StateActive }, 5*time.Second, 10*time.Millisecond)
@@ -492,6 +515,7 @@ func TestCollectNow(t *testing.T) {
 }
 
 func TestDiscoveryByEnvironmentVariable(t *testing.T) {
+	t.Parallel()
 	const id = "650e8400-e29b-41d4-a716-446655440009"
 	m, err := procmatch.Compile(procmatch.Spec{Environ: `^PROPLET_TASK_ID=(?P<task_id>[0-9a-f-]{36})$`, ParentPID: int32(os.Getpid())})
 	require.NoError(t, err)

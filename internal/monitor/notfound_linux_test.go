@@ -22,6 +22,7 @@ import (
 // once it has been pending for a while with what it looks for, and its state is counted; once
 // its process appears, measurements follow and the lookups stop.
 func TestTaskNotFoundIsVisible(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zap.InfoLevel)
 	tel := newCountingTelemetry()
 	pidFile := filepath.Join(t.TempDir(), "task.pid")
@@ -65,6 +66,7 @@ func TestTaskNotFoundIsVisible(t *testing.T) {
 
 // TestPropletNotFoundSaysWhere: the proplet's not-found line names the pid file it reads.
 func TestPropletNotFoundSaysWhere(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zap.InfoLevel)
 	pidFile := filepath.Join(t.TempDir(), "proplet.pid")
 	runMonitorWith(t, Config{PropletInterval: time.Hour, Proplet: admission.Locator{PIDFile: pidFile}}, nil, zap.New(core))

@@ -224,9 +224,7 @@ func (m *Monitor) findProcess(t *task) {
 	} else if cgroup == "" {
 		return
 	}
-	if m.bindFound(t, e) && t.root != nil {
-		m.disc.bound[t.root.h.ID()] = true
-	}
+	m.bindFound(t, e)
 }
 
 // bindFound binds a pending task to the process (or the cgroup) found for it, and reports
@@ -251,8 +249,11 @@ func (m *Monitor) bindFound(t *task, e process.Entry) bool {
 		}
 		return false
 	}
-	if t.root != nil && t.spec.IncludeChildren && m.disc.scanned {
-		m.refreshMembers(t, m.disc.bound)
+	if t.root != nil {
+		m.disc.bound[t.root.h.ID()] = true // read under t.mu: a stop may close it right after
+		if t.spec.IncludeChildren && m.disc.scanned {
+			m.refreshMembers(t, m.disc.bound)
+		}
 	}
 	return t.state != StatePending
 }

@@ -11,6 +11,7 @@ import (
 )
 
 func TestStateMachine(t *testing.T) {
+	t.Parallel()
 	all := []State{StatePending, StateActive, StateDisabled, StateExited, StateInProcess, StateStopped}
 	allowed := map[[2]State]bool{}
 	for from, tos := range transitions {
@@ -32,6 +33,7 @@ func TestStateMachine(t *testing.T) {
 }
 
 func TestIllegalMoveIsRefusedAndLogged(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zap.ErrorLevel)
 	m := &Monitor{log: zap.New(core), hooks: defaultHooks()}
 
