@@ -171,7 +171,7 @@ func TestDiscoveryRulesRestrictedToTheProplet(t *testing.T) {
 			tbl := newFakeTable(
 				proc(1, 0, 1, "init"),
 				proc(proplet, 1, 10, "proplet --config /etc/proplet"),
-				proc(600, 1, 20, "worker --task-id=t1"),      // same command line, elsewhere, earlier
+				proc(600, 1, 20, "worker --task-id=t1"),       // same command line, elsewhere, earlier
 				proc(601, proplet, 30, "worker --task-id=t1"), // the proplet's child
 				proc(602, proplet, 40, "worker --task-id=t2"),
 			)
@@ -384,4 +384,6 @@ func TestDiscoveryScanError(t *testing.T) {
 
 type failingTable struct{ fakeTable }
 
-func (*failingTable) Scan([]byte, func(process.Entry)) error { return errors.New("too many open files") }
+func (*failingTable) Scan([]byte, func(process.Entry)) error {
+	return errors.New("too many open files")
+}
