@@ -212,7 +212,7 @@ func TestDiscoveryRulePastMaxTasks(t *testing.T) {
 	const id = "750e8400-e29b-41d4-a716-446655440003"
 	tel := newCountingTelemetry()
 	log, logs := observed(t)
-	rule, err := procmatch.Compile(procmatch.Spec{Cmdline: `--task-id=(?P<task_id>[0-9a-f-]{36})`, ParentPID: int32(os.Getpid())})
+	rule, err := procmatch.Compile(procmatch.Spec{Cmdline: `--task-id=(?P<task_id>` + id + `)`, ParentPID: int32(os.Getpid())})
 	require.NoError(t, err)
 	h := runMonitorWith(t, Config{
 		MaxTasks: 1, DiscoveryInterval: 50 * time.Millisecond,

@@ -145,7 +145,7 @@ type Monitor struct {
 	disc    *discovery
 	ev      events
 	oom     oomLog
-	proplet propletState
+	proplet *proplet
 	hooks   hooks
 	// passBudget is how long a discovery pass looks for pending tasks' processes: half the
 	// discovery interval.
@@ -180,7 +180,7 @@ func newMonitor(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample, h
 	m.bufs.New = func() any { b := make([]byte, bufSize); return &b }
 	m.sched = schedule.New(max(cfg.MaxConcurrency, 1))
 	m.disc = newDiscovery(src, hk.readPIDFile, int32(os.Getpid()))
-	m.proplet.loc = cfg.Proplet
+	m.proplet = newProplet(src, cfg.Proplet, log, tel)
 	for _, spec := range cfg.Tasks {
 		if err := m.register(spec, originStatic); err != nil {
 			return nil, err
@@ -200,7 +200,7 @@ func (m *Monitor) Start(ctx context.Context) error {
 		return err
 	}
 	m.startOOMLog(ctx)
-	m.proplet.baseline(m)
+	m.proplet.baseline()
 	m.sched.Add(discoveryJob{m}, m.cfg.DiscoveryInterval, 0)
 	if m.cfg.PropletInterval > 0 {
 		m.sched.Add(propletJob{m}, m.cfg.PropletInterval, m.cfg.PropletInterval+m.jitter())

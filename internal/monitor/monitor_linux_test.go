@@ -300,7 +300,7 @@ func TestDiscoveryRuleCreatesTasks(t *testing.T) {
 	t.Parallel()
 	const id = "550e8400-e29b-41d4-a716-446655440001"
 	m, err := procmatch.Compile(procmatch.Spec{
-		Cmdline:   `--task-id=(?P<task_id>[0-9a-f-]{36}) --task-name=(?P<task_name>\w+)`,
+		Cmdline:   `--task-id=(?P<task_id>` + id + `) --task-name=(?P<task_name>\w+)`, // this test's process only: tests run in parallel
 		ParentPID: int32(os.Getpid()),
 	})
 	require.NoError(t, err)
@@ -517,7 +517,7 @@ func TestCollectNow(t *testing.T) {
 func TestDiscoveryByEnvironmentVariable(t *testing.T) {
 	t.Parallel()
 	const id = "650e8400-e29b-41d4-a716-446655440009"
-	m, err := procmatch.Compile(procmatch.Spec{Environ: `^PROPLET_TASK_ID=(?P<task_id>[0-9a-f-]{36})$`, ParentPID: int32(os.Getpid())})
+	m, err := procmatch.Compile(procmatch.Spec{Environ: `^PROPLET_TASK_ID=(?P<task_id>` + id + `)$`, ParentPID: int32(os.Getpid())})
 	require.NoError(t, err)
 	h := runMonitor(t, Config{Rules: []Rule{{Match: m, ProfileName: "test", Profile: prof(200 * time.Millisecond)}}})
 	cmd := testworkload.Start(t, testworkload.Sleep, 0, "PROPLET_TASK_ID="+id)

@@ -54,7 +54,7 @@ func (m *Monitor) discover(ctx context.Context) {
 	}
 	m.mu.Unlock()
 
-	needScan := len(m.cfg.Rules) > 0 || (m.proplet.loc.Match != nil && m.proplet.missing())
+	needScan := len(m.cfg.Rules) > 0 || m.proplet.wanted()
 	var expired []string
 	for _, t := range d.tasks {
 		if !t.mu.TryLock() {
@@ -127,7 +127,7 @@ func (m *Monitor) discover(ctx context.Context) {
 	if m.ev.active() {
 		d.indexPending()
 	}
-	m.proplet.locate(m, d.buf)
+	m.proplet.locate(d)
 	m.notFound(ctx, d.pending, time.Now())
 }
 
