@@ -38,7 +38,7 @@ import (
 // pass only TryLocks tasks, so a sample stuck in the kernel never stalls discovery; a task it
 // cannot lock is looked at again next pass. It reads pid files and matches the process table
 // holding no lock at all, and takes a task's lock only to bind it: a pid file on a hung mount
-// stalls the pass (one worker), never Tasks, Task, AddTask or StopTask. propletState.mu
+// stalls the pass (one worker), never Tasks, Task, AddTask or StopTask. proplet.mu
 // orders the discovery pass (which finds the proplet) and the proplet sample.
 type State string
 
