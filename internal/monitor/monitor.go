@@ -214,14 +214,33 @@ func (m *Monitor) Start(ctx context.Context) error {
 func (m *Monitor) Shutdown(ctx context.Context) error {
 	err := m.sched.Stop(ctx)
 	m.mu.Lock()
-	held := make([]*task, 0, len(m.tasks)+len(m.stopping))
+	stopping := make([]*task, 0, len(m.stopping))
+	for t := range m.stopping {
+		stopping = append(stopping, t)
+	}
+	held := make([]*task, 0, len(m.tasks))
 	for _, t := range m.tasks {
 		held = append(held, t)
 	}
-	for t := range m.stopping {
-		held = append(held, t)
-	}
 	m.mu.Unlock()
+	// A stopped task whose end waits for its process ends now, from a last reading: its report
+	// is sent (the caller still reads samples) and what it opened is closed.
+	for _, t := range stopping {
+		if !t.mu.TryLock() {
+			held = append(held, t)
+			continue
+		}
+		var s Sample
+		var emit bool
+		if t.root != nil {
+			s, emit = m.endNow(t, t.root.h.ID())
+		}
+		t.closeHandles()
+		t.mu.Unlock()
+		if emit {
+			m.emit(ctx, s)
+		}
+	}
 	for _, t := range held {
 		if t.mu.TryLock() {
 			t.closeHandles()

@@ -120,3 +120,35 @@ func waitBound(m *Monitor, name string, within time.Duration) {
 		time.Sleep(time.Millisecond) //nolint:forbidigo // polling a state with a deadline
 	}
 }
+
+// A stopped task whose end waits for its process (process events, a long stop grace) still
+// reports when the collector shuts down, and closes what it opened.
+func TestShutdownEndsStoppedTasks(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
+	}
+	t.Parallel()
+	out := make(chan Sample, 16)
+	m, err := newMonitor(Config{ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup", Events: EventsOn, DiscoveryInterval: 100 * time.Millisecond},
+		zaptest.NewLogger(t), nil, out, testHooks(func(hk *hooks) { hk.stopGrace = time.Hour }))
+	require.NoError(t, err)
+	require.NoError(t, m.Start(context.Background()))
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	require.NoError(t, m.AddTask(pidTask("t", cmd, time.Hour)))
+	require.Eventually(t, func() bool { st, _ := m.Task("t"); return st.State == StateActive }, 5*time.Second, 10*time.Millisecond)
+	require.True(t, m.StopTask(context.Background(), "t"))
+	require.NoError(t, m.Shutdown(context.Background()))
+	var final *Sample
+	for len(out) > 0 {
+		s := <-out
+		if s.Kind == KindTask && s.Final {
+			final = &s
+		}
+	}
+	require.NotNil(t, final, "the stopped task's final sample")
+	require.NotNil(t, final.Usage)
+	assert.False(t, final.Usage.HasExitCode || final.Usage.HasExitSignal, "still running when reported")
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	assert.Empty(t, m.stopping)
+}
