@@ -123,10 +123,10 @@ func (m *Monitor) watch(t *task, id process.ID, root bool) {
 // pid before. The caller holds e.mu.
 func (e *events) addOwnerLocked(o owner) {
 	pid := o.id.PID
+	// Watched again even when owned: an owner whose record was missed (a pid reused since)
+	// says nothing of whether the source still watches this pid. Watch is idempotent.
+	e.src.Watch(int(pid))
 	list := e.owners[pid]
-	if len(list) == 0 {
-		e.src.Watch(int(pid))
-	}
 	list = slices.DeleteFunc(list, func(x owner) bool { return x.t == o.t })
 	e.owners[pid] = append(list, o)
 	if o.t.watched == nil {

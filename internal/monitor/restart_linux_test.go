@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -26,7 +27,8 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
-// One id stopped and started again, from several goroutines at once, while its process runs
+// One id stopped and started again, from several goroutines at once, its profile changed all
+// along, while its process runs
 // and then as it exits: every incarnation that was bound ends exactly once, with one usage
 // report, every descriptor it opened is closed, and StopTask says "existed" exactly once per
 // task that was added (the task API's DELETE answers 204 from it). The descriptors are counted
@@ -65,7 +67,24 @@ func TestStopStartOneIDEndsEveryIncarnation(t *testing.T) {
 					}
 				}()
 			}
+			// A profile change (the task API's PUT) on the same id all along.
+			done := make(chan struct{})
+			changed := make(chan struct{})
+			go func() {
+				defer close(changed)
+				for i := 0; ; i++ {
+					select {
+					case <-done:
+						return
+					default:
+					}
+					h.m.SetProfile("t", "changed", prof(time.Duration(1+i%2)*time.Hour))
+					runtime.Gosched()
+				}
+			}()
 			wg.Wait()
+			close(done)
+			<-changed
 			for h.m.StopTask(context.Background(), "t") {
 				stops.Add(1)
 			}
