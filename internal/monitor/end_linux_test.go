@@ -254,8 +254,9 @@ func TestOOMKillIsReported(t *testing.T) {
 // TestLostEventsNeverLeaveATaskStuck: when the kernel drops a task's exit record (an overflow
 // of the listener's socket), the overflow is counted, the next pass rescans, and the task still
 // ends, from a last reading after exitGrace, inexact.
+// Not parallel: the kernel drops process events when many listeners and processes are
+// busy at once, and this test asserts exact totals or the count of overflows.
 func TestLostEventsNeverLeaveATaskStuck(t *testing.T) {
-	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
 	}

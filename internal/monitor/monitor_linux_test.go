@@ -332,8 +332,9 @@ func TestProfileChangesTakeEffectWithoutRestart(t *testing.T) {
 // usage report. Scanning, that sample is taken at once. With process events the report waits
 // for the process to end (whoever asked for the stop usually ends it) for stopGrace, so it
 // says how the process ended; a process that outlives the grace is reported as it is then.
+// Not parallel: the kernel drops process events when many listeners and processes are
+// busy at once, and this test asserts exact totals or the count of overflows.
 func TestStopTaskTakesALastSample(t *testing.T) {
-	t.Parallel()
 	for _, mode := range []EventsMode{EventsOff, EventsOn} {
 		t.Run(string(mode), func(t *testing.T) {
 			if mode == EventsOn && os.Geteuid() != 0 {
