@@ -169,14 +169,20 @@ func TestEventsBindAtExec(t *testing.T) {
 	require.NoError(t, err)
 	spec := admission.Spec{ID: "late", ProfileName: "test", Profile: prof(10 * time.Second), Locator: admission.Locator{Match: match}}
 	require.NoError(t, h.m.AddTask(spec))
-	time.Sleep(200 * time.Millisecond) // the pass AddTask triggers has run: the task is pending
+	// The pass AddTask triggers has run: the task is pending, indexed for the exec job.
+	require.Eventually(t, func() bool {
+		h.m.disc.mu.Lock()
+		defer h.m.disc.mu.Unlock()
+		return len(h.m.disc.anyParent) == 1
+	}, 10*time.Second, time.Millisecond)
 	require.Equal(t, StatePending, h.m.Tasks()[0].State)
 
 	cmd := exec.Command("sleep", "3599.25")
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	started := time.Now()
-	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 2*time.Second, time.Millisecond,
+	// Within half the discovery interval: the exec bound it, not the next pass.
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 30*time.Second, time.Millisecond,
 		"bound long before the next discovery pass, a minute away")
 	t.Logf("bound %s after the process started", time.Since(started))
 	assert.Equal(t, int32(cmd.Process.Pid), h.m.Tasks()[0].PID)
