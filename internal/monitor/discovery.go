@@ -56,22 +56,13 @@ type discovery struct {
 	byParent  map[int32][]*task
 	anyParent []*task
 
-	pass uint64 // the number of this pass
-	// cut says the previous pass ran out of time before it looked for every pending task:
-	// this pass looks first for those looked for least recently.
-	cut bool
 	// Inputs read once per pass, however many tasks, rules and processes ask.
 	pidFiles map[string]pidFileRead // pid files, by path
 	parents  map[string][]int32     // processes a nested parent rule matches, by rule key
 
-	// Reused from pass to pass.
-	tasks   []*task             // the registry when the pass began
-	pending []*task             // the pending tasks among them
-	trees   []*task             // the bound tasks with include_children
-	bound   map[process.ID]bool // processes bound to a task (root or member)
-
-	cappedLogged     time.Time // when a rule's match past max_tasks was last logged
-	cappedSuppressed int       // such refusals not logged since
+	// bound are the processes bound to a task (root or member), as the pass or the exec job
+	// found them; mayBind skips them.
+	bound map[process.ID]bool
 }
 
 type pidFileRead struct {
@@ -106,12 +97,10 @@ func newDiscovery(src procTable, readPIDFile func(string) (int32, bool), self in
 
 // begin starts a pass: what the previous pass read is forgotten.
 func (d *discovery) begin() {
-	d.pass++
 	d.scanned = false
 	clear(d.pidFiles)
 	clear(d.parents)
 	clear(d.bound)
-	d.tasks, d.pending, d.trees = d.tasks[:0], d.pending[:0], d.trees[:0]
 }
 
 // The table as matchers read it (procmatch.Table): details read once per process (and again
@@ -373,10 +362,10 @@ func (d *discovery) descendants(pid int32, fn func(process.Entry)) {
 
 // indexPending indexes the pending tasks found by a match rule for the exec job: by the
 // parent their rule is restricted to, or among those restricted to none.
-func (d *discovery) indexPending() {
+func (d *discovery) indexPending(pending []*task) {
 	clear(d.byParent)
 	d.anyParent = d.anyParent[:0]
-	for _, t := range d.pending {
+	for _, t := range pending {
 		r := t.spec.Locator.Match
 		if r == nil {
 			continue

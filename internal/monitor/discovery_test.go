@@ -338,8 +338,7 @@ func TestDiscoveryExecCandidates(t *testing.T) {
 	twin := mk("twin", procmatch.Spec{Cmdline: "job", ParentPID: 500})
 	anywhere := mk("anywhere", procmatch.Spec{Cmdline: "lone"})
 	elsewhere := mk("elsewhere", procmatch.Spec{Cmdline: "job", ParentPID: 600})
-	d.pending = []*task{under, twin, anywhere, elsewhere, {spec: admission.Spec{ID: "pid", Locator: admission.Locator{PID: 9}}}}
-	d.indexPending()
+	d.indexPending([]*task{under, twin, anywhere, elsewhere, {spec: admission.Spec{ID: "pid", Locator: admission.Locator{PID: 9}}}})
 	assert.Len(t, d.byParent[500], 2)
 	assert.Equal(t, []*task{anywhere}, d.anyParent)
 

@@ -143,6 +143,7 @@ type Monitor struct {
 	stopping map[*task]bool
 
 	disc    *discovery
+	pass    passState // guarded by disc.mu
 	ev      events
 	oom     oomLog
 	proplet *proplet

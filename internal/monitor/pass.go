@@ -20,6 +20,22 @@ import (
 // discovery (discovery.go) finds for them. Discovery rules, which create tasks, are in
 // rules.go.
 
+// passState is what the discovery pass keeps about tasks from pass to pass. discovery.mu
+// guards it: the pass holds it throughout.
+type passState struct {
+	n uint64 // the number of this pass
+	// cut says the previous pass ran out of time before it looked for every pending task:
+	// this pass looks first for those looked for least recently.
+	cut bool
+	// Reused from pass to pass.
+	tasks   []*task // the registry when the pass began
+	pending []*task // the pending tasks among them
+	trees   []*task // the bound tasks with include_children
+
+	cappedLogged     time.Time // when a rule's match past max_tasks was last logged
+	cappedSuppressed int       // such refusals not logged since
+}
+
 // discoveryJob is the discovery pass, every discovery interval and when a task is added.
 type discoveryJob struct{ m *Monitor }
 
@@ -48,15 +64,18 @@ func (m *Monitor) discover(ctx context.Context) {
 	defer d.mu.Unlock()
 	start := time.Now()
 	d.begin()
+	p := &m.pass
+	p.n++
+	p.tasks, p.pending, p.trees = p.tasks[:0], p.pending[:0], p.trees[:0]
 	m.mu.Lock()
 	for _, t := range m.tasks {
-		d.tasks = append(d.tasks, t)
+		p.tasks = append(p.tasks, t)
 	}
 	m.mu.Unlock()
 
 	needScan := len(m.cfg.Rules) > 0 || m.proplet.wanted()
 	var expired []string
-	for _, t := range d.tasks {
+	for _, t := range p.tasks {
 		if !t.mu.TryLock() {
 			continue // being sampled (so not pending), or stopped; look again next pass
 		}
@@ -67,7 +86,7 @@ func (m *Monitor) discover(ctx context.Context) {
 				expired = append(expired, t.spec.ID)
 				break
 			}
-			d.pending = append(d.pending, t)
+			p.pending = append(p.pending, t)
 			needScan = needScan || t.spec.Locator.Match != nil
 		case StateActive, StateDisabled:
 			m.checkExit(t)
@@ -78,7 +97,7 @@ func (m *Monitor) discover(ctx context.Context) {
 				d.bound[mb.h.ID()] = true
 			}
 			if t.spec.IncludeChildren {
-				d.trees = append(d.trees, t)
+				p.trees = append(p.trees, t)
 				needScan = true
 			}
 		}
@@ -93,7 +112,7 @@ func (m *Monitor) discover(ctx context.Context) {
 		}
 	}
 	if d.scanned {
-		for _, t := range d.trees {
+		for _, t := range p.trees {
 			if t.mu.TryLock() {
 				if t.root != nil && (t.state == StateActive || t.state == StateDisabled) {
 					m.refreshMembers(t, d.bound)
@@ -103,19 +122,19 @@ func (m *Monitor) discover(ctx context.Context) {
 		}
 	}
 
-	if d.cut {
-		slices.SortStableFunc(d.pending, func(a, b *task) int { return cmp.Compare(a.tried, b.tried) })
+	if p.cut {
+		slices.SortStableFunc(p.pending, func(a, b *task) int { return cmp.Compare(a.tried, b.tried) })
 	}
-	d.cut = false
+	p.cut = false
 	deadline := start.Add(m.passBudget)
-	for i, t := range d.pending {
+	for i, t := range p.pending {
 		if i > 0 && time.Now().After(deadline) {
-			d.cut = true
+			p.cut = true
 			m.log.Debug("Discovery pass out of time; the next pass looks for the others first",
-				zap.Int("looked_for", i), zap.Int("pending", len(d.pending)), zap.Duration("budget", m.passBudget))
+				zap.Int("looked_for", i), zap.Int("pending", len(p.pending)), zap.Duration("budget", m.passBudget))
 			break
 		}
-		t.tried = d.pass
+		t.tried = p.n
 		m.findProcess(t)
 	}
 
@@ -125,10 +144,10 @@ func (m *Monitor) discover(ctx context.Context) {
 		}
 	}
 	if m.ev.active() {
-		d.indexPending()
+		d.indexPending(p.pending)
 	}
 	m.proplet.locate(d)
-	m.notFound(ctx, d.pending, time.Now())
+	m.notFound(ctx, p.pending, time.Now())
 }
 
 // notFound makes the tasks still pending visible: a lookup sample on each task's interval (the

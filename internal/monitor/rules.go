@@ -87,13 +87,14 @@ func (m *Monitor) refuseCapped(e process.Entry, id string) {
 	}
 	d.capped[e.ID] = true
 	m.tel.Refused("too_many_tasks")
-	if now := time.Now(); now.Sub(d.cappedLogged) >= time.Minute {
+	p := &m.pass
+	if now := time.Now(); now.Sub(p.cappedLogged) >= time.Minute {
 		m.log.Warn("Discovery rule matched a process, but max_tasks tasks are registered: no task created until there is room",
-			zap.String("task_id", id), zap.Int32("pid", e.ID.PID), zap.Int("max_tasks", m.cfg.MaxTasks), zap.Int("not_logged_since_last", d.cappedSuppressed))
-		d.cappedLogged, d.cappedSuppressed = now, 0
+			zap.String("task_id", id), zap.Int32("pid", e.ID.PID), zap.Int("max_tasks", m.cfg.MaxTasks), zap.Int("not_logged_since_last", p.cappedSuppressed))
+		p.cappedLogged, p.cappedSuppressed = now, 0
 		return
 	}
-	d.cappedSuppressed++
+	p.cappedSuppressed++
 }
 
 // refuseDiscovered reports a process a discovery rule matched whose captured id or name cannot
