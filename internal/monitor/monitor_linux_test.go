@@ -242,7 +242,7 @@ func TestProcTreeWithGarbageIsSkippedAndCounted(t *testing.T) {
 	// sample of what it had, and nothing of the new process is reported as the old task.
 	require.NoError(t, os.WriteFile(filepath.Join(root, "4242/stat"), []byte("4242 (other) S 1 1 1 0 -1 0 0 0 0 0 900 900 0 0 20 0 1 0 777 1000 10 0 0 0"), 0o600))
 	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateExited }, 5*time.Second, 10*time.Millisecond)
-	got := h.of("fake")
+	got := h.wait(t, "fake", n+1, 5*time.Second) // the final sample is sent after the state changes
 	require.Len(t, got, n+1)
 	last := got[n]
 	assert.True(t, last.Final)
