@@ -107,6 +107,7 @@ func waitingSpec(t *testing.T, id string) admission.Spec {
 }
 
 func TestAddTaskPastTheCaps(t *testing.T) {
+	t.Parallel()
 	tel := newCountingTelemetry()
 	h := runMonitorWith(t, Config{
 		MaxTasks: 4, MaxPendingTasks: 2,
@@ -150,6 +151,7 @@ func TestAddTaskPastTheCaps(t *testing.T) {
 }
 
 func TestConfigurationPastMaxTasks(t *testing.T) {
+	t.Parallel()
 	_, err := New(Config{
 		ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup", MaxTasks: 2,
 		Tasks: []admission.Spec{waitingSpec(t, "a"), waitingSpec(t, "b"), waitingSpec(t, "c")},
@@ -158,6 +160,7 @@ func TestConfigurationPastMaxTasks(t *testing.T) {
 }
 
 func TestDefaultCaps(t *testing.T) {
+	t.Parallel()
 	m, err := New(Config{ProcRoot: "/proc", CgroupRoot: "/sys/fs/cgroup"}, zaptest.NewLogger(t), nil, make(chan Sample))
 	require.NoError(t, err)
 	assert.Equal(t, 10_000, m.cfg.MaxTasks)
@@ -166,6 +169,7 @@ func TestDefaultCaps(t *testing.T) {
 }
 
 func TestPendingTasksExpire(t *testing.T) {
+	t.Parallel()
 	tel := newCountingTelemetry()
 	log, logs := observed(t)
 	const timeout = 300 * time.Millisecond
@@ -204,10 +208,11 @@ func TestPendingTasksExpire(t *testing.T) {
 }
 
 func TestDiscoveryRulePastMaxTasks(t *testing.T) {
+	t.Parallel()
 	const id = "750e8400-e29b-41d4-a716-446655440003"
 	tel := newCountingTelemetry()
 	log, logs := observed(t)
-	rule, err := procmatch.Compile(procmatch.Spec{Cmdline: `--task-id=(?P<task_id>[0-9a-f-]{36})`, ParentPID: int32(os.Getpid())})
+	rule, err := procmatch.Compile(procmatch.Spec{Cmdline: `--task-id=(?P<task_id>` + id + `)`, ParentPID: int32(os.Getpid())})
 	require.NoError(t, err)
 	h := runMonitorWith(t, Config{
 		MaxTasks: 1, DiscoveryInterval: 50 * time.Millisecond,

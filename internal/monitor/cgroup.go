@@ -102,31 +102,3 @@ func (m *Monitor) readCgroup(t *task, buf []byte) (Sample, bool) {
 	s.Processes, s.HasProcesses = procs, true
 	return s, true
 }
-
-// endCgroup is the final sample of a cgroup task whose cgroup is gone, from its last reading.
-// The totals are exact when that reading found the cgroup empty after processes had run in
-// it: nothing could add to them after. The caller holds t.mu.
-func (m *Monitor) endCgroup(t *task, now time.Time) Sample {
-	s := t.newSample(now)
-	fields := fieldsOf(t.spec.Profile)
-	p := &t.cgPrev
-	if p.HasCPU && fields&process.FieldCPU != 0 {
-		s.Got |= process.FieldCPU
-		s.CPUUser, s.CPUSystem = p.CPUUser, p.CPUSystem
-	}
-	if p.HasIO && fields&process.FieldDisk != 0 {
-		s.Got |= process.FieldDisk
-		s.ReadBytes, s.WriteBytes = p.ReadBytes, p.WriteBytes
-	}
-	s.Final = true
-	if t.spec.Profile.Enabled {
-		u := &Usage{
-			Start: t.cgStart, End: now, PeakMemory: t.peak, MemoryLimit: t.cgLimit,
-			CPUUser: p.CPUUser, CPUSystem: p.CPUSystem, ReadBytes: p.ReadBytes, WriteBytes: p.WriteBytes,
-			Exact: t.cgPopulated && t.cgProcs == 0,
-		}
-		u.OOMKilled = m.oomKilled(t, u)
-		s.Usage = u
-	}
-	return s
-}

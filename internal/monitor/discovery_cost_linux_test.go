@@ -19,7 +19,7 @@ import (
 // TestDiscoveryCost measures what finding tasks costs with /proc scans and with the kernel's
 // process events, in one run: 100 tasks a discovery rule found, sampled every second, on a
 // host with PROPLET_DISCOVERY_BACKGROUND (default 4,500) other processes. The window is
-// reconcileEvery long, so the events mode pays its one reconciliation scan in it. Run it with
+// hooks.reconcileEvery long, so the events mode pays its one reconciliation scan in it. Run it with
 // `make discovery-cost` (PROPLET_DISCOVERY_COST=1); it needs root for the events mode.
 func TestDiscoveryCost(t *testing.T) {
 	if os.Getenv("PROPLET_DISCOVERY_COST") == "" {
@@ -44,7 +44,7 @@ func TestDiscoveryCost(t *testing.T) {
 			time.Sleep(2 * time.Second)
 			u0, s0 := selfCPU()
 			w0 := time.Now()
-			time.Sleep(reconcileEvery) //nolint:forbidigo // a steady-state window is what is measured
+			time.Sleep(defaultHooks().reconcileEvery) //nolint:forbidigo // a steady-state window is what is measured
 			u1, s1 := selfCPU()
 			secs := time.Since(w0).Seconds()
 			share := ((u1 - u0) + (s1 - s0)).Seconds() / secs

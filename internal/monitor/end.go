@@ -3,18 +3,105 @@ package monitor
 import (
 	"context"
 	"errors"
-	"fmt"
 	"syscall"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procfs"
 )
 
-// The end of a task's process. With the kernel's process events, the exit record gives the
-// totals and the exit status (exact); a sample that finds the process ended first waits for
-// that record (awaitRecord) up to exitGrace. Without events, the zombie's last reading, or the
-// previous reading when the process was already reaped, gives them (not exact). Either way
-// the task's final sample carries its usage report.
+// The end of a task's process, and its usage report, in one place. With the kernel's process
+// events, the exit record (events.go: processExited) gives the totals and the exit status
+// (exact); a sample that finds the process ended first waits for that record (awaitRecord) up
+// to exitGrace, and a stopped task waits up to stopGrace. Without events, the zombie's last
+// reading, or the previous reading when the process was already reaped, gives them (not
+// exact). Either way the task's final sample carries its usage report.
+//
+// Each incarnation (a task object and the process it was bound to) has its own end job: a
+// task stopped and registered again under the same id, both watching one process, gets two
+// ends, each run once, each closing what its incarnation opened.
+
+// Usage is the report of an ended task: what it used over its whole life and how it ended. It
+// rides on the task's final Sample.
+type Usage struct {
+	Start, End         time.Time
+	CPUUser, CPUSystem float64 // seconds over the task's life, children included with include_children
+	// PeakMemory is the highest resident set size: the kernel's high-water mark of the task's
+	// process (of any of its processes, with include_children) when its exit was accounted,
+	// else the highest RSS a sample saw.
+	PeakMemory            uint64
+	MemoryLimit           uint64 // the cgroup memory limit the task ran under; 0 when none is known
+	ReadBytes, WriteBytes uint64
+	HasNetwork            bool // the task had a network namespace of its own
+	RxBytes, TxBytes      uint64
+	// Exactly one of HasExitCode and HasExitSignal is set when the end is known.
+	ExitCode, ExitSignal       int
+	HasExitCode, HasExitSignal bool
+	OOMKilled                  bool
+	// Exact says the totals come from the kernel's exit accounting (or, for a cgroup task, from
+	// the cgroup once its last process left), not from the last sample.
+	Exact bool
+}
+
+// Duration is how long the task ran.
+func (u *Usage) Duration() time.Duration { return u.End.Sub(u.Start) }
+
+// setStatus records how a process ended from its wait status.
+func (u *Usage) setStatus(status uint32) {
+	if sig := int(status & 0x7f); sig != 0 {
+		u.ExitSignal, u.HasExitSignal = sig, true
+		return
+	}
+	u.ExitCode, u.HasExitCode = int(status>>8&0xff), true
+}
+
+// ProcessExit is the kernel's exit accounting of one ended process (all its threads), as the
+// process events source reports it.
+type ProcessExit struct {
+	PID int32
+	// StartTicks is when the process started, in the clock ticks /proc/<pid>/stat counts
+	// since boot, reckoned back from its elapsed time (so up to startSlack late); 0 when
+	// unknown. With the pid it tells the process this record is of.
+	StartTicks            uint64
+	Elapsed               time.Duration // from its start to its exit
+	User, System          time.Duration
+	PeakRSS               uint64
+	ReadBytes, WriteBytes uint64
+	Status                uint32 // wait status
+	// Complete is false when the totals may be short: records were lost, or the process
+	// started before the source opened.
+	Complete bool
+}
+
+// startSlack is how late an exit record's start time may be: the time the record waited in
+// the socket before it was read.
+const startSlack = time.Second
+
+// of reports whether the record is of process id: the same pid, and the same start time within
+// a clock tick and startSlack.
+func (x *ProcessExit) of(id process.ID) bool {
+	if x.PID != id.PID {
+		return false
+	}
+	if x.StartTicks == 0 || id.Start == 0 {
+		return true // one of the two start times is unknown
+	}
+	tick := uint64(time.Second / procfs.UserHZ)
+	return id.Start <= x.StartTicks+1 && x.StartTicks <= id.Start+1+uint64(startSlack)/tick
+}
+
+// reading turns an exit record into a process reading with the counters it carries.
+func (x *ProcessExit) reading() process.Reading {
+	return process.Reading{
+		Got:     process.FieldCPU | process.FieldDisk,
+		State:   'X',
+		CPUUser: x.User.Seconds(), CPUSystem: x.System.Seconds(),
+		ReadBytes: x.ReadBytes, WriteBytes: x.WriteBytes,
+		ExitStatus: x.Status, HasExitStatus: true,
+	}
+}
 
 // awaitRecord is called when a sample finds a task's process ended (a zombie, or gone). With
 // process events it stops the task's samples and lets the exit record end the task, or a
@@ -25,49 +112,35 @@ func (m *Monitor) awaitRecord(t *task) bool {
 	}
 	if !t.awaiting {
 		t.awaiting = true
-		m.sched.Remove(taskPrefix + t.spec.ID)
-		m.scheduleEnd(t, t.root.h.ID(), exitGrace)
+		m.sched.Remove(sampleJob{m, t})
+		m.scheduleEnd(t, t.root.h.ID(), m.hooks.exitGrace)
 	}
 	return true
 }
 
-// endPrefix keys the scheduler jobs that end a task: the exit record arrived, or the grace
-// for it ran out. Ends run on the scheduler's workers, so Shutdown waits for them like for
-// samples.
-const endPrefix = "\x00end/"
-
-// ending is a task whose end is scheduled, and the process incarnation that ends.
-type ending struct {
+// endJob ends one incarnation of a task: the task object (a task stopped and registered
+// again under the same id is another object) and the process it was bound to. The exit
+// record arrived, or the grace for it ran out. Ends run on the scheduler's workers, so
+// Shutdown waits for them like for samples.
+type endJob struct {
+	m  *Monitor
 	t  *task
 	id process.ID
 }
 
 // scheduleEnd ends task t's process id after delay (0: now). A second call for the same
-// process moves the end to the new delay.
+// incarnation moves its end to the new delay; another incarnation's end is another job.
 func (m *Monitor) scheduleEnd(t *task, id process.ID, delay time.Duration) {
-	key := fmt.Sprintf("%s%s/%d/%d", endPrefix, t.spec.ID, id.PID, id.Start)
-	m.mu.Lock()
-	m.endings[key] = ending{t: t, id: id}
-	m.mu.Unlock()
-	m.sched.Add(key, time.Hour, delay)
+	m.sched.After(endJob{m, t, id}, delay)
 }
 
-// runEnd is the job scheduleEnd added: it ends the task, if still bound to that process, and
-// emits its final sample.
-func (m *Monitor) runEnd(ctx context.Context, key string) {
-	m.sched.Remove(key)
-	m.mu.Lock()
-	e, ok := m.endings[key]
-	delete(m.endings, key)
-	m.mu.Unlock()
-	if !ok {
-		return
-	}
-	e.t.mu.Lock()
-	s, emit := m.endNow(e.t, e.id)
-	e.t.mu.Unlock()
+// Run ends the task, if still bound to that process, and emits its final sample.
+func (j endJob) Run(ctx context.Context) {
+	j.t.mu.Lock()
+	s, emit := j.m.endNow(j.t, j.id)
+	j.t.mu.Unlock()
 	if emit {
-		m.emit(ctx, s)
+		j.m.emit(ctx, s)
 	}
 }
 
@@ -155,6 +228,9 @@ func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
 	if t.state == StateStopped {
 		m.unwatchAll(t)
 		t.closeHandles()
+		m.mu.Lock()
+		delete(m.stopping, t)
+		m.mu.Unlock()
 	} else {
 		m.finish(t)
 	}
@@ -172,6 +248,34 @@ func (m *Monitor) endFromReading(t *task, s *Sample, cur *process.Reading, now t
 	}
 	s.Final = true
 	s.Usage = m.usage(t, now, status, false)
+}
+
+// endCgroup is the final sample of a cgroup task whose cgroup is gone, from its last reading.
+// The totals are exact when that reading found the cgroup empty after processes had run in
+// it: nothing could add to them after. The caller holds t.mu.
+func (m *Monitor) endCgroup(t *task, now time.Time) Sample {
+	s := t.newSample(now)
+	fields := fieldsOf(t.spec.Profile)
+	p := &t.cgPrev
+	if p.HasCPU && fields&process.FieldCPU != 0 {
+		s.Got |= process.FieldCPU
+		s.CPUUser, s.CPUSystem = p.CPUUser, p.CPUSystem
+	}
+	if p.HasIO && fields&process.FieldDisk != 0 {
+		s.Got |= process.FieldDisk
+		s.ReadBytes, s.WriteBytes = p.ReadBytes, p.WriteBytes
+	}
+	s.Final = true
+	if t.spec.Profile.Enabled {
+		u := &Usage{
+			Start: t.cgStart, End: now, PeakMemory: t.peak, MemoryLimit: t.cgLimit,
+			CPUUser: p.CPUUser, CPUSystem: p.CPUSystem, ReadBytes: p.ReadBytes, WriteBytes: p.WriteBytes,
+			Exact: t.cgPopulated && t.cgProcs == 0,
+		}
+		u.OOMKilled = m.oomKilled(t, u)
+		s.Usage = u
+	}
+	return s
 }
 
 // usage is the report of a task that ends now. The caller holds t.mu.
@@ -217,6 +321,23 @@ func (m *Monitor) oomKilled(t *task, u *Usage) bool {
 		return false
 	}
 	return t.cg != nil || (u.HasExitSignal && u.ExitSignal == int(syscall.SIGKILL))
+}
+
+// finish ends sampling of a task's current process. The caller holds t.mu.
+func (m *Monitor) finish(t *task) {
+	m.sched.Remove(sampleJob{m, t})
+	m.unwatchAll(t)
+	t.closeHandles()
+	switch {
+	case t.origin == originDiscovered:
+		m.setState(t, StateExited)
+		m.unregister(t)
+	case t.spec.Locator.Rebinds():
+		m.setState(t, StatePending)
+	default:
+		m.setState(t, StateExited)
+	}
+	m.log.Debug("Task process exited", zap.String("task_id", t.spec.ID), zap.String("state", string(t.state)))
 }
 
 // goneOrExited reports whether a read error or reading says a task's process ended.

@@ -125,6 +125,7 @@ func TestTaskEndsWithProcessEvents(t *testing.T) {
 // TestEventsAccountForChildrenThatEnded: with include_children, what a child used counts in
 // the task's totals even when the child lived and ended between two samples, which /proc
 // scans never see: the kernel's exit record of the child carries its share.
+// Not parallel: the child needs half a second of CPU, which parallel tests would delay.
 func TestEventsAccountForChildrenThatEnded(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
@@ -159,6 +160,7 @@ func TestEventsAccountForChildrenThatEnded(t *testing.T) {
 // TestEventsBindAtExec: a pending task's process is bound when it execs, not at the next
 // discovery pass.
 func TestEventsBindAtExec(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
 	}
@@ -167,14 +169,20 @@ func TestEventsBindAtExec(t *testing.T) {
 	require.NoError(t, err)
 	spec := admission.Spec{ID: "late", ProfileName: "test", Profile: prof(10 * time.Second), Locator: admission.Locator{Match: match}}
 	require.NoError(t, h.m.AddTask(spec))
-	time.Sleep(200 * time.Millisecond) // the pass AddTask triggers has run: the task is pending
+	// The pass AddTask triggers has run: the task is pending, indexed for the exec job.
+	require.Eventually(t, func() bool {
+		h.m.disc.mu.Lock()
+		defer h.m.disc.mu.Unlock()
+		return len(h.m.disc.anyParent) == 1
+	}, 10*time.Second, time.Millisecond)
 	require.Equal(t, StatePending, h.m.Tasks()[0].State)
 
 	cmd := exec.Command("sleep", "3599.25")
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	started := time.Now()
-	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 2*time.Second, time.Millisecond,
+	// Within half the discovery interval: the exec bound it, not the next pass.
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 30*time.Second, time.Millisecond,
 		"bound long before the next discovery pass, a minute away")
 	t.Logf("bound %s after the process started", time.Since(started))
 	assert.Equal(t, int32(cmd.Process.Pid), h.m.Tasks()[0].PID)
@@ -206,9 +214,9 @@ func memoryCgroup(t *testing.T, limit int64) string {
 
 // testOOMKill: a task in a memory-limited cgroup that touches more than its limit is killed by
 // the kernel's OOM killer, and its report says so.
-func testOOMKill(t *testing.T, mode EventsMode) {
+func testOOMKill(t *testing.T, mode EventsMode, mods ...func(*hooks)) {
 	cg := memoryCgroup(t, 64<<20)
-	h := runMonitor(t, Config{Events: mode})
+	h := runMonitor(t, Config{Events: mode}, mods...)
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	// The shell joins the cgroup, waits for the go-ahead, and becomes a workload that holds
@@ -237,28 +245,29 @@ func testOOMKill(t *testing.T, mode EventsMode) {
 }
 
 func TestOOMKillIsReported(t *testing.T) {
+	t.Parallel()
 	t.Run("scan", func(t *testing.T) { testOOMKill(t, EventsOff) })
 	t.Run("events", func(t *testing.T) { testOOMKill(t, EventsOn) })
 	// Without the kernel log (a container without /dev/kmsg, the systemd unit's
 	// ProtectKernelLogs=), the memory cgroup's OOM kill count tells.
 	t.Run("cgroup count only", func(t *testing.T) {
-		defer func(f func() (*kmsg.Follower, error)) { openKernelLog = f }(openKernelLog)
-		openKernelLog = func() (*kmsg.Follower, error) { return nil, os.ErrPermission }
-		testOOMKill(t, EventsOff)
+		testOOMKill(t, EventsOff, func(hk *hooks) {
+			hk.openKernelLog = func() (*kmsg.Follower, error) { return nil, os.ErrPermission }
+		})
 	})
 }
 
 // TestLostEventsNeverLeaveATaskStuck: when the kernel drops a task's exit record (an overflow
 // of the listener's socket), the overflow is counted, the next pass rescans, and the task still
 // ends, from a last reading after exitGrace, inexact.
+// Not parallel: the kernel drops process events when many listeners and processes are
+// busy at once, and this test asserts exact totals or the count of overflows.
 func TestLostEventsNeverLeaveATaskStuck(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
 	}
-	defer func(g time.Duration) { exitGrace = g }(exitGrace)
-	exitGrace = 300 * time.Millisecond
 	tel := newCountingTelemetry()
-	h := runMonitorWith(t, Config{Events: EventsOn}, tel, zaptest.NewLogger(t))
+	h := runMonitorWith(t, Config{Events: EventsOn}, tel, zaptest.NewLogger(t), func(hk *hooks) { hk.exitGrace = 300 * time.Millisecond })
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	require.NoError(t, h.m.AddTask(pidTask("dropped", cmd, 200*time.Millisecond)))
 	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 5*time.Second, 5*time.Millisecond)
@@ -280,6 +289,7 @@ func TestLostEventsNeverLeaveATaskStuck(t *testing.T) {
 // TestExitRecordOfAnotherIncarnation: a record is the task's only if the pid and the start
 // time agree, so a pid reused between an exit and the read is never taken for the old task.
 func TestExitRecordOfAnotherIncarnation(t *testing.T) {
+	t.Parallel()
 	id := process.ID{PID: 4242, Start: 5000} // clock ticks after boot
 	same := ProcessExit{PID: 4242, StartTicks: 5000}
 	late := ProcessExit{PID: 4242, StartTicks: 5000 + 50} // reckoned back, read half a second late
@@ -297,6 +307,7 @@ func TestExitRecordOfAnotherIncarnation(t *testing.T) {
 // unchanged) with new arguments is matched on its new command line, not on what was read of it
 // before the exec.
 func TestEventsRereadAProcessAfterItsExec(t *testing.T) {
+	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
 	}

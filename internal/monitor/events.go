@@ -3,6 +3,7 @@ package monitor
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,26 +36,6 @@ type EventSource interface {
 	Close() error
 }
 
-// openEvents opens the kernel's process events for m and starts delivering them until ctx
-// ends. Tests replace it.
-var openEvents = openKernelEvents
-
-// How the monitor waits for the kernel's exit record of a task whose process it found ended
-// (a zombie, or gone) before the record arrived, and how long a stopped task's process has to
-// end before its report is made from a last reading. Variables so tests can shorten them.
-var (
-	exitGrace = 2 * time.Second
-	stopGrace = 5 * time.Second
-)
-
-// childGrace is how long a process tree task's end waits for the exit records of descendants
-// still watched when its own process's record arrives.
-var childGrace = 200 * time.Millisecond
-
-// reconcileEvery is how often a discovery pass scans the whole process table when process
-// events keep the table current: it repairs anything the events missed.
-var reconcileEvery = 30 * time.Second
-
 // maxQueued bounds the processes queued for the discovery table between two passes; past it
 // the next pass scans instead.
 const maxQueued = 65536
@@ -66,10 +47,13 @@ type events struct {
 	src EventSource // nil: scanning only
 	on  atomic.Bool // src delivers: set when it opens, cleared if it fails at run time
 
-	mu     sync.Mutex
-	owners map[int32]owner // watched processes and the task they belong to
-	queue  []int32         // processes forked or exec'd since the last discovery pass
-	stale  bool            // events were missed: the next pass scans the process table
+	mu sync.Mutex
+	// owners are the watched processes and the tasks they belong to: usually one, more while
+	// a stopped task that waits for its process's end and the task registered again under
+	// its id both watch the same process. The source watches a pid while it has an owner.
+	owners map[int32][]owner
+	queue  []int32 // processes forked or exec'd since the last discovery pass
+	stale  bool    // events were missed: the next pass scans the process table
 	// wanted says a discovery pass needs to hear of new processes: a task is pending, a
 	// discovery rule is configured, a process tree is followed, or the proplet is not found.
 	wanted atomic.Bool
@@ -87,7 +71,7 @@ func (e *events) active() bool { return e.on.Load() }
 // startEvents opens the kernel's process events as the mode asks: EventsOn fails without
 // them, EventsAuto falls back to scanning with one log line.
 func (m *Monitor) startEvents(ctx context.Context) error {
-	m.ev.owners = map[int32]owner{}
+	m.ev.owners = map[int32][]owner{}
 	mode := m.cfg.Events
 	if mode == "" {
 		mode = EventsAuto
@@ -96,7 +80,7 @@ func (m *Monitor) startEvents(ctx context.Context) error {
 		m.log.Info("Process events off: processes are found by scanning /proc", zap.String("process_events", string(mode)))
 		return nil
 	}
-	src, err := openEvents(ctx, m)
+	src, err := m.hooks.openEvents(ctx, m)
 	if err != nil {
 		if mode == EventsOn {
 			return fmt.Errorf("process_events: events: %w", err)
@@ -130,15 +114,49 @@ func (m *Monitor) watch(t *task, id process.ID, root bool) {
 	if !m.ev.active() {
 		return
 	}
-	pid := id.PID
 	m.ev.mu.Lock()
-	m.ev.owners[pid] = owner{t: t, id: id, root: root}
-	if t.watched == nil {
-		t.watched = map[int32]bool{}
-	}
-	t.watched[pid] = true
-	m.ev.src.Watch(int(pid))
+	m.ev.addOwnerLocked(owner{t: t, id: id, root: root})
 	m.ev.mu.Unlock()
+}
+
+// addOwnerLocked makes o.t an owner of o.id's process, in place of what it owned under that
+// pid before. The caller holds e.mu.
+func (e *events) addOwnerLocked(o owner) {
+	pid := o.id.PID
+	// Watched again even when owned: an owner whose record was missed (a pid reused since)
+	// says nothing of whether the source still watches this pid. Watch is idempotent.
+	e.src.Watch(int(pid))
+	list := e.owners[pid]
+	list = slices.DeleteFunc(list, func(x owner) bool { return x.t == o.t })
+	e.owners[pid] = append(list, o)
+	if o.t.watched == nil {
+		o.t.watched = map[int32]bool{}
+	}
+	o.t.watched[pid] = true
+}
+
+// dropOwnerLocked removes t from the owners of pid; the source stops watching a pid nobody
+// owns. The caller holds e.mu.
+func (e *events) dropOwnerLocked(pid int32, t *task) {
+	list := slices.DeleteFunc(e.owners[pid], func(x owner) bool { return x.t == t })
+	if len(list) > 0 {
+		e.owners[pid] = list
+		return
+	}
+	if _, ok := e.owners[pid]; ok {
+		delete(e.owners, pid)
+		e.src.Unwatch(int(pid))
+	}
+}
+
+// ownedLocked reports whether a task watches process id. The caller holds e.mu.
+func (e *events) ownedLocked(id process.ID) bool {
+	for _, o := range e.owners[id.PID] {
+		if o.id.Start == 0 || o.id == id {
+			return true
+		}
+	}
+	return false
 }
 
 // unwatchAll stops accounting for a task's processes and forgets records that arrived for it.
@@ -148,10 +166,7 @@ func (m *Monitor) unwatchAll(t *task) {
 	}
 	m.ev.mu.Lock()
 	for pid := range t.watched {
-		if o, ok := m.ev.owners[pid]; ok && o.t == t {
-			delete(m.ev.owners, pid)
-			m.ev.src.Unwatch(int(pid))
-		}
+		m.ev.dropOwnerLocked(pid, t)
 	}
 	t.watched, t.rootExit, t.childExits = nil, nil, nil
 	m.ev.mu.Unlock()
@@ -161,10 +176,10 @@ func (m *Monitor) unwatchAll(t *task) {
 // first moment; any process is queued for the discovery table.
 func (m *Monitor) processForked(parent, child int32) {
 	m.ev.mu.Lock()
-	if o, ok := m.ev.owners[parent]; ok && o.t.spec.IncludeChildren {
-		m.ev.owners[child] = owner{t: o.t, id: process.ID{PID: child}}
-		o.t.watched[child] = true
-		m.ev.src.Watch(int(child))
+	for _, o := range m.ev.owners[parent] {
+		if o.t.spec.IncludeChildren {
+			m.ev.addOwnerLocked(owner{t: o.t, id: process.ID{PID: child}})
+		}
 	}
 	m.ev.noteLocked(child)
 	m.ev.mu.Unlock()
@@ -177,39 +192,51 @@ func (m *Monitor) processExec(pid int32) {
 	m.ev.noteLocked(pid)
 	m.ev.mu.Unlock()
 	if m.ev.wanted.Load() {
-		m.sched.Trigger(execKey)
+		m.sched.After(execJob{m}, 0)
 	}
 }
 
-// processExited is the kernel's exit record of a watched process: a task's own process ends
-// the task, a descendant's adds to its totals.
+// processExited is the kernel's exit record of a watched process, given to every task that
+// watches it: a task's own process ends the task, a descendant's adds to its totals.
 func (m *Monitor) processExited(x ProcessExit) {
-	m.ev.mu.Lock()
-	o, ok := m.ev.owners[x.PID]
-	if ok && !x.of(o.id) {
-		ok = false // a record of an earlier process with this pid, missed until now
+	type end struct {
+		t        *task
+		id       process.ID
+		children bool
 	}
-	var children bool
-	if ok {
-		delete(m.ev.owners, x.PID)
-		delete(o.t.watched, x.PID)
-		if o.root {
-			o.t.rootExit = &x
-		} else {
-			o.t.childExits = append(o.t.childExits, x)
+	var ends []end
+	m.ev.mu.Lock()
+	owners := m.ev.owners[x.PID]
+	kept := owners[:0]
+	for _, o := range owners {
+		if !x.of(o.id) {
+			kept = append(kept, o) // a record of an earlier process with this pid, missed until now
+			continue
 		}
-		children = len(o.t.watched) > 0
+		delete(o.t.watched, x.PID)
+		if !o.root {
+			o.t.childExits = append(o.t.childExits, x)
+			continue
+		}
+		rec := x
+		o.t.rootExit = &rec
+		ends = append(ends, end{o.t, o.id, len(o.t.watched) > 0})
+	}
+	if len(kept) == 0 {
+		delete(m.ev.owners, x.PID) // ended: the source watches it no more
+	} else {
+		m.ev.owners[x.PID] = kept
 	}
 	m.ev.mu.Unlock()
-	if ok && o.root {
+	for _, e := range ends {
 		// A descendant that ended just before the task's own process may still be on its
 		// way: the kernel sends a multi-threaded process's record once its last thread is
 		// accounted, which can be after a single-threaded parent's.
 		delay := time.Duration(0)
-		if children {
-			delay = childGrace
+		if e.children {
+			delay = m.hooks.childGrace
 		}
-		m.scheduleEnd(o.t, o.id, delay)
+		m.scheduleEnd(e.t, e.id, delay)
 	}
 }
 
@@ -221,7 +248,7 @@ func (m *Monitor) eventsFailed(err error) {
 	m.ev.stale = true
 	m.ev.mu.Unlock()
 	m.log.Warn("Kernel process events stopped: processes are found by scanning /proc from now on", zap.Error(err))
-	m.sched.Trigger(discoveryKey)
+	m.sched.Trigger(discoveryJob{m})
 }
 
 // eventsLost is an overflow of the kernel's events: the next discovery pass scans, and no
@@ -232,7 +259,7 @@ func (m *Monitor) eventsLost() {
 	m.ev.mu.Lock()
 	m.ev.stale = true
 	m.ev.mu.Unlock()
-	m.sched.Trigger(discoveryKey)
+	m.sched.Trigger(discoveryJob{m})
 }
 
 // noteLocked queues a process for the discovery table. The caller holds e.mu.

@@ -22,10 +22,7 @@ import (
 // once it has been pending for a while with what it looks for, and its state is counted; once
 // its process appears, measurements follow and the lookups stop.
 func TestTaskNotFoundIsVisible(t *testing.T) {
-	saved := notFoundAfter
-	notFoundAfter = 300 * time.Millisecond
-	defer func() { notFoundAfter = saved }()
-
+	t.Parallel()
 	core, logs := observer.New(zap.InfoLevel)
 	tel := newCountingTelemetry()
 	pidFile := filepath.Join(t.TempDir(), "task.pid")
@@ -34,7 +31,7 @@ func TestTaskNotFoundIsVisible(t *testing.T) {
 	h := runMonitorWith(t, Config{Tasks: []admission.Spec{
 		{ID: "late", ProfileName: "test", Profile: prof(200 * time.Millisecond), Locator: admission.Locator{PIDFile: pidFile}},
 		{ID: "rule", ProfileName: "test", Profile: prof(time.Hour), Locator: admission.Locator{Match: m}},
-	}}, tel, zap.New(core))
+	}}, tel, zap.New(core), func(hk *hooks) { hk.notFoundAfter = 300 * time.Millisecond })
 
 	require.Eventually(t, func() bool { return len(h.lookups("late")) >= 3 }, 5*time.Second, 10*time.Millisecond, "lookups on the task's interval")
 	l := h.lookups("late")[0]
@@ -69,6 +66,7 @@ func TestTaskNotFoundIsVisible(t *testing.T) {
 
 // TestPropletNotFoundSaysWhere: the proplet's not-found line names the pid file it reads.
 func TestPropletNotFoundSaysWhere(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zap.InfoLevel)
 	pidFile := filepath.Join(t.TempDir(), "proplet.pid")
 	runMonitorWith(t, Config{PropletInterval: time.Hour, Proplet: admission.Locator{PIDFile: pidFile}}, nil, zap.New(core))

@@ -18,9 +18,6 @@ type oomLog struct {
 	f     *kmsg.Follower
 }
 
-// openKernelLog opens the kernel log; tests replace it.
-var openKernelLog = kmsg.OpenFollower
-
 const (
 	oomKeep = 4096
 	oomFor  = 10 * time.Minute
@@ -29,7 +26,7 @@ const (
 // startOOMLog follows the kernel log when the collector may read it. Without it, an OOM kill
 // is known from the memory cgroup's count.
 func (m *Monitor) startOOMLog(ctx context.Context) {
-	f, err := openKernelLog()
+	f, err := m.hooks.openKernelLog()
 	if err != nil {
 		m.log.Info("Kernel log not readable: an OOM kill is known from the task's memory cgroup only", zap.Error(err))
 		return

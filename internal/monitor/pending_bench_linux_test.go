@@ -26,16 +26,16 @@ import (
 // This file uses only what the monitor had before discovery was made to cost one read per
 // input per pass, so the benchmark runs unchanged on the commit before it (a git worktree).
 
-// proplet is a shell standing in for the proplet: it writes its pid to a pid file and starts
+// propletStandIn is a shell standing in for the proplet: it writes its pid to a pid file and starts
 // a child for every line written to it, as the proplet starts tasks.
-type proplet struct {
+type propletStandIn struct {
 	pid     int
 	pidFile string
 	stdin   io.Writer
 	exe     string
 }
 
-func startProplet(tb testing.TB) *proplet {
+func startProplet(tb testing.TB) *propletStandIn {
 	tb.Helper()
 	exe, err := os.Executable()
 	if err != nil {
@@ -67,11 +67,11 @@ func startProplet(tb testing.TB) *proplet {
 		}
 		time.Sleep(5 * time.Millisecond) //nolint:forbidigo // polling a file another process writes
 	}
-	return &proplet{pid: cmd.Process.Pid, pidFile: pidFile, stdin: stdin, exe: exe}
+	return &propletStandIn{pid: cmd.Process.Pid, pidFile: pidFile, stdin: stdin, exe: exe}
 }
 
 // start makes the proplet start a task process whose command line ends with args.
-func (p *proplet) start(tb testing.TB, args ...string) {
+func (p *propletStandIn) start(tb testing.TB, args ...string) {
 	tb.Helper()
 	line := "exec " + shellQuote(p.exe) + " -test.run='^$'"
 	for _, a := range args {

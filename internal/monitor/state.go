@@ -18,7 +18,7 @@ import (
 //	                                       rule then leaves the registry
 //	every state  ── StopTask ──▶ stopped: the task leaves the registry; its last sample and
 //	                               usage report are taken at once (scanning), or when its
-//	                               process ends, within stopGrace (process events)
+//	                               process ends, within hooks.stopGrace (process events)
 //	pending      ── PendingTimeout, for a task registered at run time ──▶ stopped: it leaves
 //	                the registry, counted as refused (pending_expired)
 //
@@ -38,7 +38,7 @@ import (
 // pass only TryLocks tasks, so a sample stuck in the kernel never stalls discovery; a task it
 // cannot lock is looked at again next pass. It reads pid files and matches the process table
 // holding no lock at all, and takes a task's lock only to bind it: a pid file on a hung mount
-// stalls the pass (one worker), never Tasks, Task, AddTask or StopTask. propletState.mu
+// stalls the pass (one worker), never Tasks, Task, AddTask or StopTask. proplet.mu
 // orders the discovery pass (which finds the proplet) and the proplet sample.
 type State string
 
@@ -73,9 +73,6 @@ func canMove(from, to State) bool {
 	return false
 }
 
-// illegalMove is called for a move the state machine does not allow; tests make it fail.
-var illegalMove = logIllegalMove
-
 // logIllegalMove reports a move the state machine does not allow: a bug, logged at error.
 func logIllegalMove(m *Monitor, t *task, to State) {
 	m.log.Error("Internal error: task state move not allowed; state kept",
@@ -89,7 +86,7 @@ func (m *Monitor) setState(t *task, to State) {
 		return
 	}
 	if !canMove(t.state, to) {
-		illegalMove(m, t, to)
+		m.hooks.illegalMove(m, t, to)
 		return
 	}
 	switch {
@@ -116,5 +113,5 @@ func (m *Monitor) activate(t *task) {
 	}
 	m.setState(t, StateActive)
 	iv := t.spec.Profile.Interval
-	m.sched.Add(taskPrefix+t.spec.ID, iv, iv+m.jitter())
+	m.sched.Add(sampleJob{m, t}, iv, iv+m.jitter())
 }

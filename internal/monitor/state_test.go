@@ -11,6 +11,7 @@ import (
 )
 
 func TestStateMachine(t *testing.T) {
+	t.Parallel()
 	all := []State{StatePending, StateActive, StateDisabled, StateExited, StateInProcess, StateStopped}
 	allowed := map[[2]State]bool{}
 	for from, tos := range transitions {
@@ -32,11 +33,9 @@ func TestStateMachine(t *testing.T) {
 }
 
 func TestIllegalMoveIsRefusedAndLogged(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zap.ErrorLevel)
-	m := &Monitor{log: zap.New(core)}
-	saved := illegalMove
-	defer func() { illegalMove = saved }()
-	illegalMove = logIllegalMove
+	m := &Monitor{log: zap.New(core), hooks: defaultHooks()}
 
 	tk := &task{spec: admission.Spec{ID: "t"}, state: StateExited}
 	m.setState(tk, StateActive)

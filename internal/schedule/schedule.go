@@ -1,8 +1,8 @@
-// Package schedule runs many jobs, each on its own interval, from one goroutine that keeps
-// the due times in a heap and hands due jobs to a bounded pool of workers. There is no
-// goroutine per job: a thousand tasks cost a heap entry each. A job that hangs (a process
-// stuck in the kernel) occupies one worker, never the scheduler, so other jobs keep their
-// cadence while workers remain.
+// Package schedule runs many jobs, each on its own interval or once after a delay, from one
+// goroutine that keeps the due times in a heap and hands due jobs to a bounded pool of
+// workers. There is no goroutine per job: a thousand tasks cost a heap entry each. A job that
+// hangs (a process stuck in the kernel) occupies one worker, never the scheduler, so other
+// jobs keep their cadence while workers remain.
 package schedule // import "github.com/otelcol-propeller/otelcol-propeller/internal/schedule"
 
 import (
@@ -28,17 +28,20 @@ func roundUp(t time.Time) time.Time {
 	return r
 }
 
-// Func runs one job. It is called from a worker goroutine; the same key never runs twice at
-// once.
-type Func func(ctx context.Context, key string)
+// Job is one piece of work the scheduler runs. A job is its own key: the scheduler tells jobs
+// apart with ==, so a job's dynamic type must be comparable (a pointer, or a small struct of
+// pointers and values); two equal jobs are the same job. Run is called from a worker
+// goroutine; the same job never runs twice at once.
+type Job interface {
+	Run(ctx context.Context)
+}
 
 // Scheduler runs jobs on their intervals. The zero value is not usable; call New.
 type Scheduler struct {
-	run     Func
 	workers int
 
 	mu      sync.Mutex
-	entries map[string]*entry
+	entries map[Job]*entry
 	due     dueHeap
 	ready   []*entry // due, waiting for a free worker, in order
 	wake    chan struct{}
@@ -49,22 +52,22 @@ type Scheduler struct {
 }
 
 type entry struct {
-	key      string
-	interval time.Duration
-	due      time.Time // next run
-	index    int       // position in the heap, -1 when not in it
-	queued   bool      // in the ready list or handed to a worker
+	job      Job
+	interval time.Duration // 0: a one-shot job (After), forgotten once it ran
+	due      time.Time     // next run
+	index    int           // position in the heap, -1 when not in it
+	queued   bool          // in the ready list or handed to a worker
 	running  bool
 	again    bool // triggered while running: run once more right after
+	rearmed  bool // a one-shot job given a new due time while it ran: run it then
 	removed  bool
 }
 
-// New returns a Scheduler that runs jobs with run on at most workers goroutines at once.
-func New(workers int, run Func) *Scheduler {
+// New returns a Scheduler that runs jobs on at most workers goroutines at once.
+func New(workers int) *Scheduler {
 	return &Scheduler{
-		run:     run,
 		workers: max(workers, 1),
-		entries: map[string]*entry{},
+		entries: map[Job]*entry{},
 		wake:    make(chan struct{}, 1),
 		work:    make(chan *entry),
 	}
@@ -98,34 +101,63 @@ func (s *Scheduler) Stop(ctx context.Context) error {
 	}
 }
 
-// Add schedules key every interval, the first run after firstDelay. Adding a key that exists
-// replaces its interval and next run.
-func (s *Scheduler) Add(key string, interval, firstDelay time.Duration) {
+// Add schedules job every interval (which must be positive), the first run after firstDelay.
+// Adding a job that exists replaces its interval and next run.
+func (s *Scheduler) Add(job Job, interval, firstDelay time.Duration) {
+	s.schedule(job, max(interval, Granularity), firstDelay)
+}
+
+// After runs job once, delay from now (0: as soon as a worker is free), and then forgets it.
+// Calling it again before the job ran moves the run to the new delay; calling it while the
+// job runs runs it once more after the delay.
+func (s *Scheduler) After(job Job, delay time.Duration) {
+	s.schedule(job, 0, delay)
+}
+
+func (s *Scheduler) schedule(job Job, interval, delay time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.entries[key]
+	e, ok := s.entries[job]
 	if !ok {
-		e = &entry{key: key, index: -1}
-		s.entries[key] = e
+		e = &entry{job: job, index: -1}
+		s.entries[job] = e
 	}
 	e.interval = interval
-	e.due = roundUp(time.Now().Add(firstDelay))
-	if e.index >= 0 {
+	if interval == 0 && delay <= 0 {
+		// At once: not on the grid, which is for cadences.
+		switch {
+		case e.running:
+			e.again = true
+		case e.queued:
+		default:
+			if e.index >= 0 {
+				heap.Remove(&s.due, e.index)
+			}
+			s.enqueue(e)
+		}
+		s.signal()
+		return
+	}
+	e.due = roundUp(time.Now().Add(delay))
+	switch {
+	case e.index >= 0:
 		heap.Fix(&s.due, e.index)
-	} else if !e.queued && !e.running {
+	case e.running:
+		e.rearmed = interval == 0
+	case !e.queued:
 		heap.Push(&s.due, e)
 	}
 	s.signal()
 }
 
-// SetInterval changes key's interval. The next run moves to one new interval after the
+// SetInterval changes job's interval. The next run moves to one new interval after the
 // previous one was due (or now, if that has passed), so the change takes effect on the next
-// tick.
-func (s *Scheduler) SetInterval(key string, interval time.Duration) {
+// tick. A one-shot job keeps its one run.
+func (s *Scheduler) SetInterval(job Job, interval time.Duration) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.entries[key]
-	if !ok || e.interval == interval {
+	e, ok := s.entries[job]
+	if !ok || e.interval == 0 || interval <= 0 || e.interval == interval {
 		return
 	}
 	if e.index >= 0 {
@@ -140,11 +172,15 @@ func (s *Scheduler) SetInterval(key string, interval time.Duration) {
 	s.signal()
 }
 
-// Remove stops scheduling key. A run in progress finishes.
-func (s *Scheduler) Remove(key string) {
+// Remove stops scheduling job. A run in progress finishes.
+func (s *Scheduler) Remove(job Job) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.entries[key]
+	s.removeLocked(job)
+}
+
+func (s *Scheduler) removeLocked(job Job) {
+	e, ok := s.entries[job]
 	if !ok {
 		return
 	}
@@ -152,15 +188,15 @@ func (s *Scheduler) Remove(key string) {
 	if e.index >= 0 {
 		heap.Remove(&s.due, e.index)
 	}
-	delete(s.entries, key)
+	delete(s.entries, job)
 }
 
-// Trigger runs key as soon as a worker is free, without changing its regular cadence. It
-// reports whether key is scheduled.
-func (s *Scheduler) Trigger(key string) bool {
+// Trigger runs job as soon as a worker is free, without changing its regular cadence. It
+// reports whether job is scheduled.
+func (s *Scheduler) Trigger(job Job) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.entries[key]
+	e, ok := s.entries[job]
 	if !ok {
 		return false
 	}
@@ -176,11 +212,11 @@ func (s *Scheduler) Trigger(key string) bool {
 	return true
 }
 
-// Has reports whether key is scheduled.
-func (s *Scheduler) Has(key string) bool {
+// Has reports whether job is scheduled.
+func (s *Scheduler) Has(job Job) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, ok := s.entries[key]
+	_, ok := s.entries[job]
 	return ok
 }
 
@@ -245,13 +281,18 @@ func (s *Scheduler) worker(ctx context.Context) {
 		e.running = true
 		s.mu.Unlock()
 
-		s.run(ctx, e.key)
+		e.job.Run(ctx)
 
 		s.mu.Lock()
 		e.running = false
-		if !e.removed {
+		switch {
+		case e.removed:
+		case e.interval == 0 && !e.rearmed && !e.again:
+			s.removeLocked(e.job) // a one-shot job that ran
+		default:
+			e.rearmed = false
 			now := time.Now()
-			if !e.due.After(now) {
+			if e.interval > 0 && !e.due.After(now) {
 				// Keep the phase: the next run is the first multiple of the interval after
 				// now, so a late run does not shift every later one.
 				missed := now.Sub(e.due)/e.interval + 1

@@ -2,7 +2,7 @@ package schedule
 
 import (
 	"context"
-	"sync"
+
 	"sync/atomic"
 	"testing"
 	"time"
@@ -11,25 +11,23 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-type counter struct {
-	mu   sync.Mutex
-	runs map[string]int
+// counted is a job that counts its runs, and calls hook first when set.
+type counted struct {
+	runs atomic.Int32
+	hook func(ctx context.Context)
 }
 
-func (c *counter) run(_ context.Context, key string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.runs[key]++
+func (c *counted) Run(ctx context.Context) {
+	if c.hook != nil {
+		c.hook(ctx)
+	}
+	c.runs.Add(1)
 }
 
-func (c *counter) get(key string) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.runs[key]
-}
+func (c *counted) get() int { return int(c.runs.Load()) }
 
-func start(t *testing.T, workers int, run Func) *Scheduler {
-	s := New(workers, run)
+func start(t *testing.T, workers int) *Scheduler {
+	s := New(workers)
 	s.Start(context.Background())
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -40,77 +38,115 @@ func start(t *testing.T, workers int, run Func) *Scheduler {
 }
 
 func TestIntervalsAreKeptApart(t *testing.T) {
-	c := &counter{runs: map[string]int{}}
-	s := start(t, 2, c.run)
-	s.Add("fast", 100*time.Millisecond, 0)
-	s.Add("slow", 300*time.Millisecond, 0)
-	require.Eventually(t, func() bool { return c.get("slow") >= 6 }, 5*time.Second, 10*time.Millisecond)
-	fast, slow := c.get("fast"), c.get("slow")
-	ratio := float64(fast) / float64(slow)
-	assert.InDelta(t, 3.0, ratio, 0.6, "fast=%d slow=%d", fast, slow)
+	t.Parallel()
+	s := start(t, 2)
+	fast, slow := &counted{}, &counted{}
+	s.Add(fast, 100*time.Millisecond, 0)
+	s.Add(slow, 300*time.Millisecond, 0)
+	require.Eventually(t, func() bool { return slow.get() >= 6 }, 5*time.Second, 10*time.Millisecond)
+	f, sl := fast.get(), slow.get()
+	ratio := float64(f) / float64(sl)
+	assert.InDelta(t, 3.0, ratio, 0.6, "fast=%d slow=%d", f, sl)
 }
 
 func TestHungJobDoesNotStopOthers(t *testing.T) {
-	c := &counter{runs: map[string]int{}}
+	t.Parallel()
+	s := start(t, 2)
 	release := make(chan struct{})
 	var hung atomic.Int32
-	s := start(t, 2, func(ctx context.Context, key string) {
-		if key == "stuck" {
-			hung.Add(1)
-			<-release
-			return
-		}
-		c.run(ctx, key)
-	})
+	stuck := &counted{hook: func(context.Context) { hung.Add(1); <-release }}
+	ok := &counted{}
 	defer close(release)
-	s.Add("stuck", 50*time.Millisecond, 0)
-	s.Add("ok", 50*time.Millisecond, 0)
-	require.Eventually(t, func() bool { return c.get("ok") >= 10 }, 5*time.Second, 10*time.Millisecond)
+	s.Add(stuck, 50*time.Millisecond, 0)
+	s.Add(ok, 50*time.Millisecond, 0)
+	require.Eventually(t, func() bool { return ok.get() >= 10 }, 5*time.Second, 10*time.Millisecond)
 	assert.Equal(t, int32(1), hung.Load(), "a hung job is not started again while it runs")
 }
 
 func TestTriggerRemoveAndSetInterval(t *testing.T) {
-	c := &counter{runs: map[string]int{}}
-	s := start(t, 1, c.run)
-	s.Add("a", time.Hour, time.Hour)
-	assert.True(t, s.Trigger("a"))
-	require.Eventually(t, func() bool { return c.get("a") == 1 }, 2*time.Second, 5*time.Millisecond)
-	assert.True(t, s.Has("a"), "a triggered run keeps the job scheduled")
+	t.Parallel()
+	s := start(t, 1)
+	a := &counted{}
+	s.Add(a, time.Hour, time.Hour)
+	assert.True(t, s.Trigger(a))
+	require.Eventually(t, func() bool { return a.get() == 1 }, 2*time.Second, 5*time.Millisecond)
+	assert.True(t, s.Has(a), "a triggered run keeps the job scheduled")
 
-	s.SetInterval("a", 50*time.Millisecond)
-	require.Eventually(t, func() bool { return c.get("a") >= 3 }, 3*time.Second, 5*time.Millisecond, "the new interval applies without a restart")
+	s.SetInterval(a, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return a.get() >= 3 }, 3*time.Second, 5*time.Millisecond, "the new interval applies without a restart")
 
-	s.Remove("a")
-	assert.False(t, s.Has("a"))
-	assert.False(t, s.Trigger("a"))
-	n := c.get("a")
+	s.Remove(a)
+	assert.False(t, s.Has(a))
+	assert.False(t, s.Trigger(a))
+	n := a.get()
 	// A removed job never runs again; one already handed to a worker may finish.
 	time.Sleep(200 * time.Millisecond) //nolint:forbidigo // checking that nothing happens needs a wait
-	assert.LessOrEqual(t, c.get("a"), n+1)
+	assert.LessOrEqual(t, a.get(), n+1)
+}
+
+// valueJob is a job compared by value: two equal values are one job.
+type valueJob struct {
+	c  *counted
+	id int
+}
+
+func (j valueJob) Run(ctx context.Context) { j.c.Run(ctx) }
+
+func TestAfterRunsOnceAndIsForgotten(t *testing.T) {
+	t.Parallel()
+	s := start(t, 2)
+	c := &counted{}
+	first, second := valueJob{c, 1}, valueJob{c, 2}
+	s.After(first, time.Hour)
+	s.After(first, 0) // moves the one run, does not add one
+	s.After(second, 0)
+	require.Eventually(t, func() bool { return c.get() == 2 && !s.Has(first) && !s.Has(second) }, 2*time.Second, 5*time.Millisecond,
+		"each of two distinct jobs runs once, then is forgotten")
+
+	// After called while the job runs: it runs once more, then is forgotten.
+	release := make(chan struct{})
+	started := make(chan struct{}, 2)
+	r := &counted{hook: func(context.Context) { started <- struct{}{}; <-release }}
+	s.After(r, 0)
+	<-started
+	s.After(r, 0)
+	release <- struct{}{}
+	<-started
+	close(release)
+	require.Eventually(t, func() bool { return r.get() == 2 && !s.Has(r) }, 2*time.Second, 5*time.Millisecond)
+
+	// A removed one-shot job never runs.
+	gone := &counted{}
+	s.After(gone, 100*time.Millisecond)
+	s.Remove(gone)
+	time.Sleep(300 * time.Millisecond) //nolint:forbidigo // checking that nothing happens needs a wait
+	assert.Zero(t, gone.get())
 }
 
 func TestStopGivesUpOnHungJob(t *testing.T) {
+	t.Parallel()
 	block := make(chan struct{})
 	defer close(block)
-	s := New(1, func(context.Context, string) { <-block })
+	s := New(1)
 	s.Start(context.Background())
+	x := &counted{hook: func(context.Context) { <-block }}
 	started := make(chan struct{})
 	go func() {
-		for !s.isRunning("x") {
+		for !s.isRunning(x) {
 			time.Sleep(time.Millisecond)
 		}
 		close(started)
 	}()
-	s.Add("x", time.Hour, 0)
+	s.Add(x, time.Hour, 0)
 	<-started
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	assert.ErrorIs(t, s.Stop(ctx), context.DeadlineExceeded)
 }
 
-func (s *Scheduler) isRunning(key string) bool {
+func (s *Scheduler) isRunning(job Job) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	e, ok := s.entries[key]
+	e, ok := s.entries[job]
 	return ok && e.running
 }
