@@ -1,6 +1,9 @@
 // Package propeller is Propeller's wire format as this project speaks it: the task and
 // proplet metrics messages the manager reads, the task usage message sent once per ended task,
-// their MQTT topics, and the "aggregated" history window. It knows nothing of the Collector; see shared/PROPELLER_WIRE.md for the reference.
+// their MQTT topics, and the "aggregated" history window. It knows nothing of the Collector.
+// The formats are those Propeller's manager and Rust proplet send and accept (github.com/absmach/propeller):
+// every topic is m/{domain_id}/c/{channel_id}/{path}, and the manager keeps a timestamp only
+// when it is an RFC 3339 string at the top level of a message.
 package propeller // import "github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 
 import "time"
