@@ -210,7 +210,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
-// createRequest is the body of POST /tasks: the seed's task (id, name, monitoring_profile)
+// createRequest is the body of POST /tasks: a Propeller task's fields (id, name, monitoring_profile)
 // plus how to find its process.
 type createRequest struct {
 	ID                string          `json:"id"`
