@@ -196,7 +196,7 @@ var taskFamilies = []string{
 // assertSeriesPerTask scrapes the Prometheus exporter until every task family has series for
 // both tasks, then checks that each task's series are its own: one series per task and data
 // point attributes, values that are the task's (the memory task holds 256 MiB, the busy one
-// burns a core), labels that stay for a task's life, and every name in the README's table.
+// burns a core), labels that stay for a task's life, and every name in the series table of docs/prometheus-grafana.md.
 func assertSeriesPerTask(t *testing.T, url string) []sample {
 	t.Helper()
 	var samples []sample
@@ -256,8 +256,8 @@ func assertSeriesPerTask(t *testing.T, url string) []sample {
 	assert.Greater(t, sum["process_cpu_time_seconds_total "+busyID], sum["process_cpu_time_seconds_total "+memID]+0.5,
 		"the busy task's CPU time is its own")
 
-	// The names users query are the README's.
-	readme, err := os.ReadFile("../README.md")
+	// The names users query are those of docs/prometheus-grafana.md.
+	readme, err := os.ReadFile("../docs/prometheus-grafana.md")
 	require.NoError(t, err)
 	missing := map[string]bool{}
 	for _, s := range samples {
@@ -267,7 +267,7 @@ func assertSeriesPerTask(t *testing.T, url string) []sample {
 			}
 		}
 	}
-	assert.Empty(t, missing, "series served but not in the README's series table")
+	assert.Empty(t, missing, "series served but not in the series table of docs/prometheus-grafana.md")
 	return samples
 }
 
