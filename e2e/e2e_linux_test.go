@@ -437,11 +437,15 @@ service: { pipelines: { metrics: { receivers: [proplet], exporters: [mqtt] } } }
 
 func TestExamplesValidate(t *testing.T) {
 	bin := binary(t)
-	files, err := filepath.Glob("../examples/*.yaml")
-	require.NoError(t, err)
+	var files []string
+	for _, pattern := range []string{"../examples/*.yaml", "../examples/production/*.yaml"} {
+		matched, err := filepath.Glob(pattern)
+		require.NoError(t, err)
+		files = append(files, matched...)
+	}
 	require.NotEmpty(t, files)
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		t.Run(strings.TrimPrefix(f, "../examples/"), func(t *testing.T) {
 			cmd := exec.Command(bin, "validate", "--config", f)
 			cmd.Env = append(os.Environ(), "PROPLET_ID=7c9e6679-7425-40de-944b-e07fc1f90ae7", "PROPLET_DOMAIN_ID=d", "PROPLET_TENANT_ID=d", "PROPLET_CHANNEL_ID=c",
 				"PROPLET_ENTITY_ID=e", "PROPLET_API_KEY=k", "MQTT_USERNAME=u", "MQTT_PASSWORD=p")
