@@ -49,7 +49,7 @@ func TestDecodeProfile(t *testing.T) {
 	assert.NoError(t, p.Validate())
 
 	o, err = DecodeProfile([]byte(`{"interval": 5000000000, "history_size": 200}`))
-	require.NoError(t, err, "a Go client's nanosecond interval, a partial profile")
+	require.NoError(t, err, "the seed's nanosecond interval, a partial profile")
 	p = o.Apply(std)
 	assert.Equal(t, 5*time.Second, p.Interval)
 	assert.Equal(t, 200, p.HistorySize)
