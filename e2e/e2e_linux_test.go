@@ -196,7 +196,7 @@ var taskFamilies = []string{
 // assertSeriesPerTask scrapes the Prometheus exporter until every task family has series for
 // both tasks, then checks that each task's series are its own: one series per task and data
 // point attributes, values that are the task's (the memory task holds 256 MiB, the busy one
-// burns a core), labels that stay for a task's life, and every name in the README's table.
+// burns a core), labels that stay for a task's life, and every name in the series table of docs/prometheus-grafana.md.
 func assertSeriesPerTask(t *testing.T, url string) []sample {
 	t.Helper()
 	var samples []sample
@@ -256,8 +256,8 @@ func assertSeriesPerTask(t *testing.T, url string) []sample {
 	assert.Greater(t, sum["process_cpu_time_seconds_total "+busyID], sum["process_cpu_time_seconds_total "+memID]+0.5,
 		"the busy task's CPU time is its own")
 
-	// The names users query are the README's.
-	readme, err := os.ReadFile("../README.md")
+	// The names users query are those of docs/prometheus-grafana.md.
+	readme, err := os.ReadFile("../docs/prometheus-grafana.md")
 	require.NoError(t, err)
 	missing := map[string]bool{}
 	for _, s := range samples {
@@ -267,7 +267,7 @@ func assertSeriesPerTask(t *testing.T, url string) []sample {
 			}
 		}
 	}
-	assert.Empty(t, missing, "series served but not in the README's series table")
+	assert.Empty(t, missing, "series served but not in the series table of docs/prometheus-grafana.md")
 	return samples
 }
 
@@ -437,11 +437,15 @@ service: { pipelines: { metrics: { receivers: [proplet], exporters: [mqtt] } } }
 
 func TestExamplesValidate(t *testing.T) {
 	bin := binary(t)
-	files, err := filepath.Glob("../examples/*.yaml")
-	require.NoError(t, err)
+	var files []string
+	for _, pattern := range []string{"../examples/*.yaml", "../examples/production/*.yaml"} {
+		matched, err := filepath.Glob(pattern)
+		require.NoError(t, err)
+		files = append(files, matched...)
+	}
 	require.NotEmpty(t, files)
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		t.Run(strings.TrimPrefix(f, "../examples/"), func(t *testing.T) {
 			cmd := exec.Command(bin, "validate", "--config", f)
 			cmd.Env = append(os.Environ(), "PROPLET_ID=7c9e6679-7425-40de-944b-e07fc1f90ae7", "PROPLET_DOMAIN_ID=d", "PROPLET_TENANT_ID=d", "PROPLET_CHANNEL_ID=c",
 				"PROPLET_ENTITY_ID=e", "PROPLET_API_KEY=k", "MQTT_USERNAME=u", "MQTT_PASSWORD=p")

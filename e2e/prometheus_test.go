@@ -82,7 +82,7 @@ func scrape(url string) (string, error) {
 }
 
 // documentedLabels is the prometheus exporter's resource_constant_labels block of
-// examples/agent.yaml, the configuration the README documents, as flow YAML for a test's
+// examples/agent.yaml, the configuration docs/proplet-host.md documents, as flow YAML for a test's
 // configuration.
 func documentedLabels(t *testing.T) string {
 	t.Helper()

@@ -401,10 +401,11 @@ func TestUnit(t *testing.T) {
 	}
 
 	// ProtectSystem=strict leaves only the state directory writable: the configured
-	// persistent queue must be in it.
+	// persistent queue must be in it (the default of ${env:NAME:-default} when the env file
+	// leaves the variable unset, as it ships).
 	cfg := readFile(t, filepath.Join(repoRoot, "examples", "agent.yaml"))
-	for _, m := range regexp.MustCompile(`(?m)^\s+directory:\s*(\S+)`).FindAllStringSubmatch(cfg, -1) {
-		if dir := m[1]; dir != stateDir && !strings.HasPrefix(dir, stateDir+"/") {
+	for _, m := range regexp.MustCompile(`(?m)^\s+directory:\s*(?:\$\{env:[A-Z_]+:-([^}]*)\}|(\S+))`).FindAllStringSubmatch(cfg, -1) {
+		if dir := m[1] + m[2]; dir != stateDir && !strings.HasPrefix(dir, stateDir+"/") {
 			t.Errorf("examples/agent.yaml: directory %s is outside the state directory %s (read-only under ProtectSystem=strict)", dir, stateDir)
 		}
 	}

@@ -1,5 +1,5 @@
 // Package kubernetes_test decodes the Kubernetes manifests into the Kubernetes API types,
-// strictly (an unknown or misspelt field fails), checks what the README promises of them, and
+// strictly (an unknown or misspelt field fails), checks what docs/deployment.md promises of them, and
 // validates the collector configuration they carry with the built distribution.
 package kubernetes_test
 

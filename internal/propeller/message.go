@@ -5,7 +5,9 @@
 // published to, the manager's topics, the filters a gateway subscribes to, the parser of a
 // received topic), the one check of a value that goes into a topic, the physical bounds of
 // every measured value, and the "aggregated" history window. It knows nothing of the
-// Collector.
+// Collector. The formats are those Propeller's manager and Rust proplet send and accept
+// (github.com/absmach/propeller): every topic is m/{domain_id}/c/{channel_id}/{path}, and the
+// manager keeps a timestamp only when it is an RFC 3339 string at the top level of a message.
 package propeller // import "github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 
 import "time"

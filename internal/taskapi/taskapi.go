@@ -1,6 +1,7 @@
 // Package taskapi is the HTTP API to register, inspect, re-profile, stop and sample tasks
-// (seeds 000, 003 and 004): POST/GET /tasks, GET/DELETE /tasks/{id}, PUT /tasks/{id}/profile,
-// POST /tasks/{id}/collect, POST /collect and GET /health. Every error is a JSON body with a
+// at run time, beside the configuration and the manager's start and stop requests:
+// POST/GET /tasks, GET/DELETE /tasks/{id}, PUT /tasks/{id}/profile, POST /tasks/{id}/collect,
+// POST /collect and GET /health. Every error is a JSON body with a
 // 4xx or 5xx status; no input makes it panic.
 package taskapi // import "github.com/otelcol-propeller/otelcol-propeller/internal/taskapi"
 
@@ -213,7 +214,7 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
-// createRequest is the body of POST /tasks: the seed's task (id, name, monitoring_profile)
+// createRequest is the body of POST /tasks: a Propeller task's fields (id, name, monitoring_profile)
 // plus how to find its process.
 type createRequest struct {
 	ID                string          `json:"id"`

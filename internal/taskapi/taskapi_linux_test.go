@@ -82,7 +82,7 @@ func TestRoutes(t *testing.T) {
 	code, _, _ := f.do(t, "GET", "/health", "", "")
 	assert.Equal(t, http.StatusOK, code)
 
-	// The seed's body, with a pid and a partial profile in Propeller's units (nanoseconds).
+	// A Propeller task's body, with a pid and a partial profile in Propeller's units (nanoseconds).
 	body := fmt.Sprintf(`{"id":"test-123","name":"compute","file":"...","pid":%d,"monitoring_profile":{"enabled":true,"interval":5000000000,"export_to_mqtt":true}}`, cmd.Process.Pid)
 	code, obj, raw := f.do(t, "POST", "/tasks", body, "")
 	require.Equal(t, http.StatusCreated, code, raw)
