@@ -160,7 +160,17 @@ func run(kind string, arg int) {
 	default:
 		panic("unknown workload " + kind)
 	}
-	select {}
+	waitForKill()
+}
+
+// waitForKill blocks until the process is killed. It sleeps on a timer rather than in an
+// empty select: a process whose goroutines all wait on channels is a deadlock to the runtime,
+// which kills it (without cgo there is no thread the runtime cannot see), while one that
+// waits on a timer is not.
+func waitForKill() {
+	for {
+		time.Sleep(time.Hour)
+	}
 }
 
 // cpuTime is the CPU this process has used, user and system.
