@@ -141,6 +141,7 @@ func TestSamplesMeasureWhatTheWorkloadsDo(t *testing.T) {
 	hold := testworkload.Start(t, testworkload.Hold, 256)
 	write := testworkload.Start(t, testworkload.Write, 64)
 	files := testworkload.Start(t, testworkload.Files, 0)
+	cpuBefore := testworkload.CPUTime(t, burn.Process.Pid)
 	h := runMonitor(t, Config{Tasks: []admission.Spec{
 		pidTask("burn", burn, time.Second),
 		pidTask("hold", hold, time.Second),
@@ -150,11 +151,23 @@ func TestSamplesMeasureWhatTheWorkloadsDo(t *testing.T) {
 
 	// The first sample already covers a real interval: the baseline was taken when the task
 	// was bound.
-	first := h.wait(t, "burn", 1, 5*time.Second)[0]
+	burns := h.wait(t, "burn", 2, 30*time.Second)
+	cpuAfter := testworkload.CPUTime(t, burn.Process.Pid)
+	first, second := burns[0], burns[1]
 	require.True(t, first.HasUtil)
-	cores := (first.UtilUser + first.UtilSystem) * float64(h.m.Source().NumCPU())
-	assert.InDelta(t, 1.0, cores, 0.15, "a busy loop uses one core")
-	assert.GreaterOrEqual(t, first.CPUUser+first.CPUSystem, 0.85)
+	// The CPU the busy loop got, whatever share of the machine that was: the samples read it
+	// between the test's own readings, and the utilisation is what it used between two samples
+	// over the time between them.
+	const tick = 0.01 // the kernel counts CPU time in 10 ms ticks
+	for _, s := range burns[:2] {
+		assert.GreaterOrEqual(t, s.CPUUser+s.CPUSystem, cpuBefore.Seconds(), "CPU seconds at %s", s.Time)
+		assert.LessOrEqual(t, s.CPUUser+s.CPUSystem, cpuAfter.Seconds(), "CPU seconds at %s", s.Time)
+	}
+	used := second.CPUUser + second.CPUSystem - first.CPUUser - first.CPUSystem
+	cores := (second.UtilUser + second.UtilSystem) * float64(h.m.Source().NumCPU())
+	assert.Greater(t, used, 0.0, "the busy loop ran")
+	assert.InDelta(t, used, cores*second.Time.Sub(first.Time).Seconds(), 1e-9, "utilisation is the CPU used over the interval")
+	assert.LessOrEqual(t, cores, 1+2*tick/second.Time.Sub(first.Time).Seconds(), "one thread uses one core at most")
 	// Uptime counts from the process's start (known to 10 ms), not from when monitoring began.
 	assert.GreaterOrEqual(t, first.Uptime, first.Time.Sub(after).Seconds()-0.03)
 	assert.LessOrEqual(t, first.Uptime, first.Time.Sub(before).Seconds()+0.03)
