@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver/receivertest"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
@@ -35,9 +36,15 @@ import (
 
 func startReceiver(t *testing.T, cfg *Config) *consumertest.MetricsSink {
 	t.Helper()
+	return startReceiverWithLogger(t, cfg, zaptest.NewLogger(t))
+}
+
+// startReceiverWithLogger is startReceiver logging to logger.
+func startReceiverWithLogger(t *testing.T, cfg *Config, logger *zap.Logger) *consumertest.MetricsSink {
+	t.Helper()
 	sink := new(consumertest.MetricsSink)
 	set := receivertest.NewNopSettings(metadata.Type)
-	set.Logger = zaptest.NewLogger(t)
+	set.Logger = logger
 	rcv, err := NewFactory().CreateMetrics(context.Background(), set, cfg, sink)
 	require.NoError(t, err)
 	require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
