@@ -130,14 +130,27 @@ func TestOutageDropsNothingAtTheDefaultQueue(t *testing.T) {
 	}
 	b.Restart(0)
 
-	sub.Wait(t, 60*time.Second, func(msgs []mqtttest.Message) bool {
-		seen := make(map[string]bool, len(msgs))
-		for _, m := range msgs {
+	// 12,000 acknowledged publishes take as long as the machine makes them: wait while samples
+	// keep arriving, and fail when they stop.
+	const stall = 30 * time.Second
+	seen := make(map[string]bool, tasks*seconds)
+	read, lastNew := 0, time.Now()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for len(seen) < tasks*seconds {
+		msgs := sub.Messages()
+		for _, m := range msgs[read:] {
 			v := m.Decoded(t)
 			seen[v["task_id"].(string)+" "+v["timestamp"].(string)] = true
 		}
-		return len(seen) == tasks*seconds
-	})
+		if len(msgs) > read {
+			read, lastNew = len(msgs), time.Now()
+		}
+		if time.Since(lastNew) > stall {
+			t.Fatalf("delivery stopped: %d of %d samples arrived, nothing more for %s", len(seen), tasks*seconds, stall)
+		}
+		<-tick.C
+	}
 	assert.Zero(t, counter(t, tel, "exporter_mqtt_messages_refused"))
 }
 
