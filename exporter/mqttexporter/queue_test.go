@@ -74,6 +74,7 @@ func round(tmpl pmetric.ResourceMetrics, firstTask, tasks int, ts time.Time) pme
 // every second with the receiver's full sample; and a retry that does not give up (and drop
 // the batches it holds) before the queue is full.
 func TestDefaultQueueHoldsTenMinutesOfAThousandTasks(t *testing.T) {
+	t.Parallel()
 	md := pmetric.NewMetrics()
 	goldenTaskSample(t).CopyTo(md.ResourceMetrics().AppendEmpty())
 	pointsPerSample := md.DataPointCount()
@@ -99,6 +100,7 @@ func TestDefaultQueueHoldsTenMinutesOfAThousandTasks(t *testing.T) {
 // than exporterhelper's default queue of 1,000 requests holds), none is refused by the queue,
 // and every sample arrives once the broker is back.
 func TestOutageDropsNothingAtTheDefaultQueue(t *testing.T) {
+	t.Parallel()
 	var b interface {
 		Endpoint() string
 		Stop()
