@@ -41,14 +41,14 @@ build: $(DIST)
 # ocb generates the distribution's sources and resolves its modules (the first time, it
 # downloads the Collector's modules), then the distribution is compiled here with the flags ocb
 # uses (-trimpath, -ldflags '-s -w', cgo off unless the builder config turns it on), printing a
-# line per 50 packages compiled: ocb itself compiles in silence, for minutes on a cold cache.
+# line per 25 packages compiled: ocb itself compiles in silence, for minutes on a cold cache.
 # $(call ocb,builder config,output directory,binary name)
 define ocb
 	@echo "build: $(2)/$(3): ocb generates the sources and resolves the modules ($(1)); a first build downloads them"
 	$(TOOLS) builder --config $(1) --skip-compilation
-	@echo "build: $(2)/$(3): compiling (go build -v, a line per 50 packages; a cold build compiles about 1,500)"
+	@echo "build: $(2)/$(3): compiling (go build -v: a line per 25 packages; a cold build compiles about 1,100 besides the standard library)"
 	@cd $(2) && CGO_ENABLED=0 $(GO) build -v -trimpath -ldflags='-s -w' -o $(3) . 2>&1 | \
-		awk '/ / { print; next } { n++; if (n % 50 == 0) { printf "build: %d packages compiled\n", n; fflush() } } \
+		awk '/ / { print; next } { n++; if (n % 25 == 0) { printf "build: %d packages compiled\n", n; fflush() } } \
 			END { printf "build: %d packages compiled\n", n }'
 	@echo "build: $(2)/$(3) is built"
 endef
