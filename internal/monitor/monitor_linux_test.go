@@ -141,8 +141,7 @@ func TestSamplesMeasureWhatTheWorkloadsDo(t *testing.T) {
 	hold := testworkload.Start(t, testworkload.Hold, 256)
 	write := testworkload.Start(t, testworkload.Write, 64)
 	files := testworkload.Start(t, testworkload.Files, 0)
-	cpuBefore := testworkload.CPUTime(t, burn.Process.Pid)
-	h := runMonitor(t, Config{Tasks: []admission.Spec{
+	cpuBefore, h := testworkload.CPUTime(t, burn.Process.Pid), runMonitor(t, Config{Tasks: []admission.Spec{
 		pidTask("burn", burn, time.Second),
 		pidTask("hold", hold, time.Second),
 		pidTask("write", write, time.Second),
@@ -152,22 +151,15 @@ func TestSamplesMeasureWhatTheWorkloadsDo(t *testing.T) {
 	// The first sample already covers a real interval: the baseline was taken when the task
 	// was bound.
 	burns := h.wait(t, "burn", 2, 30*time.Second)
-	cpuAfter := testworkload.CPUTime(t, burn.Process.Pid)
-	first, second := burns[0], burns[1]
+	first, second, cpuAfter := burns[0], burns[1], testworkload.CPUTime(t, burn.Process.Pid)
 	require.True(t, first.HasUtil)
-	// The CPU the busy loop got, whatever share of the machine that was: the samples read it
-	// between the test's own readings, and the utilisation is what it used between two samples
-	// over the time between them.
-	const tick = 0.01 // the kernel counts CPU time in 10 ms ticks
-	for _, s := range burns[:2] {
-		assert.GreaterOrEqual(t, s.CPUUser+s.CPUSystem, cpuBefore.Seconds(), "CPU seconds at %s", s.Time)
-		assert.LessOrEqual(t, s.CPUUser+s.CPUSystem, cpuAfter.Seconds(), "CPU seconds at %s", s.Time)
-	}
-	used := second.CPUUser + second.CPUSystem - first.CPUUser - first.CPUSystem
+	// The busy loop's CPU, whatever share it got: read between the test's readings; utilisation is
+	// the CPU used between two samples over their interval, one core at most (10 ms ticks).
+	cpu1, cpu2, dt := first.CPUUser+first.CPUSystem, second.CPUUser+second.CPUSystem, second.Time.Sub(first.Time).Seconds()
+	assert.True(t, cpuBefore.Seconds() <= cpu1 && cpu1 < cpu2 && cpu2 <= cpuAfter.Seconds(), "CPU %v then %v, read %v before and %v after", cpu1, cpu2, cpuBefore, cpuAfter)
 	cores := (second.UtilUser + second.UtilSystem) * float64(h.m.Source().NumCPU())
-	assert.Greater(t, used, 0.0, "the busy loop ran")
-	assert.InDelta(t, used, cores*second.Time.Sub(first.Time).Seconds(), 1e-9, "utilisation is the CPU used over the interval")
-	assert.LessOrEqual(t, cores, 1+2*tick/second.Time.Sub(first.Time).Seconds(), "one thread uses one core at most")
+	assert.InDelta(t, cpu2-cpu1, cores*dt, 1e-9, "utilisation is the CPU used over the interval")
+	assert.LessOrEqual(t, cores, 1+0.02/dt, "one thread uses one core at most")
 	// Uptime counts from the process's start (known to 10 ms), not from when monitoring began.
 	assert.GreaterOrEqual(t, first.Uptime, first.Time.Sub(after).Seconds()-0.03)
 	assert.LessOrEqual(t, first.Uptime, first.Time.Sub(before).Seconds()+0.03)
