@@ -81,7 +81,11 @@ func testTaskEnds(t *testing.T, mode EventsMode, exact bool) {
 		reported := time.Now()
 		t.Logf("report: %+v (the test saw the exit %s after the spawn, the report %s after)", *u, exited.Sub(spawned), reported.Sub(spawned))
 
-		assert.GreaterOrEqual(t, u.PeakMemory, uint64(testworkload.TaskMemory), "peak RSS")
+		if exact { // the kernel's high-water mark; scans know the highest RSS a sample happened to see
+			assert.GreaterOrEqual(t, u.PeakMemory, uint64(testworkload.TaskMemory), "peak RSS")
+		} else {
+			assert.Positive(t, u.PeakMemory, "peak RSS")
+		}
 		assert.GreaterOrEqual(t, u.CPUUser+u.CPUSystem, 0.4, "CPU seconds")
 		assert.GreaterOrEqual(t, u.WriteBytes, uint64(testworkload.TaskWrite), "bytes written with fsync")
 		assert.True(t, u.HasExitCode)

@@ -156,7 +156,7 @@ func TestSamplesMeasureWhatTheWorkloadsDo(t *testing.T) {
 	// The busy loop's CPU, whatever share it got: read between the test's readings; utilisation is
 	// the CPU used between two samples over their interval, one core at most (10 ms ticks).
 	cpu1, cpu2, dt := first.CPUUser+first.CPUSystem, second.CPUUser+second.CPUSystem, second.Time.Sub(first.Time).Seconds()
-	assert.True(t, cpuBefore.Seconds() <= cpu1 && cpu1 < cpu2 && cpu2 <= cpuAfter.Seconds(), "CPU %v then %v, read %v before and %v after", cpu1, cpu2, cpuBefore, cpuAfter)
+	assert.True(t, cpuBefore.Seconds()-1e-6 <= cpu1 && cpu1 < cpu2 && cpu2 <= cpuAfter.Seconds()+1e-6, "CPU %v then %v, read %v before and %v after", cpu1, cpu2, cpuBefore, cpuAfter)
 	cores := (second.UtilUser + second.UtilSystem) * float64(h.m.Source().NumCPU())
 	assert.InDelta(t, cpu2-cpu1, cores*dt, 1e-9, "utilisation is the CPU used over the interval")
 	assert.LessOrEqual(t, cores, 1+0.02/dt, "one thread uses one core at most")
