@@ -9,7 +9,8 @@ PKGS      := ./...
 FUZZTIME  ?= 10s
 
 # The race detector needs cgo, so a C compiler: Go turns cgo off when it finds none. Without
-# it, the tests run without the race detector (make test says so); CI has a compiler.
+# it, the tests run without the race detector (make test says so). CI runs make test that way,
+# with no compiler on the PATH, then the unit tests once more with -race (.ci/run).
 RACE      := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED)),-race,)
 
 DIST      := _build/otelcol-propeller
