@@ -1,16 +1,21 @@
 # otelcol-propeller: per-task process monitoring for Propeller, as an OpenTelemetry Collector distribution.
 
 GO        ?= go
+# bash, for pipefail: a build or test piped through a filter fails when it fails.
+SHELL     := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 TOOLS     := $(GO) tool -modfile=$(CURDIR)/tools/go.mod
 PKGS      := ./...
 FUZZTIME  ?= 10s
 
 # The race detector needs cgo, so a C compiler: Go turns cgo off when it finds none. Without
-# it, the tests run without the race detector (make test says so); CI has a compiler.
+# it, the tests run without the race detector (make test says so). CI runs make test that way,
+# with no compiler on the PATH, then the unit tests once more with -race (.ci/run).
 RACE      := $(if $(filter 1,$(shell $(GO) env CGO_ENABLED)),-race,)
 
 DIST      := _build/otelcol-propeller
-SOURCES   := $(shell git ls-files '*.go' 2>/dev/null) go.mod go.sum builder-config.yaml
+# Tests are not part of the build: editing one does not rebuild the distribution.
+SOURCES   := $(filter-out %_test.go,$(shell git ls-files '*.go' 2>/dev/null)) go.mod go.sum builder-config.yaml
 
 # The edge build (builder-config-edge.yaml) and the cross-built, stripped, static binaries of
 # both builds (make dist): _dist/<os>-<arch>/otelcol-propeller and otelcol-propeller-edge.
@@ -20,15 +25,38 @@ DIST_PLATFORMS ?= linux/amd64 linux/arm64 linux/arm
 DIST_BUILDS    ?= _build:otelcol-propeller _build-edge:otelcol-propeller-edge
 GOARM     ?= 7
 
-.PHONY: all build run test lint generate bench bench-fleet fuzz scale discovery-cost tidy
+.PHONY: all help build run test lint generate bench bench-fleet fuzz scale discovery-cost tidy
+.DEFAULT_GOAL := help
 
+## help: this list (what a bare `make` prints), from the `## target:` comments of this Makefile.
+help:
+	@echo "make TARGET, where TARGET is one of:"
+	@awk '/^## [a-z-]+:/ { t = $$2; sub(/:$$/, "", t); sub(/^## [a-z-]+: */, ""); printf "  %-15s %s\n", t, $$0; on = 1; next } \
+		on && /^## / { sub(/^## /, ""); printf "  %-15s %s\n", "", $$0; next } { on = 0 }' $(MAKEFILE_LIST)
+
+## all: lint, then every test.
 all: lint test
 
 ## build: the otelcol-propeller distribution, with ocb (the Collector builder) from builder-config.yaml.
 build: $(DIST)
 
+# ocb generates the distribution's sources and resolves its modules (the first time, it
+# downloads the Collector's modules), then the distribution is compiled here with the flags ocb
+# uses (-trimpath, -ldflags '-s -w', cgo off unless the builder config turns it on), printing a
+# line per 25 packages compiled: ocb itself compiles in silence, for minutes on a cold cache.
+# $(call ocb,builder config,output directory,binary name)
+define ocb
+	@echo "build: $(2)/$(3): ocb generates the sources and resolves the modules ($(1)); a first build downloads them"
+	$(TOOLS) builder --config $(1) --skip-compilation
+	@echo "build: $(2)/$(3): compiling (go build -v: a line per 25 packages; a cold build compiles about 1,370)"
+	@cd $(2) && CGO_ENABLED=0 $(GO) build -v -trimpath -ldflags='-s -w' -o $(3) . 2>&1 | \
+		awk '/ / { print; next } { n++; if (n % 25 == 0) { printf "build: %d packages compiled\n", n; fflush() } } \
+			END { printf "build: %d packages compiled\n", n }'
+	@echo "build: $(2)/$(3) is built"
+endef
+
 $(DIST): $(SOURCES)
-	$(TOOLS) builder --config builder-config.yaml
+	$(call ocb,builder-config.yaml,_build,otelcol-propeller)
 	@touch $@
 
 .PHONY: edge dist
@@ -38,7 +66,7 @@ $(DIST): $(SOURCES)
 edge: $(EDGE)
 
 $(EDGE): $(EDGE_SOURCES)
-	$(TOOLS) builder --config builder-config-edge.yaml
+	$(call ocb,builder-config-edge.yaml,_build-edge,otelcol-propeller-edge)
 	@touch $@
 
 ## dist: both builds cross-compiled for DIST_PLATFORMS (linux/arm is GOARM=7), static (CGO_ENABLED=0),
@@ -88,21 +116,41 @@ package: $(PKG_BIN)
 			$(TOOLS) nfpm package --config packaging/nfpm.yaml --packager $$p --target $(PKG_DIR)/; \
 	done
 
-## run: build, then run the demo pipeline (Ctrl-C stops everything it started). The demo is
-## built and run rather than `go run`, which exits 1 whenever it is interrupted.
+## run: build, then run the demo pipeline. Ctrl-C stops everything it started, says so, and
+## exits 0 (the demo takes the terminal, so make does not see the Ctrl-C).
 run: $(DIST)
 	$(GO) build -o _build/propeller-demo ./cmd/propeller-demo
 	_build/propeller-demo run --collector $(DIST)
 
-## test: every test, with the race detector when a C compiler is there. The end-to-end tests run the built distribution,
-## after the rest: they measure a busy process, and the other packages' workloads would take
-## CPU from it on a small machine.
-test: $(DIST) $(EDGE)
+## test: every test, in four groups that all run whatever fails: the unit tests, deploy (the
+## image), the Kubernetes manifests (a module of their own), end-to-end (the built
+## distribution). Quiet but for failures; one summary at the end, exit 1 if anything failed.
+## The race detector is on when a C compiler is there (RACE= turns it off, RACE=-race on).
+## Logs: _build/test-<group>.log.
+# Not $(MAKE), which make -n would run.
+SUBMAKE := $(MAKE)
+test:
 	@[ -n "$(RACE)" ] || echo "make test: no C compiler (cgo is off), so the race detector is off"
-	$(GO) test $(RACE) -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v -e /e2e$$ -e /deploy$$)
-	$(GO) test $(RACE) -count=1 -timeout 10m ./deploy/   # builds the image (make image): alone, not beside CPU measurements
-	cd deploy/kubernetes && $(GO) test -count=1 ./...   # the manifests, in a module of their own (k8s.io/api)
-	$(GO) test $(RACE) -count=1 -timeout 10m ./e2e/
+	@mkdir -p _build; rm -f _build/test-*.log; failed=""; \
+	group() { name=$$1; shift; echo "== test: $$name"; start=$$SECONDS; \
+		"$$@" 2>&1 | tee _build/test-$$name.log | { grep -v -E '^\? ' || true; }; \
+		if [ $${PIPESTATUS[0]} -eq 0 ]; then result=passed; else result=FAILED; failed="$$failed $$name"; fi; \
+		echo "== test: $$name $$result ($$((SECONDS - start)) s)"; }; \
+	group build $(SUBMAKE) --no-print-directory build edge; \
+	group unit $(GO) test $(RACE) -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v -e /e2e$$ -e /deploy$$); \
+	group deploy $(GO) test $(RACE) -count=1 -timeout 10m ./deploy/; \
+	group kubernetes $(GO) -C deploy/kubernetes test -count=1 ./...; \
+	case "$$failed" in \
+	*build*) echo "== test: e2e not run: it runs the build, which failed"; failed="$$failed e2e";; \
+	*) group e2e $(GO) test $(RACE) -count=1 -timeout 10m ./e2e/;; \
+	esac; \
+	echo; \
+	if [ -z "$$failed" ]; then echo "make test: every group passed (build unit deploy kubernetes e2e)"; exit 0; fi; \
+	echo "make test: FAILED:$$failed (whole logs: _build/test-<group>.log)"; \
+	for g in $$failed; do [ -f _build/test-$$g.log ] || continue; \
+		grep -h -E '^ *--- FAIL|^FAIL|^panic:|^# |build failed|Error:|^error|: error' _build/test-$$g.log | head -40 | sed "s/^/  $$g: /"; \
+	done; \
+	exit 1
 
 ## lint: go vet, staticcheck, gofmt, and a cross-build of the portable fallback.
 lint:
@@ -126,7 +174,8 @@ generate:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 $(PKGS)
 
-## scale: the 1,000-process scale measurement (CPU share of sampling alone and of the whole receiver, memory per task).
+## scale: the 1,000-process scale measurement (CPU share of sampling alone and of the whole receiver, memory per task)
+## and the start-request flood (how soon a task is bound amid 20,000 requests, the CPU of 10,000 pending tasks).
 scale:
 	PROPLET_SCALE_TEST=1 $(GO) test -count=1 -run TestScale -v ./receiver/propletreceiver/
 
@@ -147,6 +196,7 @@ fuzz:
 		done; \
 	done
 
+## tidy: go mod tidy in the module and in tools/.
 tidy:
 	$(GO) mod tidy
 	cd tools && $(GO) mod tidy

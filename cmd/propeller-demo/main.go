@@ -80,7 +80,12 @@ func workload(args []string) {
 	for i := 0; i < len(mem); i += 4096 {
 		mem[i] = 1
 	}
-	select {}
+	// On a timer, not in an empty select: without cgo the runtime kills a process whose
+	// goroutines all wait on channels as deadlocked.
+	for {
+		time.Sleep(time.Hour)
+		runtime.KeepAlive(mem)
+	}
 }
 
 func uuid() string {
@@ -97,6 +102,15 @@ func run(args []string) error {
 	promPort := fs.Int("prometheus-port", 9464, "port of the Prometheus endpoint on 127.0.0.1 (another free port when it is taken)")
 	_ = fs.Parse(args)
 
+	defer foreground()()
+	// What the demo started, said stopped once the deferred stops below have run (this runs
+	// last): the line a user waits for after Ctrl-C.
+	var started []string
+	defer func() {
+		if len(started) > 0 {
+			fmt.Printf("propeller-demo: everything it started is stopped (%s)\n", strings.Join(started, ", "))
+		}
+	}()
 	// Registered before anything starts, so a Ctrl-C at any point is ours to handle.
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
@@ -107,6 +121,9 @@ func run(args []string) error {
 		return err
 	}
 	defer b.close()
+	if b.own {
+		started = append(started, "the broker")
+	}
 
 	self, err := os.Executable()
 	if err != nil {
@@ -133,6 +150,7 @@ func run(args []string) error {
 			return fmt.Errorf("start %s task: %w", name, err)
 		}
 		children = append(children, c)
+		started = append(started, fmt.Sprintf("task %s pid %d", name, c.Process.Pid))
 		names[id] = name
 		fmt.Printf("started task %-4s pid %d (%s)\n", name, c.Process.Pid, strings.Join(c.Args[1:], " "))
 	}
@@ -178,6 +196,7 @@ func run(args []string) error {
 	if err := col.Start(); err != nil {
 		return fmt.Errorf("start the collector (run `make build` first?): %w", err)
 	}
+	started = append(started, fmt.Sprintf("the collector pid %d", col.Process.Pid))
 	fmt.Print(banner(bannerInfo{
 		CollectorPID: col.Process.Pid, Config: cfgPath, PromPort: prom, TelemetryPort: telemetry,
 		Endpoint: b.endpoint, OwnBroker: b.own,

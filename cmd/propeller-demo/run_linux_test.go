@@ -96,6 +96,8 @@ func TestRunCtrlC(t *testing.T) {
 			assert.Contains(t, out.String(), "interrupt: stopping the collector\nfake collector got interrupt\n",
 				"the signal is forwarded once and the collector waited for")
 			assert.NotContains(t, out.String(), "collector stopped")
+			lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+			assert.Contains(t, lines[len(lines)-1], "propeller-demo: everything it started is stopped (", "the last line says everything is down")
 			assert.Empty(t, stderr.String())
 
 			for _, m := range regexp.MustCompile(`started task \w+ +pid (\d+)`).FindAllStringSubmatch(out.String(), -1) {

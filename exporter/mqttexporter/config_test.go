@@ -36,6 +36,7 @@ func loadConfig(t *testing.T, name string) *Config {
 }
 
 func TestLoadConfig(t *testing.T) {
+	t.Parallel()
 	cfg := loadConfig(t, "")
 	require.NoError(t, confmap.Validate(cfg))
 	want := createDefaultConfig().(*Config)
@@ -65,6 +66,7 @@ func TestLoadConfig(t *testing.T) {
 // TestLoadConnectionKeys decodes every key of the embedded mqttconn.ClientConfig from YAML, as
 // the Collector does: squashed into the exporter's top level, next to the exporter's own keys.
 func TestLoadConnectionKeys(t *testing.T) {
+	t.Parallel()
 	cfg := loadConfig(t, "connection")
 	require.NoError(t, confmap.Validate(cfg))
 	want := createDefaultConfig().(*Config)
@@ -91,12 +93,14 @@ func TestLoadConnectionKeys(t *testing.T) {
 }
 
 func TestDefaultHistorySizeIsTheStandardProfiles(t *testing.T) {
+	t.Parallel()
 	std, ok := profile.Builtin(profile.Standard)
 	require.True(t, ok)
 	assert.Equal(t, std.HistorySize, createDefaultConfig().(*Config).DefaultHistorySize)
 }
 
 func TestValidateNamesKeysAndValues(t *testing.T) {
+	t.Parallel()
 	tests := map[string][]string{
 		"wildcard": {
 			`topics.task_metrics[0]: topic "m/+/c/{channel_id}/control/proplet/task_metrics" contains an MQTT wildcard`,
@@ -133,6 +137,7 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 }
 
 func TestDefaultsAreValidOnceIDsAreSet(t *testing.T) {
+	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
 	assert.ErrorContains(t, confmap.Validate(cfg), "domain_id: must be set")
 	cfg.DomainID, cfg.ChannelID = "d", "c"
@@ -154,6 +159,7 @@ func TestDefaultsAreValidOnceIDsAreSet(t *testing.T) {
 // TestTaskUsageAloneIsEnough: an exporter that only sends usage reports (a logs pipeline) needs
 // no metrics topic.
 func TestTaskUsageAloneIsEnough(t *testing.T) {
+	t.Parallel()
 	cfg := loadConfig(t, "usageonly")
 	require.NoError(t, confmap.Validate(cfg))
 	assert.Equal(t, []string{"m/{domain_id}/c/{channel_id}/control/proplet/task_usage"}, cfg.Topics.TaskUsage, "the default stays")
@@ -162,6 +168,7 @@ func TestTaskUsageAloneIsEnough(t *testing.T) {
 
 // TestSchemelessEndpoint: endpoint without a scheme says to add tcp://, once.
 func TestSchemelessEndpoint(t *testing.T) {
+	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
 	cfg.DomainID, cfg.ChannelID = "d", "c"
 	for _, endpoint := range []string{"127.0.0.1:1883", "localhost:1883"} {
@@ -175,6 +182,7 @@ func TestSchemelessEndpoint(t *testing.T) {
 // TestEachProblemIsSaidOnce: a domain_id or channel_id that is missing or cannot be part of a
 // topic is one error, however many topics use it.
 func TestEachProblemIsSaidOnce(t *testing.T) {
+	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
 	require.Len(t, cfg.Topics.TaskMetrics, 2)
 	require.Len(t, cfg.Topics.PropletMetrics, 1)

@@ -40,6 +40,7 @@ func oneMetric(name, key string, values []string) pmetric.ResourceMetrics {
 // what the decoder returns) or listed in notCarried, never both. A name added to the schema
 // that the exporter neither reads nor lists fails here.
 func TestEverySchemaNameIsReadOrNotCarried(t *testing.T) {
+	t.Parallel()
 	listed := map[string]bool{}
 	for _, a := range schema.ResourceAttributes {
 		listed[a.Name] = true
@@ -89,6 +90,7 @@ func TestEverySchemaNameIsReadOrNotCarried(t *testing.T) {
 }
 
 func TestReadAttributes(t *testing.T) {
+	t.Parallel()
 	defaults := taskProfile{historySize: 100, retain: true, export: true, interval: 10 * time.Second}
 	assert.Equal(t, attributes{profile: defaults}, readAttributes(pcommon.NewMap(), defaults), "defaults when the resource carries nothing")
 
@@ -116,6 +118,7 @@ func TestReadAttributes(t *testing.T) {
 // TestReadResourceUnderBothNames reads the receiver's names and the older ones of the contrib
 // process scraper.
 func TestReadResourceUnderBothNames(t *testing.T) {
+	t.Parallel()
 	tests := map[string]struct {
 		name, key string
 		values    []string

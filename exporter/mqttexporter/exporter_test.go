@@ -64,6 +64,7 @@ func checkTaskMessage(t *testing.T, m map[string]any) (metrics, aggregated map[s
 }
 
 func TestGoldenMessages(t *testing.T) {
+	t.Parallel()
 	for _, b := range brokers(t) {
 		t.Run(b.name, func(t *testing.T) {
 			domain, channel := uniqueIDs(t)
@@ -109,6 +110,7 @@ func TestGoldenMessages(t *testing.T) {
 }
 
 func TestCPUPercentFromDeltasAndTheAggregatedWindow(t *testing.T) {
+	t.Parallel()
 	for _, b := range brokers(t) {
 		t.Run(b.name, func(t *testing.T) {
 			domain, channel := uniqueIDs(t)
@@ -159,6 +161,7 @@ func TestCPUPercentFromDeltasAndTheAggregatedWindow(t *testing.T) {
 }
 
 func TestHistoryOffAndExportOff(t *testing.T) {
+	t.Parallel()
 	for _, b := range brokers(t) {
 		t.Run(b.name, func(t *testing.T) {
 			domain, channel := uniqueIDs(t)
@@ -189,6 +192,7 @@ func TestHistoryOffAndExportOff(t *testing.T) {
 }
 
 func TestOtherSourcesAndOlderNames(t *testing.T) {
+	t.Parallel()
 	for _, b := range brokers(t) {
 		t.Run(b.name, func(t *testing.T) {
 			// What the contrib hostmetrics process scraper emits under its older names, with a resource
@@ -256,6 +260,7 @@ func TestOtherSourcesAndOlderNames(t *testing.T) {
 }
 
 func TestUnsafeTaskIDsAreRefused(t *testing.T) {
+	t.Parallel()
 	for _, b := range brokers(t) {
 		t.Run(b.name, func(t *testing.T) {
 			domain, channel := uniqueIDs(t)
@@ -276,6 +281,7 @@ func TestUnsafeTaskIDsAreRefused(t *testing.T) {
 }
 
 func TestWrongPasswordIsAClearErrorWithoutTheSecret(t *testing.T) {
+	t.Parallel()
 	b := mqtttest.Start(t, mqtttest.Options{Username: "proplet", Password: "right"})
 	for _, version := range []string{"3.1.1", "5"} {
 		t.Run(version, func(t *testing.T) {
@@ -299,6 +305,7 @@ func TestWrongPasswordIsAClearErrorWithoutTheSecret(t *testing.T) {
 }
 
 func TestTLS(t *testing.T) {
+	t.Parallel()
 	certs := mqtttest.NewCerts(t)
 	b := mqtttest.Start(t, mqtttest.Options{TLS: certs.ServerTLS()})
 	domain, channel := uniqueIDs(t)
@@ -318,6 +325,7 @@ func TestTLS(t *testing.T) {
 }
 
 func TestClientCertificates(t *testing.T) {
+	t.Parallel()
 	certs := mqtttest.NewCerts(t)
 	b := mqtttest.Start(t, mqtttest.Options{TLS: certs.MutualTLS()})
 	domain, channel := uniqueIDs(t)
@@ -337,6 +345,7 @@ func TestClientCertificates(t *testing.T) {
 }
 
 func TestQoS0WhileDisconnectedIsCountedAsDropped(t *testing.T) {
+	t.Parallel()
 	b := mqtttest.Start(t, mqtttest.Options{})
 	cfg := testConfig(b.Endpoint(), "d", "c")
 	cfg.QoS = 0
@@ -357,6 +366,7 @@ type restartable interface {
 // it (queue and retry) while the broker restarts, and counts at a subscriber with a persistent
 // session that every sample arrived at least once.
 func TestBrokerRestartAtQoS1(t *testing.T) {
+	t.Parallel()
 	brokerRestart(t, "control/proplet/task_metrics", func(t *testing.T, cfg *Config) func(i int, ts time.Time) error {
 		exp := viaFactory(t, cfg)
 		return func(i int, ts time.Time) error {
@@ -429,6 +439,7 @@ func brokerRestart(t *testing.T, topic string, open func(t *testing.T, cfg *Conf
 // not verify as an error saying what to change, and an unreachable broker as a warning with
 // the reason, once.
 func TestConnectionFailuresAreLoggedWithTheFix(t *testing.T) {
+	t.Parallel()
 	certs, other := mqtttest.NewCerts(t), mqtttest.NewCerts(t)
 	b := mqtttest.Start(t, mqtttest.Options{TLS: certs.ServerTLS()})
 	for _, version := range []string{"3.1.1", "5"} {

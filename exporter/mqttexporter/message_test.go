@@ -16,6 +16,7 @@ import (
 )
 
 func TestTaskStateIsDroppedWhenTheTaskStopsReporting(t *testing.T) {
+	t.Parallel()
 	m := newMapper(createDefaultConfig().(*Config))
 	p := taskProfile{historySize: 100, retain: true, export: true, interval: 10 * time.Second}
 	now := time.Now()
@@ -41,6 +42,7 @@ const receiverOutput = "../../internal/schema/testdata/receiver_output.json"
 // of both Propeller messages, with its value: the exporter understands every attribute the
 // receiver writes that Propeller's messages have a field for.
 func TestReceiverOutputMapsToEveryField(t *testing.T) {
+	t.Parallel()
 	raw, err := os.ReadFile(receiverOutput)
 	require.NoError(t, err)
 	md, err := (&pmetric.JSONUnmarshaler{}).UnmarshalMetrics(raw)
@@ -106,6 +108,7 @@ func TestReceiverOutputMapsToEveryField(t *testing.T) {
 }
 
 func TestTasksWithoutProfileAttributesGetTheStandardProfile(t *testing.T) {
+	t.Parallel()
 	std, _ := profile.Builtin(profile.Standard)
 	cfg := createDefaultConfig().(*Config)
 	cfg.DefaultHistorySize = 7
@@ -117,6 +120,7 @@ func TestTasksWithoutProfileAttributesGetTheStandardProfile(t *testing.T) {
 // propeller.task.lookup 0 for it; that is no Propeller sample, and the manager must not store
 // an empty one.
 func TestLookupOfATaskNotFoundSendsNoMessage(t *testing.T) {
+	t.Parallel()
 	md := pmetric.NewMetrics()
 	rm := md.ResourceMetrics().AppendEmpty()
 	rm.Resource().Attributes().PutStr(schema.TaskID, "pending-task")

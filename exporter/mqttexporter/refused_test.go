@@ -55,6 +55,7 @@ func mixedBatch(good int, ts time.Time) pmetric.Metrics {
 // the embedded broker. Every good sample of every batch arrives; the poison ones are refused,
 // counted, and logged once per reason; the connection never drops.
 func TestPoisonTaskIDsDoNotStallTheRest(t *testing.T) {
+	t.Parallel()
 	for _, version := range []string{"3.1.1", "5"} {
 		t.Run(version, func(t *testing.T) {
 			endpoint := mqtttest.Start(t, mqtttest.Options{}).Endpoint()
@@ -114,6 +115,7 @@ func TestPoisonTaskIDsDoNotStallTheRest(t *testing.T) {
 }
 
 func TestRefusalsAreLoggedOncePerReasonPerMinute(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zapcore.DebugLevel)
 	r := newRefusals(zap.New(core))
 	now := time.Unix(1000, 0)
@@ -143,6 +145,7 @@ func TestRefusalsAreLoggedOncePerReasonPerMinute(t *testing.T) {
 // not authorised) refuses it for good; the push succeeds for the rest of the batch, and the
 // refusal is counted and logged.
 func TestBrokerRefusalIsNotRetried(t *testing.T) {
+	t.Parallel()
 	b := mqtttest.Start(t, mqtttest.Options{DenyPublish: []string{"m/+/c/+/tasks/denied/#"}})
 	domain, channel := uniqueIDs(t)
 	sub := mqtttest.Subscribe(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/#", domain, channel), mqtttest.SubscriberOptions{})

@@ -87,6 +87,7 @@ func (h storageHost) GetExtensions() map[component.ID]component.Component { retu
 // that arrive while the broker is down are kept in the storage when the collector stops, and
 // a new exporter on the same storage delivers every one once the broker is back.
 func TestUsageReportsSurviveARestartInThePersistentQueue(t *testing.T) {
+	t.Parallel()
 	// Mosquitto when installed, as the other outage tests: it keeps the subscriber's session
 	// and what it acknowledged across its restart.
 	var b interface {

@@ -188,6 +188,7 @@ var updateGolden = flag.Bool("update", false, "rewrite the golden task usage mes
 // TestUsageGolden maps both kinds of end, compares each payload byte for byte with its golden
 // file, and decodes it as the manager does.
 func TestUsageGolden(t *testing.T) {
+	t.Parallel()
 	tests := map[string]struct {
 		rec    usageRecord
 		golden string
@@ -241,6 +242,7 @@ func TestUsageGolden(t *testing.T) {
 // TestUsageEndNotKnown: neither an exit code nor a signal (the end was not observed) sends
 // both as null, never a made-up 0.
 func TestUsageEndNotKnown(t *testing.T) {
+	t.Parallel()
 	r := exitedRecord()
 	r.exited = false
 	outs := newUsageExporter(t).builtLogs(usageLogs(taskID, propletID, fullHistory, r))
@@ -255,6 +257,7 @@ func TestUsageEndNotKnown(t *testing.T) {
 // usage report changes the message (or refuses the record) when it changes, or is listed in
 // usageNotCarried, never both.
 func TestEveryUsageAttributeIsReadOrNotCarried(t *testing.T) {
+	t.Parallel()
 	listed := map[string]bool{}
 	for _, a := range schema.UsageAttributes {
 		listed[a.Name] = true
@@ -327,6 +330,7 @@ func counterByReason(t *testing.T, tel *componenttest.Telemetry, name string) ma
 // a message: each is refused (never published, never retried), counted under its reason, and
 // logged at warning once per reason with the attribute at fault.
 func TestBadUsageRecordsAreRefusedByReason(t *testing.T) {
+	t.Parallel()
 	b := mqtttest.Start(t, mqtttest.Options{})
 	domain, channel := uniqueIDs(t)
 	sub := mqtttest.Subscribe(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/#", domain, channel), mqtttest.SubscriberOptions{})
@@ -422,6 +426,7 @@ func mustTemplate(t *testing.T, text string) propeller.Template {
 // tasks whose profile says export_to_mqtt false, make no message; they are counted by reason,
 // not refused, and said once at info.
 func TestOtherRecordsAreSkippedAndCounted(t *testing.T) {
+	t.Parallel()
 	b := mqtttest.Start(t, mqtttest.Options{})
 	domain, channel := uniqueIDs(t)
 	sub := mqtttest.Subscribe(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/#", domain, channel), mqtttest.SubscriberOptions{})
@@ -457,6 +462,7 @@ func viaFactoryLogs(t *testing.T, cfg *Config, set exporter.Settings) exporter.L
 // TestUsageDelivery sends a report through the logs signal as the Collector runs it, to each
 // broker over both protocol versions: it arrives once, on the task_usage topic, at QoS 1.
 func TestUsageDelivery(t *testing.T) {
+	t.Parallel()
 	for _, b := range brokers(t) {
 		for _, version := range []string{"3.1.1", "5"} {
 			t.Run(b.name+"/"+version, func(t *testing.T) {
@@ -483,6 +489,7 @@ func TestUsageDelivery(t *testing.T) {
 // TestUsageSurvivesABrokerRestart: task usage reports sent while the broker restarts all
 // arrive, as the metrics samples do in TestBrokerRestartAtQoS1.
 func TestUsageSurvivesABrokerRestart(t *testing.T) {
+	t.Parallel()
 	brokerRestart(t, "control/proplet/task_usage", func(t *testing.T, cfg *Config) func(i int, ts time.Time) error {
 		exp := viaFactoryLogs(t, cfg, exportertestSettings())
 		return func(i int, ts time.Time) error {
@@ -498,6 +505,7 @@ func TestUsageSurvivesABrokerRestart(t *testing.T) {
 // here every message of both arrives, the logs signal keeps sending after the metrics one
 // shut down, and the last shutdown disconnects.
 func TestMetricsAndLogsShareOneConnection(t *testing.T) {
+	t.Parallel()
 	b := mqtttest.Start(t, mqtttest.Options{})
 	domain, channel := uniqueIDs(t)
 	sub := mqtttest.Subscribe(t, b.Endpoint(), fmt.Sprintf("m/%s/c/%s/#", domain, channel), mqtttest.SubscriberOptions{})
@@ -544,6 +552,7 @@ func TestMetricsAndLogsShareOneConnection(t *testing.T) {
 // TestOnlyFailedRecordsAreRetried: when some messages of a batch are not acknowledged, only
 // their records are sent again, the same bytes.
 func TestOnlyFailedRecordsAreRetried(t *testing.T) {
+	t.Parallel()
 	ld := usageLogs("a", propletID, fullHistory, exitedRecord(), killedRecord())
 	usageLogs("b", propletID, fullHistory, killedRecord()).ResourceLogs().MoveAndAppendTo(ld.ResourceLogs())
 	e := newUsageExporter(t)
@@ -640,6 +649,7 @@ const receiverUsage = "../../internal/schema/testdata/receiver_usage.json"
 // TestReceiverUsageReportsMap maps the receiver's own usage reports: both are accepted, and
 // each message carries the report's values as the manager decodes them.
 func TestReceiverUsageReportsMap(t *testing.T) {
+	t.Parallel()
 	b, err := os.ReadFile(receiverUsage)
 	require.NoError(t, err)
 	ld, err := (&plog.JSONUnmarshaler{}).UnmarshalLogs(b)

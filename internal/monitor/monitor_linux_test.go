@@ -30,7 +30,7 @@ func TestSamplesMeasureWhatTheWorkloadsDo(t *testing.T) {
 	hold := testworkload.Start(t, testworkload.Hold, 256)
 	write := testworkload.Start(t, testworkload.Write, 64)
 	files := testworkload.Start(t, testworkload.Files, 0)
-	h := runMonitor(t, Config{Tasks: []admission.Spec{
+	cpuBefore, h := testworkload.CPUTime(t, burn.Process.Pid), runMonitor(t, Config{Tasks: []admission.Spec{
 		pidTask("burn", burn, time.Second),
 		pidTask("hold", hold, time.Second),
 		pidTask("write", write, time.Second),
@@ -39,11 +39,16 @@ func TestSamplesMeasureWhatTheWorkloadsDo(t *testing.T) {
 
 	// The first sample already covers a real interval: the baseline was taken when the task
 	// was bound.
-	first := h.wait(t, "burn", 1, 5*time.Second)[0]
+	burns := h.wait(t, "burn", 2, 30*time.Second)
+	first, second, cpuAfter := burns[0], burns[1], testworkload.CPUTime(t, burn.Process.Pid)
 	require.True(t, first.HasUtil)
-	cores := (first.UtilUser + first.UtilSystem) * float64(h.m.Source().NumCPU())
-	assert.InDelta(t, 1.0, cores, 0.15, "a busy loop uses one core")
-	assert.GreaterOrEqual(t, first.CPUUser+first.CPUSystem, 0.85)
+	// The busy loop's CPU, whatever share it got: read between the test's readings; utilisation is
+	// the CPU used between two samples over their interval, one core at most (10 ms ticks).
+	cpu1, cpu2, dt := first.CPUUser+first.CPUSystem, second.CPUUser+second.CPUSystem, second.Time.Sub(first.Time).Seconds()
+	assert.True(t, cpuBefore.Seconds()-1e-6 <= cpu1 && cpu1 < cpu2 && cpu2 <= cpuAfter.Seconds()+1e-6, "CPU %v then %v, read %v before and %v after", cpu1, cpu2, cpuBefore, cpuAfter)
+	cores := (second.UtilUser + second.UtilSystem) * float64(h.m.Source().NumCPU())
+	assert.InDelta(t, cpu2-cpu1, cores*dt, 1e-9, "utilisation is the CPU used over the interval")
+	assert.LessOrEqual(t, cores, 1+0.02/dt, "one thread uses one core at most")
 	// Uptime counts from the process's start (known to 10 ms), not from when monitoring began.
 	assert.GreaterOrEqual(t, first.Uptime, first.Time.Sub(after).Seconds()-0.03)
 	assert.LessOrEqual(t, first.Uptime, first.Time.Sub(before).Seconds()+0.03)

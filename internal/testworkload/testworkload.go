@@ -160,8 +160,14 @@ func run(kind string, arg int) {
 	default:
 		panic("unknown workload " + kind)
 	}
-	// Block for good. A sleeping goroutine, unlike a bare select {}, keeps the runtime from
-	// declaring a deadlock when the binary is built without cgo.
+	waitForKill()
+}
+
+// waitForKill blocks until the process is killed. It sleeps on a timer rather than in an
+// empty select: a process whose goroutines all wait on channels is a deadlock to the runtime,
+// which kills it (without cgo there is no thread the runtime cannot see), while one that
+// waits on a timer is not.
+func waitForKill() {
 	for {
 		time.Sleep(time.Hour)
 	}
@@ -173,6 +179,32 @@ func cpuTime() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// CPUTime is the CPU a process has used so far, user and system, as the kernel counts it in
+// /proc/<pid>/stat (in clock ticks of 10 ms): what a workload really got, whatever share of
+// the machine that was, for tests to compare what they measured with.
+func CPUTime(tb testing.TB, pid int) time.Duration {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		tb.Fatalf("read the CPU time of process %d: %v", pid, err)
+	}
+	// The command name, in parentheses, may hold spaces: the fields count from after it.
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+	if len(f) < 13 {
+		tb.Fatalf("read the CPU time of process %d: %d fields in %q", pid, len(f), b)
+	}
+	utime, err1 := strconv.ParseUint(f[11], 10, 64)
+	stime, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		tb.Fatalf("read the CPU time of process %d: %q", pid, b)
+	}
+	return time.Duration(utime+stime) * (time.Second / clockTicks)
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of the CPU times in /proc: 100 on every
+// architecture Linux runs on today.
+const clockTicks = 100
 
 // Start starts a workload child of the current test binary and waits until it is ready. The
 // child is killed and reaped when the test ends. dir is its working directory ("" for the

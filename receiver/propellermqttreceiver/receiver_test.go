@@ -34,6 +34,7 @@ import (
 var update = flag.Bool("update", false, "rewrite testdata/golden.json")
 
 func TestLoadConfig(t *testing.T) {
+	t.Parallel()
 	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
 	require.NoError(t, err)
 
@@ -65,6 +66,7 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func TestValidateNamesKeyAndValue(t *testing.T) {
+	t.Parallel()
 	tests := map[string]struct {
 		mutate func(*Config)
 		want   string
@@ -242,6 +244,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 
 // TestGolden: one message of each shape through a real broker, the exact OTLP out.
 func TestGolden(t *testing.T) {
+	t.Parallel()
 	endpoint := broker(t)
 	g := startGateway(t, endpoint, "gateway-golden", func(c *Config) { c.MaxAge = 1 << 62 })
 	pub := publisher(t, endpoint)
@@ -317,6 +320,7 @@ func forEachPoint(rm pmetric.ResourceMetrics, f func(pmetric.NumberDataPoint)) {
 // TestSharedGroupConvertsEveryMessageOnce: two gateways in one shared group, 10,000 messages
 // from 50 proplets, each converted exactly once across the two.
 func TestSharedGroupConvertsEveryMessageOnce(t *testing.T) {
+	t.Parallel()
 	if !mqtttest.MosquittoAvailable() {
 		t.Skip("shared subscriptions over MQTT 3.1.1 are Mosquitto's; mosquitto is not installed")
 	}
@@ -360,6 +364,7 @@ func TestSharedGroupConvertsEveryMessageOnce(t *testing.T) {
 // TestRestartLosesNothing: a gateway stops mid-stream; what is published while it is down
 // reaches it when it is back, through the broker's persistent session.
 func TestRestartLosesNothing(t *testing.T) {
+	t.Parallel()
 	endpoint := broker(t)
 	pub := publisher(t, endpoint)
 	var sinks []*consumertest.MetricsSink
@@ -397,6 +402,7 @@ func TestRestartLosesNothing(t *testing.T) {
 // TestBadInputIsCountedByReason: every kind of bad message through the broker, each dropped
 // and counted under its reason; the good ones around them go through.
 func TestBadInputIsCountedByReason(t *testing.T) {
+	t.Parallel()
 	endpoint := broker(t)
 	g := startGateway(t, endpoint, "gateway-bad", func(c *Config) {
 		c.Topics = []string{"m/+/c/+/control/proplet/#"}
@@ -472,6 +478,7 @@ func counterBy(t *testing.T, tel *componenttest.Telemetry, name, key, value stri
 // TestTopicsOutsideTheFiltersAreIgnored: a persistent session keeps the subscriptions of an
 // earlier configuration; what they bring that no configured filter matches is ignored.
 func TestTopicsOutsideTheFiltersAreIgnored(t *testing.T) {
+	t.Parallel()
 	if !mqtttest.MosquittoAvailable() {
 		t.Skip("needs mosquitto's persistent sessions")
 	}

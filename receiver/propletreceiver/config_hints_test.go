@@ -34,6 +34,7 @@ func validateYAML(t *testing.T, text string) []string {
 // own configuration counts seconds) says that the number was read as nanoseconds and what to
 // write, once.
 func TestBareNumberDurations(t *testing.T) {
+	t.Parallel()
 	lines := validateYAML(t, `
 proplet_id: p
 profiles:
@@ -79,6 +80,7 @@ pending_timeout: 0
 
 // TestSchemelessPropellerEndpoint: propeller.endpoint without a scheme says to add tcp://, once.
 func TestSchemelessPropellerEndpoint(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, []string{`propeller.endpoint: "127.0.0.1:1883" has no scheme: write tcp://127.0.0.1:1883 (or ssl:// for a TLS broker)`},
 		validateYAML(t, `
 proplet_id: p
@@ -94,6 +96,7 @@ propeller: { endpoint: "localhost:1883", domain_id: d, channel_id: c }
 // TestPropellerIDsSaidOnce: a domain_id that cannot be part of a topic is one error in the
 // propeller block, as in the exporter.
 func TestPropellerIDsSaidOnce(t *testing.T) {
+	t.Parallel()
 	assert.Equal(t, []string{`propeller.domain_id: must be set, at most 36 bytes, without '/', '+', '#', control characters or noncharacters ('/', '+' or '#'), got "d/x"`},
 		validateYAML(t, `
 proplet_id: p

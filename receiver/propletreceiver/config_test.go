@@ -32,6 +32,7 @@ func loadConfig(t *testing.T, id component.ID) *Config {
 }
 
 func TestLoadConfig(t *testing.T) {
+	t.Parallel()
 	cfg := loadConfig(t, component.NewID(metadata.Type))
 	require.NoError(t, confmap.Validate(cfg))
 	want := &Config{
@@ -80,6 +81,7 @@ func TestLoadConfig(t *testing.T) {
 }
 
 func TestValidateNamesKeysAndValues(t *testing.T) {
+	t.Parallel()
 	cfg := loadConfig(t, component.MustNewIDWithName("proplet", "invalid"))
 	err := confmap.Validate(cfg)
 	require.Error(t, err)
@@ -100,6 +102,7 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 }
 
 func TestValidateDefaults(t *testing.T) {
+	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
 	assert.ErrorContains(t, confmap.Validate(cfg), "proplet_id: must be set")
 	cfg.PropletID = "p"
@@ -124,6 +127,7 @@ func TestPropletIntervalFromEnvironment(t *testing.T) {
 }
 
 func TestHistorySizeIsCapped(t *testing.T) {
+	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
 	cfg.PropletID = "p"
 	cfg.Tasks = []TaskConfig{{ID: "t", ProcessLocator: ProcessLocator{PID: 1}, MonitoringProfile: &profile.Overrides{HistorySize: ptr(1 << 30)}}}

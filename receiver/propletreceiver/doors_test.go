@@ -186,6 +186,7 @@ func with(p profile.Profile, change func(*profile.Profile)) profile.Profile {
 // TestEveryDoorAdmitsAlike feeds the same requests through the configuration, the task API
 // and the control plane, and asserts identical specs and identical errors.
 func TestEveryDoorAdmitsAlike(t *testing.T) {
+	t.Parallel()
 	id := "550e8400-e29b-41d4-a716-446655440001"
 	standard, daemon := builtin(profile.Standard), builtin(profile.LongRunningDaemon)
 	tests := []struct {
@@ -256,6 +257,7 @@ func TestEveryDoorAdmitsAlike(t *testing.T) {
 // TestDaemonTaskFromTheAPIGetsTheDaemonProfile is the defect where POST /tasks with
 // "daemon": true got standard because default_profile is always set.
 func TestDaemonTaskFromTheAPIGetsTheDaemonProfile(t *testing.T) {
+	t.Parallel()
 	spec, errText := viaAPI(t, doorRequest{id: "d", daemon: true})
 	require.Empty(t, errText)
 	assert.Equal(t, profile.LongRunningDaemon, spec.ProfileName)
@@ -265,6 +267,7 @@ func TestDaemonTaskFromTheAPIGetsTheDaemonProfile(t *testing.T) {
 // TestTaskMatchReplacesTheDefault is the defect where a task_match the user set was merged
 // with the default cmdline rule, so a task found by its environment alone stayed pending.
 func TestTaskMatchReplacesTheDefault(t *testing.T) {
+	t.Parallel()
 	cfg := doorConfig(t, map[string]any{"propeller": map[string]any{
 		"domain_id": "d", "channel_id": "c", "task_match": map[string]any{"environ": "^PTASK={task_id}$"},
 	}})
@@ -290,6 +293,7 @@ func TestTaskMatchReplacesTheDefault(t *testing.T) {
 // TestBlocksWithDefaultsAreReplacedOrMergedOnPurpose decodes every configuration block that has
 // a non-empty default and checks what setting one of its keys does to the others.
 func TestBlocksWithDefaultsAreReplacedOrMergedOnPurpose(t *testing.T) {
+	t.Parallel()
 	cfg := doorConfig(t, map[string]any{
 		"api":       map[string]any{"endpoint": "127.0.0.1:9999"},
 		"propeller": map[string]any{"domain_id": "d", "channel_id": "c", "username": "u"},
@@ -312,6 +316,7 @@ func TestBlocksWithDefaultsAreReplacedOrMergedOnPurpose(t *testing.T) {
 // and the API's own. (confighttp.ServerConfig has an Unmarshal method; embedded, it was promoted
 // and only the server's keys were decoded, so bearer_token was silently dropped.)
 func TestAPIKeysAreDecoded(t *testing.T) {
+	t.Parallel()
 	cfg := doorConfig(t, map[string]any{"api": map[string]any{
 		"endpoint": "127.0.0.1:9999", "bearer_token": "secret", "max_request_body_size": 1000,
 	}})

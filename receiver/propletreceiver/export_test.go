@@ -18,6 +18,7 @@ import (
 // metrics: tasks started with export_to_mqtt false are published anyway, through the same
 // admission as every other door, and every other key of the requested profile is honoured.
 func TestExportToMQTTAlways(t *testing.T) {
+	t.Parallel()
 	start := func(t *testing.T, mode string, payload string) *registry {
 		t.Helper()
 		propeller := map[string]any{"domain_id": "d", "channel_id": "c"}

@@ -21,6 +21,7 @@ import (
 // with the task's identity and propeller.task.lookup 0, nothing else; a measured sample
 // carries lookup 1.
 func TestTaskNotFoundIsRecordedAsLookupZero(t *testing.T) {
+	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
 	cfg.PropletID = "p"
 	r := &propletReceiver{cfg: cfg, mb: metadata.NewMetricsBuilder(cfg.MetricsBuilderConfig, receivertest.NewNopSettings(metadata.Type))}
@@ -59,6 +60,7 @@ func TestTaskNotFoundIsRecordedAsLookupZero(t *testing.T) {
 // TestTaskCountByState: otelcol_receiver_proplet_tasks follows the state machine, one series
 // per state.
 func TestTaskCountByState(t *testing.T) {
+	t.Parallel()
 	tt := componenttest.NewTelemetry()
 	defer func() { require.NoError(t, tt.Shutdown(context.Background())) }()
 	tb, err := metadata.NewTelemetryBuilder(tt.NewTelemetrySettings())

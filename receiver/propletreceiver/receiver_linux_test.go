@@ -24,6 +24,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pcommon"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver/receivertest"
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
@@ -35,9 +36,15 @@ import (
 
 func startReceiver(t *testing.T, cfg *Config) *consumertest.MetricsSink {
 	t.Helper()
+	return startReceiverWithLogger(t, cfg, zaptest.NewLogger(t))
+}
+
+// startReceiverWithLogger is startReceiver logging to logger.
+func startReceiverWithLogger(t *testing.T, cfg *Config, logger *zap.Logger) *consumertest.MetricsSink {
+	t.Helper()
 	sink := new(consumertest.MetricsSink)
 	set := receivertest.NewNopSettings(metadata.Type)
-	set.Logger = zaptest.NewLogger(t)
+	set.Logger = logger
 	rcv, err := NewFactory().CreateMetrics(context.Background(), set, cfg, sink)
 	require.NoError(t, err)
 	require.NoError(t, rcv.Start(context.Background(), componenttest.NewNopHost()))
@@ -245,6 +252,7 @@ func TestFollowsThePropellerManager(t *testing.T) {
 	}, 10*time.Second, 200*time.Millisecond)
 	publish("stop", `{"id":"probe"}`)
 
+	requested := time.Now()
 	publish("start", `{"id":"full","name":"full","state":0,"cli_args":[],"daemon":false,"monitoring_profile":{"enabled":true,"interval":1,"collect_cpu":true,"collect_memory":true,"collect_disk_io":true,"collect_threads":true,"collect_file_descriptors":true,"export_to_mqtt":true,"retain_history":true,"history_size":50}}`)
 	publish("start", `{"id":"partial","name":"partial","monitoring_profile":{"interval":2000000000,"collect_disk_io":false}}`)
 	publish("start", `{"id":"daemon","name":"daemon","daemon":true}`)
@@ -276,7 +284,12 @@ func TestFollowsThePropellerManager(t *testing.T) {
 	assert.NotContains(t, ts, "probe", "stopped")
 
 	full, partial := resources(sink, "propeller.task.id", "full"), resources(sink, "propeller.task.id", "partial")
-	assert.InDelta(t, 2.0, float64(len(full))/float64(len(partial)), 0.8, "full every 1 s, partial every 2 s: %d and %d", len(full), len(partial))
+	// Each on its own interval: no more samples than the interval allows since the requests
+	// (a lookup sample besides), and the 1 s task sampled more often than the 2 s one.
+	elapsed := time.Since(requested)
+	assert.LessOrEqual(t, len(full), int(elapsed/time.Second)+2, "full every 1 s: %d in %s", len(full), elapsed)
+	assert.LessOrEqual(t, len(partial), int(elapsed/(2*time.Second))+2, "partial every 2 s: %d in %s", len(partial), elapsed)
+	assert.Greater(t, len(full), len(partial), "full every 1 s, partial every 2 s: %d and %d", len(full), len(partial))
 	assert.Contains(t, metricsByName(full[0]), "process.disk.io")
 	assert.NotContains(t, metricsByName(partial[0]), "process.disk.io")
 

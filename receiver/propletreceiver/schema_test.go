@@ -101,6 +101,7 @@ var schemaTypes = map[pcommon.ValueType]schema.Type{
 // resource attribute, metric, unit and data point attribute the receiver writes is in the
 // schema, and everything the schema lists is written.
 func TestSchemaMatchesWhatTheReceiverWrites(t *testing.T) {
+	t.Parallel()
 	md := recordFull(t)
 
 	attrs := map[string]schema.ResourceAttribute{}
@@ -178,6 +179,7 @@ func TestSchemaMatchesWhatTheReceiverWrites(t *testing.T) {
 // exporter's tests map. Regenerate it with
 // go test ./receiver/propletreceiver/ -run TestSchema -update
 func TestSchemaGoldenReceiverOutput(t *testing.T) {
+	t.Parallel()
 	raw, err := (&pmetric.JSONMarshaler{}).MarshalMetrics(recordFull(t))
 	require.NoError(t, err)
 	var got bytes.Buffer
@@ -192,6 +194,7 @@ func TestSchemaGoldenReceiverOutput(t *testing.T) {
 }
 
 func TestSchemaCPUModesAreTheMonitorsModes(t *testing.T) {
+	t.Parallel()
 	// record maps monitor's machine CPU modes by index; the schema lists the same values.
 	var sys schema.Metric
 	for _, m := range schema.Metrics {

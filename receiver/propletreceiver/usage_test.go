@@ -77,6 +77,7 @@ func recordUsageReports(t *testing.T) plog.Logs {
 // with the task's resource and exactly the schema's attributes and types; between the two
 // reports every attribute the schema lists is written.
 func TestUsageReportFollowsTheSchema(t *testing.T) {
+	t.Parallel()
 	ld := recordUsageReports(t)
 	require.Equal(t, 2, ld.LogRecordCount())
 	types := map[string]schema.Type{}
@@ -110,6 +111,7 @@ func TestUsageReportFollowsTheSchema(t *testing.T) {
 // TestUsageReportGolden compares the reports with the golden file the exporter's tests map.
 // Regenerate it with go test ./receiver/propletreceiver/ -run TestUsageReportGolden -update
 func TestUsageReportGolden(t *testing.T) {
+	t.Parallel()
 	raw, err := (&plog.JSONMarshaler{}).MarshalLogs(recordUsageReports(t))
 	require.NoError(t, err)
 	var got bytes.Buffer
@@ -126,6 +128,7 @@ func TestUsageReportGolden(t *testing.T) {
 // TestOneReceiverForBothSignals: a configuration used in a metrics and a logs pipeline is one
 // receiver, started once and stopped with its last pipeline.
 func TestOneReceiverForBothSignals(t *testing.T) {
+	t.Parallel()
 	cfg := createDefaultConfig().(*Config)
 	cfg.PropletID = "p"
 	f := NewFactory()
