@@ -348,13 +348,18 @@ func TestEventsRereadAProcessAfterItsExec(t *testing.T) {
 	match, err := procmatch.Compile(procmatch.Spec{Cmdline: `marker-42$`})
 	require.NoError(t, err)
 	require.NoError(t, h.m.AddTask(admission.Spec{ID: "reexec", ProfileName: "test", Profile: prof(10 * time.Second), Locator: admission.Locator{Match: match}}))
-	time.Sleep(200 * time.Millisecond) // the pass AddTask triggers has run: the task is pending
+	// The pass AddTask triggers has run: the task is pending, indexed for the exec job.
+	require.Eventually(t, func() bool {
+		h.m.disc.mu.Lock()
+		defer h.m.disc.mu.Unlock()
+		return len(h.m.disc.anyParent) == 1
+	}, 30*time.Second, time.Millisecond)
 
 	// The shell is read at its first exec (no marker-42 in its arguments), then runs sh again.
 	cmd := exec.Command("sh", "-c", `sleep 0.3; exec sh -c "sleep 30" marker-$((40+2))`)
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 3*time.Second, 5*time.Millisecond,
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 30*time.Second, 5*time.Millisecond,
 		"bound after its second exec, with the next discovery pass a minute away")
 	assert.Equal(t, int32(cmd.Process.Pid), h.m.Tasks()[0].PID)
 }
