@@ -320,6 +320,7 @@ func (m *Monitor) scan() {
 			delete(d.capped, id)
 		}
 	}
+	m.own.notices.Forget(gone)
 }
 
 // discover is one discovery pass: expire pending tasks past PendingTimeout, notice exits of
@@ -511,7 +512,10 @@ func (m *Monitor) findProcess(t *task) {
 	var e process.Entry
 	if !loc.IsZero() {
 		var ok bool
-		if e, ok = m.resolve(loc, m.disc.bound); !ok {
+		m.own.notBefore = t.notBefore.Load()
+		e, ok = m.resolve(loc, m.disc.bound)
+		m.own.notBefore = 0
+		if !ok {
 			return // not there yet: keep looking
 		}
 	} else if cgroup == "" {
@@ -531,6 +535,9 @@ func (m *Monitor) bindFound(t *task, e process.Entry) bool {
 	defer t.mu.Unlock()
 	if t.state != StatePending {
 		return false // stopped, or bound, meanwhile
+	}
+	if !procmatch.StartedAfter(e, t.notBefore.Load()) {
+		return false // running beside the task's previous process: not its restart
 	}
 	if t.spec.Cgroup != "" {
 		m.bindCgroup(t, e, !t.spec.Locator.IsZero())
@@ -594,47 +601,47 @@ func (m *Monitor) resolve(l admission.Locator, bound map[process.ID]bool) (proce
 	return e, true
 }
 
-// match finds the earliest-started process a rule matches that is not bound yet. A rule with
-// a fixed parent (parent_pid, parent_pid_file) looks at that parent's children only, a rule
-// with a nested parent rule at the children of the processes that rule matches (found once
-// per pass); only a rule with neither looks at every process.
+// match finds the process a task's rule matches that is not bound yet: the earliest started
+// of its candidates (chooseTask).
 func (m *Monitor) match(r *procmatch.Matcher, bound map[process.ID]bool) (process.Entry, bool) {
-	d := &m.disc
-	if !d.scanned {
+	if !m.disc.scanned {
 		return process.Entry{}, false
 	}
-	tbl := discoveryTable{m}
-	var best earliest
-	if ppid, fixed := r.FixedParent(tbl); fixed {
+	return m.collect(r, bound).chooseTask()
+}
+
+// collect gathers the processes a rule matches that are not bound yet. A rule with a fixed
+// parent (parent_pid, parent_pid_file) looks at that parent's children only, a rule with a
+// nested parent rule at the children of the processes that rule matches (found once per pass);
+// only a rule with neither looks at every process.
+func (m *Monitor) collect(r *procmatch.Matcher, bound map[process.ID]bool) *candidates {
+	d := &m.disc
+	best := m.candidatesFor(r)
+	if ppid, fixed := r.FixedParent(discoveryTable{m}); fixed {
 		if ppid != 0 {
-			m.matchChildren(r, ppid, bound, &best)
+			m.matchChildren(ppid, bound, best)
 		}
 	} else if pr := r.ParentRule(); pr != nil {
 		for _, ppid := range m.matchingParents(pr) {
-			m.matchChildren(r, ppid, bound, &best)
+			m.matchChildren(ppid, bound, best)
 		}
 	} else {
 		for _, e := range d.entries {
 			if !bound[e.ID] {
-				if _, ok := r.Match(e, tbl); ok {
-					best.offer(e)
-				}
+				best.try(e)
 			}
 		}
 	}
-	return best.e, best.found
+	return best
 }
 
-// matchChildren offers the children of ppid that r matches.
-func (m *Monitor) matchChildren(r *procmatch.Matcher, ppid int32, bound map[process.ID]bool, best *earliest) {
+// matchChildren offers the children of ppid to the rule.
+func (m *Monitor) matchChildren(ppid int32, bound map[process.ID]bool, best *candidates) {
 	d := &m.disc
 	for _, pid := range d.children[ppid] {
 		e, ok := d.entries[pid]
-		if !ok || bound[e.ID] {
-			continue
-		}
-		if _, ok := r.Match(e, discoveryTable{m}); ok {
-			best.offer(e)
+		if ok && !bound[e.ID] {
+			best.try(e)
 		}
 	}
 }
@@ -654,19 +661,6 @@ func (m *Monitor) matchingParents(r *procmatch.Matcher) []int32 {
 	}
 	d.parents[r.Key()] = pids
 	return pids
-}
-
-// earliest keeps the earliest-started of the processes offered: the first incarnation wins
-// when several match.
-type earliest struct {
-	e     process.Entry
-	found bool
-}
-
-func (b *earliest) offer(e process.Entry) {
-	if !b.found || e.ID.Start < b.e.ID.Start {
-		b.e, b.found = e, true
-	}
 }
 
 // checkExit reads a bound task's state cheaply (stat only) and, when its process has exited,

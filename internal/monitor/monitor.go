@@ -153,6 +153,7 @@ type Monitor struct {
 	endings map[string]ending // guarded by mu: ends scheduled, by job key
 	oom     oomLog
 	proplet propletState
+	own     ownership // single-process rules: candidates, what was reported (owner.go)
 	// passBudget is how long a discovery pass looks for pending tasks' processes: half the
 	// discovery interval.
 	passBudget time.Duration
@@ -389,6 +390,7 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 	t.oomBase, t.hasOOMBase = t.memcg.OOMKills()
 	t.loggedDenied = 0
 	t.prevTime = time.Now()
+	t.aliveAt = t.prevTime
 	t.awaiting, t.lostAt = false, m.ev.lost.Load()
 	m.watch(t, e.ID, true)
 	m.activate(t)
@@ -410,6 +412,7 @@ func (m *Monitor) memLimit(cgroupLimit uint64, ok bool) uint64 {
 func (m *Monitor) finish(t *task) {
 	m.sched.Remove(taskPrefix + t.spec.ID)
 	m.unwatchAll(t)
+	m.rebindAfter(t)
 	t.closeHandles()
 	switch {
 	case t.origin == originDiscovered:
@@ -454,6 +457,9 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 	}
 	if cur.Exited() && m.awaitRecord(t) {
 		return Sample{}, false
+	}
+	if !cur.Exited() {
+		t.aliveAt = now
 	}
 	if denied := cur.Denied &^ t.loggedDenied; denied != 0 {
 		t.loggedDenied |= denied

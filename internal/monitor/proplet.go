@@ -62,7 +62,7 @@ func (p *propletState) locate(m *Monitor, buf []byte) {
 	if p.loc.IsZero() || !p.missing() {
 		return
 	}
-	e, ok := m.resolve(p.loc, nil)
+	e, ok := m.locateProplet(p.loc)
 	if !ok {
 		p.mu.Lock()
 		first := !p.notFound
