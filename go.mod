@@ -41,6 +41,8 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
+require github.com/agnivade/levenshtein v1.2.2
+
 require (
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
