@@ -512,9 +512,9 @@ func (m *Monitor) findProcess(t *task) {
 	var e process.Entry
 	if !loc.IsZero() {
 		var ok bool
-		m.own.notBefore = t.notBefore.Load()
+		m.own.notBefore, m.own.prevStart = t.notBefore.Load(), t.prevStart.Load()
 		e, ok = m.resolve(loc, m.disc.bound)
-		m.own.notBefore = 0
+		m.own.notBefore, m.own.prevStart = 0, 0
 		if !ok {
 			return // not there yet: keep looking
 		}

@@ -20,8 +20,9 @@ type ownership struct {
 	// assume, when set, is taken for the bound proplet: to ask whether a proplet candidate's
 	// children would be our tasks.
 	assume process.ID
-	// notBefore is the start the process of the task being looked for must be later than.
-	notBefore uint64
+	// notBefore is the start the process of the task being looked for must be later than;
+	// prevStart the start of the process it had (not warned about: it is that process).
+	notBefore, prevStart uint64
 }
 
 // Proplet returns the bound proplet, for rules that require it (a started task's parent).
@@ -67,7 +68,18 @@ func (c *candidates) try(e process.Entry) {
 		}
 		c.list = append(c.list, procmatch.Candidate{Entry: e, UID: uid})
 	case procmatch.NoMatch:
+	case procmatch.StartedEarly:
+		if e.ID.Start > c.m.own.prevStart {
+			c.refused(e, v, tbl)
+		}
 	default:
+		c.refused(e, v, tbl)
+	}
+}
+
+// refused warns about a process refused by v, once.
+func (c *candidates) refused(e process.Entry, v procmatch.Verdict, tbl discoveryTable) {
+	{
 		if !c.m.own.notices.Refused(e.ID, v) {
 			return
 		}
@@ -86,7 +98,7 @@ func refusalCause(v procmatch.Verdict) string {
 	case procmatch.NotProplet:
 		return "it is not (a child of) the proplet process this collector samples"
 	case procmatch.StartedEarly:
-		return "it started before the task's previous process, so it cannot be its restart"
+		return "it was already running while the task's previous process ran, so it cannot be its restart"
 	}
 	return v.String()
 }
@@ -207,6 +219,7 @@ func (m *Monitor) rebindAfter(t *task) {
 		return
 	}
 	after := t.root.h.ID().Start
+	t.prevStart.Store(after)
 	if !t.aliveAt.IsZero() {
 		after = max(after, m.src.TicksAt(t.aliveAt.Add(-rebindMargin)))
 	}

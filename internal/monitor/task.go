@@ -63,7 +63,8 @@ type task struct {
 	// without mu.
 	aliveAt   time.Time
 	notBefore atomic.Uint64
-	stopping  bool // stopped by a request; its report waits for its process to end
+	prevStart atomic.Uint64 // the start of the process it last had
+	stopping  bool          // stopped by a request; its report waits for its process to end
 	// Guarded by Monitor.ev.mu, not mu: the processes accounted for the task, and the exit
 	// records that arrived for it and are not applied yet.
 	watched    map[int32]bool
