@@ -209,13 +209,6 @@ func decodesItself(t reflect.Type) bool {
 	return !ours && reflect.PointerTo(t).Implements(unmarshalerType)
 }
 
-func join(path, key string) string {
-	if path == "" {
-		return key
-	}
-	return path + "." + key
-}
-
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
