@@ -165,6 +165,9 @@ func (c *candidates) markOurs() {
 // report warns, once per change of the candidates, that a single-process rule matched several
 // processes, which one was chosen and by which rule, and which were not.
 func (c *candidates) report(what string, chosen int, how string) {
+	if len(c.list) < 2 && !c.m.own.notices.AnyChoice() {
+		return // nothing reported to forget: no key built on the common path
+	}
 	key := what + "\x00" + c.r.Key()
 	if len(c.list) < 2 {
 		c.m.own.notices.ForgetChoice(key)

@@ -75,6 +75,9 @@ func ChooseTask(cands []Candidate) (int, string) {
 	return best, ChoseEarliest
 }
 
+// maxChoices bounds the rules whose last choice Notices remembers.
+const maxChoices = 4096
+
 // Notices remembers what was reported about single-process rules, so a choice among several
 // processes is logged once per change of the candidates, and a process refused for whom it
 // belongs to once per process. The zero value is ready.
@@ -111,9 +114,16 @@ func (n *Notices) ChoiceChanged(key string, cands []Candidate) bool {
 	if old, ok := n.choices[key]; ok && old == sum {
 		return false
 	}
+	if len(n.choices) >= maxChoices {
+		// Rules of tasks long gone: forgetting them costs at most one repeated warning.
+		clear(n.choices)
+	}
 	n.choices[key] = sum
 	return true
 }
+
+// AnyChoice reports whether a choice among several is remembered for some rule.
+func (n *Notices) AnyChoice() bool { return len(n.choices) > 0 }
 
 // ForgetChoice drops what was reported for a rule: its next choice among several is reported.
 func (n *Notices) ForgetChoice(key string) { delete(n.choices, key) }
