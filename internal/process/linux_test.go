@@ -450,3 +450,47 @@ func TestDescribeOwnerOfAnotherUser(t *testing.T) {
 	assert.Equal(t, Owner{Real: 65534, Effective: 65534}, d.Owner)
 	assert.Equal(t, int64(65534), d.UID)
 }
+
+// BenchmarkDescribe reads a process's executable, command line and owner, as discovery does
+// once per process it looks at.
+func BenchmarkDescribe(b *testing.B) {
+	src, err := NewSource("/proc", "/sys/fs/cgroup")
+	require.NoError(b, err)
+	buf := make([]byte, 4096)
+	e, ok := src.Lookup(int32(os.Getpid()), buf)
+	require.True(b, ok)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := src.Describe(e, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOwnerFromStatus is the owner's part of Describe: the status file read and parsed.
+func BenchmarkOwnerFromStatus(b *testing.B) {
+	path := "/proc/" + strconv.Itoa(os.Getpid()) + "/status"
+	buf := make([]byte, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := readFile(path, buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, ok := parseStatusUIDs(st); !ok {
+			b.Fatal("no Uid line")
+		}
+	}
+}
+
+// BenchmarkOwnerFromStat is what Describe did before: the owner of /proc/<pid>.
+func BenchmarkOwnerFromStat(b *testing.B) {
+	path := "/proc/" + strconv.Itoa(os.Getpid())
+	b.ReportAllocs()
+	for b.Loop() {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
