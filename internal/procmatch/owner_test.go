@@ -154,3 +154,15 @@ func TestNotices(t *testing.T) {
 	n.Forget(func(process.ID) bool { return true })
 	assert.True(t, n.Refused(id, WrongOwner), "forgotten once gone")
 }
+
+func TestSeveralOwners(t *testing.T) {
+	tbl := host()
+	m, err := Compile(Spec{Executable: "^proplet$", Owner: "root, 65534"})
+	require.NoError(t, err)
+	for pid, want := range map[int32]Verdict{10: Matched, 30: Matched, 40: WrongOwner} {
+		_, v := m.Check(tbl.procs[pid].e, tbl)
+		assert.Equal(t, want, v, "pid %d", pid)
+	}
+	_, err = Compile(Spec{Owner: "0,no-such-user-here"})
+	assert.ErrorContains(t, err, `owner: unknown user "no-such-user-here"`)
+}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os/user"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,7 +32,8 @@ type Spec struct {
 	// ("KEY=value"); it holds when one entry matches. Reading another user's environment needs
 	// privileges.
 	Environ string `mapstructure:"environ" json:"environ,omitempty"`
-	// Owner is a user name or a numeric uid.
+	// Owner is a user name or a numeric uid, or several separated by commas (root,1000): the
+	// process must run as one of them, really and effectively.
 	Owner string `mapstructure:"owner" json:"owner,omitempty"`
 	// ParentPID requires this parent pid.
 	ParentPID int32 `mapstructure:"parent_pid" json:"parent_pid,omitempty"`
@@ -85,7 +87,7 @@ func (s Spec) IsZero() bool {
 type Matcher struct {
 	spec          Spec
 	exe, cmd, env *regexp.Regexp
-	uid           int64 // -1: any owner
+	uids          []int64 // nil: any owner
 	parentPID     int32
 	parentPIDFile string
 	parent        *Matcher
@@ -98,7 +100,7 @@ func Compile(s Spec) (*Matcher, error) {
 	if s.IsZero() {
 		return nil, errors.New("at least one of executable, cmdline, environ, owner, parent_pid, parent_pid_file or parent is required")
 	}
-	m := &Matcher{spec: s, uid: -1, parentPID: s.ParentPID, parentPIDFile: s.ParentPIDFile, proplet: s.Proplet}
+	m := &Matcher{spec: s, parentPID: s.ParentPID, parentPIDFile: s.ParentPIDFile, proplet: s.Proplet}
 	var errs []error
 	var err error
 	if s.Executable != "" {
@@ -117,8 +119,13 @@ func Compile(s Spec) (*Matcher, error) {
 		}
 	}
 	if s.Owner != "" {
-		if m.uid, err = resolveOwner(s.Owner); err != nil {
-			errs = append(errs, fmt.Errorf("owner: %w", err))
+		for _, o := range strings.Split(s.Owner, ",") {
+			uid, err := resolveOwner(strings.TrimSpace(o))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("owner: %w", err))
+				continue
+			}
+			m.uids = append(m.uids, uid)
 		}
 	}
 	if s.ParentPID < 0 {
@@ -242,7 +249,7 @@ func (m *Matcher) Check(e process.Entry, t Table) (Captures, Verdict) {
 		}
 	}
 	var d process.Details
-	if m.exe != nil || m.cmd != nil || m.env != nil || m.uid >= 0 || m.proplet || (m.parent != nil && m.parent.proplet) {
+	if m.exe != nil || m.cmd != nil || m.env != nil || m.uids != nil || m.proplet || (m.parent != nil && m.parent.proplet) {
 		var ok bool
 		if d, ok = t.Details(e); !ok {
 			return c, NoMatch
@@ -261,7 +268,7 @@ func (m *Matcher) Check(e process.Entry, t Table) (Captures, Verdict) {
 	case pv != Matched:
 		// The parent looks like the proplet but is not ours: this process is not our task.
 		return c, NotProplet
-	case m.uid >= 0 && !d.Owner.Is(m.uid):
+	case m.uids != nil && !slices.ContainsFunc(m.uids, d.Owner.Is):
 		return c, WrongOwner
 	case m.proplet && !isProplet(e, t):
 		return c, NotProplet

@@ -360,12 +360,8 @@ func (cfg *Config) controlPlane(policy admission.Policy) controlplane.Config {
 	return cp
 }
 
-// Rule returns the proplet rule as it is applied: match, with owner defaulting to the user the
-// collector runs as (root for a service). Another user's process named like the proplet is
-// never the proplet: a process cannot run as another user without that user's privileges,
-// so a process of the collector's own user is as trusted as the collector itself. A proplet
-// that runs as a user of its own (the collector as root, the proplet as `propeller`) is named
-// with match.owner. Nil without a match rule.
+// Rule returns the proplet rule as it is applied: match, with owner defaulting to root and the
+// user the collector runs as (defaultOwner). Nil without a match rule.
 func (pl PropletConfig) Rule() *procmatch.Spec {
 	if pl.Match == nil {
 		return nil
@@ -377,9 +373,20 @@ func (pl PropletConfig) Rule() *procmatch.Spec {
 	return &r
 }
 
-// defaultOwner is the owner a proplet rule without one requires: the collector's effective
-// uid.
-func defaultOwner() string { return strconv.Itoa(os.Geteuid()) }
+// defaultOwner is the owner a proplet rule without one requires: root, or the user the
+// collector runs as (the packaged service's otelcol-propeller, or whoever runs it by hand).
+// Another user's process named like the proplet is never the proplet: nobody runs a process
+// as another user without that user's privileges, and these two are as trusted as the
+// collector itself (root can change it; its own user can change what it publishes). The user
+// who owns the first process found is not a default: that is whoever started a program named
+// proplet first, an attacker's after a proplet restart. A proplet that runs as a user of its
+// own (`propeller`) is named with match.owner.
+func defaultOwner() string {
+	if uid := os.Geteuid(); uid != 0 {
+		return "0," + strconv.Itoa(uid)
+	}
+	return "0"
+}
 
 func (l ProcessLocator) ways() int {
 	n := 0

@@ -139,7 +139,10 @@ func TestHistorySizeIsCapped(t *testing.T) {
 // started task must be a child of the bound proplet; with no proplet configured, a started
 // task's rule requires the collector's user itself.
 func TestOwnershipDefaults(t *testing.T) {
-	self := strconv.Itoa(os.Geteuid())
+	self := "0"
+	if uid := os.Geteuid(); uid != 0 {
+		self = "0," + strconv.Itoa(uid)
+	}
 	pl := PropletConfig{ProcessLocator: ProcessLocator{Match: &procmatch.Spec{Executable: "^proplet$"}}}
 	assert.Equal(t, &procmatch.Spec{Executable: "^proplet$", Owner: self}, pl.Rule())
 	assert.Empty(t, pl.Match.Owner, "the configuration is not changed")
