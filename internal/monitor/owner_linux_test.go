@@ -111,7 +111,8 @@ func childrenList(t *testing.T, src *process.Source, ppid int32, id string) []pr
 
 // ownerRules are the proplet rule and a started task's rule as the receiver builds them for
 // `proplet: {match: {executable: '^proplet$'}}` and `task_match: {cmdline: 'proplet_{task_id}\.wasm'}`
-// (the owner defaulted to the collector's, root), narrowed to this test's stand-ins by marker.
+// (the owner defaulted to root and the collector's user, root here), narrowed to this test's
+// stand-ins by marker.
 func ownerRules(t *testing.T, marker, id string) (proplet, task *procmatch.Matcher) {
 	t.Helper()
 	rule := procmatch.Spec{Executable: "^proplet$", Cmdline: marker, Owner: "0"}
