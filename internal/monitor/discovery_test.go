@@ -80,7 +80,7 @@ func (f *fakeTable) Environ(e process.Entry, _ []byte) ([]string, error) {
 // proc is a process of a fake table: pid, parent, start time and command line.
 func proc(pid, ppid int32, start uint64, cmdline string) tableProc {
 	exe, _, _ := strings.Cut(cmdline, " ")
-	return tableProc{e: process.Entry{ID: process.ID{PID: pid, Start: start}, PPID: ppid, Comm: exe}, d: process.Details{Executable: exe, Cmdline: cmdline, UID: 1000}}
+	return tableProc{e: process.Entry{ID: process.ID{PID: pid, Start: start}, PPID: ppid, Comm: exe}, d: process.Details{Executable: exe, Cmdline: cmdline, UID: 1000, Owner: process.Owner{Real: 1000, Effective: 1000}}}
 }
 
 // pidFiles is a set of pid files that counts its reads.

@@ -159,6 +159,7 @@ func warned(logs *observer.ObservedLogs, msg string, field string, value any) bo
 // child whose command line names a started task, is neither the proplet nor the task; the
 // root proplet started later, and its child, are.
 func TestAnotherUsersProcessesAreNeverBound(t *testing.T) {
+	t.Parallel()
 	dir := propletCopy(t)
 	marker := fmt.Sprintf("owner-test-%d", time.Now().UnixNano())
 	const id = "t-owner-1"
@@ -199,6 +200,7 @@ func TestAnotherUsersProcessesAreNeverBound(t *testing.T) {
 // until one is the parent of a started task's process; each decision is warned about once,
 // with the processes chosen and not chosen, and counted.
 func TestTwoPropletsAreNeverGuessed(t *testing.T) {
+	t.Parallel()
 	dir := propletCopy(t)
 	marker := fmt.Sprintf("two-test-%d", time.Now().UnixNano())
 	const id = "t-owner-2"
@@ -233,6 +235,7 @@ func TestTwoPropletsAreNeverGuessed(t *testing.T) {
 // TestRebindOnlyToALaterProcess: a task whose process ended does not take a process that was
 // already running beside it, only one started after it was last seen running.
 func TestRebindOnlyToALaterProcess(t *testing.T) {
+	t.Parallel()
 	dir := propletCopy(t)
 	marker := fmt.Sprintf("rebind-test-%d", time.Now().UnixNano())
 	const id = "t-owner-3"
