@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -139,6 +140,9 @@ func (c *candidates) chooseTask() (process.Entry, bool) {
 // are our tasks; with several and no such one it binds none.
 func (c *candidates) chooseProplet() (process.Entry, bool) {
 	if len(c.list) > 1 {
+		c.dropForks()
+	}
+	if len(c.list) > 1 {
 		c.markOurs()
 	}
 	i, how := procmatch.ChooseProplet(c.list)
@@ -153,6 +157,17 @@ func (c *candidates) chosen(what string, i int, how string) (process.Entry, bool
 		return process.Entry{}, false
 	}
 	return c.list[i].Entry, true
+}
+
+// dropForks removes the candidates whose parent is a candidate too: a proplet's child between
+// its fork and its exec is a copy of the proplet (same executable, command line and user), not
+// a second proplet, and must not make the choice ambiguous.
+func (c *candidates) dropForks() {
+	pids := make(map[int32]bool, len(c.list))
+	for _, x := range c.list {
+		pids[x.Entry.ID.PID] = true
+	}
+	c.list = slices.DeleteFunc(c.list, func(x procmatch.Candidate) bool { return pids[x.Entry.PPID] })
 }
 
 // markOurs marks the proplet candidates that have a child bound to a task, or a child a pending

@@ -72,6 +72,18 @@ func TestProplet_AnotherUsersProcessIsRefusedOnce(t *testing.T) {
 	assert.Equal(t, map[string]int{"wrong_owner": 1}, tel.n)
 }
 
+func TestProplet_AForkOfTheProplet_IsNotASecond(t *testing.T) {
+	t.Parallel()
+	tbl := newFakeTable(as(proc(10, 1, 100, "proplet"), 0), as(proc(11, 10, 200, "proplet"), 0))
+	var none process.ID
+	d, logs, tel := ownedDiscovery(t, tbl, &none)
+	e, ok := d.resolve(admission.Locator{Match: rule(t, propletSpec)}, nil, seeker{proplet: true})
+	require.True(t, ok)
+	assert.Equal(t, int32(10), e.ID.PID, "its child between fork and exec is the proplet's copy")
+	assert.Zero(t, logs.Len(), "nothing ambiguous to say")
+	assert.Empty(t, tel.n)
+}
+
 func TestProplet_SeveralAreNeverGuessed(t *testing.T) {
 	t.Parallel()
 	tbl := newFakeTable(as(proc(10, 1, 100, "proplet"), 0), as(proc(20, 1, 200, "proplet"), 0))
@@ -81,9 +93,11 @@ func TestProplet_SeveralAreNeverGuessed(t *testing.T) {
 
 	_, ok := d.resolve(loc, nil, seeker{proplet: true})
 	assert.False(t, ok, "two of root's proplets, neither the parent of our tasks: none")
+	tbl.put(as(proc(12, 10, 150, "proplet"), 0)) // forked, not exec'd yet: a copy, not a third
 	rescan(t, d)
 	_, ok = d.resolve(loc, nil, seeker{proplet: true})
 	assert.False(t, ok)
+	delete(tbl.procs, 12)
 	assert.Len(t, logs.FilterField(zap.String("decided_by", procmatch.ChoseNone)).All(), 1, "said once per change")
 
 	// A pending started task's rule takes a child of the later one: that one is ours.
