@@ -45,6 +45,8 @@ require (
 
 require go.opentelemetry.io/collector/consumer/consumererror/xconsumererror v0.161.0 // indirect
 
+require github.com/agnivade/levenshtein v1.2.2
+
 require (
 	github.com/Microsoft/go-winio v0.6.2 // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

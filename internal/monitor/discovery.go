@@ -17,6 +17,8 @@ type procTable interface {
 	Lookup(pid int32, buf []byte) (process.Entry, bool)
 	Describe(e process.Entry, buf []byte) (process.Details, error)
 	Environ(e process.Entry, buf []byte) ([]string, error)
+	// StartTime is when a process started, for the log of a choice between processes.
+	StartTime(id process.ID) time.Time
 }
 
 // newProcesses is what discovery hears of processes as they start: the monitor's side of the
@@ -63,6 +65,9 @@ type discovery struct {
 	// bound are the processes bound to a task (root or member), as the pass or the exec job
 	// found them; mayBind skips them.
 	bound map[process.ID]bool
+
+	// own binds single-process rules to one process only, and says so (owner.go).
+	own ownership
 }
 
 type pidFileRead struct {
@@ -92,6 +97,7 @@ func newDiscovery(src procTable, readPIDFile func(string) (int32, bool), self in
 		bound:    map[process.ID]bool{},
 		byParent: map[int32][]*task{},
 		buf:      make([]byte, bufSize),
+		own:      newOwnership(),
 	}
 }
 
@@ -229,6 +235,7 @@ func (d *discovery) scan() {
 			delete(d.capped, id)
 		}
 	}
+	d.own.notices.Forget(gone)
 }
 
 // forget removes an ended process from the table.
@@ -239,15 +246,37 @@ func (d *discovery) forget(e process.Entry) {
 	}
 }
 
-// mayBind is the one decision whether a process found for a task, a rule or the proplet is
-// taken: every way of finding a process (a fixed pid, a pid file, a match rule, the exec job,
-// a discovery rule) asks it. Today a process already bound to a task is skipped.
-func (d *discovery) mayBind(e process.Entry, bound map[process.ID]bool) bool {
-	return !bound[e.ID]
+// seeker is who a process is looked for: the proplet, or a task with the start its next
+// process must follow (0 before its first process ended).
+type seeker struct {
+	proplet bool
+	// notBefore is the start a task's process must be later than (procmatch.StartedAfter);
+	// prevStart the start of the process it had, which is not warned about: it is that process.
+	notBefore, prevStart uint64
 }
 
-// resolve finds the process a locator names, skipping processes mayBind refuses.
-func (d *discovery) resolve(l admission.Locator, bound map[process.ID]bool) (process.Entry, bool) {
+// mayBind is the one decision whether a process found for a task, a rule or the proplet is
+// taken: every way of finding a process (a fixed pid, a pid file, a match rule, the exec job,
+// a discovery rule) asks it. A process already bound to a task is skipped (NoMatch); one
+// started before the seeker's previous process was last read running is refused
+// (StartedEarly): it ran beside that process, so it is not its restart.
+func (d *discovery) mayBind(e process.Entry, bound map[process.ID]bool, who seeker) procmatch.Verdict {
+	switch {
+	case bound[e.ID]:
+		return procmatch.NoMatch
+	case !procmatch.StartedAfter(e, who.notBefore):
+		return procmatch.StartedEarly
+	}
+	return procmatch.Matched
+}
+
+// takes reports whether mayBind takes e.
+func (d *discovery) takes(e process.Entry, bound map[process.ID]bool, who seeker) bool {
+	return d.mayBind(e, bound, who) == procmatch.Matched
+}
+
+// resolve finds the process a locator names for who, skipping processes mayBind refuses.
+func (d *discovery) resolve(l admission.Locator, bound map[process.ID]bool, who seeker) (process.Entry, bool) {
 	var pid int32
 	switch {
 	case l.Self:
@@ -261,58 +290,53 @@ func (d *discovery) resolve(l admission.Locator, bound map[process.ID]bool) (pro
 		}
 		pid = p
 	case l.Match != nil:
-		return d.match(l.Match, bound)
+		return d.match(l.Match, bound, who)
 	default:
 		return process.Entry{}, false
 	}
 	e, ok := d.src.Lookup(pid, d.buf)
-	if !ok || !d.mayBind(e, bound) {
+	if !ok || !d.takes(e, bound, who) {
 		return process.Entry{}, false
 	}
 	return e, true
 }
 
-// match finds the earliest-started process a rule matches that mayBind takes. A rule with a
-// fixed parent (parent_pid, parent_pid_file) looks at that parent's children only, a rule
-// with a nested parent rule at the children of the processes that rule matches (found once
-// per pass); only a rule with neither looks at every process.
-func (d *discovery) match(r *procmatch.Matcher, bound map[process.ID]bool) (process.Entry, bool) {
+// match finds the one process a rule matches for who among those mayBind takes: the
+// candidates that pass the rule's ownership conditions, then the documented choice (owner.go:
+// the earliest started for a task; for the proplet the only one, or the only parent of our
+// tasks). A rule with a fixed parent (parent_pid, parent_pid_file) looks at that parent's
+// children only, a rule with a nested parent rule at the children of the processes that rule
+// matches (found once per pass); only a rule with neither looks at every process.
+func (d *discovery) match(r *procmatch.Matcher, bound map[process.ID]bool, who seeker) (process.Entry, bool) {
 	if !d.scanned {
 		return process.Entry{}, false
 	}
-	var best earliest
+	c := d.candidatesFor(r, who)
 	if ppid, fixed := r.FixedParent(d); fixed {
 		if ppid != 0 {
-			d.matchChildren(r, ppid, bound, &best)
+			d.matchChildren(ppid, bound, c)
 		}
 	} else if pr := r.ParentRule(); pr != nil {
 		for _, ppid := range d.matchingParents(pr) {
-			d.matchChildren(r, ppid, bound, &best)
+			d.matchChildren(ppid, bound, c)
 		}
 	} else {
 		for _, e := range d.entries {
-			d.offer(r, e, bound, &best)
+			c.try(e, bound)
 		}
 	}
-	return best.e, best.found
+	if who.proplet {
+		return c.chooseProplet()
+	}
+	return c.chooseTask()
 }
 
 // matchChildren offers the children of ppid.
-func (d *discovery) matchChildren(r *procmatch.Matcher, ppid int32, bound map[process.ID]bool, best *earliest) {
+func (d *discovery) matchChildren(ppid int32, bound map[process.ID]bool, c *candidates) {
 	for _, pid := range d.children[ppid] {
 		if e, ok := d.entries[pid]; ok {
-			d.offer(r, e, bound, best)
+			c.try(e, bound)
 		}
-	}
-}
-
-// offer offers e to best when mayBind takes it and r matches it.
-func (d *discovery) offer(r *procmatch.Matcher, e process.Entry, bound map[process.ID]bool, best *earliest) {
-	if !d.mayBind(e, bound) {
-		return
-	}
-	if _, ok := r.Match(e, d); ok {
-		best.offer(e)
 	}
 }
 
@@ -330,19 +354,6 @@ func (d *discovery) matchingParents(r *procmatch.Matcher) []int32 {
 	}
 	d.parents[r.Key()] = pids
 	return pids
-}
-
-// earliest keeps the earliest-started of the processes offered: the first incarnation wins
-// when several match.
-type earliest struct {
-	e     process.Entry
-	found bool
-}
-
-func (b *earliest) offer(e process.Entry) {
-	if !b.found || e.ID.Start < b.e.ID.Start {
-		b.e, b.found = e, true
-	}
 }
 
 // descendants calls fn for every descendant of pid in the table, parents before children.
@@ -383,7 +394,7 @@ func (d *discovery) indexPending(pending []*task) {
 // until bind takes it.
 func (d *discovery) execCandidates(execs []process.Entry, bound map[process.ID]bool, bind func(*task, process.Entry) bool) {
 	try := func(t *task, e process.Entry) {
-		if !d.mayBind(e, bound) {
+		if !d.takes(e, bound, t.seeker()) {
 			return
 		}
 		if _, ok := t.spec.Locator.Match.Match(e, d); ok && bind(t, e) {
@@ -403,7 +414,7 @@ func (d *discovery) execCandidates(execs []process.Entry, bound map[process.ID]b
 // ruleFor returns the first discovery rule that matches e with a task id, remembering a process
 // no rule matched until it execs.
 func (d *discovery) ruleFor(e process.Entry, rules []Rule, bound map[process.ID]bool) (Rule, procmatch.Captures, bool) {
-	if !d.mayBind(e, bound) {
+	if !d.takes(e, bound, seeker{}) {
 		return Rule{}, procmatch.Captures{}, false
 	}
 	if comm, ok := d.misses[e.ID]; ok && comm == e.Comm {

@@ -63,6 +63,11 @@ func (f *fakeTable) Describe(e process.Entry, _ []byte) (process.Details, error)
 	return p.d, nil
 }
 
+// StartTime is a process's start in clock ticks of 10 ms after the epoch.
+func (f *fakeTable) StartTime(id process.ID) time.Time {
+	return time.Unix(0, 0).Add(time.Duration(id.Start) * 10 * time.Millisecond)
+}
+
 func (f *fakeTable) Environ(e process.Entry, _ []byte) ([]string, error) {
 	f.environs++
 	p, ok := f.procs[e.ID.PID]
@@ -75,7 +80,7 @@ func (f *fakeTable) Environ(e process.Entry, _ []byte) ([]string, error) {
 // proc is a process of a fake table: pid, parent, start time and command line.
 func proc(pid, ppid int32, start uint64, cmdline string) tableProc {
 	exe, _, _ := strings.Cut(cmdline, " ")
-	return tableProc{e: process.Entry{ID: process.ID{PID: pid, Start: start}, PPID: ppid, Comm: exe}, d: process.Details{Executable: exe, Cmdline: cmdline, UID: 1000}}
+	return tableProc{e: process.Entry{ID: process.ID{PID: pid, Start: start}, PPID: ppid, Comm: exe}, d: process.Details{Executable: exe, Cmdline: cmdline, UID: 1000, Owner: process.Owner{Real: 1000, Effective: 1000}}}
 }
 
 // pidFiles is a set of pid files that counts its reads.
@@ -140,18 +145,18 @@ func TestDiscoveryEarliestStartedUnboundProcessWins(t *testing.T) {
 	r := rule(t, procmatch.Spec{Cmdline: "task-a$"})
 	bound := map[process.ID]bool{}
 
-	e, ok := d.resolve(admission.Locator{Match: r}, bound)
+	e, ok := d.resolve(admission.Locator{Match: r}, bound, seeker{})
 	require.True(t, ok)
 	assert.Equal(t, int32(11), e.ID.PID, "the earliest started of those that match")
 
 	bound[e.ID] = true
-	e, ok = d.resolve(admission.Locator{Match: r}, bound)
+	e, ok = d.resolve(admission.Locator{Match: r}, bound, seeker{})
 	require.True(t, ok)
 	assert.Equal(t, int32(12), e.ID.PID, "a process bound to a task is skipped")
 
 	bound[e.ID] = true
 	bound[tbl.procs[10].e.ID] = true
-	_, ok = d.resolve(admission.Locator{Match: r}, bound)
+	_, ok = d.resolve(admission.Locator{Match: r}, bound, seeker{})
 	assert.False(t, ok, "every match is bound")
 }
 
@@ -180,7 +185,7 @@ func TestDiscoveryRulesRestrictedToTheProplet(t *testing.T) {
 			}
 			d, files := fakeDiscovery(t, tbl, map[string]int32{"/run/proplet.pid": proplet})
 			spec.Cmdline = "--task-id=t1$"
-			e, ok := d.resolve(admission.Locator{Match: rule(t, spec)}, nil)
+			e, ok := d.resolve(admission.Locator{Match: rule(t, spec)}, nil, seeker{})
 			require.True(t, ok)
 			assert.Equal(t, int32(601), e.ID.PID, "the proplet's child, not the earlier process elsewhere")
 			if spec.Parent == nil {
@@ -190,11 +195,11 @@ func TestDiscoveryRulesRestrictedToTheProplet(t *testing.T) {
 
 			// Many pending tasks naming the same pid file cost one read per pass.
 			for range 100 {
-				d.resolve(admission.Locator{Match: rule(t, spec)}, nil)
+				d.resolve(admission.Locator{Match: rule(t, spec)}, nil, seeker{})
 			}
 			assert.LessOrEqual(t, files.reads["/run/proplet.pid"], 1)
 			d.begin()
-			d.resolve(admission.Locator{Match: rule(t, spec)}, nil)
+			d.resolve(admission.Locator{Match: rule(t, spec)}, nil, seeker{})
 			assert.LessOrEqual(t, files.reads["/run/proplet.pid"], 2, "read again in the next pass")
 		})
 	}
@@ -205,24 +210,24 @@ func TestDiscoveryLocators(t *testing.T) {
 	tbl := newFakeTable(proc(1, 0, 1, "collector"), proc(42, 1, 5, "task"))
 	d, _ := fakeDiscovery(t, tbl, map[string]int32{"/run/task.pid": 42, "/run/stale.pid": 77})
 
-	e, ok := d.resolve(admission.Locator{PID: 42}, nil)
+	e, ok := d.resolve(admission.Locator{PID: 42}, nil, seeker{})
 	assert.True(t, ok)
 	assert.Equal(t, int32(42), e.ID.PID)
-	_, ok = d.resolve(admission.Locator{PID: 42}, map[process.ID]bool{e.ID: true})
+	_, ok = d.resolve(admission.Locator{PID: 42}, map[process.ID]bool{e.ID: true}, seeker{})
 	assert.False(t, ok, "a fixed pid already bound")
 
-	e, ok = d.resolve(admission.Locator{PIDFile: "/run/task.pid"}, nil)
+	e, ok = d.resolve(admission.Locator{PIDFile: "/run/task.pid"}, nil, seeker{})
 	assert.True(t, ok)
 	assert.Equal(t, int32(42), e.ID.PID)
-	_, ok = d.resolve(admission.Locator{PIDFile: "/run/missing.pid"}, nil)
+	_, ok = d.resolve(admission.Locator{PIDFile: "/run/missing.pid"}, nil, seeker{})
 	assert.False(t, ok, "a pid file not written yet")
-	_, ok = d.resolve(admission.Locator{PIDFile: "/run/stale.pid"}, nil)
+	_, ok = d.resolve(admission.Locator{PIDFile: "/run/stale.pid"}, nil, seeker{})
 	assert.False(t, ok, "a pid file naming no process")
 
-	e, ok = d.resolve(admission.Locator{Self: true}, nil)
+	e, ok = d.resolve(admission.Locator{Self: true}, nil, seeker{})
 	assert.True(t, ok)
 	assert.Equal(t, int32(1), e.ID.PID, "in_process: this process")
-	_, ok = d.resolve(admission.Locator{}, nil)
+	_, ok = d.resolve(admission.Locator{}, nil, seeker{})
 	assert.False(t, ok)
 }
 
@@ -275,7 +280,7 @@ func TestDiscoveryTableFollowsEvents(t *testing.T) {
 	d.refresh(now.Add(time.Second), ev, every)
 	assert.Equal(t, 1, tbl.scans, "then only the processes events named are read")
 	assert.True(t, d.scanned)
-	e, ok := d.resolve(admission.Locator{Match: rule(t, procmatch.Spec{Cmdline: "task-a", ParentPID: 5})}, nil)
+	e, ok := d.resolve(admission.Locator{Match: rule(t, procmatch.Spec{Cmdline: "task-a", ParentPID: 5})}, nil, seeker{})
 	require.True(t, ok)
 	assert.Equal(t, int32(6), e.ID.PID)
 
@@ -377,7 +382,7 @@ func TestDiscoveryScanError(t *testing.T) {
 	d.refresh(time.Now(), scanOnly{}, time.Hour)
 	assert.False(t, d.scanned)
 	assert.Error(t, d.scanErr)
-	_, ok := d.resolve(admission.Locator{Match: rule(t, procmatch.Spec{Cmdline: "x"})}, nil)
+	_, ok := d.resolve(admission.Locator{Match: rule(t, procmatch.Spec{Cmdline: "x"})}, nil, seeker{})
 	assert.False(t, ok, "no table: nothing found, nothing guessed")
 }
 

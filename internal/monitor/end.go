@@ -327,6 +327,7 @@ func (m *Monitor) oomKilled(t *task, u *Usage) bool {
 func (m *Monitor) finish(t *task) {
 	m.sched.Remove(sampleJob{m, t})
 	m.unwatchAll(t)
+	m.rebindAfter(t)
 	t.closeHandles()
 	switch {
 	case t.origin == originDiscovered:

@@ -176,6 +176,7 @@ func newMonitor(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample, h
 	m.sched = schedule.New(max(cfg.MaxConcurrency, 1))
 	m.disc = newDiscovery(src, hk.readPIDFile, int32(os.Getpid()))
 	m.proplet = newProplet(src, cfg.Proplet, log, tel)
+	m.disc.own.log, m.disc.own.tel, m.disc.own.boundProplet = log, tel, m.proplet.boundID
 	for _, spec := range cfg.Tasks {
 		if err := m.register(spec, originStatic); err != nil {
 			return nil, err

@@ -146,6 +146,12 @@ func (m *Monitor) discover(ctx context.Context) {
 	if m.ev.active() {
 		d.indexPending(p.pending)
 	}
+	d.own.pending = d.own.pending[:0]
+	for _, t := range p.pending {
+		if r := t.spec.Locator.Match; r != nil {
+			d.own.pending = append(d.own.pending, r)
+		}
+	}
 	m.proplet.locate(d)
 	m.notFound(ctx, p.pending, time.Now())
 }
@@ -237,7 +243,7 @@ func (m *Monitor) findProcess(t *task) {
 	var e process.Entry
 	if !loc.IsZero() {
 		var ok bool
-		if e, ok = m.disc.resolve(loc, m.disc.bound); !ok {
+		if e, ok = m.disc.resolve(loc, m.disc.bound, t.seeker()); !ok {
 			return // not there yet: keep looking
 		}
 	} else if cgroup == "" {

@@ -103,7 +103,7 @@ func (p *proplet) locate(d *discovery) {
 	if found {
 		return
 	}
-	e, ok := d.resolve(p.loc, nil)
+	e, ok := d.resolve(p.loc, nil, seeker{proplet: true})
 	if !ok {
 		p.mu.Lock()
 		first := !p.notFound

@@ -58,6 +58,7 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 	t.oomBase, t.hasOOMBase = t.memcg.OOMKills()
 	t.loggedDenied = 0
 	t.prevTime = time.Now()
+	t.aliveAt = t.prevTime
 	t.awaiting, t.lostAt = false, m.ev.lost.Load()
 	m.watch(t, e.ID, true)
 	m.activate(t)
@@ -106,6 +107,9 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 	}
 	if cur.Exited() && m.awaitRecord(t) {
 		return Sample{}, false
+	}
+	if !cur.Exited() {
+		t.aliveAt = now
 	}
 	if denied := cur.Denied &^ t.loggedDenied; denied != 0 {
 		t.loggedDenied |= denied

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
@@ -57,7 +58,13 @@ type task struct {
 	oomBase    uint64
 	hasOOMBase bool
 	awaiting   bool // its process ended; waiting for the kernel's exit record
-	stopping   bool // stopped by a request; its report waits for its process to end
+	// aliveAt is when its process was last read running; notBefore, once a process ended, is
+	// the start a re-bind must be later than (owner.go). notBefore is read by discovery
+	// without mu.
+	aliveAt   time.Time
+	notBefore atomic.Uint64
+	prevStart atomic.Uint64 // the start of the process it last had
+	stopping  bool          // stopped by a request; its report waits for its process to end
 	// Guarded by Monitor.ev.mu, not mu: the processes accounted for the task, and the exit
 	// records that arrived for it and are not applied yet.
 	watched    map[int32]bool

@@ -417,3 +417,80 @@ func BenchmarkReadRounds(b *testing.B) {
 		})
 	}
 }
+
+func TestParseStatusUIDs(t *testing.T) {
+	status := []byte("Name:\tproplet\nUmask:\t0022\nState:\tS (sleeping)\nTgid:\t10\nPPid:\t1\nUid:\t65534\t0\t0\t0\nGid:\t0\t0\t0\t0\n")
+	o, ok := parseStatusUIDs(status)
+	require.True(t, ok)
+	assert.Equal(t, Owner{Real: 65534, Effective: 0}, o)
+	assert.False(t, o.Is(0), "a set-user-id process started by another user is not root's")
+	assert.False(t, o.Is(65534))
+	_, ok = parseStatusUIDs([]byte("Name:\tx\nUid:\t\n"))
+	assert.False(t, ok)
+	assert.Equal(t, 0.0, testing.AllocsPerRun(100, func() { _, _ = parseStatusUIDs(status) }))
+}
+
+// TestDescribeOwnerOfAnotherUser: the owner of a process started as another user comes from its
+// status file, real and effective.
+func TestDescribeOwnerOfAnotherUser(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("starting a process as another user needs root")
+	}
+	cmd := exec.Command("sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	src, err := NewSource("/proc", "/sys/fs/cgroup")
+	require.NoError(t, err)
+	buf := make([]byte, 4096)
+	e, ok := src.Lookup(int32(cmd.Process.Pid), buf)
+	require.True(t, ok)
+	d, err := src.Describe(e, buf)
+	require.NoError(t, err)
+	assert.Equal(t, Owner{Real: 65534, Effective: 65534}, d.Owner)
+	assert.Equal(t, int64(65534), d.UID)
+}
+
+// BenchmarkDescribe reads a process's executable, command line and owner, as discovery does
+// once per process it looks at.
+func BenchmarkDescribe(b *testing.B) {
+	src, err := NewSource("/proc", "/sys/fs/cgroup")
+	require.NoError(b, err)
+	buf := make([]byte, 4096)
+	e, ok := src.Lookup(int32(os.Getpid()), buf)
+	require.True(b, ok)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := src.Describe(e, buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOwnerFromStatus is the owner's part of Describe: the status file read and parsed.
+func BenchmarkOwnerFromStatus(b *testing.B) {
+	path := "/proc/" + strconv.Itoa(os.Getpid()) + "/status"
+	buf := make([]byte, 4096)
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := readFile(path, buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, ok := parseStatusUIDs(st); !ok {
+			b.Fatal("no Uid line")
+		}
+	}
+}
+
+// BenchmarkOwnerFromStat is what Describe did before: the owner of /proc/<pid>.
+func BenchmarkOwnerFromStat(b *testing.B) {
+	path := "/proc/" + strconv.Itoa(os.Getpid())
+	b.ReportAllocs()
+	for b.Loop() {
+		var st unix.Stat_t
+		if err := unix.Stat(path, &st); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

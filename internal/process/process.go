@@ -72,7 +72,9 @@ type Entry struct {
 type Details struct {
 	Executable string // base name of the executable (falls back to Comm when it cannot be read)
 	Cmdline    string // arguments joined by spaces
-	UID        int64  // owner's uid, -1 when unknown
+	UID        int64  // effective uid, -1 when unknown: the owner shown in samples
+	// Owner is the real and effective uids, for rules that decide whom a process belongs to.
+	Owner Owner
 }
 
 var owners sync.Map // uid (int64) -> string

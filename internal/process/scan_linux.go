@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procfs"
 )
 
@@ -79,7 +77,8 @@ func (s *Source) Environ(e Entry, buf []byte) ([]string, error) {
 	return out, nil
 }
 
-// Describe reads a process's executable name, command line and owner. It fails with ErrGone
+// Describe reads a process's executable name, command line and owner (the real and effective
+// uids of its status file). It fails with ErrGone
 // if the pid no longer belongs to e.
 func (s *Source) Describe(e Entry, buf []byte) (Details, error) {
 	dir := filepath.Join(s.root, strconv.Itoa(int(e.ID.PID)))
@@ -91,9 +90,13 @@ func (s *Source) Describe(e Entry, buf []byte) (Details, error) {
 		b = bytes.TrimRight(b, "\x00")
 		d.Cmdline = string(bytes.ReplaceAll(b, []byte{0}, []byte{' '}))
 	}
-	var st unix.Stat_t
-	if unix.Stat(dir, &st) == nil {
-		d.UID = int64(st.Uid)
+	// The status file's uids, not the owner of the directory: that is root for a process
+	// that made itself non-dumpable, whoever started it.
+	d.Owner = unknownOwner
+	if b, err := readFile(filepath.Join(dir, "status"), buf); err == nil {
+		if o, ok := parseStatusUIDs(b); ok {
+			d.Owner, d.UID = o, o.Effective
+		}
 	}
 	if again, ok := s.entry(e.ID.PID, buf); !ok || again.ID != e.ID {
 		return Details{}, ErrGone

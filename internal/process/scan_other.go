@@ -50,8 +50,10 @@ func (*Source) Describe(e Entry, _ []byte) (Details, error) {
 		d.Executable = filepath.Base(exe)
 	}
 	d.Cmdline, _ = p.Cmdline()
-	if uids, err := p.Uids(); err == nil && len(uids) > 0 {
-		d.UID = int64(uids[0])
+	d.Owner = unknownOwner
+	if uids, err := p.Uids(); err == nil && len(uids) >= 2 {
+		d.Owner = Owner{Real: int64(uids[0]), Effective: int64(uids[1])}
+		d.UID = d.Owner.Effective
 	}
 	if again, ok := lookup(e.ID.PID); !ok || again.ID != e.ID {
 		return Details{}, ErrGone

@@ -142,6 +142,15 @@ func (s *Source) StartTime(id ID) time.Time {
 	return s.bootTime.Add(time.Duration(id.Start) * (time.Second / procfs.UserHZ))
 }
 
+// TicksAt converts a wall-clock time to an ID's start: the start of a process started then.
+func (s *Source) TicksAt(t time.Time) uint64 {
+	d := t.Sub(s.bootTime)
+	if d <= 0 {
+		return 0
+	}
+	return uint64(d / (time.Second / procfs.UserHZ))
+}
+
 // CPUTimes reads the machine-wide CPU times, in clock ticks per mode.
 func (s *Source) CPUTimes() (procfs.CPUTimes, error) {
 	s.statMu.Lock()

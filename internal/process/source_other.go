@@ -40,6 +40,9 @@ func (s *Source) MemTotal() uint64 { return s.memTotal }
 // StartTime converts an ID's start (milliseconds since the epoch here) to wall-clock time.
 func (*Source) StartTime(id ID) time.Time { return time.UnixMilli(int64(id.Start)) }
 
+// TicksAt converts a wall-clock time to an ID's start: the start of a process started then.
+func (*Source) TicksAt(t time.Time) uint64 { return uint64(max(t.UnixMilli(), 0)) }
+
 // CPUTimes reads the machine-wide CPU times, in clock ticks as on Linux.
 func (*Source) CPUTimes() (procfs.CPUTimes, error) {
 	ts, err := cpu.Times(false)

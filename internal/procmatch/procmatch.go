@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os/user"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,7 +32,8 @@ type Spec struct {
 	// ("KEY=value"); it holds when one entry matches. Reading another user's environment needs
 	// privileges.
 	Environ string `mapstructure:"environ" json:"environ,omitempty"`
-	// Owner is a user name or a numeric uid.
+	// Owner is a user name or a numeric uid, or several separated by commas (root,1000): the
+	// process must run as one of them, really and effectively.
 	Owner string `mapstructure:"owner" json:"owner,omitempty"`
 	// ParentPID requires this parent pid.
 	ParentPID int32 `mapstructure:"parent_pid" json:"parent_pid,omitempty"`
@@ -39,6 +41,11 @@ type Spec struct {
 	ParentPIDFile string `mapstructure:"parent_pid_file" json:"parent_pid_file,omitempty"`
 	// Parent requires a parent that matches this nested rule.
 	Parent *Spec `mapstructure:"parent" json:"parent,omitempty"`
+	// Proplet requires the process to be the proplet the collector has bound, and, used as a
+	// Parent rule, a child with the proplet's owner. The collector sets it on the parent rule
+	// of a started task, so a task is only ever a child of the proplet it samples, run by the
+	// same user; users cannot set it.
+	Proplet bool `mapstructure:"-" json:"proplet,omitempty"`
 }
 
 // String shows the rule as users write it, for logs: for example
@@ -65,22 +72,26 @@ func (s Spec) String() string {
 	if s.Parent != nil {
 		parts = append(parts, "parent={"+s.Parent.String()+"}")
 	}
+	if s.Proplet {
+		parts = append(parts, "the bound proplet")
+	}
 	return strings.Join(parts, " ")
 }
 
 // IsZero reports whether the rule has no condition at all.
 func (s Spec) IsZero() bool {
-	return s.Executable == "" && s.Cmdline == "" && s.Environ == "" && s.Owner == "" && s.ParentPID == 0 && s.ParentPIDFile == "" && s.Parent == nil
+	return s.Executable == "" && s.Cmdline == "" && s.Environ == "" && s.Owner == "" && s.ParentPID == 0 && s.ParentPIDFile == "" && s.Parent == nil && !s.Proplet
 }
 
 // Matcher is a compiled Spec.
 type Matcher struct {
 	spec          Spec
 	exe, cmd, env *regexp.Regexp
-	uid           int64 // -1: any owner
+	uids          []int64 // nil: any owner
 	parentPID     int32
 	parentPIDFile string
 	parent        *Matcher
+	proplet       bool
 	key           string
 }
 
@@ -89,7 +100,7 @@ func Compile(s Spec) (*Matcher, error) {
 	if s.IsZero() {
 		return nil, errors.New("at least one of executable, cmdline, environ, owner, parent_pid, parent_pid_file or parent is required")
 	}
-	m := &Matcher{spec: s, uid: -1, parentPID: s.ParentPID, parentPIDFile: s.ParentPIDFile}
+	m := &Matcher{spec: s, parentPID: s.ParentPID, parentPIDFile: s.ParentPIDFile, proplet: s.Proplet}
 	var errs []error
 	var err error
 	if s.Executable != "" {
@@ -108,8 +119,13 @@ func Compile(s Spec) (*Matcher, error) {
 		}
 	}
 	if s.Owner != "" {
-		if m.uid, err = resolveOwner(s.Owner); err != nil {
-			errs = append(errs, fmt.Errorf("owner: %w", err))
+		for _, o := range strings.Split(s.Owner, ",") {
+			uid, err := resolveOwner(strings.TrimSpace(o))
+			if err != nil {
+				errs = append(errs, fmt.Errorf("owner: %w", err))
+				continue
+			}
+			m.uids = append(m.uids, uid)
 		}
 	}
 	if s.ParentPID < 0 {
@@ -167,6 +183,9 @@ type Table interface {
 	// whole discovery pass reads each file once per pass, however many rules and processes
 	// ask: a parent_pid_file shared by thousands of pending tasks costs one read.
 	PIDFile(path string) (int32, bool)
+	// Proplet returns the proplet process the collector has bound, for rules with Proplet set;
+	// false while none is.
+	Proplet() (process.ID, bool)
 }
 
 // Captures are the task fields a match produced.
@@ -177,52 +196,118 @@ type Captures struct {
 
 // Match reports whether e matches, with the captured task fields.
 func (m *Matcher) Match(e process.Entry, t Table) (Captures, bool) {
+	c, v := m.Check(e, t)
+	return c, v == Matched
+}
+
+// Verdict says whether a process matches a rule and, when everything but the conditions that
+// say whom the process belongs to holds, which of those failed: such a process looks like the
+// one the rule is for, and is worth a warning.
+type Verdict uint8
+
+// The verdicts of Check.
+const (
+	NoMatch      Verdict = iota // a condition on the process's name, command line, environment or parent fails
+	Matched                     // every condition holds
+	WrongOwner                  // the rule holds but for the owner (real and effective uid)
+	NotProplet                  // the rule holds but the process (or its parent) is not the bound proplet
+	StartedEarly                // the rule holds but the process was running beside the task's previous one (StartedAfter)
+)
+
+// String names the verdict for logs and counters.
+func (v Verdict) String() string {
+	switch v {
+	case Matched:
+		return "matched"
+	case WrongOwner:
+		return "wrong_owner"
+	case NotProplet:
+		return "not_the_proplet"
+	case StartedEarly:
+		return "started_before_the_task"
+	}
+	return "no_match"
+}
+
+// Check is Match with the verdict (never StartedEarly: the caller knows the task's history). The conditions on names, command line, environment and
+// parent are tested first, so a verdict other than NoMatch and Matched is only given for a
+// process that would match but for whom it belongs to or when it started.
+func (m *Matcher) Check(e process.Entry, t Table) (Captures, Verdict) {
 	var c Captures
 	if pid, fixed := m.FixedParent(t); fixed && (pid == 0 || e.PPID != pid) {
-		return c, false
+		return c, NoMatch
 	}
+	var pv Verdict = Matched
+	var pe process.Entry
 	if m.parent != nil {
-		pe, ok := t.Entry(e.PPID)
-		if !ok {
-			return c, false
+		var ok bool
+		if pe, ok = t.Entry(e.PPID); !ok {
+			return c, NoMatch
 		}
-		if _, ok := m.parent.Match(pe, t); !ok {
-			return c, false
+		if _, pv = m.parent.Check(pe, t); pv == NoMatch {
+			return c, NoMatch
 		}
 	}
-	if m.exe == nil && m.cmd == nil && m.env == nil && m.uid < 0 {
-		return c, true
-	}
-	d, ok := t.Details(e)
-	if !ok {
-		return c, false
-	}
-	if m.uid >= 0 && d.UID != m.uid {
-		return c, false
+	var d process.Details
+	if m.exe != nil || m.cmd != nil || m.env != nil || m.uids != nil || m.proplet || (m.parent != nil && m.parent.proplet) {
+		var ok bool
+		if d, ok = t.Details(e); !ok {
+			return c, NoMatch
+		}
 	}
 	if m.exe != nil && !capture(m.exe, d.Executable, &c) {
-		return c, false
+		return c, NoMatch
 	}
 	if m.cmd != nil && !capture(m.cmd, d.Cmdline, &c) {
-		return c, false
+		return c, NoMatch
 	}
-	if m.env != nil {
-		env, ok := t.Environ(e)
-		if !ok {
-			return c, false
-		}
-		found := false
-		for _, kv := range env {
-			if capture(m.env, kv, &c) {
-				found = true
-				break
-			}
-		}
-		if !found {
-			return c, false
+	if m.env != nil && !m.matchEnviron(e, t, &c) {
+		return c, NoMatch
+	}
+	switch {
+	case pv != Matched:
+		// The parent looks like the proplet but is not ours: this process is not our task.
+		return c, NotProplet
+	case m.uids != nil && !slices.ContainsFunc(m.uids, d.Owner.Is):
+		return c, WrongOwner
+	case m.proplet && !isProplet(e, t):
+		return c, NotProplet
+	case m.parent != nil && m.parent.proplet && !sameOwner(d, pe, t):
+		return c, WrongOwner
+	}
+	return c, Matched
+}
+
+func (m *Matcher) matchEnviron(e process.Entry, t Table, c *Captures) bool {
+	env, ok := t.Environ(e)
+	if !ok {
+		return false
+	}
+	for _, kv := range env {
+		if capture(m.env, kv, c) {
+			return true
 		}
 	}
-	return c, true
+	return false
+}
+
+func isProplet(e process.Entry, t Table) bool {
+	id, ok := t.Proplet()
+	return ok && id == e.ID
+}
+
+// sameOwner reports whether a process runs as its parent's user, really and effectively, and
+// the parent does too.
+func sameOwner(d process.Details, parent process.Entry, t Table) bool {
+	pd, ok := t.Details(parent)
+	return ok && pd.Owner.Is(pd.Owner.Real) && d.Owner.Is(pd.Owner.Real)
+}
+
+// StartedAfter reports whether e started after notBefore (a process.ID.Start; 0 allows any):
+// a task whose process ended takes only a process started after the moment that process was
+// last known to run, never one that was already running beside it.
+func StartedAfter(e process.Entry, notBefore uint64) bool {
+	return notBefore == 0 || e.ID.Start > notBefore
 }
 
 // FixedParent reports whether the rule requires one parent pid (parent_pid, or the pid in

@@ -24,6 +24,9 @@ func (t table) Environ(e process.Entry) ([]string, bool) {
 	return nil, true
 }
 func (t table) PIDFile(path string) (int32, bool) { return ReadPIDFile(path) }
+
+// Proplet: in these tables the proplet, when there is one, is pid 10.
+func (t table) Proplet() (process.ID, bool) { p, ok := t[10]; return p.e.ID, ok }
 func (t table) Details(e process.Entry) (process.Details, bool) {
 	p, ok := t[e.ID.PID]
 	return p.d, ok
@@ -36,7 +39,7 @@ func proc(pid, ppid int32, exe, cmd string, uid int64) struct {
 	return struct {
 		e process.Entry
 		d process.Details
-	}{process.Entry{ID: process.ID{PID: pid, Start: 1}, PPID: ppid, Comm: exe}, process.Details{Executable: exe, Cmdline: cmd, UID: uid}}
+	}{process.Entry{ID: process.ID{PID: pid, Start: 1}, PPID: ppid, Comm: exe}, process.Details{Executable: exe, Cmdline: cmd, UID: uid, Owner: process.Owner{Real: uid, Effective: uid}}}
 }
 
 func TestMatch(t *testing.T) {

@@ -51,12 +51,27 @@ type Config struct {
 	// or the registry's); it may be nil. The client gets the error
 	// either way.
 	Refused func(reason string, err error)
+	// BindWait is how long POST /tasks waits for the process of a task created with a pid to
+	// be bound, so the answer gives the task's state and pid, not "pending"; 0 means
+	// DefaultBindWait.
+	BindWait time.Duration
 }
+
+// DefaultBindWait is how long POST /tasks waits for a given pid to be bound. The monitor
+// looks for a new task's process at once, so a live pid is bound in milliseconds; the wait
+// only runs out for a pid that is not running.
+const DefaultBindWait = time.Second
+
+// bindPoll is how often the wait looks at the task's state.
+const bindPoll = 5 * time.Millisecond
 
 // New returns the API's handler.
 func New(cfg Config) http.Handler {
 	if cfg.Refused == nil {
 		cfg.Refused = func(string, error) {}
+	}
+	if cfg.BindWait <= 0 {
+		cfg.BindWait = DefaultBindWait
 	}
 	a := &api{cfg: cfg}
 	mux := http.NewServeMux()
@@ -288,11 +303,41 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, status, err.Error())
 		return
 	}
-	s, _ := a.cfg.Registry.Task(spec.ID)
-	v := view(s)
+	v := view(a.created(r.Context(), spec))
 	v.Warnings = notes
+	if v.State == string(monitor.StatePending) && spec.Locator.PID != 0 {
+		// A script must tell a wrong pid from a slow bind.
+		v.PID = spec.Locator.PID
+		v.Warnings = append(v.Warnings, fmt.Sprintf("process %d was not found within %s: the task waits for it until pending_timeout; check the pid", spec.Locator.PID, a.cfg.BindWait))
+	}
 	w.Header().Set("Location", "/tasks/"+url.PathEscape(spec.ID))
 	writeJSON(w, http.StatusCreated, v)
+}
+
+// created returns the state of a task just added. For a task created with a pid it waits up
+// to BindWait for the first bind, so the answer is the state the task will have ("active",
+// with its pid), not a "pending" that only says the monitor has not looked yet.
+func (a *api) created(ctx context.Context, spec admission.Spec) monitor.Status {
+	s, ok := a.cfg.Registry.Task(spec.ID)
+	if !ok || spec.Locator.PID == 0 || s.State != monitor.StatePending {
+		return s
+	}
+	deadline := time.NewTimer(a.cfg.BindWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(bindPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return s
+		case <-deadline.C:
+			return s
+		case <-tick.C:
+		}
+		if s, ok = a.cfg.Registry.Task(spec.ID); !ok || s.State != monitor.StatePending {
+			return s
+		}
+	}
 }
 
 // remove ends a task the task API created; a task of another door is refused with 403 and

@@ -214,3 +214,27 @@ func TestRefusalsAreToldWithTheirReason(t *testing.T) {
 	f.do(t, "POST", "/tasks", `{"id":`, "")
 	assert.Equal(t, []string{"too_many_pending", "duplicate", "id", "malformed"}, reasons)
 }
+
+// TestCreateWithAPIDAnswersItsState: a task created with the pid of a running process answers
+// "active" and the pid in the POST's own answer; with a pid no process has, "pending", the pid
+// and a warning that names it, so a script tells a wrong pid from a slow one.
+func TestCreateWithAPIDAnswersItsState(t *testing.T) {
+	f := start(t, "")
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	code, obj, raw := f.do(t, "POST", "/tasks", fmt.Sprintf(`{"id":"live","pid":%d}`, cmd.Process.Pid), "")
+	require.Equal(t, http.StatusCreated, code, raw)
+	assert.Equal(t, "active", obj["state"], raw)
+	assert.Equal(t, float64(cmd.Process.Pid), obj["pid"], raw)
+	assert.Nil(t, obj["warnings"], raw)
+
+	gone := testworkload.Command(t, testworkload.Sleep, 0)
+	require.NoError(t, gone.Start())
+	pid := gone.Process.Pid
+	require.NoError(t, gone.Process.Kill())
+	_ = gone.Wait()
+	code, obj, raw = f.do(t, "POST", "/tasks", fmt.Sprintf(`{"id":"gone","pid":%d}`, pid), "")
+	require.Equal(t, http.StatusCreated, code, raw)
+	assert.Equal(t, "pending", obj["state"], raw)
+	assert.Equal(t, float64(pid), obj["pid"], raw)
+	assert.Contains(t, fmt.Sprint(obj["warnings"]), fmt.Sprintf("process %d was not found", pid), raw)
+}

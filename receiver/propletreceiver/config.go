@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
-	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -97,41 +97,19 @@ type APIConfig struct {
 	MaxConnections int `mapstructure:"max_connections"`
 }
 
-// Unmarshal decodes the api block and refuses a key it does not know. Decoding the squashed
-// server through its own Unmarshal ignores keys it does not know, so without this check a
-// misspelt bearer_token would leave the API open without a word.
+// Unmarshal decodes the api block and refuses a key it does not know, naming the nearest
+// known one. Decoding the squashed server through its own Unmarshal ignores keys it does not
+// know, so without this check a misspelt bearer_token would leave the API open without a word.
 func (c *APIConfig) Unmarshal(conf *confmap.Conf) error {
-	known := map[string]bool{}
-	addKeys(reflect.TypeFor[APIConfig](), known)
-	var unknown []string
-	for key := range conf.ToStringMap() {
-		if !known[key] {
-			unknown = append(unknown, key)
+	if unknown := unknownStructKeys(reflect.TypeFor[APIConfig](), conf.ToStringMap(), keyPath{}); len(unknown) > 0 {
+		errs := make([]error, len(unknown))
+		for i, u := range unknown {
+			errs[i] = u.err
 		}
-	}
-	if len(unknown) > 0 {
-		slices.Sort(unknown)
-		return fmt.Errorf("has invalid keys: %s", strings.Join(unknown, ", "))
+		return errors.Join(errs...)
 	}
 	type plain APIConfig // no Unmarshal method: confmap decodes the fields
 	return conf.Unmarshal((*plain)(c), confmap.WithIgnoreUnused())
-}
-
-// addKeys adds the mapstructure keys of a struct type, descending into squashed fields.
-func addKeys(t reflect.Type, keys map[string]bool) {
-	for i := range t.NumField() {
-		f := t.Field(i)
-		name, opts, _ := strings.Cut(f.Tag.Get("mapstructure"), ",")
-		switch {
-		case strings.Contains(opts, "squash") && f.Type.Kind() == reflect.Struct:
-			addKeys(f.Type, keys)
-		case name == "-" || !f.IsExported():
-		case name != "":
-			keys[name] = true
-		default:
-			keys[strings.ToLower(f.Name)] = true
-		}
-	}
 }
 
 // PropellerConfig subscribes the receiver to the manager's task start and stop requests.
@@ -372,19 +350,59 @@ func (cfg *Config) controlPlane(policy admission.Policy) controlplane.Config {
 		TaskMatch: p.TaskMatch, InProcess: p.InProcess, TaskCgroup: p.TaskCgroup, Policy: policy,
 		ExportAlways: p.ExportToMQTT == ExportAlways,
 	}
-	// Started tasks are children of the proplet, wherever proplet: finds it.
+	// Started tasks are children of the proplet process the collector has bound, wherever
+	// proplet: finds it, run by the proplet's user (procmatch.Spec.Proplet).
+	bound := &procmatch.Spec{Proplet: true}
 	switch pl := cfg.Proplet; {
 	case pl.PID != 0:
-		cp.Parent.ParentPID = pl.PID
+		cp.Parent.ParentPID, cp.Parent.Parent = pl.PID, bound
 	case pl.PIDFile != "":
-		cp.Parent.ParentPIDFile = pl.PIDFile
+		cp.Parent.ParentPIDFile, cp.Parent.Parent = pl.PIDFile, bound
 	case pl.Match != nil:
-		parent := *pl.Match
+		parent := *pl.Rule()
+		parent.Proplet = true
 		cp.Parent.Parent = &parent
 	case pl.Self:
-		cp.Parent.ParentPID = int32(os.Getpid())
+		cp.Parent.ParentPID, cp.Parent.Parent = int32(os.Getpid()), bound
+	default:
+		// No proplet to anchor them: a started task's process must at least be the
+		// collector's user's, as a proplet found by a rule must.
+		if cp.TaskMatch.IsZero() {
+			cp.TaskMatch = controlplane.DefaultTaskMatch
+		}
+		if cp.TaskMatch.Owner == "" {
+			cp.TaskMatch.Owner = defaultOwner()
+		}
 	}
 	return cp
+}
+
+// Rule returns the proplet rule as it is applied: match, with owner defaulting to root and the
+// user the collector runs as (defaultOwner). Nil without a match rule.
+func (pl PropletConfig) Rule() *procmatch.Spec {
+	if pl.Match == nil {
+		return nil
+	}
+	r := *pl.Match
+	if r.Owner == "" {
+		r.Owner = defaultOwner()
+	}
+	return &r
+}
+
+// defaultOwner is the owner a proplet rule without one requires: root, or the user the
+// collector runs as (the packaged service's otelcol-propeller, or whoever runs it by hand).
+// Another user's process named like the proplet is never the proplet: nobody runs a process
+// as another user without that user's privileges, and these two are as trusted as the
+// collector itself (root can change it; its own user can change what it publishes). The user
+// who owns the first process found is not a default: that is whoever started a program named
+// proplet first, an attacker's after a proplet restart. A proplet that runs as a user of its
+// own (`propeller`) is named with match.owner.
+func defaultOwner() string {
+	if uid := os.Geteuid(); uid != 0 {
+		return "0," + strconv.Itoa(uid)
+	}
+	return "0"
 }
 
 func (l ProcessLocator) ways() int {

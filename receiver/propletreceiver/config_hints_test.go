@@ -103,3 +103,70 @@ proplet_id: p
 propeller: { domain_id: d/x, channel_id: c }
 `))
 }
+
+// decodeLines decodes a configuration as the Collector does (Unmarshal, then Validate when it
+// decoded) and returns the lines of the first error.
+func decodeLines(t *testing.T, text string) []string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "config.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(text), 0o600))
+	cm, err := confmaptest.LoadConf(path)
+	require.NoError(t, err)
+	cfg := NewFactory().CreateDefaultConfig()
+	if err = cm.Unmarshal(cfg); err == nil {
+		err = confmap.Validate(cfg)
+	}
+	if err == nil {
+		return nil
+	}
+	var lines []string
+	for _, l := range strings.Split(err.Error(), "\n") {
+		// The Collector's decoder prefixes the first line of a component's own error with
+		// the (empty) name of the field it decoded.
+		if l = strings.TrimPrefix(strings.TrimSpace(l), "'' "); l != "" && l != "decoding failed due to the following error(s):" {
+			lines = append(lines, l)
+		}
+	}
+	return lines
+}
+
+// TestUnknownKeysAndBadValuesAtOnce: a misspelt key names the key meant, and the values that
+// are wrong as well are reported in the same error, not after the typo is fixed.
+func TestUnknownKeysAndBadValuesAtOnce(t *testing.T) {
+	lines := decodeLines(t, `
+proplet_id: p
+defualt_profile: standard
+discovery_interval: 1
+proplet: { self: true, intervall: 10s }
+tasks:
+  - { id: a, pdi: 1 }
+propeller: { domain_id: d, chanel_id: c }
+api: { endpoint: "localhost:0", bearer_tokn: x }
+zzz_not_a_key: 1
+`)
+	assert.Subset(t, lines, []string{
+		`defualt_profile: unknown key; did you mean "default_profile"?`,
+		`proplet.intervall: unknown key; did you mean "interval"?`,
+		`tasks[0].pdi: unknown key; did you mean "pid"?`,
+		`propeller.chanel_id: unknown key; did you mean "channel_id"?`,
+		`api.bearer_tokn: unknown key; did you mean "bearer_token"?`,
+		`zzz_not_a_key: unknown key`,
+		"discovery_interval: must be at least 100ms, got 1ns (a number without a unit is nanoseconds: write 1s)",
+	}, "every mistake in one error:\n%s", strings.Join(lines, "\n"))
+	n := 0
+	for _, l := range lines {
+		if strings.Contains(l, "bearer_tokn") {
+			n++
+		}
+	}
+	assert.Equal(t, 1, n, "the api block's own check does not say it again:\n%s", strings.Join(lines, "\n"))
+
+	assert.Equal(t, []string{
+		`defualt_profile: unknown key; did you mean "default_profile"?`,
+		`'max_concurrency' expected type 'int', got unconvertible type 'string'`,
+	}, decodeLines(t, "proplet_id: p\ndefualt_profile: standard\nmax_concurrency: many\n"),
+		"a value that cannot be decoded is reported beside the unknown key")
+	assert.Equal(t, []string{`metrics.process.cpu.tme: unknown key; did you mean "process.cpu.time"?`},
+		decodeLines(t, "proplet_id: p\nmetrics: { process.cpu.tme: { enabled: true } }\n"), "metric names are keys too")
+	assert.Empty(t, decodeLines(t, "proplet_id: p\ndefault_profile: standard\nproplet: { self: true }\n"), "a correct configuration decodes")
+}

@@ -1,7 +1,9 @@
 package propletreceiver
 
 import (
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -135,4 +137,31 @@ func TestHistorySizeIsCapped(t *testing.T) {
 	mc, _, err := cfg.monitorConfig(nopLogger())
 	require.NoError(t, err)
 	assert.Equal(t, profile.MaxHistorySize, mc.Tasks[0].Profile.HistorySize)
+}
+
+// TestOwnershipDefaults: a proplet rule without owner requires the collector's own user; a
+// started task must be a child of the bound proplet; with no proplet configured, a started
+// task's rule requires the collector's user itself.
+func TestOwnershipDefaults(t *testing.T) {
+	self := "0"
+	if uid := os.Geteuid(); uid != 0 {
+		self = "0," + strconv.Itoa(uid)
+	}
+	pl := PropletConfig{ProcessLocator: ProcessLocator{Match: &procmatch.Spec{Executable: "^proplet$"}}}
+	assert.Equal(t, &procmatch.Spec{Executable: "^proplet$", Owner: self}, pl.Rule())
+	assert.Empty(t, pl.Match.Owner, "the configuration is not changed")
+	pl.Match.Owner = "propeller"
+	assert.Equal(t, "propeller", pl.Rule().Owner, "match.owner names the proplet's own user")
+
+	cfg := NewFactory().CreateDefaultConfig().(*Config)
+	cfg.Proplet.Match = &procmatch.Spec{Executable: "^proplet$"}
+	cfg.Propeller = configoptional.Some(PropellerConfig{DomainID: "d", ChannelID: "c"})
+	policy, _, err := cfg.policy()
+	require.NoError(t, err)
+	assert.Equal(t, procmatch.Spec{Executable: "^proplet$", Owner: self, Proplet: true}, *cfg.controlPlane(policy).Parent.Parent)
+
+	cfg.Proplet.Match = nil
+	cp := cfg.controlPlane(policy)
+	assert.Equal(t, procmatch.Spec{Cmdline: "{task_id}", Owner: self}, cp.TaskMatch, "no proplet: the task's own owner")
+	assert.True(t, cp.Parent.IsZero())
 }

@@ -247,8 +247,14 @@ func TestEveryDoorAdmitsAlike(t *testing.T) {
 					continue
 				}
 				assert.Empty(t, errText, door.name)
-				want.Origin = door.origin
-				assert.Equal(t, want, view(spec), door.name)
+				w := want
+				w.Origin = door.origin
+				if door.name == "control plane" {
+					// A started task's process must also be a child of the proplet the
+					// collector bound, run by its user.
+					w.Match.Parent = &procmatch.Spec{Proplet: true}
+				}
+				assert.Equal(t, w, view(spec), door.name)
 			}
 		})
 	}
@@ -278,7 +284,8 @@ func TestTaskMatchReplacesTheDefault(t *testing.T) {
 	reg := &registry{}
 	require.NoError(t, controlplane.New(cfg.controlPlane(policy), reg, zap.NewNop(), nil).HandleStart(context.Background(), []byte(`{"id":"t-1"}`)))
 	require.Len(t, reg.added, 1)
-	assert.Equal(t, procmatch.Spec{Environ: "^PTASK=t-1$", ParentPID: propletPID}, reg.added[0].Locator.Match.Spec(),
+	bound := &procmatch.Spec{Proplet: true}
+	assert.Equal(t, procmatch.Spec{Environ: "^PTASK=t-1$", ParentPID: propletPID, Parent: bound}, reg.added[0].Locator.Match.Spec(),
 		"no cmdline condition: the rule the user set replaces the default")
 
 	// Without a task_match, the default applies.
@@ -287,7 +294,7 @@ func TestTaskMatchReplacesTheDefault(t *testing.T) {
 	assert.True(t, cfg.Propeller.Get().TaskMatch.IsZero())
 	reg = &registry{}
 	require.NoError(t, controlplane.New(cfg.controlPlane(policy), reg, zap.NewNop(), nil).HandleStart(context.Background(), []byte(`{"id":"t-1"}`)))
-	assert.Equal(t, procmatch.Spec{Cmdline: "t-1", ParentPID: propletPID}, reg.added[0].Locator.Match.Spec())
+	assert.Equal(t, procmatch.Spec{Cmdline: "t-1", ParentPID: propletPID, Parent: bound}, reg.added[0].Locator.Match.Spec())
 }
 
 // TestBlocksWithDefaultsAreReplacedOrMergedOnPurpose decodes every configuration block that has

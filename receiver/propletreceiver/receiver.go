@@ -101,7 +101,7 @@ func (cfg *Config) monitorConfig(log *zap.Logger) (monitor.Config, admission.Pol
 	}
 	warn("profiles", notes)
 	if cfg.Proplet.Match != nil {
-		if mc.Proplet.Match, err = procmatch.Compile(*cfg.Proplet.Match); err != nil {
+		if mc.Proplet.Match, err = procmatch.Compile(*cfg.Proplet.Rule()); err != nil {
 			return mc, policy, admission.Under("proplet.match", err)
 		}
 	}

@@ -72,7 +72,7 @@ func AssertEqualReceiverPropletProcessEventsLost(t *testing.T, tt *componenttest
 func AssertEqualReceiverPropletRefusedTasks(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_receiver_proplet_refused_tasks",
-		Description: "Tasks refused or dropped, by reason (a field admission refused such as id or monitoring_profile, malformed, duplicate, too_many_tasks, too_many_pending, pending_expired, not_owner for a stop or profile change of a task another door owns) and door (api, propeller, or monitor for what the monitor drops). [Alpha]",
+		Description: "Tasks refused or dropped, by reason (a field admission refused such as id or monitoring_profile, malformed, duplicate, too_many_tasks, too_many_pending, pending_expired, not_owner for a stop or profile change of a task another door owns; for processes the monitor does not bind, wrong_owner, not_the_proplet, started_before_the_task, and ambiguous_proplet or ambiguous_task once per change of several matching processes) and door (api, propeller, or monitor for what the monitor drops). [Alpha]",
 		Unit:        "{task}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
