@@ -14,7 +14,6 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component"
-	"go.opentelemetry.io/collector/config/configoptional"
 	"go.opentelemetry.io/collector/exporter"
 
 	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
@@ -154,20 +153,9 @@ func threeMinuteOutage(t *testing.T, tasks int, persistent bool) {
 	sub := countSamples(t, b.Endpoint(), topic)
 	lnk := newLink(t, b.Endpoint()[len("tcp://"):])
 
-	storeID := component.MustNewID("file_storage")
-	host := storageHost{Host: newMdatagenNopHost(), exts: map[component.ID]component.Component{storeID: &memStorage{data: map[string][]byte{}}}}
-	cfg := testConfig(lnk.endpoint(), domain, channel)
+	host := memStorageHost()
+	cfg := outageConfig(lnk.endpoint(), domain, channel, persistent)
 	cfg.Topics.TaskMetrics = cfg.Topics.TaskMetrics[:1]
-	cfg.ConnectTimeout = 200 * time.Millisecond
-	cfg.MaxReconnectInterval = time.Second
-	// Quicker retries, so the test does not wait out the default backoff; the queue and the
-	// retry's elapsed-time limit stay the defaults.
-	cfg.BackOffConfig.InitialInterval, cfg.BackOffConfig.MaxInterval = 50*time.Millisecond, 200*time.Millisecond
-	if persistent {
-		q := cfg.QueueConfig.Get()
-		q.StorageID = &storeID
-		cfg.QueueConfig = configoptional.Some(*q)
-	}
 	ctx := context.Background()
 	set, tel, _ := observedSettings(t)
 	set.ID = component.NewID(metadata.Type) // the persistent queue is keyed by the component id

@@ -83,6 +83,32 @@ type storageHost struct {
 
 func (h storageHost) GetExtensions() map[component.ID]component.Component { return h.exts }
 
+// queueStoreID is the storage extension the persistent-queue tests keep the sending queue on.
+var queueStoreID = component.MustNewID("file_storage")
+
+// memStorageHost is a host holding an empty memStorage as queueStoreID: the queue of the
+// exporters started on it outlives them.
+func memStorageHost() storageHost {
+	return storageHost{Host: newMdatagenNopHost(), exts: map[component.ID]component.Component{queueStoreID: &memStorage{data: map[string][]byte{}}}}
+}
+
+// outageConfig is testConfig with quicker connects, reconnects and retries, so a test with the
+// broker down does not wait out the default backoff (the queue and the retry's elapsed-time
+// limit stay the defaults), and, when persistent, the sending queue kept on queueStoreID.
+func outageConfig(endpoint, domain, channel string, persistent bool) *Config {
+	cfg := testConfig(endpoint, domain, channel)
+	cfg.ConnectTimeout = 200 * time.Millisecond
+	cfg.MaxReconnectInterval = time.Second
+	cfg.BackOffConfig.InitialInterval, cfg.BackOffConfig.MaxInterval = 50*time.Millisecond, 200*time.Millisecond
+	if persistent {
+		storeID := queueStoreID
+		q := cfg.QueueConfig.Get()
+		q.StorageID = &storeID
+		cfg.QueueConfig = configoptional.Some(*q)
+	}
+	return cfg
+}
+
 // TestUsageReportsSurviveARestartInThePersistentQueue: with sending_queue.storage, reports
 // that arrive while the broker is down are kept in the storage when the collector stops, and
 // a new exporter on the same storage delivers every one once the broker is back.
@@ -103,18 +129,8 @@ func TestUsageReportsSurviveARestartInThePersistentQueue(t *testing.T) {
 		mqtttest.SubscriberOptions{ClientID: "persistent-queue-sub", Persistent: true})
 	b.Stop()
 
-	storeID := component.MustNewID("file_storage")
-	host := storageHost{Host: newMdatagenNopHost(), exts: map[component.ID]component.Component{storeID: &memStorage{data: map[string][]byte{}}}}
-	config := func() *Config {
-		cfg := testConfig(b.Endpoint(), domain, channel)
-		cfg.ConnectTimeout = 200 * time.Millisecond
-		cfg.MaxReconnectInterval = time.Second
-		cfg.BackOffConfig.InitialInterval, cfg.BackOffConfig.MaxInterval = 50*time.Millisecond, 200*time.Millisecond
-		q := cfg.QueueConfig.Get()
-		q.StorageID = &storeID
-		cfg.QueueConfig = configoptional.Some(*q)
-		return cfg
-	}
+	host := memStorageHost()
+	config := func() *Config { return outageConfig(b.Endpoint(), domain, channel, true) }
 	ctx := context.Background()
 	const n = 20
 	// The queue's storage is keyed by the component id: both collectors run mqtt.
@@ -184,16 +200,10 @@ func TestUpgradeSendsThePdataQueue(t *testing.T) {
 	lnk := newLink(t, b.Endpoint()[len("tcp://"):])
 	lnk.cut()
 
-	storeID := component.MustNewID("file_storage")
-	host := storageHost{Host: newMdatagenNopHost(), exts: map[component.ID]component.Component{storeID: &memStorage{data: map[string][]byte{}}}}
-	cfg := testConfig(lnk.endpoint(), domain, channel)
+	host := memStorageHost()
+	cfg := outageConfig(lnk.endpoint(), domain, channel, true)
 	cfg.Topics.TaskMetrics = cfg.Topics.TaskMetrics[:1]
-	cfg.ConnectTimeout = 200 * time.Millisecond
-	cfg.MaxReconnectInterval = time.Second
-	cfg.BackOffConfig.InitialInterval, cfg.BackOffConfig.MaxInterval = 50*time.Millisecond, 200*time.Millisecond
 	q := cfg.QueueConfig.Get()
-	q.StorageID = &storeID
-	cfg.QueueConfig = configoptional.Some(*q)
 	ctx := context.Background()
 	set := exportertestSettings()
 	set.ID = component.NewID(metadata.Type)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -15,7 +14,6 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/collector/component/componenttest"
-	"go.opentelemetry.io/collector/confmap/confmaptest"
 	"go.opentelemetry.io/collector/consumer/consumertest"
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver"
@@ -24,78 +22,12 @@ import (
 	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	"go.uber.org/zap"
 
-	"github.com/otelcol-propeller/otelcol-propeller/internal/fleet"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqtttest"
-	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/schema"
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propellermqttreceiver/internal/metadata"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/golden.json")
-
-func TestLoadConfig(t *testing.T) {
-	t.Parallel()
-	cm, err := confmaptest.LoadConf(filepath.Join("testdata", "config.yaml"))
-	require.NoError(t, err)
-
-	def := createDefaultConfig().(*Config)
-	sub, err := cm.Sub("propeller_mqtt")
-	require.NoError(t, err)
-	require.NoError(t, sub.Unmarshal(def))
-	require.NoError(t, def.Validate())
-	assert.Equal(t, "gateway-1", def.ClientID)
-	assert.Equal(t, DefaultTopics, def.Topics)
-	assert.True(t, def.RepairRustProplet)
-	assert.Equal(t, "tcp://127.0.0.1:1883", def.Endpoint)
-
-	custom := createDefaultConfig().(*Config)
-	sub, err = cm.Sub("propeller_mqtt/custom")
-	require.NoError(t, err)
-	require.NoError(t, sub.Unmarshal(custom))
-	require.NoError(t, custom.Validate())
-	assert.Equal(t, "ssl://broker.example:8883", custom.Endpoint)
-	assert.Equal(t, "gateway-entity", custom.Username)
-	assert.Equal(t, "secret", string(custom.Password))
-	assert.Equal(t, []string{"m/d1/c/+/control/proplet/task_metrics"}, custom.Topics)
-	assert.Equal(t, []string{"$share/fleet/m/d1/c/+/control/proplet/task_metrics"}, custom.filters())
-	assert.False(t, custom.RepairRustProplet)
-	assert.Equal(t, 24*time.Hour, custom.MaxAge)
-	assert.Equal(t, 5*time.Minute, custom.MaxAhead)
-	assert.Equal(t, fleet.Limits{MaxTasks: 50000, MaxProplets: 5000, Expiration: 10 * time.Minute}, custom.limits())
-	assert.Equal(t, fleet.DefaultLimits(), def.limits())
-}
-
-func TestValidateNamesKeyAndValue(t *testing.T) {
-	t.Parallel()
-	tests := map[string]struct {
-		mutate func(*Config)
-		want   string
-	}{
-		"no client id":     {func(c *Config) { c.ClientID = "" }, "client_id: must be set"},
-		"bad session":      {func(c *Config) { c.Session = "x" }, `session: must be prefer_persistent, persistent or clean, got "x"`},
-		"no topics":        {func(c *Config) { c.Topics = nil }, "topics: must list"},
-		"bad filter":       {func(c *Config) { c.Topics = []string{"m/#/x"} }, `topics[0]: not a topic filter of Propeller ids: "m/#/x" has # before its last level`},
-		"share in filter":  {func(c *Config) { c.Topics = []string{"$share/g/m/+"} }, "topics[0]: \"$share/g/m/+\": write the filter alone"},
-		"bad group":        {func(c *Config) { c.SharedGroup = "a/b" }, `shared_group: "a/b"`},
-		"no max age":       {func(c *Config) { c.MaxAge = 0 }, "max_age: must be positive"},
-		"negative ahead":   {func(c *Config) { c.MaxAhead = -time.Second }, "max_ahead: must be positive"},
-		"no task cap":      {func(c *Config) { c.MaxTasks = 0 }, "max_tasks: must be positive, got 0"},
-		"no proplet cap":   {func(c *Config) { c.MaxProplets = -1 }, "max_proplets: must be positive, got -1"},
-		"short expiration": {func(c *Config) { c.TrackingExpiration = time.Millisecond }, "tracking_expiration: must be at least 1s, got 1ms"},
-		"bad domain level": {func(c *Config) { c.Topics = []string{"m/d\x01/c/+/control/proplet/metrics"} }, "level 2 (\"d\\x01\"): control character"},
-		"endpoint, shared": {func(c *Config) { c.Endpoint = "127.0.0.1:1883" }, "endpoint: \"127.0.0.1:1883\" has no scheme"},
-	}
-	for name, tt := range tests {
-		t.Run(name, func(t *testing.T) {
-			cfg := createDefaultConfig().(*Config)
-			cfg.ClientID = "g"
-			tt.mutate(cfg)
-			err := cfg.Validate()
-			require.Error(t, err)
-			assert.Contains(t, err.Error(), tt.want)
-		})
-	}
-}
 
 // broker starts a mosquitto on a free port (an embedded broker where mosquitto is not
 // installed): the tests never depend on a broker on 1883.
@@ -399,59 +331,6 @@ func TestRestartLosesNothing(t *testing.T) {
 	assert.GreaterOrEqual(t, len(keys(second.sink)), 2000, "the 1,000 published while down and the 1,000 after")
 }
 
-// TestBadInputIsCountedByReason: every kind of bad message through the broker, each dropped
-// and counted under its reason; the good ones around them go through.
-func TestBadInputIsCountedByReason(t *testing.T) {
-	t.Parallel()
-	endpoint := broker(t)
-	g := startGateway(t, endpoint, "gateway-bad", func(c *Config) {
-		c.Topics = []string{"m/+/c/+/control/proplet/#"}
-	})
-	pub := publisher(t, endpoint)
-	waitSubscribed(t, pub, g)
-
-	good := string(taskMessage(1, 1, time.Now()))
-	id := uuid(1, 1)
-	stamp := func(s string) string {
-		i := strings.LastIndex(good, `"timestamp":`)
-		return good[:i] + `"timestamp":` + s + "}"
-	}
-	cases := map[propeller.DropReason][]string{
-		propeller.DropNotJSON:   {"not json", good[:50], "[1]"},
-		propeller.DropWrongType: {strings.Replace(good, `"thread_count":3`, `"thread_count":"3"`, 1), strings.Replace(good, `"cpu_percent":1`, `"cpu_percent":"NaN"`, 1)},
-		propeller.DropMissingID: {strings.Replace(good, id, "", 1)},
-		propeller.DropIDTooLong: {strings.Replace(good, id, id+"-0000", 1)},
-		propeller.DropIDNotUUID: {strings.Replace(good, id, "task-1", 1)},
-		propeller.DropTimestamp: {stamp(`"2099-01-01T00:00:00Z"`), stamp(`"1999-01-01T00:00:00Z"`)},
-		propeller.DropValue:     {strings.Replace(good, `"cpu_percent":1`, `"cpu_percent":1e999`, 1), strings.Replace(good, `"thread_count":3`, `"thread_count":-3`, 1)},
-		propeller.DropNoMetrics: {`{"task_id":"` + id + `","proplet_id":"` + id + `"}`},
-		propeller.DropTooLarge:  {`{"pad":"` + strings.Repeat("x", propeller.MaxPayload) + `"}`},
-	}
-	topic := "m/d/c/c/control/proplet/task_metrics"
-	total := 0
-	for _, payloads := range cases {
-		for _, p := range payloads {
-			publish(t, pub, topic, []byte(p))
-			total++
-		}
-	}
-	// Heartbeats under the wide filter are not metrics: ignored, not dropped.
-	publish(t, pub, "m/d/c/c/control/proplet/alive", []byte(`{"proplet_id":"`+id+`","status":"alive"}`))
-	publish(t, pub, topic, []byte(good))
-	waitFor(t, 10*time.Second, "the good message", func() bool { return resources(g.sink) == 1 })
-	for reason, payloads := range cases {
-		assert.Equal(t, int64(len(payloads)), counterBy(t, g.tel, "receiver_propeller_mqtt_dropped_messages", "reason", string(reason)), "reason %s", reason)
-	}
-	assert.Equal(t, int64(total), counter(t, g.tel, "receiver_propeller_mqtt_dropped_messages"))
-	assert.Equal(t, int64(1), counter(t, g.tel, "receiver_propeller_mqtt_ignored_messages"), "the heartbeat")
-	for _, r := range propeller.DropReasons {
-		if r == propeller.DropTopicID {
-			continue // brokers refuse such topics themselves; TestTopicIDsAreChecked sends them
-		}
-		assert.Contains(t, cases, r, "a case for every reason")
-	}
-}
-
 // counter sums one of the receiver's own counters over its attributes.
 func counter(t *testing.T, tel *componenttest.Telemetry, name string) int64 {
 	return counterBy(t, tel, name, "", "")
@@ -473,32 +352,4 @@ func counterBy(t *testing.T, tel *componenttest.Telemetry, name, key, value stri
 		}
 	}
 	return total
-}
-
-// TestTopicsOutsideTheFiltersAreIgnored: a persistent session keeps the subscriptions of an
-// earlier configuration; what they bring that no configured filter matches is ignored.
-func TestTopicsOutsideTheFiltersAreIgnored(t *testing.T) {
-	t.Parallel()
-	if !mqtttest.MosquittoAvailable() {
-		t.Skip("needs mosquitto's persistent sessions")
-	}
-	endpoint := broker(t)
-	pub := publisher(t, endpoint)
-	before := startGateway(t, endpoint, "gateway-reconfigured", nil)
-	waitSubscribed(t, pub, before)
-	require.NoError(t, before.r.Shutdown(context.Background()))
-
-	// Reconfigured to one domain: the broker still holds the session's wildcard subscriptions.
-	after := startGateway(t, endpoint, "gateway-reconfigured", func(c *Config) {
-		c.Topics = []string{"m/d1/c/+/control/proplet/task_metrics"}
-	})
-	publish(t, pub, "m/d2/c/c/control/proplet/task_metrics", taskMessage(2, 2, time.Now()))
-	publish(t, pub, "m/d1/c/c/control/proplet/task_metrics", taskMessage(1, 1, time.Now()))
-	waitFor(t, 10*time.Second, "the d1 message", func() bool { return resources(after.sink) == 1 })
-	waitFor(t, 10*time.Second, "the d2 message ignored", func() bool {
-		return counter(t, after.tel, "receiver_propeller_mqtt_ignored_messages") == 1
-	})
-	md := after.sink.AllMetrics()
-	v, _ := md[0].ResourceMetrics().At(0).Resource().Attributes().Get(schema.DomainID)
-	assert.Equal(t, "d1", v.Str())
 }
