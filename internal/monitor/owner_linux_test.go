@@ -50,6 +50,9 @@ func startStandIn(t *testing.T, dir string, uid uint32, marker string) *standIn 
 	t.Helper()
 	cmd := exec.Command(filepath.Join(dir, "proplet"), "-c", `while read -r line; do eval "$line" & done; wait`, "proplet", marker)
 	cmd.Dir = "/"
+	// The stand-in runs sh and sleep by name, as another user: the system's directories, not a
+	// PATH that may hold root's private ones (CI's PATH without a C compiler does).
+	cmd.Env = append(os.Environ(), "PATH=/usr/local/bin:/usr/bin:/bin")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if uid != 0 {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid}

@@ -436,7 +436,9 @@ func TestDescribeOwnerOfAnotherUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("starting a process as another user needs root")
 	}
-	cmd := exec.Command("sleep", "60")
+	// Another user cannot follow root's private directories: the sleep on a CI PATH may be a
+	// link in one, so the process gets the system's.
+	cmd := exec.Command("/bin/sleep", "60")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 	require.NoError(t, cmd.Start())
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
