@@ -5,6 +5,7 @@ import "time"
 // group sums the records of one watched thread group.
 type group struct {
 	user, system, rb, wb, cwb, peak uint64 // µs, µs, bytes, bytes, bytes, KiB
+	delays                          delays
 	threads                         int
 	uncorrelated                    bool // the kernel's records do not name their group
 	leaderEtime                     uint64
@@ -116,6 +117,7 @@ func (l *Listener) sum(g *group, tgid uint32, r *record) {
 	g.rb += r.rb
 	g.wb += r.wb
 	g.cwb += r.cwb
+	g.delays.add(r.delays)
 	g.peak = max(g.peak, r.hiwater)
 	g.threads++
 	if _, known := r.group(); !known || !r.hasTGID {
@@ -153,6 +155,12 @@ func (l *Listener) exit(tgid uint32, g *group) Exit {
 		WriteBytes:          g.wb,
 		CancelledWriteBytes: g.cwb,
 		Threads:             g.threads,
+		Delays: Delays{
+			CPU:           time.Duration(g.delays.cpu),
+			BlockIO:       time.Duration(g.delays.blkio),
+			SwapIn:        time.Duration(g.delays.swapin),
+			MemoryReclaim: time.Duration(g.delays.reclaim),
+		},
 	}
 	e.Start = g.wall.Add(-e.Elapsed)
 	e.StartBoot = g.boot - e.Elapsed

@@ -108,11 +108,24 @@ type Exit struct {
 	ReadBytes, WriteBytes, CancelledWriteBytes uint64
 
 	Threads int // how many thread records were summed
+	// Delays is what the kernel's delay accounting recorded of the group's waits, summed over
+	// its threads. All zero when delay accounting was off as the threads started
+	// (kernel.task_delayacct, off by default since Linux 5.14): the record cannot tell that
+	// from no wait at all, so the caller decides from the setting whether to report them.
+	Delays Delays
 	// Complete is false when the sums may be short: the group started before the listener
 	// opened, records were lost (socket overflow) while it lived, or the kernel's records do
 	// not name their thread group (taskstats before version 12), so only the last thread's
 	// record is known to be the group's.
 	Complete bool
+}
+
+// Delays are the times a thread group spent waiting, by cause, as delay accounting counts them.
+type Delays struct {
+	CPU           time.Duration // runnable, waiting for a CPU (cpu_delay_total)
+	BlockIO       time.Duration // waiting for synchronous block I/O (blkio_delay_total)
+	SwapIn        time.Duration // waiting for pages to be swapped in (swapin_delay_total)
+	MemoryReclaim time.Duration // in direct memory reclaim (freepages_delay_total)
 }
 
 // StartTicks is StartBoot in clock ticks (UserHZ), the unit of /proc/<pid>/stat's start time.

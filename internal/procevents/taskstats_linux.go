@@ -19,7 +19,8 @@ const acGroup = 0x20
 // has, a newer kernel's longer one the fields this build knows.
 var tsOff = struct {
 	exitcode, flag, comm, ppid, etime, utime, stime, hiwater,
-	readBytes, writeBytes, cancelled, tgid, tgetime uintptr
+	readBytes, writeBytes, cancelled, tgid, tgetime,
+	cpuDelay, blkioDelay, swapinDelay, reclaimDelay uintptr
 }{
 	exitcode:   unsafe.Offsetof(unix.Taskstats{}.Ac_exitcode),
 	flag:       unsafe.Offsetof(unix.Taskstats{}.Ac_flag),
@@ -34,6 +35,11 @@ var tsOff = struct {
 	cancelled:  unsafe.Offsetof(unix.Taskstats{}.Cancelled_write_bytes),
 	tgid:       unsafe.Offsetof(unix.Taskstats{}.Ac_tgid),
 	tgetime:    unsafe.Offsetof(unix.Taskstats{}.Ac_tgetime),
+	// Delay accounting (version 1 on): zero unless the kernel counted delays for the thread.
+	cpuDelay:     unsafe.Offsetof(unix.Taskstats{}.Cpu_delay_total),
+	blkioDelay:   unsafe.Offsetof(unix.Taskstats{}.Blkio_delay_total),
+	swapinDelay:  unsafe.Offsetof(unix.Taskstats{}.Swapin_delay_total),
+	reclaimDelay: unsafe.Offsetof(unix.Taskstats{}.Freepages_delay_total),
 }
 
 // record is one thread's exit record, the fields this package uses.
@@ -55,6 +61,17 @@ type record struct {
 	hiwater  uint64 // KiB
 	rb, wb   uint64
 	cwb      uint64
+	delays   delays // ns
+}
+
+// delays are the delay accounting totals of a record, or of a group's records summed, in ns.
+type delays struct{ cpu, blkio, swapin, reclaim uint64 }
+
+func (d *delays) add(o delays) {
+	d.cpu += o.cpu
+	d.blkio += o.blkio
+	d.swapin += o.swapin
+	d.reclaim += o.reclaim
 }
 
 // group returns the thread group the record belongs to, and false when it cannot tell (a
@@ -154,6 +171,10 @@ func parseStats(b []byte, r *record) {
 	r.cwb, _ = u64(tsOff.cancelled)
 	r.tgid, r.hasTGID = u32(tsOff.tgid)
 	r.tgetime, r.hasTGE = u64(tsOff.tgetime)
+	r.delays.cpu, _ = u64(tsOff.cpuDelay)
+	r.delays.blkio, _ = u64(tsOff.blkioDelay)
+	r.delays.swapin, _ = u64(tsOff.swapinDelay)
+	r.delays.reclaim, _ = u64(tsOff.reclaimDelay)
 	if r.hasTGID && r.tgid == 0 {
 		r.hasTGID = false
 	}

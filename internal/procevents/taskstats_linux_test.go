@@ -167,6 +167,30 @@ func TestSumThreads(t *testing.T) {
 	}
 }
 
+// Each thread's delays count once in its group's Exit; a kernel whose struct ends before the
+// delay fields (never: they are from version 1) would give zeros, not garbage.
+func TestDelaysSummed(t *testing.T) {
+	withDelays := func(pid uint32, flag uint8, ms uint64) []byte {
+		ts := stats(pid, 100, flag, 100_000, 1000, 0)
+		ts.Cpu_delay_total, ts.Blkio_delay_total = ms*1e6, 2*ms*1e6
+		ts.Swapin_delay_total, ts.Freepages_delay_total = 3*ms*1e6, 4*ms*1e6
+		return message(t, pid, 0, ts, 0)
+	}
+	l := newTestListener()
+	h := &exitHandler{tb: t}
+	l.Watch(100)
+	l.taskstatsMessage(withDelays(101, 0, 5), h)
+	l.taskstatsMessage(withDelays(100, acGroup, 7), h)
+	l.flush(h, time.Time{})
+	if len(h.exits) != 1 {
+		t.Fatalf("%d Exits, want 1", len(h.exits))
+	}
+	want := Delays{CPU: 12 * time.Millisecond, BlockIO: 24 * time.Millisecond, SwapIn: 36 * time.Millisecond, MemoryReclaim: 48 * time.Millisecond}
+	if got := h.exits[0].Delays; got != want {
+		t.Errorf("delays %+v, want %+v", got, want)
+	}
+}
+
 func TestUnwatchedDropped(t *testing.T) {
 	l := newTestListener()
 	h := &exitHandler{tb: t}
