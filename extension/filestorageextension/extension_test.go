@@ -3,6 +3,9 @@ package filestorageextension
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
+	"io/fs"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -91,4 +94,15 @@ func TestCorruptQueueFileDoesNotStopTheCollector(t *testing.T) {
 			metadatatest.AssertEqualFileStorageCorruptFiles(t, tt, []metricdata.DataPoint[int64]{{Value: 1}}, metricdatatest.IgnoreTimestamp())
 		})
 	}
+}
+
+// TestPermissionErrorNamesTheFix: a queue directory the user may not create is an error that
+// says what to do, not only contrib's mkdir error.
+func TestPermissionErrorNamesTheFix(t *testing.T) {
+	err := withFix(fmt.Errorf("mkdir /var/lib/otelcol-propeller: %w", fs.ErrPermission), "/var/lib/otelcol-propeller/queue")
+	require.ErrorIs(t, err, fs.ErrPermission)
+	assert.Contains(t, err.Error(), "OTELCOL_PROPELLER_QUEUE_DIR")
+	assert.Contains(t, err.Error(), "/var/lib/otelcol-propeller/queue")
+	other := errors.New("directory must be set")
+	assert.Equal(t, other, withFix(other, "x"), "other errors are contrib's as they are")
 }

@@ -9,7 +9,9 @@ package filestorageextension // import "github.com/otelcol-propeller/otelcol-pro
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 
 	"github.com/open-telemetry/opentelemetry-collector-contrib/extension/storage/filestorage"
 	"go.opentelemetry.io/collector/component"
@@ -30,7 +32,7 @@ func NewFactory() extension.Factory {
 func create(ctx context.Context, set extension.Settings, cfg component.Config) (extension.Extension, error) {
 	ext, err := contrib.Create(ctx, set, cfg)
 	if err != nil {
-		return nil, err
+		return nil, withFix(err, cfg.(*filestorage.Config).Directory)
 	}
 	st, ok := ext.(storage.Extension)
 	if !ok {
@@ -41,4 +43,16 @@ func create(ctx context.Context, set extension.Settings, cfg component.Config) (
 		return nil, fmt.Errorf("file_storage telemetry: %w", err)
 	}
 	return &checked{Extension: st, cfg: cfg.(*filestorage.Config), log: set.Logger, tel: tel}, nil
+}
+
+// withFix adds the fix to contrib's error when the directory cannot be created or written: the
+// usual case is trying a service's configuration by hand as a user who may not write under
+// /var/lib.
+func withFix(err error, dir string) error {
+	if !errors.Is(err, fs.ErrPermission) {
+		return err
+	}
+	return fmt.Errorf("%w: the user running the collector may not create or write %s; run it as a user "+
+		"who may (the packages' service user does), or point directory at a writable one (the examples "+
+		"read it from OTELCOL_PROPELLER_QUEUE_DIR, e.g. OTELCOL_PROPELLER_QUEUE_DIR=/tmp/otelcol-propeller-queue)", err, dir)
 }
