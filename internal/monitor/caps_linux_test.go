@@ -188,6 +188,8 @@ func TestPendingTasksExpire(t *testing.T) {
 
 	require.Eventually(t, func() bool { _, ok := m.Task("api"); return !ok }, 5*time.Second, 10*time.Millisecond)
 	assert.GreaterOrEqual(t, time.Since(added), timeout, "not before pending_timeout")
+	// The expiry is counted and logged once, after the task left the registry.
+	require.Eventually(t, func() bool { return logs.FilterMessageSnippet("pending_timeout").Len() > 0 }, 5*time.Second, 10*time.Millisecond)
 	assert.Equal(t, 1, tel.refusedFor("pending_expired"))
 	lines := logs.FilterMessageSnippet("pending_timeout")
 	require.Equal(t, 1, lines.Len())
