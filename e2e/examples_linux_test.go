@@ -165,6 +165,21 @@ func seriesOf(t *testing.T, url, name, taskID string, send func()) float64 {
 	return value
 }
 
+// hostRunsAProplet reports whether a process named proplet runs on this host (another
+// program's, or a person's trying the docs): agent.yaml may then bind it and its children.
+func hostRunsAProplet(t *testing.T) bool {
+	t.Helper()
+	dirs, err := os.ReadDir("/proc")
+	require.NoError(t, err)
+	for _, d := range dirs {
+		if comm, err := os.ReadFile(filepath.Join("/proc", d.Name(), "comm")); err == nil && strings.TrimSpace(string(comm)) == "proplet" {
+			t.Logf("a process named proplet runs here (pid %s): the lookup of the documented tasks is not checked", d.Name())
+			return true
+		}
+	}
+	return false
+}
+
 // agentEnv is the proplet's environment examples/agent.yaml reads, with the proplet id the
 // start request of docs/control-plane.md is addressed to.
 func agentEnv(t *testing.T, broker string) []string {
@@ -240,9 +255,14 @@ func TestExamplesRunAsShipped(t *testing.T) {
 	// The agent: the page's start requests, then its stop request.
 	waitLog(t, agent, "Everything is ready")
 	start := func() { publishDocRequests(t, broker, "/start") }
+	// Registered at once, and not found: no proplet runs here, so no wasmtime child of one
+	// (unless this host runs a proplet of its own, whose children the agent may rightly find).
+	proplet := hostRunsAProplet(t)
 	for _, id := range []string{"550e8400-e29b-41d4-a716-446655440042", "550e8400-e29b-41d4-a716-446655440043"} {
-		assert.Zero(t, seriesOf(t, "http://127.0.0.1:9464/metrics", "propeller_task_lookup", id, start),
-			"task %s has no wasmtime process here: registered, not found", id)
+		lookup := seriesOf(t, "http://127.0.0.1:9464/metrics", "propeller_task_lookup", id, start)
+		if !proplet {
+			assert.Zero(t, lookup, "task %s has no wasmtime process here: registered, not found", id)
+		}
 	}
 	waitLog(t, agent, "Task started by the manager")
 	publishDocRequests(t, broker, "/stop")
