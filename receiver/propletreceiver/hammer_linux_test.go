@@ -243,16 +243,19 @@ func startHammerReceiver(t *testing.T) *hammer {
 	require.True(t, h.pub.Connect().WaitTimeout(5*time.Second))
 	t.Cleanup(func() { h.pub.Disconnect(100) })
 
-	// Subscribed (a probe task appears and goes) and the proplet sampled (its /proc files
+	// Subscribed to both topics (a probe task appears and goes) and the proplet sampled (its /proc files
 	// opened) before the descriptors are counted.
 	require.Eventually(t, func() bool {
 		h.publish(t, "start", `{"id":"probe"}`)
 		return taskState(t, h.apiAddr, "probe") != ""
 	}, 10*time.Second, 100*time.Millisecond, "subscribed")
-	h.publish(t, "stop", `{"id":"probe"}`)
+	// The stop topic is subscribed after the start topic: a stop sent before is lost.
 	require.Eventually(t, func() bool {
-		return h.registered(t) == 0 && len(resources(h.metrics, "process.pid", itoa(os.Getpid()))) > 0
-	}, 10*time.Second, 20*time.Millisecond, "probe gone, proplet sampled")
+		h.publish(t, "stop", `{"id":"probe"}`)
+		return h.registered(t) == 0
+	}, 10*time.Second, 100*time.Millisecond, "probe stopped")
+	require.Eventually(t, func() bool { return len(resources(h.metrics, "process.pid", itoa(os.Getpid()))) > 0 },
+		10*time.Second, 20*time.Millisecond, "proplet sampled")
 	return h
 }
 
