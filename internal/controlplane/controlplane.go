@@ -30,7 +30,8 @@ var DefaultTaskMatch = procmatch.Spec{Cmdline: "{task_id}"}
 type Registry interface {
 	AddTask(spec admission.Spec) error
 	SetProfile(id, name string, p profile.Profile) bool
-	StopTask(ctx context.Context, id string) bool
+	// EndTask stops a task when door may end it; an *admission.OwnerError when it may not.
+	EndTask(ctx context.Context, id string, door admission.Origin) (bool, error)
 	Task(id string) (monitor.Status, bool)
 }
 
@@ -199,12 +200,11 @@ func (f *Follower) HandleStop(ctx context.Context, payload []byte) error {
 	if !f.forUs(r.PropletID) {
 		return nil
 	}
-	if s, ok := f.reg.Task(r.ID); ok {
-		if err := admission.CheckEnd(admission.OriginManager, r.ID, s.Origin); err != nil {
-			return f.refuse(admission.NotOwnerReason, err)
-		}
+	stopped, err := f.reg.EndTask(ctx, r.ID, admission.OriginManager)
+	if err != nil {
+		return f.refuse(admission.NotOwnerReason, err)
 	}
-	if f.reg.StopTask(ctx, r.ID) {
+	if stopped {
 		f.log.Info("Task stopped by the manager", zap.String("task_id", r.ID))
 	}
 	return nil

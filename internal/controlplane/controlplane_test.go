@@ -50,13 +50,18 @@ func (g *registry) SetProfile(id, name string, _ profile.Profile) bool {
 	return true
 }
 
-func (g *registry) StopTask(_ context.Context, id string) bool {
+func (g *registry) EndTask(_ context.Context, id string, door admission.Origin) (bool, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	_, ok := g.tasks[id]
+	s, ok := g.tasks[id]
+	if ok {
+		if err := admission.CheckEnd(door, id, s.Origin); err != nil {
+			return false, err
+		}
+	}
 	delete(g.tasks, id)
 	g.stopped = append(g.stopped, id)
-	return ok
+	return ok, nil
 }
 
 func (g *registry) Task(id string) (monitor.Status, bool) {

@@ -165,18 +165,39 @@ func (m *Monitor) SetProfile(id, name string, p profile.Profile) bool {
 
 // StopTask ends a task's monitoring after a last sample, marked final, when its process can
 // still be read, and removes it from the registry. It reports whether it stopped a task: of
-// concurrent stops of one task, one reports true (the task API answers 204 from it, the
-// others 404).
+// concurrent stops of one task, one reports true (the task API answers 204 from EndTask's,
+// the others 404).
 func (m *Monitor) StopTask(ctx context.Context, id string) bool {
+	stopped, _ := m.stop(ctx, id, nil)
+	return stopped
+}
+
+// EndTask is StopTask for a door (the task API, the control plane): it stops task id only
+// when door may end it (admission.MayEnd), and otherwise returns an *admission.OwnerError and
+// leaves the task running. The origin is checked under the task's lock, on the task it then
+// stops: a door that looked first and stopped after could end a task another door registered
+// under the same id in between.
+func (m *Monitor) EndTask(ctx context.Context, id string, door admission.Origin) (bool, error) {
+	return m.stop(ctx, id, func(t *task) error { return admission.CheckEnd(door, id, t.spec.Origin) })
+}
+
+// stop stops task id when allowed says nil (nil allows every task).
+func (m *Monitor) stop(ctx context.Context, id string, allowed func(*task) error) (bool, error) {
 	t, ok := m.lookup(id)
 	if !ok {
-		return false
+		return false, nil
 	}
 	t.mu.Lock()
 	if !t.registered {
 		// Stopped, expired or ended between the lookup and the lock: not this call's.
 		t.mu.Unlock()
-		return false
+		return false, nil
+	}
+	if allowed != nil {
+		if err := allowed(t); err != nil {
+			t.mu.Unlock()
+			return false, err
+		}
 	}
 	var last Sample
 	var emit bool
@@ -192,7 +213,7 @@ func (m *Monitor) StopTask(ctx context.Context, id string) bool {
 		m.mu.Unlock()
 		m.scheduleEnd(t, t.root.h.ID(), m.hooks.stopGrace)
 		t.mu.Unlock()
-		return true
+		return true, nil
 	}
 	if t.state == StateActive || t.state == StateDisabled {
 		bp := m.buf()
@@ -211,5 +232,5 @@ func (m *Monitor) StopTask(ctx context.Context, id string) bool {
 	if emit {
 		m.emit(ctx, last)
 	}
-	return true
+	return true, nil
 }

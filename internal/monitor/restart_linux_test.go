@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
 )
 
@@ -170,4 +171,32 @@ func TestShutdownEndsStoppedTasks(t *testing.T) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	assert.Empty(t, m.stopping)
+}
+
+// EndTask decides whether a door may end a task on the task it stops, under its lock: a door
+// that looked the id up first and stopped it by id after could end a task another door
+// registered under that id in between (the task API's DELETE answered 204 for the manager's
+// task).
+func TestEndTaskChecksTheOwnerOfTheTaskItStops(t *testing.T) {
+	t.Parallel()
+	h := runMonitor(t, Config{})
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	spec := pidTask("t", cmd, time.Hour)
+	spec.Origin = admission.OriginManager
+	require.NoError(t, h.m.AddTask(spec))
+
+	stopped, err := h.m.EndTask(context.Background(), "t", admission.OriginTaskAPI)
+	assert.False(t, stopped)
+	var owner *admission.OwnerError
+	require.ErrorAs(t, err, &owner)
+	assert.Equal(t, admission.OwnerError{ID: "t", Door: admission.OriginTaskAPI, Owner: admission.OriginManager}, *owner)
+	_, registered := h.m.Task("t")
+	assert.True(t, registered, "the manager's task keeps running")
+
+	stopped, err = h.m.EndTask(context.Background(), "t", admission.OriginManager)
+	assert.True(t, stopped)
+	require.NoError(t, err)
+	stopped, err = h.m.EndTask(context.Background(), "t", admission.OriginManager)
+	assert.False(t, stopped, "gone: nothing to end")
+	require.NoError(t, err)
 }

@@ -27,8 +27,8 @@ import (
 //     discovery pass, task samples and the proplet sample; a job never runs twice at once, so
 //     there is one discovery pass at a time;
 //   - MQTT callbacks (the control plane's client goroutine) call AddTask, SetProfile and
-//     StopTask;
-//   - HTTP handlers (one goroutine per request) call AddTask, SetProfile, StopTask, Collect,
+//     EndTask;
+//   - HTTP handlers (one goroutine per request) call AddTask, SetProfile, EndTask, Collect,
 //     CollectAll, Tasks and Task;
 //   - the receiver's lifecycle calls New, Start and Shutdown.
 //

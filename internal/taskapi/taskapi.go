@@ -31,7 +31,8 @@ const maxBody = 64 << 10
 // Registry is what the API drives: the monitor.
 type Registry interface {
 	AddTask(spec admission.Spec) error
-	StopTask(ctx context.Context, id string) bool
+	// EndTask stops a task when door may end it; an *admission.OwnerError when it may not.
+	EndTask(ctx context.Context, id string, door admission.Origin) (bool, error)
 	SetProfile(id, name string, p profile.Profile) bool
 	Collect(id string) bool
 	CollectAll() int
@@ -344,14 +345,13 @@ func (a *api) created(ctx context.Context, spec admission.Spec) monitor.Status {
 // left running (admission.MayEnd).
 func (a *api) remove(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	if s, ok := a.cfg.Registry.Task(id); ok {
-		if err := admission.CheckEnd(admission.OriginTaskAPI, id, s.Origin); err != nil {
-			a.cfg.Refused(admission.NotOwnerReason, err)
-			writeError(w, http.StatusForbidden, err.Error())
-			return
-		}
+	stopped, err := a.cfg.Registry.EndTask(r.Context(), id, admission.OriginTaskAPI)
+	if err != nil {
+		a.cfg.Refused(admission.NotOwnerReason, err)
+		writeError(w, http.StatusForbidden, err.Error())
+		return
 	}
-	if !a.cfg.Registry.StopTask(r.Context(), id) {
+	if !stopped {
 		writeError(w, http.StatusNotFound, fmt.Sprintf("no task %q", r.PathValue("id")))
 		return
 	}

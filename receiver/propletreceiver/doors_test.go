@@ -105,11 +105,13 @@ type registry struct{ added []admission.Spec }
 
 func (g *registry) AddTask(spec admission.Spec) error             { g.added = append(g.added, spec); return nil }
 func (*registry) SetProfile(string, string, profile.Profile) bool { return true }
-func (*registry) StopTask(context.Context, string) bool           { return true }
-func (*registry) Collect(string) bool                             { return true }
-func (*registry) CollectAll() int                                 { return 0 }
-func (*registry) Tasks() []monitor.Status                         { return nil }
-func (*registry) Task(string) (monitor.Status, bool)              { return monitor.Status{}, false }
+func (*registry) EndTask(context.Context, string, admission.Origin) (bool, error) {
+	return true, nil
+}
+func (*registry) Collect(string) bool                { return true }
+func (*registry) CollectAll() int                    { return 0 }
+func (*registry) Tasks() []monitor.Status            { return nil }
+func (*registry) Task(string) (monitor.Status, bool) { return monitor.Status{}, false }
 
 // viaAPI admits the request as a POST /tasks body.
 func viaAPI(t *testing.T, r doorRequest) (admission.Spec, string) {
