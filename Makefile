@@ -55,8 +55,11 @@ define ocb
 	@echo "build: $(2)/$(3) is built"
 endef
 
+# The builder makes its output directory readable by its owner only; the binary is meant to
+# be tried by other users too (README: as a non-root user), so the directory is opened up.
 $(DIST): $(SOURCES)
 	$(call ocb,builder-config.yaml,_build,otelcol-propeller)
+	@chmod a+rx _build
 	@touch $@
 
 .PHONY: edge dist
@@ -67,6 +70,7 @@ edge: $(EDGE)
 
 $(EDGE): $(EDGE_SOURCES)
 	$(call ocb,builder-config-edge.yaml,_build-edge,otelcol-propeller-edge)
+	@chmod a+rx _build-edge
 	@touch $@
 
 ## dist: both builds cross-compiled for DIST_PLATFORMS (linux/arm is GOARM=7), static (CGO_ENABLED=0),

@@ -45,7 +45,7 @@ func (c *checked) Start(ctx context.Context, host component.Host) error {
 		c.log.Warn("Persistent queue file not checked: it is in use or cannot be read; it is opened as it is", zap.Error(s))
 	}
 	if err != nil {
-		return fmt.Errorf("file_storage: %w; remove the file by hand, or give the collector write access to %s", err, c.cfg.Directory)
+		return fmt.Errorf("file_storage: %w; give the collector read and write access to %s and its files, or remove an unreadable queue file by hand", err, c.cfg.Directory)
 	}
 	return c.Extension.Start(ctx, host)
 }

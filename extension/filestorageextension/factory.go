@@ -54,5 +54,5 @@ func withFix(err error, dir string) error {
 	}
 	return fmt.Errorf("%w: the user running the collector may not create or write %s; run it as a user "+
 		"who may (the packages' service user does), or point directory at a writable one (the examples "+
-		"read it from OTELCOL_PROPELLER_QUEUE_DIR, e.g. OTELCOL_PROPELLER_QUEUE_DIR=/tmp/otelcol-propeller-queue)", err, dir)
+		"read it from OTELCOL_PROPELLER_QUEUE_DIR, e.g. OTELCOL_PROPELLER_QUEUE_DIR=/tmp/otelcol-propeller-queue-$(id -u))", err, dir)
 }

@@ -232,7 +232,7 @@ func (c *candidates) report(what string, chosen int, how string) {
 	}
 	msg := "Several processes match the " + what + " rule: bound the one the documented rule chose"
 	if chosen < 0 {
-		msg = "Several processes match the proplet rule and none is the parent of our tasks: none is bound. Narrow proplet.match (cmdline, owner) or use proplet.pid_file"
+		msg = "Several processes match the proplet rule and none, or more than one, is the parent of our tasks: none is bound. Narrow proplet.match (cmdline, owner) or use proplet.pid_file"
 	}
 	own.log.Warn(msg, zap.String("rule", c.r.Spec().String()), zap.String("decided_by", how),
 		zap.String("chosen", chosenS), zap.Strings("not_chosen", others))

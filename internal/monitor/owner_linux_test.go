@@ -212,7 +212,7 @@ func TestTwoPropletsAreNeverGuessed(t *testing.T) {
 	b := startStandIn(t, dir, 0, marker)
 	h, tel, logs := ownerMonitor(t, propletRule)
 
-	const ambiguous = "Several processes match the proplet rule and none is the parent of our tasks"
+	const ambiguous = "Several processes match the proplet rule and none, or more than one, is the parent of our tasks"
 	require.Eventually(t, func() bool { return warned(logs, ambiguous, "decided_by", procmatch.ChoseNone) }, 5*time.Second, 10*time.Millisecond)
 	e := logs.FilterMessageSnippet(ambiguous).All()[0]
 	assert.Equal(t, "none", e.ContextMap()["chosen"])
