@@ -139,14 +139,7 @@ func refusal(resp *paho.PublishResponse) bool {
 }
 
 func (p *paho5) stop() {
-	if p.cm != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = p.cm.Disconnect(ctx)
-		cancel()
-	}
-	if p.cancel != nil {
-		p.cancel()
-	}
+	mqttconn.DisconnectAutopaho(p.cm, p.cancel)
 	p.inflight.Wait()
 	if p.cm != nil {
 		<-p.cm.Done()

@@ -9,6 +9,7 @@ package admission // import "github.com/otelcol-propeller/otelcol-propeller/inte
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"unicode"
@@ -114,7 +115,7 @@ func NewPolicy(custom map[string]profile.Overrides, defaultProfile, daemonProfil
 	p := Policy{Profiles: profile.NewSet(custom), DefaultProfile: defaultProfile, DaemonProfile: daemonProfile}
 	var errs []error
 	var notes []string
-	for _, name := range sortedKeys(custom) {
+	for _, name := range slices.Sorted(maps.Keys(custom)) {
 		prof := p.Profiles[name]
 		if err := prof.Validate(); err != nil {
 			errs = append(errs, Under("profiles."+name, err))
@@ -203,16 +204,7 @@ func cappedNote(key string, n int) string {
 	return fmt.Sprintf("%s.history_size: %d lowered to %d, the most kept in memory per task", key, n, profile.MaxHistorySize)
 }
 
-func (p Policy) known() string { return strings.Join(sortedKeys(p.Profiles), ", ") }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
-}
+func (p Policy) known() string { return strings.Join(slices.Sorted(maps.Keys(p.Profiles)), ", ") }
 
 // locate checks the ways to find the task's process and compiles a match rule.
 func locate(r Request) (Locator, error) {

@@ -13,6 +13,20 @@ import (
 	"github.com/eclipse/paho.golang/paho"
 )
 
+// DisconnectAutopaho ends an autopaho connection: a DISCONNECT sent within a second, then the
+// manager's context cancelled. The caller waits on cm.Done() when it must know it is over,
+// after whatever it has in flight. Either may be nil.
+func DisconnectAutopaho(cm *autopaho.ConnectionManager, cancel context.CancelFunc) {
+	if cm != nil {
+		ctx, stop := context.WithTimeout(context.Background(), time.Second)
+		_ = cm.Disconnect(ctx)
+		stop()
+	}
+	if cancel != nil {
+		cancel()
+	}
+}
+
 // AutopahoConfig returns the MQTT 5 options of Eclipse Paho's autopaho for this connection:
 // broker, TLS, client id, credentials, keep-alive, connect timeout, a first attempt at once then a backoff from 1 s doubling
 // up to MaxReconnectInterval, and a dial that checks every packet's length against

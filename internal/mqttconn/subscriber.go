@@ -105,14 +105,7 @@ func (s *Subscriber) Stop() {
 		s.conn.Stop()
 		return
 	}
-	if s.cm != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_ = s.cm.Disconnect(ctx)
-		cancel()
-	}
-	if s.cancel != nil {
-		s.cancel()
-	}
+	DisconnectAutopaho(s.cm, s.cancel)
 	if s.cm != nil {
 		<-s.cm.Done()
 	}

@@ -3,6 +3,7 @@ package propletreceiver // import "github.com/otelcol-propeller/otelcol-propelle
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strconv"
@@ -88,7 +89,7 @@ func unknownKeys(t reflect.Type, raw any, at keyPath) []unknownKey {
 			return unknownStructKeys(t, v, at)
 		case reflect.Map:
 			var out []unknownKey
-			for _, k := range sortedKeys(v) {
+			for _, k := range slices.Sorted(maps.Keys(v)) {
 				out = append(out, unknownKeys(t.Elem(), v[k], at.key(k))...)
 			}
 			return out
@@ -123,7 +124,7 @@ func unknownStructKeys(t reflect.Type, raw map[string]any, at keyPath) []unknown
 	}
 	fieldKeys(t, known)
 	var out []unknownKey
-	for _, k := range sortedKeys(raw) {
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		ft, ok := known[k]
 		if !ok {
 			out = append(out, unknownKey{at: at.key(k), err: unknownKeyError(at.key(k).shown, k, known)})
@@ -139,7 +140,7 @@ func unknownStructKeys(t reflect.Type, raw map[string]any, at keyPath) []unknown
 func unknownKeyError(shown, key string, known map[string]reflect.Type) error {
 	var nearest []string
 	bestD := maxHintDistance + 1
-	for _, name := range sortedKeys(known) {
+	for _, name := range slices.Sorted(maps.Keys(known)) {
 		switch d := levenshtein.ComputeDistance(key, name); {
 		case d < bestD:
 			nearest, bestD = []string{name}, d
@@ -207,13 +208,4 @@ var unmarshalerType = reflect.TypeFor[confmap.Unmarshaler]()
 func decodesItself(t reflect.Type) bool {
 	ours := strings.HasPrefix(t.PkgPath(), "github.com/otelcol-propeller/otelcol-propeller/")
 	return !ours && reflect.PointerTo(t).Implements(unmarshalerType)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
