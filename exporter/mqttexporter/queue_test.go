@@ -155,8 +155,8 @@ func TestOutageDropsNothingAtTheDefaultQueue(t *testing.T) {
 			read, lastNew = len(msgs), time.Now()
 		}
 		if time.Since(lastNew) > stall {
-			t.Fatalf("delivery stopped: %d of %d samples arrived, nothing more for %s (messages published %d, failed %d, dropped %d, refused %d)",
-				len(seen), tasks*seconds, stall, counter(t, tel, "exporter_mqtt_messages_published"), counter(t, tel, "exporter_mqtt_messages_failed"),
+			t.Fatalf("delivery stopped: %d of %d samples arrived (%d messages with duplicates), nothing more for %s (messages published %d, failed %d, dropped %d, refused %d)",
+				len(seen), tasks*seconds, read, stall, counter(t, tel, "exporter_mqtt_messages_published"), counter(t, tel, "exporter_mqtt_messages_failed"),
 				counter(t, tel, "exporter_mqtt_messages_dropped"), counter(t, tel, "exporter_mqtt_messages_refused"))
 		}
 		<-tick.C

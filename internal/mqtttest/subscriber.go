@@ -31,8 +31,11 @@ func (m Message) Decoded(tb testing.TB) map[string]any {
 
 // Subscriber collects the messages of a topic filter.
 type Subscriber struct {
-	c    paho.Client
-	mu   sync.Mutex
+	c paho.Client
+	// resubscribing counts the subscriptions renewed after a reconnection still under way: the
+	// test's end waits for them, so no goroutine of the client outlives the test.
+	resubscribing sync.WaitGroup
+	mu            sync.Mutex
 	msgs []Message
 	seen chan struct{}
 }
@@ -65,8 +68,13 @@ func Subscribe(tb testing.TB, endpoint, filter string, opts SubscriberOptions) *
 		SetCleanSession(!opts.Persistent).SetAutoReconnect(true).SetConnectRetry(true).
 		SetConnectRetryInterval(100 * time.Millisecond).SetMaxReconnectInterval(200 * time.Millisecond).
 		SetResumeSubs(true).SetOrderMatters(true).SetDefaultPublishHandler(handler).
+		// A subscribe that cannot be written (the connection went away meanwhile) gives up
+		// after this, not paho's default 30 s.
+		SetWriteTimeout(time.Second).
 		SetOnConnectHandler(func(c paho.Client) {
-			c.Subscribe(filter, 1, handler)
+			s.resubscribing.Add(1)
+			defer s.resubscribing.Done()
+			c.Subscribe(filter, 1, handler).WaitTimeout(5 * time.Second)
 		})
 	s.c = paho.NewClient(o)
 	t := s.c.Connect()
@@ -78,7 +86,10 @@ func Subscribe(tb testing.TB, endpoint, filter string, opts SubscriberOptions) *
 	if !st.WaitTimeout(5*time.Second) || st.Error() != nil {
 		tb.Fatalf("subscribe %s: %v", filter, st.Error())
 	}
-	tb.Cleanup(func() { s.c.Disconnect(100) })
+	tb.Cleanup(func() {
+		s.c.Disconnect(100)
+		s.resubscribing.Wait()
+	})
 	return s
 }
 
