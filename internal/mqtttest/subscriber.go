@@ -36,8 +36,8 @@ type Subscriber struct {
 	// test's end waits for them, so no goroutine of the client outlives the test.
 	resubscribing sync.WaitGroup
 	mu            sync.Mutex
-	msgs []Message
-	seen chan struct{}
+	msgs          []Message
+	seen          chan struct{}
 }
 
 // SubscriberOptions configure a subscriber.
