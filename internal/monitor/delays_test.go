@@ -1,0 +1,90 @@
+package monitor
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procevents"
+)
+
+// TestDelaysPresentWhereTheKernelProvidesThem: each delay is set, with its flag, only where
+// the kernel provided it; otherwise it is absent, never a zero.
+func TestDelaysPresentWhereTheKernelProvidesThem(t *testing.T) {
+	t.Parallel()
+	waited := procevents.Delays{CPU: 1500 * time.Millisecond, BlockIO: 250 * time.Millisecond, SwapIn: 0, MemoryReclaim: 20 * time.Millisecond}
+	none := procevents.Delays{}
+	type want struct{ cpu, others bool }
+	tests := map[string]struct {
+		d            procevents.Delays
+		bound, ended delaySetting
+		want         want
+	}{
+		"on throughout":                 {waited, delaysOn, delaysOn, want{true, true}},
+		"on throughout, no wait at all": {none, delaysOn, delaysOn, want{true, true}},
+		"off throughout: the CPU delay the kernel still counts":             {waited, delaysOff, delaysOff, want{true, false}},
+		"off throughout, no CPU delay (a kernel that counts none when off)": {none, delaysOff, delaysOff, want{false, false}},
+		"turned on after the task was bound":                                {waited, delaysOff, delaysOn, want{true, false}},
+		"turned off before the end":                                         {waited, delaysOn, delaysOff, want{true, false}},
+		"unreadable at the end":                                             {waited, delaysOn, delaysUnknown, want{true, false}},
+		"unreadable at the end, no CPU delay":                               {none, delaysOn, delaysUnknown, want{false, false}},
+		"unreadable at bind":                                                {waited, delaysUnknown, delaysOn, want{true, false}},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			var u Usage
+			u.setDelays(tt.d, tt.bound, tt.ended)
+			assert.Equal(t, tt.want.cpu, u.HasCPUDelay, "CPU delay present")
+			assert.Equal(t, tt.want.others, u.HasBlockIODelay, "block I/O delay present")
+			assert.Equal(t, tt.want.others, u.HasSwapInDelay, "swap-in delay present")
+			assert.Equal(t, tt.want.others, u.HasMemoryReclaimDelay, "reclaim delay present")
+			if tt.want.cpu {
+				assert.InDelta(t, tt.d.CPU.Seconds(), u.CPUDelay, 1e-12)
+			} else {
+				assert.Zero(t, u.CPUDelay)
+			}
+			if tt.want.others {
+				assert.InDelta(t, tt.d.BlockIO.Seconds(), u.BlockIODelay, 1e-12)
+				assert.InDelta(t, tt.d.SwapIn.Seconds(), u.SwapInDelay, 1e-12)
+				assert.InDelta(t, tt.d.MemoryReclaim.Seconds(), u.MemoryReclaimDelay, 1e-12)
+			} else {
+				assert.Zero(t, u.BlockIODelay+u.SwapInDelay+u.MemoryReclaimDelay)
+			}
+		})
+	}
+}
+
+func TestAddDelays(t *testing.T) {
+	t.Parallel()
+	a := procevents.Delays{CPU: 1, BlockIO: 2, SwapIn: 3, MemoryReclaim: 4}
+	b := procevents.Delays{CPU: 10, BlockIO: 20, SwapIn: 30, MemoryReclaim: 40}
+	assert.Equal(t, procevents.Delays{CPU: 11, BlockIO: 22, SwapIn: 33, MemoryReclaim: 44}, addDelays(a, b))
+}
+
+// TestDelaySettingUnreadableLoggedOnce: a switch that cannot be read leaves the delays it
+// governs out, and says so once, naming the cause.
+func TestDelaySettingUnreadableLoggedOnce(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.InfoLevel)
+	reads := 0
+	m := &Monitor{log: zap.New(core)}
+	m.hooks.delayAccounting = func(*Monitor) (bool, error) {
+		reads++
+		if reads <= 2 {
+			return false, errors.New("open /proc/sys/kernel/task_delayacct: no such file or directory")
+		}
+		return true, nil
+	}
+	assert.Equal(t, delaysUnknown, m.delaySetting())
+	assert.Equal(t, delaysUnknown, m.delaySetting())
+	assert.Equal(t, delaysOn, m.delaySetting(), "read again each time: the switch can change")
+	entries := logs.FilterMessageSnippet("kernel.task_delayacct").All()
+	if assert.Len(t, entries, 1, "logged once") {
+		assert.Equal(t, zap.WarnLevel, entries[0].Level)
+		assert.Contains(t, entries[0].ContextMap()["error"], "no such file")
+	}
+}
