@@ -10,11 +10,11 @@ import (
 // records (procevents.Delays), summed like the CPU times over the task's process and, with
 // include_children, the descendants whose records arrived. A total is reported only where the
 // kernel provided it, never as a zero that may mean "not counted". What the kernel provides
-// (observed on Linux 6.18, and in its source since 5.14, when kernel.task_delayacct became a
-// switch, off by default):
+// (observed on Linux 6.18; kernel.task_delayacct is the switch since Linux 5.14, off by
+// default; TestUsageReportsDelays runs a workload both ways):
 //
 //   - CPU delay (time runnable, waiting for a CPU) comes from the scheduler's own statistics
-//     and is in the exit record whatever the switch says. Older kernels filled it only with
+//     and is in the exit record whatever the switch says; a kernel may also fill it only with
 //     delay accounting on. So it is reported when the switch is on at the end, or when the
 //     records carry some: any process that ran waited a little for a CPU at least once.
 //   - Block I/O, swap-in and memory reclaim delays are counted only for a process forked
