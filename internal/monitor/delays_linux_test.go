@@ -21,10 +21,7 @@ import (
 	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
 )
 
-const (
-	envDelaysWorkload = "PROPLET_TEST_DELAYS_WORKLOAD"
-	delayacctSwitch   = "/proc/sys/kernel/task_delayacct"
-)
+const envDelaysWorkload = "PROPLET_TEST_DELAYS_WORKLOAD"
 
 // delaysWorkloadIfChild runs the delays workload when this process was started as one: it
 // reports ready, waits for a line on stdin, writes 4 MiB in 256 KiB chunks each followed by
@@ -84,25 +81,6 @@ func delaysWorkloadIfChild() {
 	}
 	fmt.Printf("%d %d\n", runDelay, blkioTicks)
 	os.Exit(0)
-}
-
-// setDelayAccounting sets kernel.task_delayacct for the test and restores it after.
-func setDelayAccounting(t *testing.T, on bool) {
-	t.Helper()
-	was, err := os.ReadFile(delayacctSwitch)
-	if err != nil {
-		t.Skipf("no delay accounting switch here (Linux 5.14+): %v", err)
-	}
-	v := "0"
-	if on {
-		v = "1"
-	}
-	require.NoError(t, os.WriteFile(delayacctSwitch, []byte(v), 0o644))
-	t.Cleanup(func() {
-		if err := os.WriteFile(delayacctSwitch, was, 0o644); err != nil {
-			t.Errorf("restore %s to %q: %v", delayacctSwitch, strings.TrimSpace(string(was)), err)
-		}
-	})
 }
 
 // kernelWaits is what the workload read of its own waits just before it exited.
@@ -172,7 +150,7 @@ func TestUsageReportsDelays(t *testing.T) {
 		t.Skip("the kernel's process events and the delay accounting switch need root")
 	}
 	t.Run("delay accounting on", func(t *testing.T) {
-		setDelayAccounting(t, true)
+		testworkload.SetDelayAccounting(t, true)
 		u, w := runDelaysWorkload(t, "delays-on")
 		require.True(t, u.HasCPUDelay, "CPU delay present")
 		assert.Positive(t, u.CPUDelay, "it waited for its CPU")
@@ -183,7 +161,7 @@ func TestUsageReportsDelays(t *testing.T) {
 		assert.True(t, u.HasMemoryReclaimDelay, "reclaim delay present")
 	})
 	t.Run("delay accounting off", func(t *testing.T) {
-		setDelayAccounting(t, false)
+		testworkload.SetDelayAccounting(t, false)
 		u, w := runDelaysWorkload(t, "delays-off")
 		assert.Zero(t, w.blkioTicks, "the kernel counts no block I/O delay with accounting off")
 		assert.False(t, u.HasBlockIODelay, "block I/O delay absent, not zero")
