@@ -1,7 +1,7 @@
 package monitor
 
 import (
-	"errors"
+	"io/fs"
 	"testing"
 	"time"
 
@@ -37,7 +37,7 @@ func TestDelaysPresentWhereTheKernelProvidesThem(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			var u Usage
-			u.setDelays(tt.d, tt.bound, tt.ended)
+			u.setDelays(tt.d, 0, tt.bound, tt.ended)
 			assert.Equal(t, tt.want.cpu, u.HasCPUDelay, "CPU delay present")
 			assert.Equal(t, tt.want.others, u.HasBlockIODelay, "block I/O delay present")
 			assert.Equal(t, tt.want.others, u.HasSwapInDelay, "swap-in delay present")
@@ -58,6 +58,53 @@ func TestDelaysPresentWhereTheKernelProvidesThem(t *testing.T) {
 	}
 }
 
+// TestImpossibleDelaysLeftOut: a delay longer than the record's threads lived is no wait: it
+// is left out of the report, counted and logged (once at warning), the other delays kept.
+func TestImpossibleDelaysLeftOut(t *testing.T) {
+	t.Parallel()
+	x := ProcessExit{PID: 42, Elapsed: time.Second, Threads: 4, Delays: procevents.Delays{
+		CPU: 3 * time.Second, BlockIO: 2268 * time.Second, SwapIn: 4 * time.Second, MemoryReclaim: -time.Nanosecond,
+	}}
+	d, bad := x.plausibleDelays()
+	assert.Equal(t, delayBlockIO|delayMemoryReclaim, bad, "over 4 threads × 1 s, and negative")
+	assert.Equal(t, procevents.Delays{CPU: 3 * time.Second, SwapIn: 4 * time.Second}, d)
+	one := ProcessExit{Elapsed: time.Second, Delays: procevents.Delays{CPU: 1005 * time.Millisecond}}
+	_, bad = one.plausibleDelays()
+	assert.Zero(t, bad, "within the slack of the two clocks; no thread count is one thread")
+
+	core, logs := observer.New(zap.DebugLevel)
+	tel := &errorCount{}
+	m := &Monitor{log: zap.New(core), tel: tel}
+	tk := &task{}
+	tk.spec.ID = "t1"
+	var sum procevents.Delays
+	var flags delayFlags
+	m.checkDelays(tk, &x, &sum, &flags)
+	child := ProcessExit{PID: 43, Elapsed: time.Second, Threads: 1, Delays: procevents.Delays{CPU: time.Second / 2, BlockIO: time.Second / 4}}
+	m.checkDelays(tk, &child, &sum, &flags)
+	m.checkDelays(tk, &x, &sum, &flags)
+	assert.Equal(t, 2, tel.n, "each record with an impossible delay counted")
+	assert.Equal(t, 1, logs.FilterLevelExact(zap.WarnLevel).Len(), "said once at warning")
+	assert.Equal(t, 1, logs.FilterLevelExact(zap.DebugLevel).Len(), "then at debug")
+	assert.Equal(t, []any{"blkio", "memory_reclaim"}, logs.FilterLevelExact(zap.WarnLevel).All()[0].ContextMap()["delays"])
+
+	var u Usage
+	u.setDelays(sum, flags, delaysOn, delaysOn)
+	assert.True(t, u.HasCPUDelay)
+	assert.InDelta(t, 6.5, u.CPUDelay, 1e-9, "the plausible ones summed over the records")
+	assert.False(t, u.HasBlockIODelay, "impossible in one record: the sum is no figure")
+	assert.True(t, u.HasSwapInDelay)
+	assert.False(t, u.HasMemoryReclaimDelay)
+}
+
+// errorCount counts the sample errors a monitor reports.
+type errorCount struct {
+	noTelemetry
+	n int
+}
+
+func (e *errorCount) SampleError(Kind) { e.n++ }
+
 func TestAddDelays(t *testing.T) {
 	t.Parallel()
 	a := procevents.Delays{CPU: 1, BlockIO: 2, SwapIn: 3, MemoryReclaim: 4}
@@ -70,21 +117,37 @@ func TestAddDelays(t *testing.T) {
 func TestDelaySettingUnreadableLoggedOnce(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zap.InfoLevel)
+	tel := &errorCount{}
 	reads := 0
-	m := &Monitor{log: zap.New(core)}
+	m := &Monitor{log: zap.New(core), tel: tel}
 	m.hooks.delayAccounting = func(*Monitor) (bool, error) {
 		reads++
 		if reads <= 2 {
-			return false, errors.New("open /proc/sys/kernel/task_delayacct: no such file or directory")
+			return false, &fs.PathError{Op: "open", Path: "/proc/sys/kernel/task_delayacct", Err: fs.ErrPermission}
 		}
 		return true, nil
 	}
 	assert.Equal(t, delaysUnknown, m.delaySetting())
 	assert.Equal(t, delaysUnknown, m.delaySetting())
 	assert.Equal(t, delaysOn, m.delaySetting(), "read again each time: the switch can change")
+	assert.Equal(t, 2, tel.n, "each failed read counted")
 	entries := logs.FilterMessageSnippet("kernel.task_delayacct").All()
 	if assert.Len(t, entries, 1, "logged once") {
 		assert.Equal(t, zap.WarnLevel, entries[0].Level)
-		assert.Contains(t, entries[0].ContextMap()["error"], "no such file")
+		assert.Contains(t, entries[0].ContextMap()["error"], "permission denied")
+	}
+
+	// A kernel without the switch is no failure: said once at info, not counted.
+	core, logs = observer.New(zap.InfoLevel)
+	tel = &errorCount{}
+	m = &Monitor{log: zap.New(core), tel: tel}
+	m.hooks.delayAccounting = func(*Monitor) (bool, error) {
+		return false, &fs.PathError{Op: "open", Path: "/proc/sys/kernel/task_delayacct", Err: fs.ErrNotExist}
+	}
+	assert.Equal(t, delaysUnknown, m.delaySetting())
+	assert.Equal(t, delaysUnknown, m.delaySetting())
+	assert.Zero(t, tel.n)
+	if entries := logs.All(); assert.Len(t, entries, 1) {
+		assert.Equal(t, zap.InfoLevel, entries[0].Level)
 	}
 }

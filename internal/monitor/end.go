@@ -77,6 +77,7 @@ type ProcessExit struct {
 	PeakRSS               uint64
 	ReadBytes, WriteBytes uint64
 	Status                uint32 // wait status
+	Threads               int    // the thread records summed
 	Delays                procevents.Delays
 	// Complete is false when the totals may be short: records were lost, or the process
 	// started before the source opened.
@@ -177,8 +178,9 @@ func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
 	var r reading
 	var d delta
 	var delays procevents.Delays // of the exit records
+	var badDelays delayFlags
 	if x != nil {
-		delays = x.Delays
+		m.checkDelays(t, x, &delays, &badDelays)
 		cur := x.reading()
 		d = t.acc.add(&t.root.prev, &cur, true)
 		t.peak = max(t.peak, x.PeakRSS)
@@ -216,7 +218,7 @@ func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
 			d.merge(t.acc.add(&process.Reading{}, &cur, true)) // born and ended between samples
 		}
 		t.peak = max(t.peak, cx.PeakRSS)
-		delays = addDelays(delays, cx.Delays)
+		m.checkDelays(t, cx, &delays, &badDelays)
 		exact = exact && cx.Complete
 	}
 	// The cumulative counters the task had, or the exit record brought; network only for a
@@ -236,7 +238,7 @@ func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
 	s.Final = true
 	s.Usage = m.usage(t, end, status, exact)
 	if s.Usage != nil && x != nil {
-		s.Usage.setDelays(delays, t.delaysAtBind, m.delaySetting())
+		s.Usage.setDelays(delays, badDelays, t.delaysAtBind, m.delaySetting())
 	}
 	emit := t.state != StateDisabled
 	if t.state == StateStopped {
