@@ -154,6 +154,13 @@ service:
 	notBridged := map[string]string{
 		"Firing alerts":   "alert rules, not data",
 		"Tasks not found": "propeller_task_lookup: a proplet sends metrics only for a task it found",
+		// The Waiting row: the proplet receiver reads waits from the kernel; Propeller's
+		// messages carry none.
+		"CPU wait and CPU time (s per s)": "waits: read from the kernel by the proplet receiver only",
+		"Disk I/O wait (s per s)":         "waits: read from the kernel by the proplet receiver only",
+		"Pressure stall (s per s)":        "waits: read from the kernel by the proplet receiver only",
+		"CPU throttled (s per s)":         "waits: read from the kernel by the proplet receiver only",
+		"Throttled periods":               "waits: read from the kernel by the proplet receiver only",
 	}
 	// A query is filled when one of its alternatives (either side of an "or") has every
 	// selector met.

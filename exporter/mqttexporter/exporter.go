@@ -311,8 +311,13 @@ func (e *mqttExporter) expand(q *queued, r *refusals) []outgoing {
 				tpls, vals.TaskID, vals.PropletID = e.tpl.proplet, "", proplet.PropletID
 				arena = proplet.AppendJSON(arena)
 			}
-		case kindUsage:
-			if err = usage.UnmarshalBinary(msg); err == nil {
+		case kindUsage, kindUsageWithoutDelays:
+			if kind == kindUsage {
+				err = usage.UnmarshalBinary(msg)
+			} else {
+				err = usage.UnmarshalBinaryWithoutDelays(msg)
+			}
+			if err == nil {
 				tpls, vals.TaskID, vals.PropletID = e.tpl.usage, usage.TaskID, usage.PropletID
 				arena = usage.AppendJSON(arena)
 			}

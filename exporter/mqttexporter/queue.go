@@ -33,7 +33,10 @@ import (
 const (
 	kindTask    byte = 1
 	kindProplet byte = 2
-	kindUsage   byte = 3
+	// kindUsageWithoutDelays is the task usage message's compact form before the delays were
+	// added: read still, for a persistent queue an earlier version wrote; never written.
+	kindUsageWithoutDelays byte = 3
+	kindUsage              byte = 4
 )
 
 // reasonUnreadable refuses a queued message that cannot be read back: a persistent queue

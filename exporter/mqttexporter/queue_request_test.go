@@ -2,6 +2,7 @@ package mqttexporter
 
 import (
 	"context"
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -12,6 +13,8 @@ import (
 	"go.opentelemetry.io/collector/exporter/exporterhelper/xexporterhelper"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 )
 
 // queuedRound is a request of n task messages, as the exporter queues a round of n tasks.
@@ -63,6 +66,25 @@ func TestUnreadableQueuedMessageIsRefused(t *testing.T) {
 
 	unknown := &queued{buf: append([]byte{2, 99, 1}, q.buf...), n: q.n + 1}
 	assert.Len(t, e.expand(unknown, e.refusals), 6)
+}
+
+// TestQueuedUsageWithoutDelaysIsRead: a task usage record of the compact form before the
+// delays (kind 3, what an earlier version left in a persistent queue) is sent as it was built.
+func TestQueuedUsageWithoutDelaysIsRead(t *testing.T) {
+	e, _, logs := directUnstarted(t)
+	m := propeller.TaskUsage{TaskID: taskID, PropletID: propletID, StartedAt: t0, EndedAt: t0, HasExitCode: true, ExitCode: 3, Timestamp: t0}
+	rec := newRecorder(0)
+	rec.add(kindUsage, 1, &m)
+	now := rec.request()
+	b, err := m.AppendBinary(nil)
+	require.NoError(t, err)
+	require.Equal(t, byte(0), b[len(b)-1], "no delays: a zero flag byte after the earlier form")
+	body := append([]byte{kindUsageWithoutDelays, 1}, b[:len(b)-1]...)
+	earlier := &queued{buf: append(binary.AppendUvarint(nil, uint64(len(body))), body...), n: 1}
+	want := payloads(e.expand(now, e.refusals))
+	require.Len(t, want, 1)
+	assert.Equal(t, want, payloads(e.expand(earlier, e.refusals)))
+	assert.Zero(t, logs.FilterMessageSnippet("refused").Len())
 }
 
 // TestMergeSplit: with sending_queue.batch, requests merge and split on message boundaries,

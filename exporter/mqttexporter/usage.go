@@ -67,10 +67,14 @@ const (
 	hasNetRx
 	hasNetTx
 	hasExact
+	hasCPUDelay
+	hasBlkioDelay
+	hasSwapinDelay
+	hasMemoryReclaimDelay
 )
 
 // usageRequired are the attributes every report carries (internal/schema: all but the exit
-// code and signal, the network pair and the memory limit).
+// code and signal, the network pair, the memory limit and the delays).
 var usageRequired = [...]struct {
 	bit  uint32
 	name string
@@ -189,6 +193,14 @@ func decodeUsage(attrs pcommon.Map, ts pcommon.Timestamp, m *propeller.TaskUsage
 			bytes(k, v, hasNetTx, &m.NetworkTxBytes)
 		case schema.TaskExact:
 			flag(k, v, hasExact, &m.Exact)
+		case schema.TaskCPUDelay:
+			seconds(k, v, hasCPUDelay, &m.CPUDelaySeconds)
+		case schema.TaskBlkioDelay:
+			seconds(k, v, hasBlkioDelay, &m.BlkioDelaySeconds)
+		case schema.TaskSwapinDelay:
+			seconds(k, v, hasSwapinDelay, &m.SwapinDelaySeconds)
+		case schema.TaskMemoryReclaimDelay:
+			seconds(k, v, hasMemoryReclaimDelay, &m.MemoryReclaimDelaySeconds)
 		}
 	}
 	if bad != nil {
@@ -211,6 +223,9 @@ func decodeUsage(attrs pcommon.Map, ts pcommon.Timestamp, m *propeller.TaskUsage
 	m.HasNetwork = seen&hasNetRx != 0
 	m.HasExitCode = seen&hasExitCode != 0
 	m.HasExitSignal = seen&hasExitSignal != 0
+	// Each delay is optional: absent where the kernel provided none.
+	m.HasCPUDelay, m.HasBlkioDelay = seen&hasCPUDelay != 0, seen&hasBlkioDelay != 0
+	m.HasSwapinDelay, m.HasMemoryReclaimDelay = seen&hasSwapinDelay != 0, seen&hasMemoryReclaimDelay != 0
 	m.Timestamp = m.EndedAt
 	if ts != 0 {
 		m.Timestamp = ts.AsTime()

@@ -69,6 +69,8 @@ func TestBadUsageRecordsAreRefusedByReason(t *testing.T) {
 		{"negative cpu", reasonImpossibleVal, schema.TaskCPUSystem, mutate(func(m pcommon.Map) { m.PutDouble(schema.TaskCPUSystem, -0.5) })},
 		{"NaN duration", reasonImpossibleVal, schema.TaskDuration, mutate(func(m pcommon.Map) { m.PutDouble(schema.TaskDuration, math.NaN()) })},
 		{"negative bytes", reasonImpossibleVal, schema.TaskDiskRead, mutate(func(m pcommon.Map) { m.PutInt(schema.TaskDiskRead, -1) })},
+		{"negative delay", reasonImpossibleVal, schema.TaskBlkioDelay, mutate(func(m pcommon.Map) { m.PutDouble(schema.TaskBlkioDelay, -0.25) })},
+		{"delay as an int", reasonWrongType, schema.TaskCPUDelay, mutate(func(m pcommon.Map) { m.PutInt(schema.TaskCPUDelay, 1) })},
 		{"exit code and signal", reasonImpossibleVal, schema.TaskExitSignal, mutate(func(m pcommon.Map) { m.PutInt(schema.TaskExitSignal, 9) })},
 		{"signal 0", reasonImpossibleVal, schema.TaskExitSignal, mutate(func(m pcommon.Map) {
 			m.Remove(schema.ProcessExitCode)

@@ -31,7 +31,35 @@ type usageRecord struct {
 	killed                    bool // propeller.task.exit.signal is set
 	signal                    int64
 	oom, exact                bool
-	limit                     int64 // propeller.task.memory.limit when positive
+	limit                     int64              // propeller.task.memory.limit when positive
+	delays                    map[string]float64 // the delays the kernel provided, by attribute
+}
+
+// delayKeys maps each delay attribute to its key in the task usage message.
+var delayKeys = map[string]string{
+	schema.TaskCPUDelay:           "cpu_delay_seconds",
+	schema.TaskBlkioDelay:         "blkio_delay_seconds",
+	schema.TaskSwapinDelay:        "swapin_delay_seconds",
+	schema.TaskMemoryReclaimDelay: "memory_reclaim_delay_seconds",
+}
+
+// waitedRecord: the exited task with the delays of its exit record, a swap-in delay of zero
+// among them (counted, and none).
+func waitedRecord() usageRecord {
+	r := exitedRecord()
+	r.delays = map[string]float64{
+		schema.TaskCPUDelay: 0.75, schema.TaskBlkioDelay: 0.0625, schema.TaskSwapinDelay: 0, schema.TaskMemoryReclaimDelay: 0.003,
+	}
+	return r
+}
+
+// keys are the message keys of the record's delays.
+func (r usageRecord) delayKeys() []string {
+	var out []string
+	for attr := range r.delays {
+		out = append(out, delayKeys[attr])
+	}
+	return out
 }
 
 // exitedRecord: the task that touches 200 MiB, burns half a second of CPU, writes
@@ -80,6 +108,9 @@ func (r usageRecord) put(m pcommon.Map) {
 		m.PutInt(schema.TaskNetworkReceive, r.rx)
 		m.PutInt(schema.TaskNetworkTransmit, r.tx)
 	}
+	for attr, v := range r.delays {
+		m.PutDouble(attr, v)
+	}
 	m.PutBool(schema.TaskExact, r.exact)
 }
 
@@ -121,8 +152,8 @@ var usageKeys = []string{
 
 // decodeAsManager decodes a payload the way the Propeller manager does (a generic map, every
 // number a float64), checks the exact key set and each key's JSON type, and parses the times
-// back as RFC 3339 with nanoseconds.
-func decodeAsManager(t *testing.T, payload []byte, withNetwork bool) (map[string]any, map[string]time.Time) {
+// back as RFC 3339 with nanoseconds. delays are the delay keys the payload must have.
+func decodeAsManager(t *testing.T, payload []byte, withNetwork bool, delays ...string) (map[string]any, map[string]time.Time) {
 	t.Helper()
 	var v map[string]any
 	require.NoError(t, json.Unmarshal(payload, &v), "%s", payload)
@@ -130,6 +161,7 @@ func decodeAsManager(t *testing.T, payload []byte, withNetwork bool) (map[string
 	if withNetwork {
 		want = append(want, "network_rx_bytes", "network_tx_bytes")
 	}
+	want = append(want, delays...)
 	got := make([]string, 0, len(v))
 	for k := range v {
 		got = append(got, k)
@@ -184,6 +216,7 @@ func TestUsageGolden(t *testing.T) {
 	}{
 		"exited": {exitedRecord(), "task_usage_exited.json"},
 		"killed": {killedRecord(), "task_usage_killed.json"},
+		"waited": {waitedRecord(), "task_usage_delays.json"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -199,7 +232,7 @@ func TestUsageGolden(t *testing.T) {
 			require.NoError(t, err)
 			assert.Equal(t, strings.TrimSpace(string(golden)), string(outs[0].payload))
 
-			v, times := decodeAsManager(t, outs[0].payload, tt.rec.net)
+			v, times := decodeAsManager(t, outs[0].payload, tt.rec.net, tt.rec.delayKeys()...)
 			assert.Equal(t, taskID, v["task_id"])
 			assert.Equal(t, propletID, v["proplet_id"])
 			assert.True(t, times["started_at"].Equal(tt.rec.start), "started_at round-trips to the nanosecond")
@@ -223,6 +256,9 @@ func TestUsageGolden(t *testing.T) {
 			if tt.rec.net {
 				assert.InDelta(t, float64(tt.rec.rx), v["network_rx_bytes"], 0)
 				assert.InDelta(t, float64(tt.rec.tx), v["network_tx_bytes"], 0)
+			}
+			for attr, want := range tt.rec.delays {
+				assert.InDelta(t, want, v[delayKeys[attr]], 0, attr)
 			}
 		})
 	}
@@ -315,7 +351,8 @@ func TestReceiverUsageReportsMap(t *testing.T) {
 	outs := newUsageExporter(t).builtLogs(ld)
 	require.Len(t, outs, 2, "both reports become messages")
 
-	exited, _ := decodeAsManager(t, outs[0].payload, false)
+	exited, _ := decodeAsManager(t, outs[0].payload, false,
+		"cpu_delay_seconds", "blkio_delay_seconds", "swapin_delay_seconds", "memory_reclaim_delay_seconds")
 	assert.Equal(t, "550e8400-e29b-41d4-a716-446655440001", exited["task_id"])
 	assert.Equal(t, "7c9e6679-7425-40de-944b-e07fc1f90ae7", exited["proplet_id"])
 	assert.InDelta(t, 3, exited["exit_code"], 0)
@@ -326,12 +363,28 @@ func TestReceiverUsageReportsMap(t *testing.T) {
 	assert.InDelta(t, 8388608, exited["disk_write_bytes"], 0)
 	assert.Equal(t, true, exited["exact"])
 	assert.Equal(t, false, exited["oom_killed"])
+	assert.InDelta(t, 0.25, exited["cpu_delay_seconds"], 1e-9)
+	assert.InDelta(t, 0.125, exited["blkio_delay_seconds"], 1e-9)
+	assert.InDelta(t, 0, exited["swapin_delay_seconds"], 0)
+	assert.InDelta(t, 0.0625, exited["memory_reclaim_delay_seconds"], 1e-9)
 
-	killed, _ := decodeAsManager(t, outs[1].payload, true)
+	killed, _ := decodeAsManager(t, outs[1].payload, true) // no delays: none of their keys
 	assert.Equal(t, "550e8400-e29b-41d4-a716-446655440002", killed["task_id"])
 	assert.Nil(t, killed["exit_code"])
 	assert.InDelta(t, 9, killed["exit_signal"], 0)
 	assert.Equal(t, true, killed["oom_killed"])
 	assert.Equal(t, false, killed["exact"])
 	assert.InDelta(t, 65536, killed["network_rx_bytes"], 0)
+}
+
+// TestUsageDelaysEachOptional: a report with only some delays sends those keys only, and the
+// queue's compact form keeps which.
+func TestUsageDelaysEachOptional(t *testing.T) {
+	t.Parallel()
+	r := exitedRecord()
+	r.delays = map[string]float64{schema.TaskCPUDelay: 1.5}
+	outs := newUsageExporter(t).builtLogs(usageLogs(taskID, propletID, fullHistory, r))
+	require.Len(t, outs, 1)
+	v, _ := decodeAsManager(t, outs[0].payload, false, "cpu_delay_seconds")
+	assert.InDelta(t, 1.5, v["cpu_delay_seconds"], 0)
 }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/procevents"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procfs"
 )
 
@@ -40,6 +41,12 @@ type Usage struct {
 	ExitCode, ExitSignal       int
 	HasExitCode, HasExitSignal bool
 	OOMKilled                  bool
+	// The delays are how long the task's processes waited, in seconds, by cause: runnable
+	// but waiting for a CPU, for synchronous block I/O, for swap-in, in direct memory reclaim.
+	// They come from the kernel's delay accounting in the exit records, summed as the CPU
+	// times are; each is set (its Has flag) only where the kernel provided it (delays.go).
+	CPUDelay, BlockIODelay, SwapInDelay, MemoryReclaimDelay             float64
+	HasCPUDelay, HasBlockIODelay, HasSwapInDelay, HasMemoryReclaimDelay bool
 	// Exact says the totals come from the kernel's exit accounting (or, for a cgroup task, from
 	// the cgroup once its last process left), not from the last sample.
 	Exact bool
@@ -70,6 +77,8 @@ type ProcessExit struct {
 	PeakRSS               uint64
 	ReadBytes, WriteBytes uint64
 	Status                uint32 // wait status
+	Threads               int    // the thread records summed
+	Delays                procevents.Delays
 	// Complete is false when the totals may be short: records were lost, or the process
 	// started before the source opened.
 	Complete bool
@@ -168,7 +177,10 @@ func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
 	fields := fieldsOf(t.spec.Profile)
 	var r reading
 	var d delta
+	var delays procevents.Delays // of the exit records
+	var badDelays delayFlags
 	if x != nil {
+		m.checkDelays(t, x, &delays, &badDelays)
 		cur := x.reading()
 		d = t.acc.add(&t.root.prev, &cur, true)
 		t.peak = max(t.peak, x.PeakRSS)
@@ -206,6 +218,7 @@ func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
 			d.merge(t.acc.add(&process.Reading{}, &cur, true)) // born and ended between samples
 		}
 		t.peak = max(t.peak, cx.PeakRSS)
+		m.checkDelays(t, cx, &delays, &badDelays)
 		exact = exact && cx.Complete
 	}
 	// The cumulative counters the task had, or the exit record brought; network only for a
@@ -224,6 +237,9 @@ func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
 	s := m.sample(t, end, &r)
 	s.Final = true
 	s.Usage = m.usage(t, end, status, exact)
+	if s.Usage != nil && x != nil {
+		s.Usage.setDelays(delays, badDelays, t.delaysAtBind, m.delaySetting())
+	}
 	emit := t.state != StateDisabled
 	if t.state == StateStopped {
 		m.unwatchAll(t)

@@ -114,6 +114,9 @@ func (m *Monitor) watch(t *task, id process.ID, root bool) {
 	if !m.ev.active() {
 		return
 	}
+	if root {
+		t.delaysAtBind = m.delaySetting() // the caller holds t.mu, as bind does
+	}
 	m.ev.mu.Lock()
 	m.ev.addOwnerLocked(owner{t: t, id: id, root: root})
 	m.ev.mu.Unlock()

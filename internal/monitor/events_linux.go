@@ -37,6 +37,6 @@ func (h kernelHandler) Exit(e procevents.Exit) {
 		PID: int32(e.PID), StartTicks: e.StartTicks(), Elapsed: e.Elapsed,
 		User: e.User, System: e.System, PeakRSS: e.PeakRSS,
 		ReadBytes: e.ReadBytes, WriteBytes: e.WriteBytes,
-		Status: uint32(e.Status), Complete: e.Complete,
+		Status: uint32(e.Status), Threads: e.Threads, Delays: e.Delays, Complete: e.Complete,
 	})
 }

@@ -25,6 +25,7 @@ import (
 // the tasks the tests give it.
 
 func TestMain(m *testing.M) {
+	delaysWorkloadIfChild()
 	testworkload.MainIfChild()
 	// The parallel tests mostly wait for processes and timers, not for a CPU: unless -parallel
 	// says otherwise, run more of them at once than there are CPUs. The tests that measure

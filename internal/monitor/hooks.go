@@ -31,6 +31,8 @@ type hooks struct {
 	openEvents func(ctx context.Context, m *Monitor) (EventSource, error)
 	// openKernelLog opens the kernel log, for OOM kills.
 	openKernelLog func() (*kmsg.Follower, error)
+	// delayAccounting reads whether the kernel's delay accounting is on (delays.go).
+	delayAccounting func(m *Monitor) (bool, error)
 	// illegalMove is called for a move the state machine does not allow.
 	illegalMove func(m *Monitor, t *task, to State)
 }
@@ -47,5 +49,7 @@ func defaultHooks() hooks {
 		openEvents:     openKernelEvents,
 		openKernelLog:  kmsg.OpenFollower,
 		illegalMove:    logIllegalMove,
+
+		delayAccounting: readDelayAccounting,
 	}
 }

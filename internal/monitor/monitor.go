@@ -142,6 +142,9 @@ type Monitor struct {
 	oom     oomLog
 	proplet *proplet
 	hooks   hooks
+	// delaysUnreadable is set once reading kernel.task_delayacct failed and was logged;
+	// delaysImpossible once an impossible delay in an exit record was.
+	delaysUnreadable, delaysImpossible atomic.Bool
 	// passBudget is how long a discovery pass looks for pending tasks' processes: half the
 	// discovery interval.
 	passBudget time.Duration

@@ -58,6 +58,9 @@ type task struct {
 	oomBase    uint64
 	hasOOMBase bool
 	awaiting   bool // its process ended; waiting for the kernel's exit record
+	// delaysAtBind is kernel.task_delayacct when its process was bound, with process events
+	// on: a process forked while it was off has no block I/O delays to report (delays.go).
+	delaysAtBind delaySetting
 	// aliveAt is when its process was last read running; notBefore, once a process ended, is
 	// the start a re-bind must be later than (owner.go). notBefore is read by discovery
 	// without mu.

@@ -122,12 +122,52 @@ func (m *TaskUsage) AppendBinary(b []byte) ([]byte, error) {
 	b = append(b, flags)
 	b = binary.AppendVarint(b, m.ExitCode)
 	b = binary.AppendVarint(b, m.ExitSignal)
-	return appendCompactTime(b, m.Timestamp), nil
+	b = appendCompactTime(b, m.Timestamp)
+	// The delays, after the fields of the form before them: a flag byte, then the value of
+	// each delay set.
+	ds := m.delays()
+	var set byte
+	for _, d := range ds {
+		if *d.has {
+			set |= d.bit
+		}
+	}
+	b = append(b, set)
+	for _, d := range ds {
+		if *d.has {
+			b = appendFloat(b, *d.seconds)
+		}
+	}
+	return b, nil
 }
 
 // UnmarshalBinary reads a compact form written by AppendBinary; data must hold exactly one.
 func (m *TaskUsage) UnmarshalBinary(data []byte) error {
 	r := reader{b: data}
+	m.unmarshal(&r)
+	set := r.byte()
+	for _, d := range m.delays() {
+		if set&d.bit != 0 {
+			*d.has, *d.seconds = true, r.float()
+		}
+	}
+	if set&^0xf != 0 && r.err == nil {
+		return fmt.Errorf("read task usage message: unknown delay flags %#x", set)
+	}
+	return r.done("task usage message")
+}
+
+// UnmarshalBinaryWithoutDelays reads the compact form of a task usage message written before
+// the delays were added (a persistent queue's records of an earlier version): the delays are
+// absent.
+func (m *TaskUsage) UnmarshalBinaryWithoutDelays(data []byte) error {
+	r := reader{b: data}
+	m.unmarshal(&r)
+	return r.done("task usage message")
+}
+
+// unmarshal reads the fields the compact forms with and without delays share.
+func (m *TaskUsage) unmarshal(r *reader) {
 	*m = TaskUsage{TaskID: r.str(), PropletID: r.str(), StartedAt: r.time(), EndedAt: r.time()}
 	m.DurationSeconds, m.CPUUserSeconds, m.CPUSystemSeconds = r.float(), r.float(), r.float()
 	r.uvarints(&m.PeakMemoryBytes, &m.DiskReadBytes, &m.DiskWriteBytes, &m.NetworkRxBytes, &m.NetworkTxBytes)
@@ -136,7 +176,6 @@ func (m *TaskUsage) UnmarshalBinary(data []byte) error {
 	m.OOMKilled, m.Exact = flags&usageOOM != 0, flags&usageExact != 0
 	m.ExitCode, m.ExitSignal = r.varint(), r.varint()
 	m.Timestamp = r.time()
-	return r.done("task usage message")
 }
 
 func appendStr(b []byte, s string) []byte {

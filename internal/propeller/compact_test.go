@@ -58,7 +58,15 @@ func TestCompactFormRoundTrips(t *testing.T) {
 	}{
 		{"task", &TaskMessage{}, &TaskMessage{}, []func(compact){func(m compact) { m.(*TaskMessage).Aggregated = nil }}},
 		{"proplet", &PropletMessage{}, &PropletMessage{}, nil},
-		{"usage", &TaskUsage{}, &TaskUsage{}, []func(compact){func(m compact) { u := m.(*TaskUsage); u.HasNetwork, u.Exact, u.StartedAt = false, false, time.Time{} }}},
+		{"usage", &TaskUsage{}, &TaskUsage{}, []func(compact){
+			func(m compact) { u := m.(*TaskUsage); u.HasNetwork, u.Exact, u.StartedAt = false, false, time.Time{} },
+			func(m compact) { u := m.(*TaskUsage); u.HasBlkioDelay, u.BlkioDelaySeconds = false, 0 },
+			func(m compact) {
+				u := m.(*TaskUsage)
+				u.HasCPUDelay, u.HasSwapinDelay, u.HasMemoryReclaimDelay = false, false, false
+				u.CPUDelaySeconds, u.SwapinDelaySeconds, u.MemoryReclaimDelaySeconds = 0, 0, 0
+			},
+		}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			n := 0

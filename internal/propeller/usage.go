@@ -37,6 +37,13 @@ type TaskUsage struct {
 	HasExitSignal bool
 	ExitSignal    int64
 
+	// The delays: seconds the task's processes waited, by cause, from the kernel's delay
+	// accounting (runnable waiting for a CPU, synchronous block I/O, swap-in, direct memory
+	// reclaim). Like the network keys, each is sent only when its Has flag is set, where the
+	// kernel provided the figure: a reader tells "not counted" (absent) from "no wait" (0).
+	HasCPUDelay, HasBlkioDelay, HasSwapinDelay, HasMemoryReclaimDelay                 bool
+	CPUDelaySeconds, BlkioDelaySeconds, SwapinDelaySeconds, MemoryReclaimDelaySeconds float64
+
 	OOMKilled bool // the kernel's OOM killer ended it
 	// Exact: the totals come from the kernel's exit accounting or the task's cgroup; false:
 	// from the last sample taken before the end.
@@ -63,6 +70,11 @@ func (m *TaskUsage) AppendJSON(b []byte) []byte {
 		o.uint("network_rx_bytes", m.NetworkRxBytes)
 		o.uint("network_tx_bytes", m.NetworkTxBytes)
 	}
+	for _, d := range m.delays() {
+		if *d.has {
+			o.floatOrNull(d.key, *d.seconds)
+		}
+	}
 	if m.HasExitCode {
 		o.int("exit_code", m.ExitCode)
 	} else {
@@ -77,6 +89,24 @@ func (m *TaskUsage) AppendJSON(b []byte) []byte {
 	o.bool("exact", m.Exact)
 	o.time("timestamp", m.Timestamp)
 	return o.end()
+}
+
+// usageDelay is one delay of a task usage message: its key, its flags and its value.
+type usageDelay struct {
+	key     string
+	bit     byte // in the compact form
+	has     *bool
+	seconds *float64
+}
+
+// delays lists the message's delays, in the order of their keys.
+func (m *TaskUsage) delays() [4]usageDelay {
+	return [4]usageDelay{
+		{"cpu_delay_seconds", 1, &m.HasCPUDelay, &m.CPUDelaySeconds},
+		{"blkio_delay_seconds", 2, &m.HasBlkioDelay, &m.BlkioDelaySeconds},
+		{"swapin_delay_seconds", 4, &m.HasSwapinDelay, &m.SwapinDelaySeconds},
+		{"memory_reclaim_delay_seconds", 8, &m.HasMemoryReclaimDelay, &m.MemoryReclaimDelaySeconds},
+	}
 }
 
 func (o *object) null(k string) { o.key(k); o.b = append(o.b, "null"...) }

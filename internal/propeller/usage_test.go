@@ -56,6 +56,53 @@ func TestTaskUsageNullsAndOptionalKeys(t *testing.T) {
 	assert.Nil(t, v["duration_seconds"])
 }
 
+// TestTaskUsageDelays: each delay key is sent only where the kernel provided the figure,
+// zero included; the keys of the message before them are unchanged.
+func TestTaskUsageDelays(t *testing.T) {
+	m := sampleUsage()
+	before := string(m.AppendJSON(nil))
+	m.HasCPUDelay, m.CPUDelaySeconds = true, 0.5
+	m.HasBlkioDelay, m.BlkioDelaySeconds = true, 0.125
+	m.HasSwapinDelay, m.SwapinDelaySeconds = true, 0
+	m.HasMemoryReclaimDelay, m.MemoryReclaimDelaySeconds = true, 0.0625
+	var v map[string]any
+	require.NoError(t, json.Unmarshal(m.AppendJSON(nil), &v))
+	assert.Equal(t, 0.5, v["cpu_delay_seconds"])
+	assert.Equal(t, 0.125, v["blkio_delay_seconds"])
+	assert.Equal(t, 0.0, v["swapin_delay_seconds"], "a zero the kernel counted is sent")
+	assert.Equal(t, 0.0625, v["memory_reclaim_delay_seconds"])
+	var old map[string]any
+	require.NoError(t, json.Unmarshal([]byte(before), &old))
+	for k, want := range old {
+		assert.Equal(t, want, v[k], "existing key %s unchanged", k)
+	}
+	assert.Len(t, v, len(old)+4, "four keys added")
+
+	m.HasBlkioDelay, m.HasSwapinDelay, m.HasMemoryReclaimDelay = false, false, false
+	v = nil
+	require.NoError(t, json.Unmarshal(m.AppendJSON(nil), &v))
+	assert.Contains(t, v, "cpu_delay_seconds")
+	for _, k := range []string{"blkio_delay_seconds", "swapin_delay_seconds", "memory_reclaim_delay_seconds"} {
+		assert.NotContains(t, v, k, "absent, not zero, where the kernel provided none")
+	}
+}
+
+// TestTaskUsageCompactWithoutDelays: a record of the compact form before the delays (what an
+// earlier version left in a persistent queue) reads as the same message, without delays.
+func TestTaskUsageCompactWithoutDelays(t *testing.T) {
+	m := sampleUsage()
+	b, err := m.AppendBinary(nil)
+	require.NoError(t, err)
+	require.Equal(t, byte(0), b[len(b)-1], "no delay set: the form before them and a zero flag byte")
+	old := b[:len(b)-1]
+	var got TaskUsage
+	require.NoError(t, got.UnmarshalBinaryWithoutDelays(old))
+	assert.Equal(t, m, got)
+	assert.Error(t, got.UnmarshalBinary(old), "the current form has the flag byte")
+	assert.Error(t, got.UnmarshalBinaryWithoutDelays(b), "the earlier form has none")
+	assert.ErrorContains(t, got.UnmarshalBinary(append(old, 0x10)), "unknown delay flags")
+}
+
 func BenchmarkEncodeTaskUsage(b *testing.B) {
 	m := sampleUsage()
 	buf := make([]byte, 0, 1024)

@@ -177,12 +177,19 @@ const (
 	TaskNetworkReceive  = "propeller.task.network.receive"  // bytes received; only when the task had its own network namespace
 	TaskNetworkTransmit = "propeller.task.network.transmit" // bytes sent; same condition
 	TaskExact           = "propeller.task.exact"            // true: totals from the kernel's exit accounting or the cgroup; false: from the last sample
+
+	// Seconds the task's processes waited, by cause, from the kernel's delay accounting in
+	// their exit records; each only where the kernel provided it (internal/monitor, delays.go).
+	TaskCPUDelay           = "propeller.task.cpu.delay"            // runnable, waiting for a CPU
+	TaskBlkioDelay         = "propeller.task.blkio.delay"          // waiting for synchronous block I/O
+	TaskSwapinDelay        = "propeller.task.swapin.delay"         // waiting for pages to be swapped in
+	TaskMemoryReclaimDelay = "propeller.task.memory.reclaim.delay" // in direct memory reclaim
 )
 
 // UsageAttributes lists every attribute of the task usage report and its type; the peak RSS is
 // TaskMemoryPeak, the metric's name. ProcessExitCode and TaskExitSignal are exclusive (exactly
-// one is set when the end is known, neither when it is not); the network pair and
-// TaskMemoryLimit are optional; every other one is always set.
+// one is set when the end is known, neither when it is not); the network pair,
+// TaskMemoryLimit and each of the four delays are optional; every other one is always set.
 var UsageAttributes = []ResourceAttribute{
 	{ProcessCreationTime, String},
 	{ProcessExitTime, String},
@@ -199,6 +206,10 @@ var UsageAttributes = []ResourceAttribute{
 	{TaskNetworkReceive, Int},
 	{TaskNetworkTransmit, Int},
 	{TaskExact, Bool},
+	{TaskCPUDelay, Double},
+	{TaskBlkioDelay, Double},
+	{TaskSwapinDelay, Double},
+	{TaskMemoryReclaimDelay, Double},
 }
 
 // Resource attributes of data bridged from Propeller's own MQTT messages (the propeller_mqtt

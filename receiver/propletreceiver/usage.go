@@ -76,6 +76,20 @@ func fillUsage(lr plog.LogRecord, taskID string, u *monitor.Usage, observed time
 		a.PutInt(schema.TaskNetworkReceive, clampInt(u.RxBytes))
 		a.PutInt(schema.TaskNetworkTransmit, clampInt(u.TxBytes))
 	}
+	for _, d := range [...]struct {
+		name string
+		has  bool
+		v    float64
+	}{
+		{schema.TaskCPUDelay, u.HasCPUDelay, u.CPUDelay},
+		{schema.TaskBlkioDelay, u.HasBlockIODelay, u.BlockIODelay},
+		{schema.TaskSwapinDelay, u.HasSwapInDelay, u.SwapInDelay},
+		{schema.TaskMemoryReclaimDelay, u.HasMemoryReclaimDelay, u.MemoryReclaimDelay},
+	} {
+		if d.has { // absent where the kernel provided none: never a zero that means unknown
+			a.PutDouble(d.name, d.v)
+		}
+	}
 	a.PutBool(schema.TaskExact, u.Exact)
 }
 

@@ -26,7 +26,8 @@ import (
 const receiverUsage = "../../internal/schema/testdata/receiver_usage.json"
 
 // endedSamples are final task samples with usage reports: one task that exited with code 3
-// under a cgroup limit, one killed by SIGKILL with a network namespace of its own, inexact.
+// under a cgroup limit, with the kernel's delays (a swap-in delay of zero among them), one
+// killed by SIGKILL with a network namespace of its own, inexact, without delays.
 func endedSamples() []monitor.Sample {
 	exited, killed := fullSamples()[0], fullSamples()[0]
 	exited.Final = true
@@ -34,6 +35,8 @@ func endedSamples() []monitor.Sample {
 		Start: schemaTime.Add(-1500 * time.Millisecond), End: schemaTime,
 		CPUUser: 0.42, CPUSystem: 0.11, PeakMemory: 220200960, MemoryLimit: 268435456,
 		ReadBytes: 4096, WriteBytes: 8388608, ExitCode: 3, HasExitCode: true, Exact: true,
+		CPUDelay: 0.25, HasCPUDelay: true, BlockIODelay: 0.125, HasBlockIODelay: true,
+		SwapInDelay: 0, HasSwapInDelay: true, MemoryReclaimDelay: 0.0625, HasMemoryReclaimDelay: true,
 	}
 	killed.TaskID, killed.TaskName = "550e8400-e29b-41d4-a716-446655440002", "serve"
 	killed.Final = true
@@ -105,6 +108,39 @@ func TestUsageReportFollowsTheSchema(t *testing.T) {
 	}
 	for _, a := range schema.UsageAttributes {
 		assert.True(t, written[a.Name], "%s is in schema.UsageAttributes but never written", a.Name)
+	}
+}
+
+// TestUsageReportDelays: a delay the kernel provided is written, zero included; one it did not
+// is absent, never a zero.
+func TestUsageReportDelays(t *testing.T) {
+	t.Parallel()
+	ld := recordUsageReports(t)
+	delays := []string{schema.TaskCPUDelay, schema.TaskBlkioDelay, schema.TaskSwapinDelay, schema.TaskMemoryReclaimDelay}
+	exited := ld.ResourceLogs().At(0).ScopeLogs().At(0).LogRecords().At(0).Attributes()
+	for name, want := range map[string]float64{
+		schema.TaskCPUDelay: 0.25, schema.TaskBlkioDelay: 0.125, schema.TaskSwapinDelay: 0, schema.TaskMemoryReclaimDelay: 0.0625,
+	} {
+		v, ok := exited.Get(name)
+		if assert.True(t, ok, "%s present", name) {
+			assert.Equal(t, pcommon.ValueTypeDouble, v.Type(), name)
+			assert.InDelta(t, want, v.Double(), 0, name)
+		}
+	}
+	killed := ld.ResourceLogs().At(1).ScopeLogs().At(0).LogRecords().At(0).Attributes()
+	for _, name := range delays {
+		_, ok := killed.Get(name)
+		assert.False(t, ok, "%s absent from a report without them", name)
+	}
+
+	// Only the CPU delay: the others absent.
+	u := *endedSamples()[0].Usage
+	u.HasBlockIODelay, u.HasSwapInDelay, u.HasMemoryReclaimDelay = false, false, false
+	lr := plog.NewLogRecord()
+	fillUsage(lr, "t", &u, schemaTime)
+	for _, name := range delays {
+		_, ok := lr.Attributes().Get(name)
+		assert.Equal(t, name == schema.TaskCPUDelay, ok, name)
 	}
 }
 
