@@ -109,7 +109,7 @@ func TestReadLiveProcess(t *testing.T) {
 
 	var r Reading
 	require.NoError(t, h.Read(AllFields, &r, buf))
-	assert.Equal(t, FieldCPU|FieldMemory|FieldDisk|FieldThreads|FieldFDs, r.Got, "network is only read in a namespace of its own")
+	assert.Equal(t, FieldCPU|FieldMemory|FieldDisk|FieldThreads|FieldFDs|FieldWaits, r.Got, "network is only read in a namespace of its own")
 	assert.False(t, h.netOwn)
 	assert.GreaterOrEqual(t, r.FDs, int64(100), "the workload opened 100 files")
 	assert.GreaterOrEqual(t, r.Threads, int64(8), "the workload started 8 threads")
@@ -193,7 +193,7 @@ func TestUnreadableFilesAreLeftOut(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Equal(t, "<nil>", rerr, "a denied file is not an error of the whole read")
 	assert.Equal(t, int(FieldDisk|FieldFDs), denied&int(FieldDisk|FieldFDs), "io and fd/ of another user's process are denied: %s", out)
-	assert.Equal(t, int(FieldCPU|FieldMemory|FieldThreads), got, "the rest is read: %s", out)
+	assert.Equal(t, int(FieldCPU|FieldMemory|FieldThreads|FieldWaits), got, "the rest is read (schedstat is anyone's to read): %s", out)
 }
 
 // TestOutOfDescriptorsIsRetried: a file that cannot be opened for lack of descriptors is not
