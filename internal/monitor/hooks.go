@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/kmsg"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 )
 
@@ -33,6 +34,9 @@ type hooks struct {
 	openKernelLog func() (*kmsg.Follower, error)
 	// illegalMove is called for a move the state machine does not allow.
 	illegalMove func(m *Monitor, t *task, to State)
+	// delayAccounting says whether the kernel's delay accounting is on (kernel.task_delayacct
+	// under the proc root), decided once at start.
+	delayAccounting func(procRoot string) (bool, error)
 }
 
 func defaultHooks() hooks {
@@ -47,5 +51,7 @@ func defaultHooks() hooks {
 		openEvents:     openKernelEvents,
 		openKernelLog:  kmsg.OpenFollower,
 		illegalMove:    logIllegalMove,
+
+		delayAccounting: process.DelayAccounting,
 	}
 }

@@ -57,7 +57,13 @@ type task struct {
 	memcg      process.MemoryCgroup
 	oomBase    uint64
 	hasOOMBase bool
-	awaiting   bool // its process ended; waiting for the kernel's exit record
+	// waits are the task's cgroup's waits files (nil when it has no group of its own),
+	// waitsTried whether they were looked for since it was bound, loggedWaits whether a failed
+	// read of them was logged.
+	waits       *process.CgroupWaits
+	waitsTried  bool
+	loggedWaits bool
+	awaiting    bool // its process ended; waiting for the kernel's exit record
 	// aliveAt is when its process was last read running; notBefore, once a process ended, is
 	// the start a re-bind must be later than (owner.go). notBefore is read by discovery
 	// without mu.
@@ -106,6 +112,7 @@ func (t *task) counted(now time.Time) {
 }
 
 func (t *task) closeHandles() {
+	t.closeWaits()
 	if t.cg != nil {
 		t.cg.Close()
 		t.cg = nil
@@ -140,6 +147,8 @@ type accum struct {
 	cpuUser, cpuSystem float64
 	read, write        uint64
 	rx, tx             uint64
+	runDelay           uint64 // ns waiting for a CPU
+	ioDelay            uint64 // clock ticks waiting for block I/O
 }
 
 // delta is what one member added since its previous reading.
@@ -186,6 +195,16 @@ func (a *accum) add(prev, cur *process.Reading, whole bool) delta {
 	} else if first {
 		a.rx += cur.RxBytes
 		a.tx += cur.TxBytes
+	}
+	if both, first := has(process.FieldWaits); both {
+		a.runDelay += sub(cur.RunDelay, prev.RunDelay)
+	} else if first {
+		a.runDelay += cur.RunDelay
+	}
+	if both, first := has(process.FieldIODelay); both {
+		a.ioDelay += sub(cur.IODelayTicks, prev.IODelayTicks)
+	} else if first {
+		a.ioDelay += cur.IODelayTicks
 	}
 	return d
 }
