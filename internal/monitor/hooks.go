@@ -37,6 +37,8 @@ type hooks struct {
 	// delayAccounting says whether the kernel's delay accounting is on (kernel.task_delayacct
 	// under the proc root), decided once at start.
 	delayAccounting func(procRoot string) (bool, error)
+	// opened, when set, is told every file the monitor's source opens for a task's samples.
+	opened func(path string)
 }
 
 func defaultHooks() hooks {

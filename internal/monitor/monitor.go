@@ -161,6 +161,7 @@ func newMonitor(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample, h
 		tel = noTelemetry{}
 	}
 	src.SetKeptOpenBudget(cfg.KeptOpenProcesses)
+	src.SetOpenObserver(hk.opened)
 	if cfg.DiscoveryInterval <= 0 {
 		cfg.DiscoveryInterval = time.Second
 	}
