@@ -57,7 +57,7 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 	t.peak = root.prev.RSS
 	t.memcg, _ = m.src.MemoryCgroupOf(e.ID.PID)
 	t.oomBase, t.hasOOMBase = t.memcg.OOMKills()
-	t.loggedDenied = 0
+	t.loggedDenied, t.loggedImpossible = 0, 0
 	t.prevTime = time.Now()
 	t.aliveAt = t.prevTime
 	t.awaiting, t.lostAt = false, m.ev.lost.Load()
@@ -118,6 +118,7 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 		m.tel.SampleError(KindTask)
 		m.log.Debug("Some metrics of a task cannot be read: permission denied", zap.String("task_id", t.spec.ID), zap.Int32("pid", t.root.h.ID().PID), zap.Uint8("fields", uint8(denied)))
 	}
+	m.impossible(t, &cur)
 
 	d := t.acc.add(&t.root.prev, &cur, true)
 	r := reading{got: cur.Got, rss: cur.RSS, vms: cur.VMS, threads: cur.Threads, fds: cur.FDs, memLimit: t.memLimit}

@@ -43,11 +43,12 @@ type task struct {
 	acc                 accum
 	prevTime            time.Time
 	loggedDenied        process.Fields
-	warnedBind          bool      // warned that the process exists but cannot be opened
-	pendingSince        time.Time // when it last became pending, for PendingTimeout
-	registered          bool      // in the registry: its state is counted
-	notFoundLogged      time.Time // when "not found yet" was last logged
-	lookupSent          time.Time // when the last "not found" lookup sample was emitted
+	loggedImpossible    process.Fields // waits the kernel showed longer than the process lived, logged
+	warnedBind          bool           // warned that the process exists but cannot be opened
+	pendingSince        time.Time      // when it last became pending, for PendingTimeout
+	registered          bool           // in the registry: its state is counted
+	notFoundLogged      time.Time      // when "not found yet" was last logged
+	lookupSent          time.Time      // when the last "not found" lookup sample was emitted
 
 	peak    uint64 // the highest RSS seen, or the kernel's high-water mark at exit
 	cgLimit uint64 // the cgroup memory limit the task runs under; 0 when none

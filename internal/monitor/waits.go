@@ -73,6 +73,25 @@ func (m *Monitor) readWaits(t *task, r *reading, buf []byte) {
 	}
 }
 
+// impossible counts and logs, once per task and figure, a wait the kernel showed that cannot
+// be true (more than the process has lived), which the reading left out. The caller holds t.mu.
+func (m *Monitor) impossible(t *task, r *process.Reading) {
+	bad := r.Impossible &^ t.loggedImpossible
+	if bad == 0 {
+		return
+	}
+	t.loggedImpossible |= bad
+	t.errors++
+	m.tel.SampleError(KindTask)
+	what := "run-queue delay (schedstat)"
+	if bad&process.FieldIODelay != 0 {
+		what = "block I/O delay (stat's delayacct_blkio_ticks)"
+	}
+	m.log.Warn("The kernel shows a task's process waited longer than it has lived: that wait is left out of its samples from now on. "+
+		"Delay accounting switched on while the system runs gives such figures on some kernels; booting with `delayacct` avoids them",
+		zap.String("task_id", t.spec.ID), zap.Int32("pid", t.root.h.ID().PID), zap.String("figure", what))
+}
+
 // closeWaits closes the task's cgroup waits files; the next sample that wants them opens them
 // again. The caller holds t.mu.
 func (t *task) closeWaits() {

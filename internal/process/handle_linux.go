@@ -225,12 +225,21 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 	if st.StartTime != h.id.Start {
 		return ErrGone // not the process this handle was opened for
 	}
+	var age uint64 // ticks the process has lived, with a second to spare: no wait is longer
+	if fields&FieldWaits != 0 {
+		age = h.src.ticksSince(st.StartTime) + procfs.UserHZ
+	}
 	if fields&FieldWaits != 0 && h.src.delayAcct {
 		// Field 42 of the stat just read: only with delay accounting on is it more than 0.
 		if r.IODelayTicks, err = procfs.StatBlkioTicks(b); err != nil {
 			return err
 		}
-		r.Got |= FieldIODelay
+		if r.IODelayTicks <= age {
+			r.Got |= FieldIODelay
+		} else {
+			r.IODelayTicks = 0
+			r.Impossible |= FieldIODelay
+		}
 	}
 	r.State = st.State
 	r.ExitStatus, r.HasExitStatus = st.ExitCode, st.HasExitCode
@@ -296,8 +305,12 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 		if err := procfs.ParseSchedstat(b, &ss); err != nil {
 			return err
 		}
-		r.RunDelay = ss.WaitNanos
-		r.Got |= FieldWaits
+		if ss.WaitNanos/1e9*procfs.UserHZ <= age {
+			r.RunDelay = ss.WaitNanos
+			r.Got |= FieldWaits
+		} else {
+			r.Impossible |= FieldWaits
+		}
 	}
 	if fields&FieldNetwork != 0 && (h.netdev >= 0 || (h.transient && h.netOwn)) {
 		var b []byte

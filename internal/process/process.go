@@ -47,7 +47,11 @@ const (
 type Reading struct {
 	Got    Fields
 	Denied Fields
-	State  byte // Linux process state: 'Z' is a zombie, exited but not yet reaped
+	// Impossible says which figures the kernel showed but cannot be true, and are left out:
+	// more wait than the process has lived (delay accounting on some kernels adds the time
+	// since boot to a thread's block I/O delay).
+	Impossible Fields
+	State      byte // Linux process state: 'Z' is a zombie, exited but not yet reaped
 
 	CPUUser, CPUSystem    float64 // seconds of CPU in user and kernel mode
 	RSS, VMS              uint64  // bytes

@@ -172,6 +172,12 @@ func (s *Source) StartTime(id ID) time.Time {
 	return s.bootTime.Add(time.Duration(id.Start) * (time.Second / procfs.UserHZ))
 }
 
+// ticksSince is the clock ticks from an ID's start to now.
+func (s *Source) ticksSince(start uint64) uint64 {
+	now := s.TicksAt(time.Now())
+	return now - min(start, now)
+}
+
 // TicksAt converts a wall-clock time to an ID's start: the start of a process started then.
 func (s *Source) TicksAt(t time.Time) uint64 {
 	d := t.Sub(s.bootTime)

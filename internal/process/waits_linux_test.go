@@ -243,3 +243,62 @@ func TestDelayAccountingFromProcRoot(t *testing.T) {
 	_, err = DelayAccounting(root)
 	assert.ErrorContains(t, err, "neither 0 nor 1")
 }
+
+// TestImpossibleWaitsAreLeftOut: a wait longer than the process has lived (what some kernels
+// show once delay accounting is switched on at run time) is left out and flagged, from a proc
+// root whose files say so.
+func TestImpossibleWaitsAreLeftOut(t *testing.T) {
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	pid := cmd.Process.Pid
+	root := t.TempDir()
+	for _, name := range []string{"uptime", "meminfo", "stat"} {
+		b, err := os.ReadFile(filepath.Join("/proc", name))
+		require.NoError(t, err)
+		require.NoError(t, os.WriteFile(filepath.Join(root, name), b, 0o600))
+	}
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "self"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(root, "self", "schedstat"), []byte("1 2 3\n"), 0o600))
+	dir := filepath.Join(root, strconv.Itoa(pid))
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	require.NoError(t, err)
+	end := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[end+1:]))
+	var up float64
+	_, err = fmt.Sscanf(fixtureOf(t, "/proc/uptime"), "%f", &up)
+	require.NoError(t, err)
+	const hour = 3600 * procfs.UserHZ
+	write := func(blkio, waitNanos uint64) {
+		f[42-3] = strconv.FormatUint(blkio, 10)
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "stat"), []byte(string(b[:end+1])+" "+strings.Join(f, " ")+"\n"), 0o600))
+		require.NoError(t, os.WriteFile(filepath.Join(dir, "schedstat"), []byte(fmt.Sprintf("100 %d 4\n", waitNanos)), 0o600))
+	}
+	write(7, 5e6)
+	s, err := NewSource(root, "/sys/fs/cgroup")
+	require.NoError(t, err)
+	defer s.Close()
+	s.SetDelayAccounting(true)
+	buf := make([]byte, 4096)
+	h, err := s.Open(ID{PID: int32(pid)}, FieldWaits, buf)
+	require.NoError(t, err)
+	defer h.Close()
+	var r Reading
+	require.NoError(t, h.Read(FieldWaits, &r, buf))
+	assert.Equal(t, FieldWaits|FieldIODelay, r.Got, "waits within the process's life")
+	assert.Equal(t, uint64(7), r.IODelayTicks)
+	assert.Equal(t, uint64(5e6), r.RunDelay)
+
+	write(uint64(up*procfs.UserHZ)+hour, uint64(up+3600)*1e9)
+	require.NoError(t, h.Read(FieldWaits, &r, buf))
+	assert.Zero(t, r.Got&(FieldWaits|FieldIODelay), "longer than the process has lived: left out")
+	assert.Equal(t, FieldWaits|FieldIODelay, r.Impossible)
+	assert.Zero(t, r.IODelayTicks)
+	assert.Zero(t, r.RunDelay)
+}
+
+func fixtureOf(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return string(b)
+}
