@@ -1147,7 +1147,7 @@ type metricPropellerTaskDiskIoWaitTime struct {
 // init fills propeller.task.disk.io.wait.time metric with initial data.
 func (m *metricPropellerTaskDiskIoWaitTime) init() {
 	m.data.SetName("propeller.task.disk.io.wait.time")
-	m.data.SetDescription("Time the task's processes waited for synchronous block I/O (delayacct_blkio_ticks, field 42 of /proc/[pid]/stat, 10 ms resolution), summed over the task's processes. Only when the kernel's delay accounting is on (kernel.task_delayacct=1, off by default since Linux 5.14): otherwise the kernel keeps no such figure and the metric is absent. Process tasks only. No semantic convention covers it, hence the propeller.task namespace.")
+	m.data.SetDescription("Time the task's processes waited for synchronous block I/O (delayacct_blkio_ticks, field 42 of /proc/[pid]/stat, 10 ms resolution; like schedstat, the main thread's), summed over the task's processes. Only when the kernel's delay accounting is on (kernel.task_delayacct=1, off by default since Linux 5.14): otherwise the kernel keeps no such figure and the metric is absent. Process tasks only. No semantic convention covers it, hence the propeller.task namespace.")
 	m.data.SetUnit("s")
 	m.data.SetEmptySum()
 	m.data.Sum().SetIsMonotonic(true)

@@ -410,7 +410,7 @@ func TestMetricsBuilder(t *testing.T) {
 					validatedMetrics["propeller.task.disk.io.wait.time"] = true
 					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
 					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
-					assert.Equal(t, "Time the task's processes waited for synchronous block I/O (delayacct_blkio_ticks, field 42 of /proc/[pid]/stat, 10 ms resolution), summed over the task's processes. Only when the kernel's delay accounting is on (kernel.task_delayacct=1, off by default since Linux 5.14): otherwise the kernel keeps no such figure and the metric is absent. Process tasks only. No semantic convention covers it, hence the propeller.task namespace.", mi.Description())
+					assert.Equal(t, "Time the task's processes waited for synchronous block I/O (delayacct_blkio_ticks, field 42 of /proc/[pid]/stat, 10 ms resolution; like schedstat, the main thread's), summed over the task's processes. Only when the kernel's delay accounting is on (kernel.task_delayacct=1, off by default since Linux 5.14): otherwise the kernel keeps no such figure and the metric is absent. Process tasks only. No semantic convention covers it, hence the propeller.task namespace.", mi.Description())
 					assert.Equal(t, "s", mi.Unit())
 					assert.True(t, mi.Sum().IsMonotonic())
 					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
