@@ -403,7 +403,7 @@ func BenchmarkRead(b *testing.B) {
 		}
 		buf := make([]byte, 4096)
 		w := s.OpenWaits(s.CgroupV2Root(), 0, buf)
-		if w == nil || w.pressure[PressureCPU] < 0 {
+		if w == nil || w.fd[PressureCPU] < 0 {
 			b.Skip("no pressure files (PSI off)")
 		}
 		defer w.Close()

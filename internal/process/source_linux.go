@@ -40,11 +40,11 @@ type Source struct {
 }
 
 // descriptorsPerHandle is what a kept-open handle may hold: stat, io, fd/, schedstat and
-// net/dev.
+// net/dev; a task's kept-open cgroup waits hold at most 4 (CgroupWaits) and count alike.
 const descriptorsPerHandle = 5
 
-// SetKeptOpenBudget sets how many processes may have their files kept open at once; handles
-// opened past it are transient (files opened and closed on every read). 0 derives the budget
+// SetKeptOpenBudget sets how many processes (and tasks' cgroup waits) may have their files
+// kept open at once; handles opened past it are transient (files opened and closed on every read). 0 derives the budget
 // from RLIMIT_NOFILE, keeping 256 descriptors for everything else.
 func (s *Source) SetKeptOpenBudget(n int) {
 	if n <= 0 {

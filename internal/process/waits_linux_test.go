@@ -187,6 +187,50 @@ func TestCgroupWaitsFromFixtures(t *testing.T) {
 	assert.Nil(t, s2.OpenWaits(dir, 0, buf), "nothing to read: no waits at all")
 }
 
+// TestCgroupWaitsPastTheBudgetAreTransient: past the kept-open budget a task's cgroup waits
+// keep nothing open and open, read and close their files on every read, with the same figures;
+// a file gone since is left out. The budget's place is given back on Close.
+func TestCgroupWaitsPastTheBudgetAreTransient(t *testing.T) {
+	root, dir := cgroupFixture(t, map[string]string{
+		"cpu.pressure": fixture(t, "memory_pressure"),
+		"io.pressure":  fixture(t, "memory_pressure"),
+		"cpu.stat":     fixture(t, "cpu_stat_v2_quota"),
+	})
+	s, err := NewSource("/proc", root)
+	require.NoError(t, err)
+	defer s.Close()
+	buf := make([]byte, 4096)
+	kept := s.OpenWaits(dir, 0, buf)
+	require.NotNil(t, kept)
+	require.False(t, kept.transient)
+	assert.Equal(t, int64(1), s.keptOpen.Load())
+	kept.Close()
+	assert.Zero(t, s.keptOpen.Load(), "Close gives the place back")
+
+	s.SetKeptOpenBudget(1)
+	hold := s.OpenWaits(dir, 0, buf)
+	defer hold.Close()
+	var opened []string
+	s.SetOpenObserver(func(p string) { opened = append(opened, p) })
+	w := s.OpenWaits(dir, 0, buf)
+	require.NotNil(t, w)
+	defer w.Close()
+	require.True(t, w.transient)
+	assert.Equal(t, [numWaitFiles]int{-1, -1, -1, -1}, w.fd, "nothing kept open")
+	opened = nil
+	var r WaitsReading
+	require.NoError(t, w.Read(&r, buf))
+	assert.Len(t, opened, 3, "each file opened for the read: %v", opened)
+	assert.Equal(t, [NumPressure]bool{true, false, true}, r.HasPressure)
+	assert.Equal(t, uint64(61200), r.Pressure[PressureIO].SomeMicros)
+	assert.Equal(t, uint64(37), r.Throttling.Throttled)
+
+	require.NoError(t, os.Remove(filepath.Join(dir, "io.pressure")))
+	require.NoError(t, w.Read(&r, buf))
+	assert.Equal(t, [NumPressure]bool{true, false, false}, r.HasPressure, "a file gone since: left out, not an error")
+	assert.Empty(t, w.path[PressureIO], "and not tried again")
+}
+
 // TestCgroupWaitsRefuseWhatIsNoCgroupFile: a pressure file that is a FIFO or a link to
 // /dev/zero is not opened (no read blocks, none runs without end); the others are read.
 func TestCgroupWaitsRefuseWhatIsNoCgroupFile(t *testing.T) {
