@@ -36,6 +36,13 @@ var notCarried = map[string]string{
 	schema.TaskMemoryPeak:        "the messages have no peak memory field",
 	schema.TaskProcessCount:      "the messages have no process count field",
 	schema.TaskLookup:            "the messages have no lookup field; a task that is not found sends no message",
+
+	schema.TaskCPUWaitTime:         "the messages have no wait fields",
+	schema.TaskDiskIOWaitTime:      "the messages have no wait fields",
+	schema.TaskPressureStallTime:   "the messages have no pressure stall fields",
+	schema.TaskCPUThrottledTime:    "the messages have no throttling fields",
+	schema.TaskCPUThrottledPeriods: "the messages have no throttling fields",
+	schema.TaskCPUPeriods:          "the messages have no throttling fields",
 }
 
 // attributes is what the exporter reads of a resource's attributes.

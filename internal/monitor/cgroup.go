@@ -31,6 +31,7 @@ func (m *Monitor) bindCgroup(t *task, e process.Entry, withProcess bool) {
 		cg.Close()
 		return
 	}
+	t.closeWaits() // the cgroup's, not only its process's
 	t.cg, t.cgPrev, t.prevTime = cg, base, time.Now()
 	t.cgStart, t.cgProcs, t.cgPopulated = t.prevTime, 0, false
 	t.memcg = process.MemoryCgroup{Dir: cg.Dir(), V2: true}
@@ -82,6 +83,9 @@ func (m *Monitor) readCgroup(t *task, buf []byte) (Sample, bool) {
 		}
 	})
 	r.got |= fields & (process.FieldThreads | process.FieldFDs)
+	if fields&process.FieldWaits != 0 {
+		m.readWaits(t, &r, buf)
+	}
 	if cur.HasPids {
 		procs = cur.Pids
 	}

@@ -228,6 +228,11 @@ func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
 		have |= process.FieldCPU | process.FieldDisk
 	}
 	r.got |= fields & have & (process.FieldCPU | process.FieldDisk | process.FieldNetwork)
+	// The delays are the last read: an exit record does not carry them.
+	if fields&process.FieldWaits != 0 {
+		r.got |= have & (process.FieldWaits | process.FieldIODelay)
+	}
+	r.runDelay, r.ioDelay = t.acc.runDelay, t.acc.ioDelay
 	r.cpuUser, r.cpuSystem = t.acc.cpuUser, t.acc.cpuSystem
 	r.dUser, r.dSystem, r.hasDelta = d.cpuUser, d.cpuSystem, d.cpu
 	r.read, r.write, r.rx, r.tx = t.acc.read, t.acc.write, t.acc.rx, t.acc.tx

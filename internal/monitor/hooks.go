@@ -35,6 +35,8 @@ type hooks struct {
 	delayAccounting func(m *Monitor) (bool, error)
 	// illegalMove is called for a move the state machine does not allow.
 	illegalMove func(m *Monitor, t *task, to State)
+	// opened, when set, is told every file the monitor's source opens for a task's samples.
+	opened func(path string)
 }
 
 func defaultHooks() hooks {

@@ -164,6 +164,7 @@ func newMonitor(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample, h
 		tel = noTelemetry{}
 	}
 	src.SetKeptOpenBudget(cfg.KeptOpenProcesses)
+	src.SetOpenObserver(hk.opened)
 	if cfg.DiscoveryInterval <= 0 {
 		cfg.DiscoveryInterval = time.Second
 	}
@@ -174,6 +175,7 @@ func newMonitor(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample, h
 		cfg.MaxPendingTasks = DefaultMaxPendingTasks
 	}
 	m := &Monitor{cfg: cfg, src: src, log: log, tel: tel, out: out, tasks: map[string]*task{}, stopping: map[*task]bool{}, hooks: hk}
+	m.checkWaitsSupport()
 	m.passBudget = cfg.DiscoveryInterval / 2
 	m.bufs.New = func() any { b := make([]byte, bufSize); return &b }
 	m.sched = schedule.New(max(cfg.MaxConcurrency, 1))

@@ -78,7 +78,7 @@ func TestCollectFlagsOffMeansNotRead(t *testing.T) {
 	t.Parallel()
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	p := prof(300 * time.Millisecond)
-	p.CollectDiskIO, p.CollectFileDescriptors, p.CollectMemory = false, false, false
+	p.CollectDiskIO, p.CollectFileDescriptors, p.CollectMemory, p.CollectWaits = false, false, false, false
 	spec := admission.Spec{ID: "t", ProfileName: "custom", Profile: p, Locator: admission.Locator{PID: int32(cmd.Process.Pid)}}
 	h := runMonitor(t, Config{Tasks: []admission.Spec{spec}})
 	s := h.wait(t, "t", 1, 5*time.Second)[0]

@@ -73,4 +73,22 @@ type Sample struct {
 	HasCgroupLimit bool
 	MachineCPU     [numModes]float64 // proplet only: share of machine CPU per mode, 0-1
 	HasMachineCPU  bool
+
+	// What the task waited for (collect_waits), cumulative seconds. CPUWait (run-queue delay)
+	// and DiskIOWait (block I/O delay, only with the kernel's delay accounting on) are summed
+	// over a process task's processes; Pressure (by process.PressureCPU, ...) and the
+	// throttling figures are its cgroup's. A figure without its Has flag is absent, not 0.
+	CPUWait, DiskIOWait       float64
+	HasCPUWait, HasDiskIOWait bool
+	Pressure                  [process.NumPressure]Stall
+	ThrottledTime             float64 // time the cgroup was held back by its CPU quota
+	ThrottledPeriods, Periods uint64  // enforcement periods it was throttled in, and all of them
+	HasThrottling             bool
+}
+
+// Stall is a cgroup's pressure stall total for one resource, in seconds: Some is the time at
+// least one of its tasks stalled on the resource, Full the time all of them did at once.
+type Stall struct {
+	Some, Full       float64
+	HasSome, HasFull bool
 }

@@ -42,6 +42,7 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 		return err
 	}
 	t.root, t.members = root, nil
+	t.closeWaits()
 	t.ppid = e.PPID
 	t.exe, t.cmdline, t.owner = d.Executable, d.Cmdline, process.OwnerName(d.UID)
 	t.start = m.src.StartTime(h.ID())
@@ -56,7 +57,7 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 	t.peak = root.prev.RSS
 	t.memcg, _ = m.src.MemoryCgroupOf(e.ID.PID)
 	t.oomBase, t.hasOOMBase = t.memcg.OOMKills()
-	t.loggedDenied = 0
+	t.loggedDenied, t.loggedImpossible = 0, 0
 	t.prevTime = time.Now()
 	t.aliveAt = t.prevTime
 	t.awaiting, t.lostAt = false, m.ev.lost.Load()
@@ -117,6 +118,7 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 		m.tel.SampleError(KindTask)
 		m.log.Debug("Some metrics of a task cannot be read: permission denied", zap.String("task_id", t.spec.ID), zap.Int32("pid", t.root.h.ID().PID), zap.Uint8("fields", uint8(denied)))
 	}
+	m.impossible(t, &cur)
 
 	d := t.acc.add(&t.root.prev, &cur, true)
 	r := reading{got: cur.Got, rss: cur.RSS, vms: cur.VMS, threads: cur.Threads, fds: cur.FDs, memLimit: t.memLimit}
@@ -140,6 +142,10 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 	r.cpuUser, r.cpuSystem = t.acc.cpuUser, t.acc.cpuSystem
 	r.dUser, r.dSystem, r.hasDelta = d.cpuUser, d.cpuSystem, d.cpu
 	r.read, r.write, r.rx, r.tx = t.acc.read, t.acc.write, t.acc.rx, t.acc.tx
+	r.runDelay, r.ioDelay = t.acc.runDelay, t.acc.ioDelay
+	if fields&process.FieldWaits != 0 {
+		m.readWaits(t, &r, buf)
+	}
 
 	t.peak = max(t.peak, r.rss)
 	s := m.sample(t, now, &r)
@@ -162,6 +168,9 @@ type reading struct {
 	read, write        uint64 // cumulative, monotonic
 	rx, tx             uint64 // cumulative, monotonic
 	threads, fds       int64
+	runDelay           uint64 // ns, cumulative, monotonic; with FieldWaits in got
+	ioDelay            uint64 // clock ticks, cumulative, monotonic; with FieldIODelay in got
+	waits              process.WaitsReading
 }
 
 // sample turns a reading into the task's Sample (utilisation over the time since the previous
@@ -191,6 +200,7 @@ func (m *Monitor) sample(t *task, now time.Time, r *reading) Sample {
 		s.RxBytes, s.TxBytes = r.rx, r.tx
 	}
 	s.Threads, s.FDs = r.threads, r.fds
+	setWaits(&s, r)
 	t.prevTime = now
 	t.counted(now)
 	return s
@@ -234,6 +244,7 @@ func fieldsOf(p profile.Profile) process.Fields {
 	set(p.CollectNetworkIO, process.FieldNetwork)
 	set(p.CollectThreads, process.FieldThreads)
 	set(p.CollectFileDescriptors, process.FieldFDs)
+	set(p.CollectWaits, process.FieldWaits)
 	return f
 }
 

@@ -43,11 +43,12 @@ type task struct {
 	acc                 accum
 	prevTime            time.Time
 	loggedDenied        process.Fields
-	warnedBind          bool      // warned that the process exists but cannot be opened
-	pendingSince        time.Time // when it last became pending, for PendingTimeout
-	registered          bool      // in the registry: its state is counted
-	notFoundLogged      time.Time // when "not found yet" was last logged
-	lookupSent          time.Time // when the last "not found" lookup sample was emitted
+	loggedImpossible    process.Fields // waits the kernel showed longer than the process lived, logged
+	warnedBind          bool           // warned that the process exists but cannot be opened
+	pendingSince        time.Time      // when it last became pending, for PendingTimeout
+	registered          bool           // in the registry: its state is counted
+	notFoundLogged      time.Time      // when "not found yet" was last logged
+	lookupSent          time.Time      // when the last "not found" lookup sample was emitted
 
 	peak    uint64 // the highest RSS seen, or the kernel's high-water mark at exit
 	cgLimit uint64 // the cgroup memory limit the task runs under; 0 when none
@@ -57,7 +58,13 @@ type task struct {
 	memcg      process.MemoryCgroup
 	oomBase    uint64
 	hasOOMBase bool
-	awaiting   bool // its process ended; waiting for the kernel's exit record
+	// waits are the task's cgroup's waits files (nil when it has no group of its own),
+	// waitsTried whether they were looked for since it was bound, loggedWaits whether a failed
+	// read of them was logged.
+	waits       *process.CgroupWaits
+	waitsTried  bool
+	loggedWaits bool
+	awaiting    bool // its process ended; waiting for the kernel's exit record
 	// delaysAtBind is kernel.task_delayacct when its process was bound, with process events
 	// on: a process forked while it was off has no block I/O delays to report (delays.go).
 	delaysAtBind delaySetting
@@ -109,6 +116,7 @@ func (t *task) counted(now time.Time) {
 }
 
 func (t *task) closeHandles() {
+	t.closeWaits()
 	if t.cg != nil {
 		t.cg.Close()
 		t.cg = nil
@@ -143,6 +151,8 @@ type accum struct {
 	cpuUser, cpuSystem float64
 	read, write        uint64
 	rx, tx             uint64
+	runDelay           uint64 // ns waiting for a CPU
+	ioDelay            uint64 // clock ticks waiting for block I/O
 }
 
 // delta is what one member added since its previous reading.
@@ -189,6 +199,16 @@ func (a *accum) add(prev, cur *process.Reading, whole bool) delta {
 	} else if first {
 		a.rx += cur.RxBytes
 		a.tx += cur.TxBytes
+	}
+	if both, first := has(process.FieldWaits); both {
+		a.runDelay += sub(cur.RunDelay, prev.RunDelay)
+	} else if first {
+		a.runDelay += cur.RunDelay
+	}
+	if both, first := has(process.FieldIODelay); both {
+		a.ioDelay += sub(cur.IODelayTicks, prev.IODelayTicks)
+	} else if first {
+		a.ioDelay += cur.IODelayTicks
 	}
 	return d
 }

@@ -17,11 +17,17 @@ type cgroupLayout struct {
 	v2Root  string
 	v1Root  string
 	v2Mount string // the unified hierarchy, with or without the memory controller
+	v1CPU   string // the v1 cpu controller's hierarchy (hybrid and v1 hosts), for throttling
 }
 
 func detectCgroupLayout(root string) cgroupLayout {
 	l := detectMemoryLayout(root)
 	l.v2Mount = v2Mount(root)
+	// cpu is a link to cpu,cpuacct where the two controllers share a hierarchy; the v1 cpu
+	// controller is known by its bandwidth files.
+	if _, err := os.Stat(filepath.Join(root, "cpu", "cpu.cfs_period_us")); err == nil {
+		l.v1CPU = filepath.Join(root, "cpu")
+	}
 	return l
 }
 
@@ -69,7 +75,7 @@ const maxProcCgroup = 16 << 10
 
 // procCgroup reads /proc/<pid>/cgroup, bounded by maxProcCgroup.
 func (s *Source) procCgroup(pid int32) ([]byte, error) {
-	return readFile(filepath.Join(s.root, strconv.Itoa(int(pid)), "cgroup"), make([]byte, maxProcCgroup))
+	return s.readFile(filepath.Join(s.root, strconv.Itoa(int(pid)), "cgroup"), make([]byte, maxProcCgroup))
 }
 
 // MemoryCgroupOf returns the memory cgroup a process runs in.

@@ -53,6 +53,12 @@ func openCgroupFile(path string) (int, error) {
 	return fd, nil
 }
 
+// openCgroupFile is openCgroupFile through the Source's open observer.
+func (s *Source) openCgroupFile(path string) (int, error) {
+	s.note(path)
+	return openCgroupFile(path)
+}
+
 // readCgroupFile reads a cgroup file whole into buf, through openCgroupFile. Content that
 // fills buf is refused (procfs.ErrMalformed), not cut.
 func readCgroupFile(path string, buf []byte) ([]byte, error) {

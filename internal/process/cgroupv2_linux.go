@@ -70,7 +70,7 @@ func (s *Source) OpenCgroup(path string) (*Cgroup, error) {
 		*f.fd = -1
 	}
 	for _, f := range files {
-		fd, err := openCgroupFile(filepath.Join(dir, f.name))
+		fd, err := s.openCgroupFile(filepath.Join(dir, f.name))
 		if errors.Is(err, ErrNotCgroupFile) {
 			c.Close()
 			return nil, fmt.Errorf("cgroup %s: %w", dir, err)
@@ -179,7 +179,7 @@ func (c *Cgroup) Procs(buf []byte, fn func(pid int32)) error {
 // the processes of a cgroup, which come and go).
 func (s *Source) ThreadsAndFDs(pid int32, buf []byte) (threads, fds int64, ok bool) {
 	dir := s.root + "/" + strconv.Itoa(int(pid))
-	b, err := readFile(dir+"/stat", buf)
+	b, err := s.readFile(dir+"/stat", buf)
 	if err != nil {
 		return 0, 0, false
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 // Handle is a process opened for repeated reading: the /proc files a profile needs (stat,
-// io, the fd/ directory, and net/dev for a task in its own network namespace) are kept open,
+// io, the fd/ directory, schedstat, and net/dev for a task in its own network namespace) are kept open,
 // so a sample is a few preads, and a reused pid can never be read through them (the kernel
 // answers ESRCH once the process is reaped).
 type Handle struct {
@@ -25,6 +25,7 @@ type Handle struct {
 	io     int
 	fd     int
 	netdev int
+	sched  int
 	netOwn bool   // the process runs in a network namespace other than the collector's
 	tried  Fields // fields whose files Open already tried
 	denied Fields
@@ -32,21 +33,22 @@ type Handle struct {
 	// and closes the files (by paths made once), and checks the start time for identity.
 	transient                bool
 	statPath, ioPath, fdPath string
-	netPath                  string
+	netPath, schedPath       string
 }
 
 // Open opens the process with the given pid for the given fields. If want.Start is not zero,
 // a process with another start time is treated as gone (the pid was reused).
 func (s *Source) Open(want ID, fields Fields, buf []byte) (*Handle, error) {
-	h := &Handle{src: s, dir: filepath.Join(s.root, strconv.Itoa(int(want.PID))), stat: -1, io: -1, fd: -1, netdev: -1}
+	h := &Handle{src: s, dir: filepath.Join(s.root, strconv.Itoa(int(want.PID))), stat: -1, io: -1, fd: -1, netdev: -1, sched: -1}
 	h.statPath, h.ioPath, h.fdPath, h.netPath = h.dir+"/stat", h.dir+"/io", h.dir+"/fd", h.dir+"/net/dev"
+	h.schedPath = h.dir + "/schedstat"
 	if s.keptOpen.Add(1) > s.budget {
 		s.keptOpen.Add(-1)
 		h.transient = true
 	}
 	var st procfs.Stat
 	if h.transient {
-		b, err := readFile(h.statPath, buf)
+		b, err := s.readFile(h.statPath, buf)
 		if err != nil {
 			return nil, err
 		}
@@ -54,13 +56,13 @@ func (s *Source) Open(want ID, fields Fields, buf []byte) (*Handle, error) {
 			return nil, err
 		}
 	} else {
-		fd, err := openRO(h.statPath)
+		fd, err := s.openRO(h.statPath)
 		if err != nil {
 			s.keptOpen.Add(-1)
 			return nil, err
 		}
 		h.stat = fd
-		if err := h.readStat(buf, &st); err != nil {
+		if _, err := h.readStat(buf, &st); err != nil {
 			h.Close()
 			return nil, err
 		}
@@ -76,7 +78,12 @@ func (s *Source) Open(want ID, fields Fields, buf []byte) (*Handle, error) {
 
 // readFile opens, reads and closes a /proc file into buf.
 func readFile(path string, buf []byte) ([]byte, error) {
-	fd, err := openRO(path)
+	return (*Source)(nil).readFile(path, buf)
+}
+
+// readFile is readFile through the Source's open observer.
+func (s *Source) readFile(path string, buf []byte) ([]byte, error) {
+	fd, err := s.openRO(path)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +107,9 @@ func preadProc(fd int, buf []byte) ([]byte, error) {
 	return buf[:n], nil
 }
 
-func openRO(path string) (int, error) {
+// openRO opens a /proc file for reading; a missing file (or process) is ErrGone.
+func (s *Source) openRO(path string) (int, error) {
+	s.note(path)
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
@@ -129,7 +138,7 @@ func (h *Handle) Ensure(fields Fields) {
 		if todo&f == 0 || h.transient {
 			return
 		}
-		fd, err := openRO(filepath.Join(h.dir, name))
+		fd, err := h.src.openRO(filepath.Join(h.dir, name))
 		if err != nil {
 			if !errors.Is(err, ErrGone) && !retry(f, err) {
 				h.denied |= f
@@ -139,8 +148,14 @@ func (h *Handle) Ensure(fields Fields) {
 		*dst = fd
 	}
 	open(FieldDisk, "io", &h.io)
+	if h.src.schedstat {
+		// A kernel without CONFIG_SCHED_INFO has no schedstat: the source knows it, and the
+		// run-queue delay is left out rather than tried for every process.
+		open(FieldWaits, "schedstat", &h.sched)
+	}
 	if todo&FieldFDs != 0 && h.src.fdSizeWorks && !h.transient {
-		fd, err := unix.Open(filepath.Join(h.dir, "fd"), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		h.src.note(h.fdPath)
+		fd, err := unix.Open(h.fdPath, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		switch {
 		case err == nil:
 			h.fd = fd
@@ -168,7 +183,7 @@ func (h *Handle) Close() {
 	if !h.transient && h.stat >= 0 {
 		h.src.keptOpen.Add(-1)
 	}
-	for _, fd := range []*int{&h.stat, &h.io, &h.fd, &h.netdev} {
+	for _, fd := range []*int{&h.stat, &h.io, &h.fd, &h.netdev, &h.sched} {
 		if *fd >= 0 {
 			_ = unix.Close(*fd)
 			*fd = -1
@@ -178,19 +193,19 @@ func (h *Handle) Close() {
 
 func (h *Handle) pread(fd int, buf []byte) ([]byte, error) { return preadProc(fd, buf) }
 
-func (h *Handle) readStat(buf []byte, st *procfs.Stat) error {
+// readStat reads and parses stat; it returns the content, which stays in buf until the next read.
+func (h *Handle) readStat(buf []byte, st *procfs.Stat) ([]byte, error) {
+	var b []byte
+	var err error
 	if h.transient {
-		b, err := readFile(h.statPath, buf)
-		if err != nil {
-			return err
-		}
-		return procfs.ParseStat(b, st)
+		b, err = h.src.readFile(h.statPath, buf)
+	} else {
+		b, err = h.pread(h.stat, buf)
 	}
-	b, err := h.pread(h.stat, buf)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return procfs.ParseStat(b, st)
+	return b, procfs.ParseStat(b, st)
 }
 
 const tick = 1.0 / procfs.UserHZ
@@ -203,11 +218,28 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 	// stat is read on every sample, even when neither CPU nor threads are asked for: it
 	// proves the process is still ours before any other file is trusted.
 	var st procfs.Stat
-	if err := h.readStat(buf, &st); err != nil {
+	b, err := h.readStat(buf, &st)
+	if err != nil {
 		return err
 	}
 	if st.StartTime != h.id.Start {
 		return ErrGone // not the process this handle was opened for
+	}
+	var age uint64 // ticks the process has lived, with a second to spare: no wait is longer
+	if fields&FieldWaits != 0 {
+		age = h.src.ticksSince(st.StartTime) + procfs.UserHZ
+	}
+	if fields&FieldWaits != 0 && h.src.delayAcct {
+		// Field 42 of the stat just read: only with delay accounting on is it more than 0.
+		if r.IODelayTicks, err = procfs.StatBlkioTicks(b); err != nil {
+			return err
+		}
+		if r.IODelayTicks <= age {
+			r.Got |= FieldIODelay
+		} else {
+			r.IODelayTicks = 0
+			r.Impossible |= FieldIODelay
+		}
 	}
 	r.State = st.State
 	r.ExitStatus, r.HasExitStatus = st.ExitCode, st.HasExitCode
@@ -229,7 +261,7 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 		var b []byte
 		var err error
 		if h.transient {
-			b, err = readFile(h.ioPath, buf)
+			b, err = h.src.readFile(h.ioPath, buf)
 		} else {
 			b, err = h.pread(h.io, buf)
 		}
@@ -259,11 +291,32 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 			r.Got |= FieldFDs
 		}
 	}
+	if fields&FieldWaits != 0 && (h.sched >= 0 || (h.transient && h.src.schedstat)) {
+		var b []byte
+		if h.transient {
+			b, err = h.src.readFile(h.schedPath, buf)
+		} else {
+			b, err = h.pread(h.sched, buf)
+		}
+		if err != nil {
+			return err
+		}
+		var ss procfs.Schedstat
+		if err := procfs.ParseSchedstat(b, &ss); err != nil {
+			return err
+		}
+		if ss.WaitNanos/1e9*procfs.UserHZ <= age {
+			r.RunDelay = ss.WaitNanos
+			r.Got |= FieldWaits
+		} else {
+			r.Impossible |= FieldWaits
+		}
+	}
 	if fields&FieldNetwork != 0 && (h.netdev >= 0 || (h.transient && h.netOwn)) {
 		var b []byte
 		var err error
 		if h.transient {
-			b, err = readFile(h.netPath, buf)
+			b, err = h.src.readFile(h.netPath, buf)
 		} else {
 			b, err = h.pread(h.netdev, buf)
 		}
@@ -300,7 +353,8 @@ func (h *Handle) countFDs(buf []byte) (int64, error) {
 		}
 		return st.Size, nil
 	}
-	fd, err := unix.Open(h.dir+"/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	h.src.note(h.fdPath)
+	fd, err := unix.Open(h.fdPath, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return 0, ErrGone

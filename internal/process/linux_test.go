@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -109,7 +110,11 @@ func TestReadLiveProcess(t *testing.T) {
 
 	var r Reading
 	require.NoError(t, h.Read(AllFields, &r, buf))
-	assert.Equal(t, FieldCPU|FieldMemory|FieldDisk|FieldThreads|FieldFDs, r.Got, "network is only read in a namespace of its own")
+	want := FieldCPU | FieldMemory | FieldDisk | FieldThreads | FieldFDs
+	if s.Schedstat() {
+		want |= FieldWaits
+	}
+	assert.Equal(t, want, r.Got, "network is only read in a namespace of its own")
 	assert.False(t, h.netOwn)
 	assert.GreaterOrEqual(t, r.FDs, int64(100), "the workload opened 100 files")
 	assert.GreaterOrEqual(t, r.Threads, int64(8), "the workload started 8 threads")
@@ -193,7 +198,7 @@ func TestUnreadableFilesAreLeftOut(t *testing.T) {
 	require.NoError(t, err, "%s", out)
 	assert.Equal(t, "<nil>", rerr, "a denied file is not an error of the whole read")
 	assert.Equal(t, int(FieldDisk|FieldFDs), denied&int(FieldDisk|FieldFDs), "io and fd/ of another user's process are denied: %s", out)
-	assert.Equal(t, int(FieldCPU|FieldMemory|FieldThreads), got, "the rest is read: %s", out)
+	assert.Equal(t, int(FieldCPU|FieldMemory|FieldThreads|FieldWaits), got, "the rest is read (schedstat is anyone's to read): %s", out)
 }
 
 // TestOutOfDescriptorsIsRetried: a file that cannot be opened for lack of descriptors is not
@@ -318,6 +323,7 @@ func BenchmarkRead(b *testing.B) {
 		{"kernel-floor/stat", func(h *Handle, buf []byte, _ *unix.Stat_t) { _, _ = unix.Pread(h.stat, buf, 0) }},
 		{"kernel-floor/io", func(h *Handle, buf []byte, _ *unix.Stat_t) { _, _ = unix.Pread(h.io, buf, 0) }},
 		{"kernel-floor/fd", func(h *Handle, _ []byte, st *unix.Stat_t) { _ = unix.Fstat(h.fd, st) }},
+		{"kernel-floor/schedstat", func(h *Handle, buf []byte, _ *unix.Stat_t) { _, _ = unix.Pread(h.sched, buf, 0) }},
 	}
 	for _, k := range kernel {
 		b.Run(k.name, func(b *testing.B) {
@@ -364,21 +370,51 @@ func BenchmarkRead(b *testing.B) {
 			}
 		}
 	})
+	// Every case with collect_waits off (the files of every other flag) and on (schedstat
+	// too, and stat's block I/O delay as with delay accounting on).
 	for _, c := range cases {
-		b.Run(c.name, func(b *testing.B) {
-			buf := make([]byte, 4096)
-			h, err := s.Open(ID{PID: int32(c.pid)}, AllFields, buf)
-			require.NoError(b, err)
-			defer h.Close()
-			var r Reading
-			b.ReportAllocs()
-			for b.Loop() {
-				if err := h.Read(AllFields, &r, buf); err != nil {
-					b.Fatal(err)
+		for _, w := range []struct {
+			name      string
+			fields    Fields
+			delayAcct bool
+		}{{"waits-off", AllFields &^ FieldWaits, false}, {"waits-on", AllFields, true}} {
+			b.Run(c.name+"/"+w.name, func(b *testing.B) {
+				s.SetDelayAccounting(w.delayAcct)
+				defer s.SetDelayAccounting(false)
+				buf := make([]byte, 4096)
+				h, err := s.Open(ID{PID: int32(c.pid)}, w.fields, buf)
+				require.NoError(b, err)
+				defer h.Close()
+				var r Reading
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := h.Read(w.fields, &r, buf); err != nil {
+						b.Fatal(err)
+					}
 				}
-			}
-		})
+			})
+		}
 	}
+	// The waits of a task in a cgroup of its own: the three pressure files of a v2 group (the
+	// root group's here: the same kernel code), kept open.
+	b.Run("cgroup-waits/pressure", func(b *testing.B) {
+		if s.CgroupV2Root() == "" {
+			b.Skip("no cgroup v2 hierarchy")
+		}
+		buf := make([]byte, 4096)
+		w := s.OpenWaits(s.CgroupV2Root(), 0, buf)
+		if w == nil || w.fd[PressureCPU] < 0 {
+			b.Skip("no pressure files (PSI off)")
+		}
+		defer w.Close()
+		var r WaitsReading
+		b.ReportAllocs()
+		for b.Loop() {
+			if err := w.Read(&r, buf); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }
 
 // BenchmarkReadRounds measures a sample the way the receiver takes them at scale: across
@@ -495,4 +531,66 @@ func BenchmarkOwnerFromStat(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkReadWaitsPaired measures what collect_waits adds to one task sample, with both
+// reads under the same load: each iteration reads the process with waits off and with waits on
+// (in alternating order), timing each call; it reports the median of each and their ratio.
+// On a machine busy with other work, medians of interleaved calls compare where separate runs
+// cannot.
+func BenchmarkReadWaitsPaired(b *testing.B) {
+	s := newSource(b)
+	cases := []struct {
+		name string
+		pid  int
+	}{
+		{"single-thread", testworkload.Sleepers(b, 1)[0].Process.Pid},
+		{"go-idle", testworkload.Start(b, testworkload.Sleep, 0).Process.Pid},
+		{"go-100files-8threads", testworkload.Start(b, testworkload.Files, 0).Process.Pid},
+	}
+	for _, c := range cases {
+		b.Run(c.name, func(b *testing.B) {
+			buf := make([]byte, 4096)
+			off, on := AllFields&^FieldWaits, AllFields
+			hOff, err := s.Open(ID{PID: int32(c.pid)}, off, buf)
+			require.NoError(b, err)
+			defer hOff.Close()
+			hOn, err := s.Open(ID{PID: int32(c.pid)}, on, buf)
+			require.NoError(b, err)
+			defer hOn.Close()
+			s.SetDelayAccounting(true) // the on case as with delay accounting on: stat's field 42 parsed too
+			defer s.SetDelayAccounting(false)
+			var r Reading
+			timed := func(h *Handle, f Fields) int64 {
+				t0 := time.Now()
+				if err := h.Read(f, &r, buf); err != nil {
+					b.Fatal(err)
+				}
+				return int64(time.Since(t0))
+			}
+			var tOff, tOn []int64
+			i := 0
+			for b.Loop() {
+				if i++; i%2 == 0 {
+					tOff = append(tOff, timed(hOff, off))
+					tOn = append(tOn, timed(hOn, on))
+				} else {
+					tOn = append(tOn, timed(hOn, on))
+					tOff = append(tOff, timed(hOff, off))
+				}
+			}
+			mOff, mOn := median(tOff), median(tOn)
+			b.ReportMetric(float64(mOff), "ns-off")
+			b.ReportMetric(float64(mOn), "ns-on")
+			b.ReportMetric(100*(float64(mOn)/float64(mOff)-1), "%added")
+		})
+	}
+}
+
+func median(v []int64) int64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
 }

@@ -33,8 +33,12 @@ const (
 	FieldNetwork                    // namespace network bytes (net/dev), only for a network namespace of its own
 	FieldThreads                    // thread count (stat)
 	FieldFDs                        // open file descriptors (fd/)
+	FieldWaits                      // run-queue delay (schedstat); with delay accounting, block I/O delay (stat)
+	// FieldIODelay is set in Reading.Got only: the block I/O delay of stat, read with
+	// FieldWaits when the kernel's delay accounting is on (Source.SetDelayAccounting).
+	FieldIODelay
 
-	AllFields = FieldCPU | FieldMemory | FieldDisk | FieldNetwork | FieldThreads | FieldFDs
+	AllFields = FieldCPU | FieldMemory | FieldDisk | FieldNetwork | FieldThreads | FieldFDs | FieldWaits
 )
 
 // Reading is one read of a process's counters. Got says which fields hold values; Denied says
@@ -43,7 +47,11 @@ const (
 type Reading struct {
 	Got    Fields
 	Denied Fields
-	State  byte // Linux process state: 'Z' is a zombie, exited but not yet reaped
+	// Impossible says which figures the kernel showed but cannot be true, and are left out:
+	// more wait than the process has lived (delay accounting on some kernels adds the time
+	// since boot to a thread's block I/O delay).
+	Impossible Fields
+	State      byte // Linux process state: 'Z' is a zombie, exited but not yet reaped
 
 	CPUUser, CPUSystem    float64 // seconds of CPU in user and kernel mode
 	RSS, VMS              uint64  // bytes
@@ -51,6 +59,11 @@ type Reading struct {
 	RxBytes, TxBytes      uint64  // network bytes of the process's own network namespace
 	Threads               int64
 	FDs                   int64
+	// RunDelay is the time the process (its main thread: see procfs.Schedstat) was runnable
+	// but waiting for a CPU, in ns (FieldWaits); IODelayTicks the time it waited for
+	// synchronous block I/O, in clock ticks (FieldIODelay). Both cumulative.
+	RunDelay     uint64
+	IODelayTicks uint64
 	// ExitStatus is the wait status of an exited process (Exited), as the kernel prints it:
 	// the exit code shifted left by 8, or the terminating signal. HasExitStatus says it is known.
 	ExitStatus    uint32

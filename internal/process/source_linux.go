@@ -26,7 +26,10 @@ type Source struct {
 	memTotal    uint64
 	selfNetNS   uint64 // inode of the collector's network namespace
 	fdSizeWorks bool   // st_size of /proc/<pid>/fd is the fd count (Linux 6.2+)
+	schedstat   bool   // the kernel has /proc/<pid>/schedstat (CONFIG_SCHED_INFO)
+	delayAcct   bool   // the kernel's delay accounting is on: stat's block I/O delay is read
 	cgroup      cgroupLayout
+	opened      func(path string) // tests: told of every file opened for a sample
 
 	statMu sync.Mutex
 	statFD int // kept-open /proc/stat for machine CPU
@@ -36,11 +39,12 @@ type Source struct {
 	keptOpen atomic.Int64 // kept-open handles now
 }
 
-// descriptorsPerHandle is what a kept-open handle may hold: stat, io, fd/ and net/dev.
-const descriptorsPerHandle = 4
+// descriptorsPerHandle is what a kept-open handle may hold: stat, io, fd/, schedstat and
+// net/dev; a task's kept-open cgroup waits hold at most 4 (CgroupWaits) and count alike.
+const descriptorsPerHandle = 5
 
-// SetKeptOpenBudget sets how many processes may have their files kept open at once; handles
-// opened past it are transient (files opened and closed on every read). 0 derives the budget
+// SetKeptOpenBudget sets how many processes (and tasks' cgroup waits) may have their files
+// kept open at once; handles opened past it are transient (files opened and closed on every read). 0 derives the budget
 // from RLIMIT_NOFILE, keeping 256 descriptors for everything else.
 func (s *Source) SetKeptOpenBudget(n int) {
 	if n <= 0 {
@@ -91,6 +95,12 @@ func NewSource(procRoot, cgroupRoot string) (*Source, error) {
 	if unix.Stat(filepath.Join(procRoot, "self/fd"), &st) == nil && st.Size > 0 {
 		s.fdSizeWorks = true
 	}
+	for _, p := range []string{"/proc/self/schedstat", filepath.Join(procRoot, "self/schedstat")} {
+		if unix.Access(p, unix.R_OK) == nil {
+			s.schedstat = true
+			break
+		}
+	}
 	s.cgroup = detectCgroupLayout(cgroupRoot)
 	if fd, err := unix.Open(filepath.Join(procRoot, "stat"), unix.O_RDONLY|unix.O_CLOEXEC, 0); err == nil {
 		s.statFD = fd
@@ -131,6 +141,26 @@ func nsInode(path string) (uint64, error) {
 	return st.Ino, nil
 }
 
+// Schedstat reports whether the kernel has /proc/<pid>/schedstat (CONFIG_SCHED_INFO), from
+// which FieldWaits reads the run-queue delay.
+func (s *Source) Schedstat() bool { return s.schedstat }
+
+// SetDelayAccounting says whether the kernel's delay accounting is on (DelayAccounting): only
+// then does a FieldWaits read take the block I/O delay from stat (FieldIODelay). With it off the
+// kernel leaves that field 0, which is no measurement.
+func (s *Source) SetDelayAccounting(on bool) { s.delayAcct = on }
+
+// SetOpenObserver has fn told the path of every file the Source opens for a task's samples
+// (a process's files, its cgroups' files), before it is opened; nil for none. Tests count
+// opens with it.
+func (s *Source) SetOpenObserver(fn func(path string)) { s.opened = fn }
+
+func (s *Source) note(path string) {
+	if s != nil && s.opened != nil {
+		s.opened(path)
+	}
+}
+
 // NumCPU is the number of logical CPUs of the host.
 func (s *Source) NumCPU() int { return s.numCPU }
 
@@ -140,6 +170,12 @@ func (s *Source) MemTotal() uint64 { return s.memTotal }
 // StartTime converts an ID's start to wall-clock time.
 func (s *Source) StartTime(id ID) time.Time {
 	return s.bootTime.Add(time.Duration(id.Start) * (time.Second / procfs.UserHZ))
+}
+
+// ticksSince is the clock ticks from an ID's start to now.
+func (s *Source) ticksSince(start uint64) uint64 {
+	now := s.TicksAt(time.Now())
+	return now - min(start, now)
 }
 
 // TicksAt converts a wall-clock time to an ID's start: the start of a process started then.

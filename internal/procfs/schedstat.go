@@ -1,10 +1,11 @@
 package procfs
 
 // Schedstat holds /proc/<pid>/schedstat (or /proc/<pid>/task/<tid>/schedstat): what the
-// scheduler recorded of a process's time on and off a CPU. The kernel keeps these figures
+// scheduler recorded of one thread's time on and off a CPU. The kernel keeps these figures
 // whenever it is built with CONFIG_SCHED_INFO, whatever kernel.sched_schedstats says (that
-// switch governs the far costlier per-entity statistics); they cover the whole thread group
-// when read for the process.
+// switch governs the far costlier per-entity statistics). Read for a process, they are its
+// main thread's (the thread group leader's), not a sum over its threads: the kernel prints
+// the task the path names, and /proc/<pid> names the leader.
 type Schedstat struct {
 	RunNanos   uint64 // time spent running on a CPU, in ns
 	WaitNanos  uint64 // time spent runnable on a run queue, waiting for a CPU, in ns

@@ -24,7 +24,9 @@ const (
 	Inline = "inline"
 )
 
-// Profile is one task's monitoring profile. Field names follow Propeller's JSON keys.
+// Profile is one task's monitoring profile. Field names follow Propeller's JSON keys, but for
+// collect_waits, this distribution's own: Propeller's proplets and manager know no such key, so
+// a profile they send keeps the waits of the profile it is applied to (on in `standard`).
 type Profile struct {
 	Enabled                bool          // sample the task at all
 	Interval               time.Duration // time between two samples
@@ -34,6 +36,7 @@ type Profile struct {
 	CollectNetworkIO       bool          // network bytes, only for tasks in their own network namespace
 	CollectThreads         bool          // thread count (/proc/<pid>/stat)
 	CollectFileDescriptors bool          // open file descriptors (/proc/<pid>/fd)
+	CollectWaits           bool          // run-queue and block I/O delay (/proc/<pid>/schedstat, stat); the cgroup's pressure stall and throttling
 	ExportToMQTT           bool          // publish to Propeller's MQTT topics
 	RetainHistory          bool          // keep a window of samples for the aggregated block
 	HistorySize            int           // length of that window
@@ -47,11 +50,11 @@ var builtins = map[string]Profile{
 	"realtime_api": {
 		Enabled: true, Interval: 5 * time.Second,
 		CollectCPU: true, CollectMemory: true, CollectNetworkIO: true, CollectThreads: true, CollectFileDescriptors: true,
-		ExportToMQTT: true, RetainHistory: true, HistorySize: 500,
+		CollectWaits: true, ExportToMQTT: true, RetainHistory: true, HistorySize: 500,
 	},
 	"batch_processing": {
 		Enabled: true, Interval: 30 * time.Second,
-		CollectCPU: true, CollectMemory: true, CollectDiskIO: true,
+		CollectCPU: true, CollectMemory: true, CollectDiskIO: true, CollectWaits: true,
 		ExportToMQTT: true, RetainHistory: true, HistorySize: 200,
 	},
 	"minimal": {
@@ -65,7 +68,7 @@ func all(interval time.Duration, export bool, history int) Profile {
 	return Profile{
 		Enabled: true, Interval: interval,
 		CollectCPU: true, CollectMemory: true, CollectDiskIO: true, CollectNetworkIO: true,
-		CollectThreads: true, CollectFileDescriptors: true,
+		CollectThreads: true, CollectFileDescriptors: true, CollectWaits: true,
 		ExportToMQTT: export, RetainHistory: true, HistorySize: history,
 	}
 }
@@ -141,6 +144,7 @@ type Overrides struct {
 	CollectNetworkIO       *bool          `mapstructure:"collect_network_io"`
 	CollectThreads         *bool          `mapstructure:"collect_threads"`
 	CollectFileDescriptors *bool          `mapstructure:"collect_file_descriptors"`
+	CollectWaits           *bool          `mapstructure:"collect_waits"`
 	ExportToMQTT           *bool          `mapstructure:"export_to_mqtt"`
 	RetainHistory          *bool          `mapstructure:"retain_history"`
 	HistorySize            *int           `mapstructure:"history_size"`
@@ -155,6 +159,7 @@ func (o Overrides) Apply(base Profile) Profile {
 	setBool(&base.CollectNetworkIO, o.CollectNetworkIO)
 	setBool(&base.CollectThreads, o.CollectThreads)
 	setBool(&base.CollectFileDescriptors, o.CollectFileDescriptors)
+	setBool(&base.CollectWaits, o.CollectWaits)
 	setBool(&base.ExportToMQTT, o.ExportToMQTT)
 	setBool(&base.RetainHistory, o.RetainHistory)
 	if o.Interval != nil {

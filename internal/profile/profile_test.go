@@ -22,14 +22,15 @@ func TestBuiltins(t *testing.T) {
 		enabled  bool
 		disk     bool
 		net      bool
+		waits    bool
 	}{
-		{"standard", 10 * time.Second, 100, true, true, true, true},
-		{"long_running_daemon", 120 * time.Second, 500, true, true, true, true},
-		{"intensive", time.Second, 1000, true, true, true, true},
-		{"realtime_api", 5 * time.Second, 500, true, true, false, true},
-		{"batch_processing", 30 * time.Second, 200, true, true, true, false},
-		{"minimal", 60 * time.Second, 0, false, true, false, false},
-		{"disabled", 60 * time.Second, 0, false, false, false, false},
+		{"standard", 10 * time.Second, 100, true, true, true, true, true},
+		{"long_running_daemon", 120 * time.Second, 500, true, true, true, true, true},
+		{"intensive", time.Second, 1000, true, true, true, true, true},
+		{"realtime_api", 5 * time.Second, 500, true, true, false, true, true},
+		{"batch_processing", 30 * time.Second, 200, true, true, true, false, true},
+		{"minimal", 60 * time.Second, 0, false, true, false, false, false},
+		{"disabled", 60 * time.Second, 0, false, false, false, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -42,6 +43,7 @@ func TestBuiltins(t *testing.T) {
 			assert.Equal(t, tt.enabled, p.Enabled)
 			assert.Equal(t, tt.disk, p.CollectDiskIO)
 			assert.Equal(t, tt.net, p.CollectNetworkIO)
+			assert.Equal(t, tt.waits, p.CollectWaits)
 			assert.NoError(t, p.Validate())
 		})
 	}
@@ -51,10 +53,14 @@ func TestBuiltins(t *testing.T) {
 
 func TestOverridesInheritStandard(t *testing.T) {
 	interval, history, no := time.Second, 20, false
-	set := NewSet(map[string]Overrides{"fast": {Interval: &interval, HistorySize: &history, CollectDiskIO: &no}})
+	set := NewSet(map[string]Overrides{"fast": {Interval: &interval, HistorySize: &history, CollectDiskIO: &no}, "quiet": {CollectWaits: &no}})
 	want := builtins[Standard]
 	want.Interval, want.HistorySize, want.CollectDiskIO = time.Second, 20, false
 	assert.Equal(t, want, set["fast"])
+	assert.True(t, set["fast"].CollectWaits, "collect_waits unset: standard's, on")
+	want = builtins[Standard]
+	want.CollectWaits = false
+	assert.Equal(t, want, set["quiet"])
 	assert.Equal(t, builtins["intensive"], set["intensive"])
 }
 

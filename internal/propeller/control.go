@@ -54,6 +54,7 @@ func DecodeProfile(raw []byte) (profile.Overrides, error) {
 		"collect_disk_io": &o.CollectDiskIO, "collect_network_io": &o.CollectNetworkIO,
 		"collect_threads": &o.CollectThreads, "collect_file_descriptors": &o.CollectFileDescriptors,
 		"export_to_mqtt": &o.ExportToMQTT, "retain_history": &o.RetainHistory,
+		"collect_waits": &o.CollectWaits, // this distribution's own key: Propeller's manager sends none
 	}
 	var errs []error
 	for key, v := range fields {

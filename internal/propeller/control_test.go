@@ -59,6 +59,12 @@ func TestDecodeProfile(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, std, o.Apply(std))
 
+	o, err = DecodeProfile([]byte(`{"collect_waits": false}`))
+	require.NoError(t, err)
+	assert.False(t, o.Apply(std).CollectWaits, "collect_waits, this distribution's own key")
+	_, err = DecodeProfile([]byte(`{"collect_waits": 1}`))
+	require.ErrorContains(t, err, "collect_waits: must be true or false")
+
 	for in, want := range map[string]string{
 		`{"interval": 0}`:               "interval: must be positive, got 0",
 		`{"interval": -10}`:             "interval: must be positive",

@@ -82,6 +82,14 @@ const (
 	TaskMemoryPeak             = "propeller.task.memory.peak"   // cgroup tasks: memory.peak
 	TaskProcessCount           = "propeller.task.process.count" // cgroup tasks: processes in the cgroup
 	TaskLookup                 = "propeller.task.lookup"        // 1: the task's process is found; 0: pending
+
+	// What a task waited for (collect_waits): cumulative seconds, or enforcement periods.
+	TaskCPUWaitTime         = "propeller.task.cpu.wait.time"         // runnable, waiting for a CPU (schedstat)
+	TaskDiskIOWaitTime      = "propeller.task.disk.io.wait.time"     // waiting for block I/O (delay accounting)
+	TaskPressureStallTime   = "propeller.task.pressure.stall.time"   // its cgroup's PSI totals, by resource and stall
+	TaskCPUThrottledTime    = "propeller.task.cpu.throttled.time"    // its cgroup held back by its CPU quota
+	TaskCPUThrottledPeriods = "propeller.task.cpu.throttled.periods" // enforcement periods it was throttled in
+	TaskCPUPeriods          = "propeller.task.cpu.periods"           // enforcement periods it was runnable in
 )
 
 // Data point attribute keys.
@@ -89,6 +97,8 @@ const (
 	CPUMode            = "cpu.mode"
 	DiskIODirection    = "disk.io.direction"
 	NetworkIODirection = "network.io.direction"
+	PressureResource   = "propeller.pressure.resource"
+	PressureStall      = "propeller.pressure.stall"
 )
 
 // Data point attribute values.
@@ -105,15 +115,24 @@ const (
 	DirectionWrite    = "write"
 	DirectionReceive  = "receive"
 	DirectionTransmit = "transmit"
+
+	PressureCPU    = "cpu"
+	PressureMemory = "memory"
+	PressureIO     = "io"
+	StallSome      = "some"
+	StallFull      = "full"
 )
 
 // Metric is one metric the receiver writes: its name, its unit, and the data point attribute
-// that splits it with the values that attribute takes ("" and nil when there is none).
+// that splits it with the values that attribute takes ("" and nil when there is none). A metric
+// split two ways has a second one, Attr2 and Values2: every point carries both.
 type Metric struct {
-	Name   string
-	Unit   string
-	Attr   string
-	Values []string
+	Name    string
+	Unit    string
+	Attr    string
+	Values  []string
+	Attr2   string
+	Values2 []string
 }
 
 var (
@@ -139,6 +158,13 @@ var Metrics = []Metric{
 	{Name: TaskMemoryPeak, Unit: "By"},
 	{Name: TaskProcessCount, Unit: "{process}"},
 	{Name: TaskLookup, Unit: "{found}"},
+	{Name: TaskCPUWaitTime, Unit: "s"},
+	{Name: TaskDiskIOWaitTime, Unit: "s"},
+	{Name: TaskPressureStallTime, Unit: "s", Attr: PressureResource, Values: []string{PressureCPU, PressureMemory, PressureIO},
+		Attr2: PressureStall, Values2: []string{StallSome, StallFull}},
+	{Name: TaskCPUThrottledTime, Unit: "s"},
+	{Name: TaskCPUThrottledPeriods, Unit: "{period}"},
+	{Name: TaskCPUPeriods, Unit: "{period}"},
 }
 
 // CPUPercent is CPU use as Propeller reports it: the increase in cumulative CPU time

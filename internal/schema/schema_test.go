@@ -43,6 +43,8 @@ func TestNamesAreUniqueAndWellFormed(t *testing.T) {
 		seen[m.Name] = true
 		assert.NotEmpty(t, m.Unit, m.Name)
 		assert.Equal(t, m.Attr == "", len(m.Values) == 0, "%s: an attribute comes with its values", m.Name)
+		assert.Equal(t, m.Attr2 == "", len(m.Values2) == 0, "%s: a second attribute comes with its values", m.Name)
+		assert.False(t, m.Attr == "" && m.Attr2 != "", "%s: a second attribute only after a first", m.Name)
 		assert.True(t, strings.HasPrefix(m.Name, "process.") || strings.HasPrefix(m.Name, "system.") || strings.HasPrefix(m.Name, "propeller."), m.Name)
 	}
 }

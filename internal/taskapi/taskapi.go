@@ -170,6 +170,7 @@ type profileView struct {
 	CollectNetworkIO       bool    `json:"collect_network_io"`
 	CollectThreads         bool    `json:"collect_threads"`
 	CollectFileDescriptors bool    `json:"collect_file_descriptors"`
+	CollectWaits           bool    `json:"collect_waits"`
 	ExportToMQTT           bool    `json:"export_to_mqtt"`
 	RetainHistory          bool    `json:"retain_history"`
 	HistorySize            int     `json:"history_size"`
@@ -183,7 +184,7 @@ func view(s monitor.Status) taskView {
 		MonitoringProfile: profileView{
 			Enabled: p.Enabled, Interval: p.Interval.Seconds(), CollectCPU: p.CollectCPU, CollectMemory: p.CollectMemory,
 			CollectDiskIO: p.CollectDiskIO, CollectNetworkIO: p.CollectNetworkIO, CollectThreads: p.CollectThreads,
-			CollectFileDescriptors: p.CollectFileDescriptors, ExportToMQTT: p.ExportToMQTT,
+			CollectFileDescriptors: p.CollectFileDescriptors, CollectWaits: p.CollectWaits, ExportToMQTT: p.ExportToMQTT,
 			RetainHistory: p.RetainHistory, HistorySize: p.HistorySize,
 		},
 	}

@@ -10,6 +10,7 @@ package testworkload // import "github.com/otelcol-propeller/otelcol-propeller/i
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -21,6 +22,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const envKind = "PROPLET_TEST_WORKLOAD"
@@ -37,6 +40,9 @@ const (
 	// Task is a short task with known totals: report ready, touch TaskMemory, burn TaskCPU of
 	// CPU, write TaskWrite with fsync, and exit with code arg TaskLife after it started.
 	Task = "task"
+	// BurnOn keeps its main thread busy (the thread /proc/<pid>/schedstat reports), with every
+	// thread of the process pinned to CPU arg: workloads that compete for one CPU.
+	BurnOn = "burn-on"
 )
 
 // What a Task workload uses.
@@ -46,6 +52,14 @@ const (
 	TaskWrite  = 8 << 20
 	TaskLife   = 1500 * time.Millisecond
 )
+
+func init() {
+	if os.Getenv(envKind) == BurnOn {
+		// Locked in init, the main goroutine stays on the main thread through main: the loop
+		// runs there.
+		runtime.LockOSThread()
+	}
+}
 
 // MainIfChild runs the workload and exits if this process was started as a workload child.
 // Call it at the top of TestMain.
@@ -66,6 +80,16 @@ func run(kind string, arg int) {
 	switch kind {
 	case Burn:
 		runtime.GOMAXPROCS(1)
+		ready()
+		x := 0
+		for {
+			x++
+		}
+	case BurnOn:
+		runtime.GOMAXPROCS(1)
+		if err := pinThreads(arg); err != nil {
+			panic(err)
+		}
 		ready()
 		x := 0
 		for {
@@ -161,6 +185,47 @@ func run(kind string, arg int) {
 		panic("unknown workload " + kind)
 	}
 	waitForKill()
+}
+
+// pinThreads pins every thread of this process to one CPU. Threads started later inherit the
+// mask of the thread that starts them, so the whole process stays on it.
+func pinThreads(cpu int) error {
+	var set unix.CPUSet
+	set.Set(cpu)
+	tids, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return err
+	}
+	for _, d := range tids {
+		tid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.SchedSetaffinity(tid, &set); err != nil && !errors.Is(err, unix.ESRCH) {
+			return fmt.Errorf("pin thread %d to CPU %d: %w", tid, cpu, err)
+		}
+	}
+	return nil
+}
+
+// LastCPU is the highest-numbered CPU this process may run on: the one CPU competing
+// workloads (BurnOn) share.
+func LastCPU(tb testing.TB) int {
+	tb.Helper()
+	var set unix.CPUSet
+	if err := unix.SchedGetaffinity(0, &set); err != nil {
+		tb.Fatalf("read this process's CPU affinity: %v", err)
+	}
+	last := -1
+	for c := range 1024 {
+		if set.IsSet(c) {
+			last = c
+		}
+	}
+	if last < 0 {
+		tb.Fatal("this process may run on no CPU")
+	}
+	return last
 }
 
 // waitForKill blocks until the process is killed. It sleeps on a timer rather than in an

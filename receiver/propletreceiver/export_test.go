@@ -37,7 +37,7 @@ func TestExportToMQTTAlways(t *testing.T) {
 	const quiet = `{"id":"t-1","monitoring_profile":{"enabled":true,"interval":2,"collect_cpu":true,"collect_memory":true,"collect_disk_io":false,"collect_threads":true,"collect_file_descriptors":false,"export_to_mqtt":false,"retain_history":true,"history_size":7}}`
 	requested := profile.Profile{
 		Enabled: true, Interval: 2 * time.Second, CollectCPU: true, CollectMemory: true, CollectNetworkIO: true,
-		CollectThreads: true, RetainHistory: true, HistorySize: 7,
+		CollectThreads: true, CollectWaits: true, RetainHistory: true, HistorySize: 7, // waits: standard's, the manager sends none
 	}
 
 	t.Run("default: as requested", func(t *testing.T) {

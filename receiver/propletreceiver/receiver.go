@@ -365,6 +365,7 @@ func (r *propletReceiver) record(s *monitor.Sample) {
 			mb.RecordSystemCPUUtilizationDataPoint(ts, v, systemModes[mode])
 		}
 	}
+	recordWaits(mb, ts, s)
 	res := rb.Emit()
 	if s.Usage != nil {
 		r.recordUsage(s, res)
@@ -374,6 +375,36 @@ func (r *propletReceiver) record(s *monitor.Sample) {
 		opts = append(opts, metadata.WithStartTimeOverride(pcommon.NewTimestampFromTime(s.Start)))
 	}
 	mb.EmitForResource(opts...)
+}
+
+// recordWaits writes what a task waited for: each figure only when the sample has it (a
+// kernel or cgroup that lacks it gives no point, never a 0).
+func recordWaits(mb *metadata.MetricsBuilder, ts pcommon.Timestamp, s *monitor.Sample) {
+	if s.HasCPUWait {
+		mb.RecordPropellerTaskCPUWaitTimeDataPoint(ts, s.CPUWait)
+	}
+	if s.HasDiskIOWait {
+		mb.RecordPropellerTaskDiskIoWaitTimeDataPoint(ts, s.DiskIOWait)
+	}
+	for res, p := range s.Pressure {
+		if p.HasSome {
+			mb.RecordPropellerTaskPressureStallTimeDataPoint(ts, p.Some, pressureResources[res], metadata.AttributePropellerPressureStallSome)
+		}
+		if p.HasFull {
+			mb.RecordPropellerTaskPressureStallTimeDataPoint(ts, p.Full, pressureResources[res], metadata.AttributePropellerPressureStallFull)
+		}
+	}
+	if s.HasThrottling {
+		mb.RecordPropellerTaskCPUThrottledTimeDataPoint(ts, s.ThrottledTime)
+		mb.RecordPropellerTaskCPUThrottledPeriodsDataPoint(ts, float64(s.ThrottledPeriods))
+		mb.RecordPropellerTaskCPUPeriodsDataPoint(ts, float64(s.Periods))
+	}
+}
+
+var pressureResources = [...]metadata.AttributePropellerPressureResource{
+	process.PressureCPU:    metadata.AttributePropellerPressureResourceCPU,
+	process.PressureMemory: metadata.AttributePropellerPressureResourceMemory,
+	process.PressureIO:     metadata.AttributePropellerPressureResourceIo,
 }
 
 var systemModes = [...]metadata.AttributeSystemCPUMode{

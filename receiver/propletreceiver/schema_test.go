@@ -58,6 +58,13 @@ func fullSamples() []monitor.Sample {
 		ReadBytes: 1048576, WriteBytes: 524288, RxBytes: 4096, TxBytes: 2048,
 		Threads: 2, FDs: 8, Uptime: 50,
 		MemoryPeak: 67108864, HasMemoryPeak: true, Processes: 3, HasProcesses: true,
+		CPUWait: 1.25, HasCPUWait: true, DiskIOWait: 0.5, HasDiskIOWait: true,
+		Pressure: [process.NumPressure]monitor.Stall{
+			process.PressureCPU:    {Some: 2.5, Full: 0.75, HasSome: true, HasFull: true},
+			process.PressureMemory: {Some: 0.125, Full: 0.0625, HasSome: true, HasFull: true},
+			process.PressureIO:     {Some: 0.25, Full: 0.1875, HasSome: true, HasFull: true},
+		},
+		ThrottledTime: 2.211, ThrottledPeriods: 37, Periods: 120, HasThrottling: true,
 	}
 	proplet := monitor.Sample{
 		Kind: monitor.KindProplet, Time: schemaTime,
@@ -153,11 +160,17 @@ func TestSchemaMatchesWhatTheReceiverWrites(t *testing.T) {
 						assert.Zero(t, dpAttrs.Len(), "%s has no data point attributes in the schema", m.Name())
 						continue
 					}
-					assert.Equal(t, 1, dpAttrs.Len(), "%s: data point attributes %v", m.Name(), dpAttrs.AsRaw())
-					v, ok := dpAttrs.Get(want.Attr)
-					if assert.True(t, ok, "%s: data point attribute %s", m.Name(), want.Attr) {
-						assert.Contains(t, want.Values, v.Str(), "%s: value of %s", m.Name(), want.Attr)
-						writtenValues[m.Name()+"/"+v.Str()] = true
+					attrs := []dpAttr{{want.Attr, want.Values}}
+					if want.Attr2 != "" {
+						attrs = append(attrs, dpAttr{want.Attr2, want.Values2})
+					}
+					assert.Equal(t, len(attrs), dpAttrs.Len(), "%s: data point attributes %v", m.Name(), dpAttrs.AsRaw())
+					for _, a := range attrs {
+						v, ok := dpAttrs.Get(a.key)
+						if assert.True(t, ok, "%s: data point attribute %s", m.Name(), a.key) {
+							assert.Contains(t, a.values, v.Str(), "%s: value of %s", m.Name(), a.key)
+							writtenValues[m.Name()+"/"+v.Str()] = true
+						}
 					}
 				}
 			}
@@ -172,7 +185,16 @@ func TestSchemaMatchesWhatTheReceiverWrites(t *testing.T) {
 		for _, v := range m.Values {
 			assert.True(t, writtenValues[m.Name+"/"+v], "%s with %s=%s is in internal/schema but never written", m.Name, m.Attr, v)
 		}
+		for _, v := range m.Values2 {
+			assert.True(t, writtenValues[m.Name+"/"+v], "%s with %s=%s is in internal/schema but never written", m.Name, m.Attr2, v)
+		}
 	}
+}
+
+// dpAttr is a data point attribute of the schema and the values it takes.
+type dpAttr struct {
+	key    string
+	values []string
 }
 
 // TestSchemaGoldenReceiverOutput compares what the receiver writes with the golden file the

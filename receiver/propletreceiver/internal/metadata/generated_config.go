@@ -247,6 +247,106 @@ func (ms *PropellerPropletCgroupMemoryUsageMetricConfig) Unmarshal(parser *confm
 	return nil
 }
 
+// PropellerTaskCPUPeriodsMetricConfig provides config for the propeller.task.cpu.periods metric.
+type PropellerTaskCPUPeriodsMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *PropellerTaskCPUPeriodsMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// PropellerTaskCPUThrottledPeriodsMetricConfig provides config for the propeller.task.cpu.throttled.periods metric.
+type PropellerTaskCPUThrottledPeriodsMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *PropellerTaskCPUThrottledPeriodsMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// PropellerTaskCPUThrottledTimeMetricConfig provides config for the propeller.task.cpu.throttled.time metric.
+type PropellerTaskCPUThrottledTimeMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *PropellerTaskCPUThrottledTimeMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// PropellerTaskCPUWaitTimeMetricConfig provides config for the propeller.task.cpu.wait.time metric.
+type PropellerTaskCPUWaitTimeMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *PropellerTaskCPUWaitTimeMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// PropellerTaskDiskIoWaitTimeMetricConfig provides config for the propeller.task.disk.io.wait.time metric.
+type PropellerTaskDiskIoWaitTimeMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *PropellerTaskDiskIoWaitTimeMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
 // PropellerTaskLookupMetricConfig provides config for the propeller.task.lookup metric.
 type PropellerTaskLookupMetricConfig struct {
 	Enabled          bool `mapstructure:"enabled"`
@@ -274,6 +374,26 @@ type PropellerTaskMemoryPeakMetricConfig struct {
 }
 
 func (ms *PropellerTaskMemoryPeakMetricConfig) Unmarshal(parser *confmap.Conf) error {
+	if parser == nil {
+		return nil
+	}
+
+	err := parser.Unmarshal(ms)
+	if err != nil {
+		return err
+	}
+
+	ms.enabledSetByUser = parser.IsSet("enabled")
+	return nil
+}
+
+// PropellerTaskPressureStallTimeMetricConfig provides config for the propeller.task.pressure.stall.time metric.
+type PropellerTaskPressureStallTimeMetricConfig struct {
+	Enabled          bool `mapstructure:"enabled"`
+	enabledSetByUser bool
+}
+
+func (ms *PropellerTaskPressureStallTimeMetricConfig) Unmarshal(parser *confmap.Conf) error {
 	if parser == nil {
 		return nil
 	}
@@ -341,8 +461,14 @@ type MetricsConfig struct {
 	ProcessUptime                     ProcessUptimeMetricConfig                     `mapstructure:"process.uptime"`
 	PropellerPropletCgroupMemoryLimit PropellerPropletCgroupMemoryLimitMetricConfig `mapstructure:"propeller.proplet.cgroup.memory.limit"`
 	PropellerPropletCgroupMemoryUsage PropellerPropletCgroupMemoryUsageMetricConfig `mapstructure:"propeller.proplet.cgroup.memory.usage"`
+	PropellerTaskCPUPeriods           PropellerTaskCPUPeriodsMetricConfig           `mapstructure:"propeller.task.cpu.periods"`
+	PropellerTaskCPUThrottledPeriods  PropellerTaskCPUThrottledPeriodsMetricConfig  `mapstructure:"propeller.task.cpu.throttled.periods"`
+	PropellerTaskCPUThrottledTime     PropellerTaskCPUThrottledTimeMetricConfig     `mapstructure:"propeller.task.cpu.throttled.time"`
+	PropellerTaskCPUWaitTime          PropellerTaskCPUWaitTimeMetricConfig          `mapstructure:"propeller.task.cpu.wait.time"`
+	PropellerTaskDiskIoWaitTime       PropellerTaskDiskIoWaitTimeMetricConfig       `mapstructure:"propeller.task.disk.io.wait.time"`
 	PropellerTaskLookup               PropellerTaskLookupMetricConfig               `mapstructure:"propeller.task.lookup"`
 	PropellerTaskMemoryPeak           PropellerTaskMemoryPeakMetricConfig           `mapstructure:"propeller.task.memory.peak"`
+	PropellerTaskPressureStallTime    PropellerTaskPressureStallTimeMetricConfig    `mapstructure:"propeller.task.pressure.stall.time"`
 	PropellerTaskProcessCount         PropellerTaskProcessCountMetricConfig         `mapstructure:"propeller.task.process.count"`
 	SystemCPUUtilization              SystemCPUUtilizationMetricConfig              `mapstructure:"system.cpu.utilization"`
 }
@@ -385,10 +511,28 @@ func DefaultMetricsConfig() MetricsConfig {
 		PropellerPropletCgroupMemoryUsage: PropellerPropletCgroupMemoryUsageMetricConfig{
 			Enabled: true,
 		},
+		PropellerTaskCPUPeriods: PropellerTaskCPUPeriodsMetricConfig{
+			Enabled: true,
+		},
+		PropellerTaskCPUThrottledPeriods: PropellerTaskCPUThrottledPeriodsMetricConfig{
+			Enabled: true,
+		},
+		PropellerTaskCPUThrottledTime: PropellerTaskCPUThrottledTimeMetricConfig{
+			Enabled: true,
+		},
+		PropellerTaskCPUWaitTime: PropellerTaskCPUWaitTimeMetricConfig{
+			Enabled: true,
+		},
+		PropellerTaskDiskIoWaitTime: PropellerTaskDiskIoWaitTimeMetricConfig{
+			Enabled: true,
+		},
 		PropellerTaskLookup: PropellerTaskLookupMetricConfig{
 			Enabled: true,
 		},
 		PropellerTaskMemoryPeak: PropellerTaskMemoryPeakMetricConfig{
+			Enabled: true,
+		},
+		PropellerTaskPressureStallTime: PropellerTaskPressureStallTimeMetricConfig{
 			Enabled: true,
 		},
 		PropellerTaskProcessCount: PropellerTaskProcessCountMetricConfig{

@@ -62,10 +62,28 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					PropellerPropletCgroupMemoryUsage: PropellerPropletCgroupMemoryUsageMetricConfig{
 						Enabled: true,
 					},
+					PropellerTaskCPUPeriods: PropellerTaskCPUPeriodsMetricConfig{
+						Enabled: true,
+					},
+					PropellerTaskCPUThrottledPeriods: PropellerTaskCPUThrottledPeriodsMetricConfig{
+						Enabled: true,
+					},
+					PropellerTaskCPUThrottledTime: PropellerTaskCPUThrottledTimeMetricConfig{
+						Enabled: true,
+					},
+					PropellerTaskCPUWaitTime: PropellerTaskCPUWaitTimeMetricConfig{
+						Enabled: true,
+					},
+					PropellerTaskDiskIoWaitTime: PropellerTaskDiskIoWaitTimeMetricConfig{
+						Enabled: true,
+					},
 					PropellerTaskLookup: PropellerTaskLookupMetricConfig{
 						Enabled: true,
 					},
 					PropellerTaskMemoryPeak: PropellerTaskMemoryPeakMetricConfig{
+						Enabled: true,
+					},
+					PropellerTaskPressureStallTime: PropellerTaskPressureStallTimeMetricConfig{
 						Enabled: true,
 					},
 					PropellerTaskProcessCount: PropellerTaskProcessCountMetricConfig{
@@ -132,10 +150,28 @@ func TestMetricsBuilderConfig(t *testing.T) {
 					PropellerPropletCgroupMemoryUsage: PropellerPropletCgroupMemoryUsageMetricConfig{
 						Enabled: false,
 					},
+					PropellerTaskCPUPeriods: PropellerTaskCPUPeriodsMetricConfig{
+						Enabled: false,
+					},
+					PropellerTaskCPUThrottledPeriods: PropellerTaskCPUThrottledPeriodsMetricConfig{
+						Enabled: false,
+					},
+					PropellerTaskCPUThrottledTime: PropellerTaskCPUThrottledTimeMetricConfig{
+						Enabled: false,
+					},
+					PropellerTaskCPUWaitTime: PropellerTaskCPUWaitTimeMetricConfig{
+						Enabled: false,
+					},
+					PropellerTaskDiskIoWaitTime: PropellerTaskDiskIoWaitTimeMetricConfig{
+						Enabled: false,
+					},
 					PropellerTaskLookup: PropellerTaskLookupMetricConfig{
 						Enabled: false,
 					},
 					PropellerTaskMemoryPeak: PropellerTaskMemoryPeakMetricConfig{
+						Enabled: false,
+					},
+					PropellerTaskPressureStallTime: PropellerTaskPressureStallTimeMetricConfig{
 						Enabled: false,
 					},
 					PropellerTaskProcessCount: PropellerTaskProcessCountMetricConfig{
@@ -166,7 +202,7 @@ func TestMetricsBuilderConfig(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := loadMetricsBuilderConfig(t, tt.name)
-			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ProcessCPUTimeMetricConfig{}, ProcessCPUUtilizationMetricConfig{}, ProcessDiskIoMetricConfig{}, ProcessMemoryUsageMetricConfig{}, ProcessMemoryUtilizationMetricConfig{}, ProcessMemoryVirtualMetricConfig{}, ProcessNetworkIoMetricConfig{}, ProcessThreadCountMetricConfig{}, ProcessUnixFileDescriptorCountMetricConfig{}, ProcessUptimeMetricConfig{}, PropellerPropletCgroupMemoryLimitMetricConfig{}, PropellerPropletCgroupMemoryUsageMetricConfig{}, PropellerTaskLookupMetricConfig{}, PropellerTaskMemoryPeakMetricConfig{}, PropellerTaskProcessCountMetricConfig{}, SystemCPUUtilizationMetricConfig{}, ResourceAttributeConfig{}))
+			diff := cmp.Diff(tt.want, cfg, cmpopts.IgnoreUnexported(ProcessCPUTimeMetricConfig{}, ProcessCPUUtilizationMetricConfig{}, ProcessDiskIoMetricConfig{}, ProcessMemoryUsageMetricConfig{}, ProcessMemoryUtilizationMetricConfig{}, ProcessMemoryVirtualMetricConfig{}, ProcessNetworkIoMetricConfig{}, ProcessThreadCountMetricConfig{}, ProcessUnixFileDescriptorCountMetricConfig{}, ProcessUptimeMetricConfig{}, PropellerPropletCgroupMemoryLimitMetricConfig{}, PropellerPropletCgroupMemoryUsageMetricConfig{}, PropellerTaskCPUPeriodsMetricConfig{}, PropellerTaskCPUThrottledPeriodsMetricConfig{}, PropellerTaskCPUThrottledTimeMetricConfig{}, PropellerTaskCPUWaitTimeMetricConfig{}, PropellerTaskDiskIoWaitTimeMetricConfig{}, PropellerTaskLookupMetricConfig{}, PropellerTaskMemoryPeakMetricConfig{}, PropellerTaskPressureStallTimeMetricConfig{}, PropellerTaskProcessCountMetricConfig{}, SystemCPUUtilizationMetricConfig{}, ResourceAttributeConfig{}))
 			require.Emptyf(t, diff, "Config mismatch (-expected +actual):\n%s", diff)
 		})
 	}

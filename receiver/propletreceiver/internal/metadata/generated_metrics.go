@@ -97,6 +97,62 @@ var MapAttributeNetworkIoDirection = map[string]AttributeNetworkIoDirection{
 	"transmit": AttributeNetworkIoDirectionTransmit,
 }
 
+// AttributePropellerPressureResource specifies the value propeller.pressure.resource attribute.
+type AttributePropellerPressureResource int
+
+const (
+	_ AttributePropellerPressureResource = iota
+	AttributePropellerPressureResourceCPU
+	AttributePropellerPressureResourceMemory
+	AttributePropellerPressureResourceIo
+)
+
+// String returns the string representation of the AttributePropellerPressureResource.
+func (av AttributePropellerPressureResource) String() string {
+	switch av {
+	case AttributePropellerPressureResourceCPU:
+		return "cpu"
+	case AttributePropellerPressureResourceMemory:
+		return "memory"
+	case AttributePropellerPressureResourceIo:
+		return "io"
+	}
+	return ""
+}
+
+// MapAttributePropellerPressureResource is a helper map of string to AttributePropellerPressureResource attribute value.
+var MapAttributePropellerPressureResource = map[string]AttributePropellerPressureResource{
+	"cpu":    AttributePropellerPressureResourceCPU,
+	"memory": AttributePropellerPressureResourceMemory,
+	"io":     AttributePropellerPressureResourceIo,
+}
+
+// AttributePropellerPressureStall specifies the value propeller.pressure.stall attribute.
+type AttributePropellerPressureStall int
+
+const (
+	_ AttributePropellerPressureStall = iota
+	AttributePropellerPressureStallSome
+	AttributePropellerPressureStallFull
+)
+
+// String returns the string representation of the AttributePropellerPressureStall.
+func (av AttributePropellerPressureStall) String() string {
+	switch av {
+	case AttributePropellerPressureStallSome:
+		return "some"
+	case AttributePropellerPressureStallFull:
+		return "full"
+	}
+	return ""
+}
+
+// MapAttributePropellerPressureStall is a helper map of string to AttributePropellerPressureStall attribute value.
+var MapAttributePropellerPressureStall = map[string]AttributePropellerPressureStall{
+	"some": AttributePropellerPressureStallSome,
+	"full": AttributePropellerPressureStallFull,
+}
+
 // AttributeSystemCPUMode specifies the value system.cpu.mode attribute.
 type AttributeSystemCPUMode int
 
@@ -184,11 +240,30 @@ var MetricsInfo = metricsInfo{
 	PropellerPropletCgroupMemoryUsage: metricInfo{
 		Name: "propeller.proplet.cgroup.memory.usage",
 	},
+	PropellerTaskCPUPeriods: metricInfo{
+		Name: "propeller.task.cpu.periods",
+	},
+	PropellerTaskCPUThrottledPeriods: metricInfo{
+		Name: "propeller.task.cpu.throttled.periods",
+	},
+	PropellerTaskCPUThrottledTime: metricInfo{
+		Name: "propeller.task.cpu.throttled.time",
+	},
+	PropellerTaskCPUWaitTime: metricInfo{
+		Name: "propeller.task.cpu.wait.time",
+	},
+	PropellerTaskDiskIoWaitTime: metricInfo{
+		Name: "propeller.task.disk.io.wait.time",
+	},
 	PropellerTaskLookup: metricInfo{
 		Name: "propeller.task.lookup",
 	},
 	PropellerTaskMemoryPeak: metricInfo{
 		Name: "propeller.task.memory.peak",
+	},
+	PropellerTaskPressureStallTime: metricInfo{
+		Name:       "propeller.task.pressure.stall.time",
+		Attributes: []string{"propeller.pressure.resource", "propeller.pressure.stall"},
 	},
 	PropellerTaskProcessCount: metricInfo{
 		Name: "propeller.task.process.count",
@@ -212,8 +287,14 @@ type metricsInfo struct {
 	ProcessUptime                     metricInfo
 	PropellerPropletCgroupMemoryLimit metricInfo
 	PropellerPropletCgroupMemoryUsage metricInfo
+	PropellerTaskCPUPeriods           metricInfo
+	PropellerTaskCPUThrottledPeriods  metricInfo
+	PropellerTaskCPUThrottledTime     metricInfo
+	PropellerTaskCPUWaitTime          metricInfo
+	PropellerTaskDiskIoWaitTime       metricInfo
 	PropellerTaskLookup               metricInfo
 	PropellerTaskMemoryPeak           metricInfo
+	PropellerTaskPressureStallTime    metricInfo
 	PropellerTaskProcessCount         metricInfo
 	SystemCPUUtilization              metricInfo
 }
@@ -849,6 +930,266 @@ func newMetricPropellerPropletCgroupMemoryUsage(cfg PropellerPropletCgroupMemory
 	return m
 }
 
+type metricPropellerTaskCPUPeriods struct {
+	data     pmetric.Metric                      // data buffer for generated metric.
+	config   PropellerTaskCPUPeriodsMetricConfig // metric config provided by user.
+	capacity int                                 // max observed number of data points added to the metric.
+}
+
+// init fills propeller.task.cpu.periods metric with initial data.
+func (m *metricPropellerTaskCPUPeriods) init() {
+	m.data.SetName("propeller.task.cpu.periods")
+	m.data.SetDescription("CPU bandwidth enforcement periods in which the task's cgroup had runnable tasks (nr_periods of cpu.stat: cgroup v2 with the cpu controller, else the v1 cpu controller's group). Counted only while the group has a CPU quota (cpu.max, cpu.cfs_quota_us); absent for a task without a cgroup of its own. No semantic convention covers CPU throttling of a process or container, hence the propeller.task namespace.")
+	m.data.SetUnit("{period}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricPropellerTaskCPUPeriods) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val float64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetDoubleValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricPropellerTaskCPUPeriods) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricPropellerTaskCPUPeriods) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricPropellerTaskCPUPeriods(cfg PropellerTaskCPUPeriodsMetricConfig) metricPropellerTaskCPUPeriods {
+	m := metricPropellerTaskCPUPeriods{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricPropellerTaskCPUThrottledPeriods struct {
+	data     pmetric.Metric                               // data buffer for generated metric.
+	config   PropellerTaskCPUThrottledPeriodsMetricConfig // metric config provided by user.
+	capacity int                                          // max observed number of data points added to the metric.
+}
+
+// init fills propeller.task.cpu.throttled.periods metric with initial data.
+func (m *metricPropellerTaskCPUThrottledPeriods) init() {
+	m.data.SetName("propeller.task.cpu.throttled.periods")
+	m.data.SetDescription("Enforcement periods in which the task's cgroup used up its CPU quota and was held back until the next period (nr_throttled of cpu.stat, v2 or v1 cpu controller). Over propeller.task.cpu.periods: the share of periods the quota was too small. Absent for a task without a cgroup of its own.")
+	m.data.SetUnit("{period}")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricPropellerTaskCPUThrottledPeriods) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val float64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetDoubleValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricPropellerTaskCPUThrottledPeriods) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricPropellerTaskCPUThrottledPeriods) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricPropellerTaskCPUThrottledPeriods(cfg PropellerTaskCPUThrottledPeriodsMetricConfig) metricPropellerTaskCPUThrottledPeriods {
+	m := metricPropellerTaskCPUThrottledPeriods{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricPropellerTaskCPUThrottledTime struct {
+	data     pmetric.Metric                            // data buffer for generated metric.
+	config   PropellerTaskCPUThrottledTimeMetricConfig // metric config provided by user.
+	capacity int                                       // max observed number of data points added to the metric.
+}
+
+// init fills propeller.task.cpu.throttled.time metric with initial data.
+func (m *metricPropellerTaskCPUThrottledTime) init() {
+	m.data.SetName("propeller.task.cpu.throttled.time")
+	m.data.SetDescription("Time the task's cgroup was held back by its CPU quota (throttled_usec of cgroup v2 cpu.stat, throttled_time of the v1 cpu controller's). The task was ready to run and was not allowed to. Absent for a task without a cgroup of its own; 0 while the group has no quota.")
+	m.data.SetUnit("s")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricPropellerTaskCPUThrottledTime) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val float64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetDoubleValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricPropellerTaskCPUThrottledTime) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricPropellerTaskCPUThrottledTime) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricPropellerTaskCPUThrottledTime(cfg PropellerTaskCPUThrottledTimeMetricConfig) metricPropellerTaskCPUThrottledTime {
+	m := metricPropellerTaskCPUThrottledTime{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricPropellerTaskCPUWaitTime struct {
+	data     pmetric.Metric                       // data buffer for generated metric.
+	config   PropellerTaskCPUWaitTimeMetricConfig // metric config provided by user.
+	capacity int                                  // max observed number of data points added to the metric.
+}
+
+// init fills propeller.task.cpu.wait.time metric with initial data.
+func (m *metricPropellerTaskCPUWaitTime) init() {
+	m.data.SetName("propeller.task.cpu.wait.time")
+	m.data.SetDescription("Time the task's processes were runnable but waiting for a CPU (run-queue delay: the second field of /proc/[pid]/schedstat, kept by kernels built with CONFIG_SCHED_INFO), summed over the task's processes like process.cpu.time. The kernel prints each process's main thread there, not the sum of its threads. Process tasks only. No semantic convention covers run-queue delay, hence the propeller.task namespace.")
+	m.data.SetUnit("s")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricPropellerTaskCPUWaitTime) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val float64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetDoubleValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricPropellerTaskCPUWaitTime) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricPropellerTaskCPUWaitTime) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricPropellerTaskCPUWaitTime(cfg PropellerTaskCPUWaitTimeMetricConfig) metricPropellerTaskCPUWaitTime {
+	m := metricPropellerTaskCPUWaitTime{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricPropellerTaskDiskIoWaitTime struct {
+	data     pmetric.Metric                          // data buffer for generated metric.
+	config   PropellerTaskDiskIoWaitTimeMetricConfig // metric config provided by user.
+	capacity int                                     // max observed number of data points added to the metric.
+}
+
+// init fills propeller.task.disk.io.wait.time metric with initial data.
+func (m *metricPropellerTaskDiskIoWaitTime) init() {
+	m.data.SetName("propeller.task.disk.io.wait.time")
+	m.data.SetDescription("Time the task's processes waited for synchronous block I/O (delayacct_blkio_ticks, field 42 of /proc/[pid]/stat, 10 ms resolution; like schedstat, the main thread's), summed over the task's processes. Only when the kernel's delay accounting is on (kernel.task_delayacct=1, off by default since Linux 5.14): otherwise the kernel keeps no such figure and the metric is absent. Process tasks only. No semantic convention covers it, hence the propeller.task namespace.")
+	m.data.SetUnit("s")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+}
+
+func (m *metricPropellerTaskDiskIoWaitTime) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val float64) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetDoubleValue(val)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricPropellerTaskDiskIoWaitTime) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricPropellerTaskDiskIoWaitTime) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricPropellerTaskDiskIoWaitTime(cfg PropellerTaskDiskIoWaitTimeMetricConfig) metricPropellerTaskDiskIoWaitTime {
+	m := metricPropellerTaskDiskIoWaitTime{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
 type metricPropellerTaskLookup struct {
 	data     pmetric.Metric                  // data buffer for generated metric.
 	config   PropellerTaskLookupMetricConfig // metric config provided by user.
@@ -943,6 +1284,61 @@ func (m *metricPropellerTaskMemoryPeak) emit(metrics pmetric.MetricSlice) {
 
 func newMetricPropellerTaskMemoryPeak(cfg PropellerTaskMemoryPeakMetricConfig) metricPropellerTaskMemoryPeak {
 	m := metricPropellerTaskMemoryPeak{config: cfg}
+
+	if cfg.Enabled {
+		m.data = pmetric.NewMetric()
+		m.init()
+	}
+	return m
+}
+
+type metricPropellerTaskPressureStallTime struct {
+	data     pmetric.Metric                             // data buffer for generated metric.
+	config   PropellerTaskPressureStallTimeMetricConfig // metric config provided by user.
+	capacity int                                        // max observed number of data points added to the metric.
+}
+
+// init fills propeller.task.pressure.stall.time metric with initial data.
+func (m *metricPropellerTaskPressureStallTime) init() {
+	m.data.SetName("propeller.task.pressure.stall.time")
+	m.data.SetDescription("Pressure stall of the task's cgroup, by resource (cpu, memory, io) and stall (some, full): the total= of the cgroup v2 cpu.pressure, memory.pressure and io.pressure files, kept by kernels with PSI on (CONFIG_PSI, not booted with psi=0). The task's own cgroup, or the one its process runs in (not the root group); absent without cgroup v2, PSI, or a group of its own. No semantic convention covers pressure stall information, hence the propeller.task namespace.")
+	m.data.SetUnit("s")
+	m.data.SetEmptySum()
+	m.data.Sum().SetIsMonotonic(true)
+	m.data.Sum().SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	m.data.Sum().DataPoints().EnsureCapacity(m.capacity)
+}
+
+func (m *metricPropellerTaskPressureStallTime) recordDataPoint(start pcommon.Timestamp, ts pcommon.Timestamp, val float64, propellerPressureResourceAttributeValue string, propellerPressureStallAttributeValue string) {
+	if !m.config.Enabled {
+		return
+	}
+	dp := m.data.Sum().DataPoints().AppendEmpty()
+	dp.SetStartTimestamp(start)
+	dp.SetTimestamp(ts)
+	dp.SetDoubleValue(val)
+	dp.Attributes().PutStr("propeller.pressure.resource", propellerPressureResourceAttributeValue)
+	dp.Attributes().PutStr("propeller.pressure.stall", propellerPressureStallAttributeValue)
+}
+
+// updateCapacity saves max length of data point slices that will be used for the slice capacity.
+func (m *metricPropellerTaskPressureStallTime) updateCapacity() {
+	if m.data.Sum().DataPoints().Len() > m.capacity {
+		m.capacity = m.data.Sum().DataPoints().Len()
+	}
+}
+
+// emit appends recorded metric data to a metrics slice and prepares it for recording another set of data points.
+func (m *metricPropellerTaskPressureStallTime) emit(metrics pmetric.MetricSlice) {
+	if m.config.Enabled && m.data.Sum().DataPoints().Len() > 0 {
+		m.updateCapacity()
+		m.data.MoveTo(metrics.AppendEmpty())
+		m.init()
+	}
+}
+
+func newMetricPropellerTaskPressureStallTime(cfg PropellerTaskPressureStallTimeMetricConfig) metricPropellerTaskPressureStallTime {
+	m := metricPropellerTaskPressureStallTime{config: cfg}
 
 	if cfg.Enabled {
 		m.data = pmetric.NewMetric()
@@ -1077,8 +1473,14 @@ type MetricsBuilder struct {
 	metricProcessUptime                     metricProcessUptime
 	metricPropellerPropletCgroupMemoryLimit metricPropellerPropletCgroupMemoryLimit
 	metricPropellerPropletCgroupMemoryUsage metricPropellerPropletCgroupMemoryUsage
+	metricPropellerTaskCPUPeriods           metricPropellerTaskCPUPeriods
+	metricPropellerTaskCPUThrottledPeriods  metricPropellerTaskCPUThrottledPeriods
+	metricPropellerTaskCPUThrottledTime     metricPropellerTaskCPUThrottledTime
+	metricPropellerTaskCPUWaitTime          metricPropellerTaskCPUWaitTime
+	metricPropellerTaskDiskIoWaitTime       metricPropellerTaskDiskIoWaitTime
 	metricPropellerTaskLookup               metricPropellerTaskLookup
 	metricPropellerTaskMemoryPeak           metricPropellerTaskMemoryPeak
+	metricPropellerTaskPressureStallTime    metricPropellerTaskPressureStallTime
 	metricPropellerTaskProcessCount         metricPropellerTaskProcessCount
 	metricSystemCPUUtilization              metricSystemCPUUtilization
 }
@@ -1118,8 +1520,14 @@ func NewMetricsBuilder(mbc MetricsBuilderConfig, settings receiver.Settings, opt
 		metricProcessUptime:                     newMetricProcessUptime(mbc.Metrics.ProcessUptime),
 		metricPropellerPropletCgroupMemoryLimit: newMetricPropellerPropletCgroupMemoryLimit(mbc.Metrics.PropellerPropletCgroupMemoryLimit),
 		metricPropellerPropletCgroupMemoryUsage: newMetricPropellerPropletCgroupMemoryUsage(mbc.Metrics.PropellerPropletCgroupMemoryUsage),
+		metricPropellerTaskCPUPeriods:           newMetricPropellerTaskCPUPeriods(mbc.Metrics.PropellerTaskCPUPeriods),
+		metricPropellerTaskCPUThrottledPeriods:  newMetricPropellerTaskCPUThrottledPeriods(mbc.Metrics.PropellerTaskCPUThrottledPeriods),
+		metricPropellerTaskCPUThrottledTime:     newMetricPropellerTaskCPUThrottledTime(mbc.Metrics.PropellerTaskCPUThrottledTime),
+		metricPropellerTaskCPUWaitTime:          newMetricPropellerTaskCPUWaitTime(mbc.Metrics.PropellerTaskCPUWaitTime),
+		metricPropellerTaskDiskIoWaitTime:       newMetricPropellerTaskDiskIoWaitTime(mbc.Metrics.PropellerTaskDiskIoWaitTime),
 		metricPropellerTaskLookup:               newMetricPropellerTaskLookup(mbc.Metrics.PropellerTaskLookup),
 		metricPropellerTaskMemoryPeak:           newMetricPropellerTaskMemoryPeak(mbc.Metrics.PropellerTaskMemoryPeak),
+		metricPropellerTaskPressureStallTime:    newMetricPropellerTaskPressureStallTime(mbc.Metrics.PropellerTaskPressureStallTime),
 		metricPropellerTaskProcessCount:         newMetricPropellerTaskProcessCount(mbc.Metrics.PropellerTaskProcessCount),
 		metricSystemCPUUtilization:              newMetricSystemCPUUtilization(mbc.Metrics.SystemCPUUtilization),
 		resourceAttributeIncludeFilter:          make(map[string]filter.Filter),
@@ -1285,8 +1693,14 @@ func (mb *MetricsBuilder) EmitForResource(options ...ResourceMetricsOption) {
 	mb.metricProcessUptime.emit(ils.Metrics())
 	mb.metricPropellerPropletCgroupMemoryLimit.emit(ils.Metrics())
 	mb.metricPropellerPropletCgroupMemoryUsage.emit(ils.Metrics())
+	mb.metricPropellerTaskCPUPeriods.emit(ils.Metrics())
+	mb.metricPropellerTaskCPUThrottledPeriods.emit(ils.Metrics())
+	mb.metricPropellerTaskCPUThrottledTime.emit(ils.Metrics())
+	mb.metricPropellerTaskCPUWaitTime.emit(ils.Metrics())
+	mb.metricPropellerTaskDiskIoWaitTime.emit(ils.Metrics())
 	mb.metricPropellerTaskLookup.emit(ils.Metrics())
 	mb.metricPropellerTaskMemoryPeak.emit(ils.Metrics())
+	mb.metricPropellerTaskPressureStallTime.emit(ils.Metrics())
 	mb.metricPropellerTaskProcessCount.emit(ils.Metrics())
 	mb.metricSystemCPUUtilization.emit(ils.Metrics())
 
@@ -1380,6 +1794,31 @@ func (mb *MetricsBuilder) RecordPropellerPropletCgroupMemoryUsageDataPoint(ts pc
 	mb.metricPropellerPropletCgroupMemoryUsage.recordDataPoint(mb.startTime, ts, val)
 }
 
+// RecordPropellerTaskCPUPeriodsDataPoint adds a data point to propeller.task.cpu.periods metric.
+func (mb *MetricsBuilder) RecordPropellerTaskCPUPeriodsDataPoint(ts pcommon.Timestamp, val float64) {
+	mb.metricPropellerTaskCPUPeriods.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordPropellerTaskCPUThrottledPeriodsDataPoint adds a data point to propeller.task.cpu.throttled.periods metric.
+func (mb *MetricsBuilder) RecordPropellerTaskCPUThrottledPeriodsDataPoint(ts pcommon.Timestamp, val float64) {
+	mb.metricPropellerTaskCPUThrottledPeriods.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordPropellerTaskCPUThrottledTimeDataPoint adds a data point to propeller.task.cpu.throttled.time metric.
+func (mb *MetricsBuilder) RecordPropellerTaskCPUThrottledTimeDataPoint(ts pcommon.Timestamp, val float64) {
+	mb.metricPropellerTaskCPUThrottledTime.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordPropellerTaskCPUWaitTimeDataPoint adds a data point to propeller.task.cpu.wait.time metric.
+func (mb *MetricsBuilder) RecordPropellerTaskCPUWaitTimeDataPoint(ts pcommon.Timestamp, val float64) {
+	mb.metricPropellerTaskCPUWaitTime.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordPropellerTaskDiskIoWaitTimeDataPoint adds a data point to propeller.task.disk.io.wait.time metric.
+func (mb *MetricsBuilder) RecordPropellerTaskDiskIoWaitTimeDataPoint(ts pcommon.Timestamp, val float64) {
+	mb.metricPropellerTaskDiskIoWaitTime.recordDataPoint(mb.startTime, ts, val)
+}
+
 // RecordPropellerTaskLookupDataPoint adds a data point to propeller.task.lookup metric.
 func (mb *MetricsBuilder) RecordPropellerTaskLookupDataPoint(ts pcommon.Timestamp, val int64) {
 	mb.metricPropellerTaskLookup.recordDataPoint(mb.startTime, ts, val)
@@ -1388,6 +1827,11 @@ func (mb *MetricsBuilder) RecordPropellerTaskLookupDataPoint(ts pcommon.Timestam
 // RecordPropellerTaskMemoryPeakDataPoint adds a data point to propeller.task.memory.peak metric.
 func (mb *MetricsBuilder) RecordPropellerTaskMemoryPeakDataPoint(ts pcommon.Timestamp, val int64) {
 	mb.metricPropellerTaskMemoryPeak.recordDataPoint(mb.startTime, ts, val)
+}
+
+// RecordPropellerTaskPressureStallTimeDataPoint adds a data point to propeller.task.pressure.stall.time metric.
+func (mb *MetricsBuilder) RecordPropellerTaskPressureStallTimeDataPoint(ts pcommon.Timestamp, val float64, propellerPressureResourceAttributeValue AttributePropellerPressureResource, propellerPressureStallAttributeValue AttributePropellerPressureStall) {
+	mb.metricPropellerTaskPressureStallTime.recordDataPoint(mb.startTime, ts, val, propellerPressureResourceAttributeValue.String(), propellerPressureStallAttributeValue.String())
 }
 
 // RecordPropellerTaskProcessCountDataPoint adds a data point to propeller.task.process.count metric.

@@ -104,10 +104,28 @@ func TestMetricsBuilder(t *testing.T) {
 			mb.RecordPropellerPropletCgroupMemoryUsageDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
+			mb.RecordPropellerTaskCPUPeriodsDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordPropellerTaskCPUThrottledPeriodsDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordPropellerTaskCPUThrottledTimeDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordPropellerTaskCPUWaitTimeDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordPropellerTaskDiskIoWaitTimeDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
 			mb.RecordPropellerTaskLookupDataPoint(ts, 1)
 			defaultMetricsCount++
 			allMetricsCount++
 			mb.RecordPropellerTaskMemoryPeakDataPoint(ts, 1)
+			defaultMetricsCount++
+			allMetricsCount++
+			mb.RecordPropellerTaskPressureStallTimeDataPoint(ts, 1, AttributePropellerPressureResourceCPU, AttributePropellerPressureStallSome)
 			defaultMetricsCount++
 			allMetricsCount++
 			mb.RecordPropellerTaskProcessCountDataPoint(ts, 1)
@@ -331,6 +349,76 @@ func TestMetricsBuilder(t *testing.T) {
 					assert.Equal(t, ts, dp.Timestamp())
 					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
 					assert.Equal(t, int64(1), dp.IntValue())
+				case "propeller.task.cpu.periods":
+					assert.False(t, validatedMetrics["propeller.task.cpu.periods"], "Found a duplicate in the metrics slice: propeller.task.cpu.periods")
+					validatedMetrics["propeller.task.cpu.periods"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "CPU bandwidth enforcement periods in which the task's cgroup had runnable tasks (nr_periods of cpu.stat: cgroup v2 with the cpu controller, else the v1 cpu controller's group). Counted only while the group has a CPU quota (cpu.max, cpu.cfs_quota_us); absent for a task without a cgroup of its own. No semantic convention covers CPU throttling of a process or container, hence the propeller.task namespace.", mi.Description())
+					assert.Equal(t, "{period}", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+					assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+				case "propeller.task.cpu.throttled.periods":
+					assert.False(t, validatedMetrics["propeller.task.cpu.throttled.periods"], "Found a duplicate in the metrics slice: propeller.task.cpu.throttled.periods")
+					validatedMetrics["propeller.task.cpu.throttled.periods"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "Enforcement periods in which the task's cgroup used up its CPU quota and was held back until the next period (nr_throttled of cpu.stat, v2 or v1 cpu controller). Over propeller.task.cpu.periods: the share of periods the quota was too small. Absent for a task without a cgroup of its own.", mi.Description())
+					assert.Equal(t, "{period}", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+					assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+				case "propeller.task.cpu.throttled.time":
+					assert.False(t, validatedMetrics["propeller.task.cpu.throttled.time"], "Found a duplicate in the metrics slice: propeller.task.cpu.throttled.time")
+					validatedMetrics["propeller.task.cpu.throttled.time"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "Time the task's cgroup was held back by its CPU quota (throttled_usec of cgroup v2 cpu.stat, throttled_time of the v1 cpu controller's). The task was ready to run and was not allowed to. Absent for a task without a cgroup of its own; 0 while the group has no quota.", mi.Description())
+					assert.Equal(t, "s", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+					assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+				case "propeller.task.cpu.wait.time":
+					assert.False(t, validatedMetrics["propeller.task.cpu.wait.time"], "Found a duplicate in the metrics slice: propeller.task.cpu.wait.time")
+					validatedMetrics["propeller.task.cpu.wait.time"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "Time the task's processes were runnable but waiting for a CPU (run-queue delay: the second field of /proc/[pid]/schedstat, kept by kernels built with CONFIG_SCHED_INFO), summed over the task's processes like process.cpu.time. The kernel prints each process's main thread there, not the sum of its threads. Process tasks only. No semantic convention covers run-queue delay, hence the propeller.task namespace.", mi.Description())
+					assert.Equal(t, "s", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+					assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+				case "propeller.task.disk.io.wait.time":
+					assert.False(t, validatedMetrics["propeller.task.disk.io.wait.time"], "Found a duplicate in the metrics slice: propeller.task.disk.io.wait.time")
+					validatedMetrics["propeller.task.disk.io.wait.time"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "Time the task's processes waited for synchronous block I/O (delayacct_blkio_ticks, field 42 of /proc/[pid]/stat, 10 ms resolution; like schedstat, the main thread's), summed over the task's processes. Only when the kernel's delay accounting is on (kernel.task_delayacct=1, off by default since Linux 5.14): otherwise the kernel keeps no such figure and the metric is absent. Process tasks only. No semantic convention covers it, hence the propeller.task namespace.", mi.Description())
+					assert.Equal(t, "s", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+					assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
 				case "propeller.task.lookup":
 					assert.False(t, validatedMetrics["propeller.task.lookup"], "Found a duplicate in the metrics slice: propeller.task.lookup")
 					validatedMetrics["propeller.task.lookup"] = true
@@ -357,6 +445,26 @@ func TestMetricsBuilder(t *testing.T) {
 					assert.Equal(t, ts, dp.Timestamp())
 					assert.Equal(t, pmetric.NumberDataPointValueTypeInt, dp.ValueType())
 					assert.Equal(t, int64(1), dp.IntValue())
+				case "propeller.task.pressure.stall.time":
+					assert.False(t, validatedMetrics["propeller.task.pressure.stall.time"], "Found a duplicate in the metrics slice: propeller.task.pressure.stall.time")
+					validatedMetrics["propeller.task.pressure.stall.time"] = true
+					assert.Equal(t, pmetric.MetricTypeSum, mi.Type())
+					assert.Equal(t, 1, mi.Sum().DataPoints().Len())
+					assert.Equal(t, "Pressure stall of the task's cgroup, by resource (cpu, memory, io) and stall (some, full): the total= of the cgroup v2 cpu.pressure, memory.pressure and io.pressure files, kept by kernels with PSI on (CONFIG_PSI, not booted with psi=0). The task's own cgroup, or the one its process runs in (not the root group); absent without cgroup v2, PSI, or a group of its own. No semantic convention covers pressure stall information, hence the propeller.task namespace.", mi.Description())
+					assert.Equal(t, "s", mi.Unit())
+					assert.True(t, mi.Sum().IsMonotonic())
+					assert.Equal(t, pmetric.AggregationTemporalityCumulative, mi.Sum().AggregationTemporality())
+					dp := mi.Sum().DataPoints().At(0)
+					assert.Equal(t, start, dp.StartTimestamp())
+					assert.Equal(t, ts, dp.Timestamp())
+					assert.Equal(t, pmetric.NumberDataPointValueTypeDouble, dp.ValueType())
+					assert.InDelta(t, float64(1), dp.DoubleValue(), 0.01)
+					propellerPressureResourceAttrVal, ok := dp.Attributes().Get("propeller.pressure.resource")
+					assert.True(t, ok)
+					assert.Equal(t, "cpu", propellerPressureResourceAttrVal.Str())
+					propellerPressureStallAttrVal, ok := dp.Attributes().Get("propeller.pressure.stall")
+					assert.True(t, ok)
+					assert.Equal(t, "some", propellerPressureStallAttrVal.Str())
 				case "propeller.task.process.count":
 					assert.False(t, validatedMetrics["propeller.task.process.count"], "Found a duplicate in the metrics slice: propeller.task.process.count")
 					validatedMetrics["propeller.task.process.count"] = true
