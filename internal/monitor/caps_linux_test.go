@@ -141,7 +141,7 @@ func TestAddTaskPastTheCaps(t *testing.T) {
 
 	// Once d's process is bound, d is no longer pending: a pending task fits again, after
 	// another task leaves.
-	require.Eventually(t, func() bool { s, _ := m.Task("d"); return s.State == StateActive }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { s, _ := m.Task("d"); return s.State == StateActive }, patience, 10*time.Millisecond)
 	require.True(t, m.StopTask(context.Background(), "c"))
 	require.NoError(t, m.AddTask(waitingSpec(t, "f")))
 	assert.Equal(t, int64(2), m.pending.Load(), "static and f")
@@ -181,15 +181,15 @@ func TestPendingTasksExpire(t *testing.T) {
 
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	require.NoError(t, m.AddTask(pidTask("found", cmd, time.Second)))
-	require.Eventually(t, func() bool { s, _ := m.Task("found"); return s.State == StateActive }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { s, _ := m.Task("found"); return s.State == StateActive }, patience, 10*time.Millisecond)
 	added := time.Now()
 	require.NoError(t, m.AddTask(waitingSpec(t, "api")))
 	require.ErrorIs(t, m.AddTask(waitingSpec(t, "refused")), ErrTooManyPending)
 
-	require.Eventually(t, func() bool { _, ok := m.Task("api"); return !ok }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { _, ok := m.Task("api"); return !ok }, patience, 10*time.Millisecond)
 	assert.GreaterOrEqual(t, time.Since(added), timeout, "not before pending_timeout")
 	// The expiry is counted and logged once, after the task left the registry.
-	require.Eventually(t, func() bool { return logs.FilterMessageSnippet("pending_timeout").Len() > 0 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return logs.FilterMessageSnippet("pending_timeout").Len() > 0 }, patience, 10*time.Millisecond)
 	assert.Equal(t, 1, tel.refusedFor("pending_expired"))
 	lines := logs.FilterMessageSnippet("pending_timeout")
 	require.Equal(t, 1, lines.Len())
@@ -225,7 +225,7 @@ func TestDiscoveryRulePastMaxTasks(t *testing.T) {
 	cmd := testworkload.Command(t, testworkload.Sleep, 0)
 	cmd.Args = append(cmd.Args, "--task-id="+id)
 	testworkload.StartCmd(t, cmd)
-	require.Eventually(t, func() bool { return tel.refusedFor("too_many_tasks") > 0 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return tel.refusedFor("too_many_tasks") > 0 }, patience, 10*time.Millisecond)
 	// Several passes see the same process: counted and logged once.
 	time.Sleep(300 * time.Millisecond) //nolint:forbidigo // asserting that nothing more happens needs a wait
 	assert.Equal(t, 1, tel.refusedFor("too_many_tasks"))

@@ -110,7 +110,7 @@ func TestCgroupTaskReal(t *testing.T) {
 	assert.GreaterOrEqual(t, total, own-before-2*tick, "the cgroup counts what its process used in it")
 
 	require.NoError(t, os.Remove(dir))
-	require.Eventually(t, func() bool { st, _ := h.m.Task("cg"); return st.State == StateExited }, 5*time.Second, 10*time.Millisecond,
+	require.Eventually(t, func() bool { st, _ := h.m.Task("cg"); return st.State == StateExited }, patience, 10*time.Millisecond,
 		"a removed cgroup ends the task")
 }
 

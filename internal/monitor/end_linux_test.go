@@ -114,7 +114,7 @@ func testTaskEnds(t *testing.T, mode EventsMode, exact bool) {
 		h := runMonitor(t, Config{Events: mode})
 		cmd := testworkload.Start(t, testworkload.Sleep, 0)
 		require.NoError(t, h.m.AddTask(pidTask("killed", cmd, 10*time.Second)))
-		require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 5*time.Second, 10*time.Millisecond)
+		require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, patience, 10*time.Millisecond)
 		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 		u := h.waitReport(t, "killed", 10*time.Second)
 		assert.True(t, u.HasExitSignal)
@@ -177,7 +177,7 @@ func TestEventsAccountForChildrenThatEnded(t *testing.T) {
 	spec := pidTask("tree", cmd, 10*time.Second)
 	spec.IncludeChildren = true
 	require.NoError(t, h.m.AddTask(spec))
-	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, patience, 5*time.Millisecond)
 	_, err = stdin.Write([]byte("go\n"))
 	require.NoError(t, err)
 
@@ -265,7 +265,7 @@ func testOOMKill(t *testing.T, mode EventsMode, mods ...func(*hooks)) {
 		return strings.Contains(string(b), filepath.Base(cg))
 	}, 5*time.Second, 5*time.Millisecond, "the shell joined the cgroup")
 	require.NoError(t, h.m.AddTask(pidTask("hog", cmd, 10*time.Second)))
-	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, patience, 5*time.Millisecond)
 	_, err = stdin.Write([]byte("go\n"))
 	require.NoError(t, err)
 
@@ -303,7 +303,7 @@ func TestLostEventsNeverLeaveATaskStuck(t *testing.T) {
 	h := runMonitorWith(t, Config{Events: EventsOn}, tel, zaptest.NewLogger(t), func(hk *hooks) { hk.exitGrace = 300 * time.Millisecond })
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	require.NoError(t, h.m.AddTask(pidTask("dropped", cmd, 200*time.Millisecond)))
-	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, patience, 5*time.Millisecond)
 
 	// The record is lost: the listener no longer sums the process, and says so.
 	h.m.ev.src.Unwatch(cmd.Process.Pid)

@@ -156,3 +156,8 @@ func (h *harness) waitProplet(t *testing.T, n int) []Sample {
 	require.Eventually(t, func() bool { got = h.proplet(); return len(got) >= n }, 10*time.Second, 10*time.Millisecond)
 	return got
 }
+
+// patience is how long a test waits for what the monitor will do (a discovery pass, a bind,
+// a sample): on an idle machine it happens within a pass, but a machine running other work
+// may hold a pass back for seconds. Waiting longer costs a passing test nothing.
+const patience = 30 * time.Second

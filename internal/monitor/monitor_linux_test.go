@@ -132,7 +132,7 @@ func TestExitMidRunTakesALastSampleThenStops(t *testing.T) {
 	}, 5*time.Second, 10*time.Millisecond)
 	n := len(h.of("short"))
 	_ = cmd.Wait()
-	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateExited }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateExited }, patience, 10*time.Millisecond)
 	// Several intervals later nothing more was emitted.
 	time.Sleep(600 * time.Millisecond) //nolint:forbidigo // asserting that nothing happens needs a wait
 	assert.Len(t, h.of("short"), n)
@@ -193,7 +193,7 @@ func TestDiscoveryRuleCreatesTasks(t *testing.T) {
 	// A discovered task goes away with its process.
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
-	require.Eventually(t, func() bool { return len(h.m.Tasks()) == 0 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return len(h.m.Tasks()) == 0 }, patience, 10*time.Millisecond)
 }
 
 func TestProcessTreeTask(t *testing.T) {
@@ -246,13 +246,13 @@ func TestProcTreeWithGarbageIsSkippedAndCounted(t *testing.T) {
 
 	// Truncated content: skipped and counted, no panic, no sample.
 	require.NoError(t, os.WriteFile(filepath.Join(root, "4242/stat"), []byte("4242 (task) S 1 1"), 0o600))
-	require.Eventually(t, func() bool { return h.m.Tasks()[0].Errors > 0 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].Errors > 0 }, patience, 10*time.Millisecond)
 	n := len(h.of("fake"))
 
 	// The pid now belongs to a process with another start time: the task ends with a final
 	// sample of what it had, and nothing of the new process is reported as the old task.
 	require.NoError(t, os.WriteFile(filepath.Join(root, "4242/stat"), []byte("4242 (other) S 1 1 1 0 -1 0 0 0 0 0 900 900 0 0 20 0 1 0 777 1000 10 0 0 0"), 0o600))
-	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateExited }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateExited }, patience, 10*time.Millisecond)
 	got := h.wait(t, "fake", n+1, 5*time.Second) // the final sample is sent after the state changes
 	require.Len(t, got, n+1)
 	last := got[n]
@@ -355,7 +355,7 @@ func TestStopTaskTakesALastSample(t *testing.T) {
 				h := runMonitor(t, Config{Events: mode}, func(hk *hooks) { hk.stopGrace = 500 * time.Millisecond })
 				cmd := testworkload.Start(t, testworkload.Sleep, 0)
 				require.NoError(t, h.m.AddTask(pidTask("t", cmd, time.Hour)))
-				require.Eventually(t, func() bool { st, _ := h.m.Task("t"); return st.State == StateActive }, 5*time.Second, 10*time.Millisecond)
+				require.Eventually(t, func() bool { st, _ := h.m.Task("t"); return st.State == StateActive }, patience, 10*time.Millisecond)
 				assert.Empty(t, h.of("t"), "an hour-long interval has not sampled yet")
 				require.True(t, h.m.StopTask(context.Background(), "t"))
 				_, ok := h.m.Task("t")
@@ -384,7 +384,7 @@ func TestCollectNow(t *testing.T) {
 	t.Parallel()
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	h := runMonitor(t, Config{Tasks: []admission.Spec{pidTask("t", cmd, time.Hour)}})
-	require.Eventually(t, func() bool { st, _ := h.m.Task("t"); return st.State == StateActive }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { st, _ := h.m.Task("t"); return st.State == StateActive }, patience, 10*time.Millisecond)
 	assert.Equal(t, 1, h.m.CollectAll())
 	s := h.wait(t, "t", 1, 5*time.Second)[0]
 	assert.True(t, s.HasUtil, "a manual sample also covers a real interval")

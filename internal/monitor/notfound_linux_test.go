@@ -33,7 +33,7 @@ func TestTaskNotFoundIsVisible(t *testing.T) {
 		{ID: "rule", ProfileName: "test", Profile: prof(time.Hour), Locator: admission.Locator{Match: m}},
 	}}, tel, zap.New(core), func(hk *hooks) { hk.notFoundAfter = 300 * time.Millisecond })
 
-	require.Eventually(t, func() bool { return len(h.lookups("late")) >= 3 }, 5*time.Second, 10*time.Millisecond, "lookups on the task's interval")
+	require.Eventually(t, func() bool { return len(h.lookups("late")) >= 3 }, patience, 10*time.Millisecond, "lookups on the task's interval")
 	l := h.lookups("late")[0]
 	assert.True(t, l.Pending)
 	assert.False(t, l.HasProcess)
@@ -41,7 +41,7 @@ func TestTaskNotFoundIsVisible(t *testing.T) {
 	assert.Len(t, h.lookups("rule"), 1, "an hour-long interval: one lookup so far")
 	assert.Equal(t, map[State]int{StatePending: 2}, tel.states())
 
-	require.Eventually(t, func() bool { return logs.FilterMessage("Task not found yet").Len() == 2 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return logs.FilterMessage("Task not found yet").Len() == 2 }, patience, 10*time.Millisecond)
 	byTask := map[string]string{}
 	for _, e := range logs.FilterMessage("Task not found yet").All() {
 		byTask[e.ContextMap()["task_id"].(string)] = e.ContextMap()["looking_for"].(string)
@@ -70,7 +70,7 @@ func TestPropletNotFoundSaysWhere(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	pidFile := filepath.Join(t.TempDir(), "proplet.pid")
 	runMonitorWith(t, Config{PropletInterval: time.Hour, Proplet: admission.Locator{PIDFile: pidFile}}, nil, zap.New(core))
-	require.Eventually(t, func() bool { return logs.FilterMessageSnippet("Proplet process not found yet").Len() == 1 }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return logs.FilterMessageSnippet("Proplet process not found yet").Len() == 1 }, patience, 10*time.Millisecond)
 	entry := logs.FilterMessageSnippet("Proplet process not found yet").All()[0]
 	assert.Contains(t, entry.ContextMap()["looking_for"], pidFile)
 }

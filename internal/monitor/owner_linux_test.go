@@ -186,10 +186,10 @@ func TestAnotherUsersProcessesAreNeverBound(t *testing.T) {
 
 	real := startStandIn(t, dir, 0, marker)
 	realTask := real.task(t, h.m.src, id)
-	require.Eventually(t, func() bool { s, _ := h.m.Task(id); return s.State == StateActive }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { s, _ := h.m.Task(id); return s.State == StateActive }, patience, 10*time.Millisecond)
 	s, _ = h.m.Task(id)
 	assert.Equal(t, realTask.ID.PID, s.PID, "the root proplet's child is the task, not %d", fakeTask.ID.PID)
-	require.Eventually(t, func() bool { return h.propletPID() == real.pid }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return h.propletPID() == real.pid }, patience, 10*time.Millisecond)
 	n := 0
 	for _, e := range logs.FilterMessageSnippet("Process matches a rule but is not bound").All() {
 		if e.ContextMap()["pid"] == fake.pid {
@@ -213,7 +213,7 @@ func TestTwoPropletsAreNeverGuessed(t *testing.T) {
 	h, tel, logs := ownerMonitor(t, propletRule)
 
 	const ambiguous = "Several processes match the proplet rule and none, or more than one, is the parent of our tasks"
-	require.Eventually(t, func() bool { return warned(logs, ambiguous, "decided_by", procmatch.ChoseNone) }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return warned(logs, ambiguous, "decided_by", procmatch.ChoseNone) }, patience, 10*time.Millisecond)
 	e := logs.FilterMessageSnippet(ambiguous).All()[0]
 	assert.Equal(t, "none", e.ContextMap()["chosen"])
 	notChosen := fmt.Sprint(e.ContextMap()["not_chosen"])
@@ -223,8 +223,8 @@ func TestTwoPropletsAreNeverGuessed(t *testing.T) {
 
 	require.NoError(t, h.m.AddTask(admission.Spec{ID: id, ProfileName: "test", Profile: prof(100 * time.Millisecond), Locator: admission.Locator{Match: taskRule}}))
 	child := b.task(t, h.m.src, id)
-	require.Eventually(t, func() bool { return h.propletPID() == b.pid }, 5*time.Second, 10*time.Millisecond, "the parent of the task's process is the proplet")
-	require.Eventually(t, func() bool { s, _ := h.m.Task(id); return s.State == StateActive && s.PID == child.ID.PID }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { return h.propletPID() == b.pid }, patience, 10*time.Millisecond, "the parent of the task's process is the proplet")
+	require.Eventually(t, func() bool { s, _ := h.m.Task(id); return s.State == StateActive && s.PID == child.ID.PID }, patience, 10*time.Millisecond)
 
 	chose := logs.FilterMessageSnippet("Several processes match the proplet rule: bound the one the documented rule chose").All()
 	require.Len(t, chose, 1)
@@ -248,7 +248,7 @@ func TestRebindOnlyToALaterProcess(t *testing.T) {
 	require.NoError(t, h.m.AddTask(admission.Spec{ID: id, ProfileName: "test", Profile: prof(100 * time.Millisecond), Locator: admission.Locator{Match: taskRule}}))
 
 	first := p.task(t, h.m.src, id)
-	require.Eventually(t, func() bool { s, _ := h.m.Task(id); return s.State == StateActive && s.PID == first.ID.PID }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { s, _ := h.m.Task(id); return s.State == StateActive && s.PID == first.ID.PID }, patience, 10*time.Millisecond)
 	beside := p.task(t, h.m.src, id) // started while the first runs
 	// The first is seen running after the second started: a sample taken since.
 	require.Eventually(t, func() bool {
@@ -265,7 +265,7 @@ func TestRebindOnlyToALaterProcess(t *testing.T) {
 	assert.Equal(t, 1, tel.refusedFor(procmatch.StartedEarly.String()))
 
 	restart := p.task(t, h.m.src, id)
-	require.Eventually(t, func() bool { s, _ := h.m.Task(id); return s.State == StateActive }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { s, _ := h.m.Task(id); return s.State == StateActive }, patience, 10*time.Millisecond)
 	s, _ = h.m.Task(id)
 	assert.Equal(t, restart.ID.PID, s.PID, "re-bound to the process started after the end")
 }

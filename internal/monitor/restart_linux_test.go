@@ -155,7 +155,7 @@ func TestShutdownEndsStoppedTasks(t *testing.T) {
 	require.NoError(t, m.Start(context.Background()))
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)
 	require.NoError(t, m.AddTask(pidTask("t", cmd, time.Hour)))
-	require.Eventually(t, func() bool { st, _ := m.Task("t"); return st.State == StateActive }, 5*time.Second, 10*time.Millisecond)
+	require.Eventually(t, func() bool { st, _ := m.Task("t"); return st.State == StateActive }, patience, 10*time.Millisecond)
 	require.True(t, m.StopTask(context.Background(), "t"))
 	require.NoError(t, m.Shutdown(context.Background()))
 	var final *Sample

@@ -261,7 +261,7 @@ func TestFollowsThePropellerManager(t *testing.T) {
 	publish("start", `not json at all`)
 
 	// The tasks' processes appear a little later, as when the proplet is still compiling.
-	require.Eventually(t, func() bool { ts := tasks(); return ts["full"] != nil && ts["partial"] != nil && ts["daemon"] != nil }, 5*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { ts := tasks(); return ts["full"] != nil && ts["partial"] != nil && ts["daemon"] != nil }, patience, 50*time.Millisecond)
 	assert.Equal(t, "pending", tasks()["full"]["state"])
 	for _, id := range []string{"full", "partial", "daemon"} {
 		c := testworkload.Command(t, testworkload.Sleep, 0)
@@ -294,7 +294,7 @@ func TestFollowsThePropellerManager(t *testing.T) {
 	assert.NotContains(t, metricsByName(partial[0]), "process.disk.io")
 
 	publish("stop", `{"id":"full","proplet_id":"proplet-1"}`)
-	require.Eventually(t, func() bool { _, ok := tasks()["full"]; return !ok }, 5*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { _, ok := tasks()["full"]; return !ok }, patience, 50*time.Millisecond)
 	// The stop's last sample is flushed well before the next partial sample; count after that.
 	advance := func() {
 		before := len(resources(sink, "propeller.task.id", "partial"))
