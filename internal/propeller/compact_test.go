@@ -59,6 +59,7 @@ func TestCompactFormRoundTrips(t *testing.T) {
 		{"task", &TaskMessage{}, &TaskMessage{}, []func(compact){func(m compact) { m.(*TaskMessage).Aggregated = nil }}},
 		{"proplet", &PropletMessage{}, &PropletMessage{}, nil},
 		{"usage", &TaskUsage{}, &TaskUsage{}, []func(compact){func(m compact) { u := m.(*TaskUsage); u.HasNetwork, u.Exact, u.StartedAt = false, false, time.Time{} }}},
+		{"alert", &TaskAlert{}, &TaskAlert{}, []func(compact){func(m compact) { a := m.(*TaskAlert); a.HasSecondsToLimit, a.SecondsToLimit = false, 0 }}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			n := 0
