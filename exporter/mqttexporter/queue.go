@@ -34,6 +34,7 @@ const (
 	kindTask    byte = 1
 	kindProplet byte = 2
 	kindUsage   byte = 3
+	kindAlert   byte = 4
 )
 
 // reasonUnreadable refuses a queued message that cannot be read back: a persistent queue
