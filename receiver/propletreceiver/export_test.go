@@ -38,6 +38,7 @@ func TestExportToMQTTAlways(t *testing.T) {
 	requested := profile.Profile{
 		Enabled: true, Interval: 2 * time.Second, CollectCPU: true, CollectMemory: true, CollectNetworkIO: true,
 		CollectThreads: true, RetainHistory: true, HistorySize: 7,
+		MemoryWarning: profile.DefaultMemoryWarning, MemoryWarningInterval: time.Second, // standard's, under the inline keys
 	}
 
 	t.Run("default: as requested", func(t *testing.T) {
