@@ -268,3 +268,17 @@ func TestMemoryWarningLimitAndInterval(t *testing.T) {
 	require.NotNil(t, sample(tk, at, 95*mib))
 	assert.False(t, tk.mem.fast)
 }
+
+// BenchmarkMemoryWarningObserve is the warning's cost on every sample of a task that has a
+// limit: the ring, the least-squares rate, the decision.
+func BenchmarkMemoryWarningObserve(b *testing.B) {
+	var w memWatch
+	at := time.Unix(0, 0)
+	var u uint64
+	b.ReportAllocs()
+	for b.Loop() {
+		at = at.Add(time.Second)
+		u = (u + mib) % (100 * mib)
+		w.observe(at, u, 100*mib, 0.9)
+	}
+}
