@@ -221,10 +221,11 @@ func (m *Monitor) watchMemory(t *task, s *Sample) {
 
 // rebound starts the state afresh when the task was bound to another process or cgroup since
 // its last sample: what the old one used says nothing of the new one, and activate scheduled
-// the new one on its profile's interval.
+// the new one on its profile's interval. A cgroup task is its cgroup, whatever becomes of the
+// process that identified it (readCgroup lets that go and goes on measuring the cgroup).
 func (w *memWatch) rebound(t *task) {
 	var id process.ID
-	if t.root != nil {
+	if t.root != nil && t.cg == nil {
 		id = t.root.h.ID()
 	}
 	if w.bound && id == w.boundID && t.cg == w.boundCg {

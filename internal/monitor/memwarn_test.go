@@ -282,3 +282,29 @@ func BenchmarkMemoryWarningObserve(b *testing.B) {
 		w.observe(at, u, 100*mib, 0.9)
 	}
 }
+
+// TestMemoryWarningFollowsTheIncarnation: a task bound to another cgroup (or process) starts
+// afresh, on the interval activate scheduled; the same cgroup keeps its episode.
+func TestMemoryWarningFollowsTheIncarnation(t *testing.T) {
+	p, _ := profile.Builtin(profile.Standard)
+	m := memMonitor(t)
+	tk := memTask(p, 100*mib)
+	tk.cg = &process.Cgroup{}
+	at := time.Unix(1_700_000_000, 0)
+	s := Sample{Time: at, Got: process.FieldMemory, RSS: 95 * mib}
+	m.watchMemory(tk, &s)
+	require.NotNil(t, s.Memory)
+	assert.True(t, tk.mem.fast)
+
+	s = Sample{Time: at.Add(time.Second), Got: process.FieldMemory, RSS: 96 * mib}
+	m.watchMemory(tk, &s)
+	assert.Nil(t, s.Memory, "the same episode: nothing new within 10 s")
+	assert.True(t, tk.mem.high)
+
+	tk.cg = &process.Cgroup{} // bound again
+	s = Sample{Time: at.Add(2 * time.Second), Got: process.FieldMemory, RSS: 50 * mib}
+	m.watchMemory(tk, &s)
+	assert.Nil(t, s.Memory, "a new incarnation below its share: no recovery of the old one's episode")
+	assert.False(t, tk.mem.high)
+	assert.False(t, tk.mem.fast, "activate scheduled it on its interval")
+}
