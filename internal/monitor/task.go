@@ -49,10 +49,9 @@ type task struct {
 	notFoundLogged      time.Time // when "not found yet" was last logged
 	lookupSent          time.Time // when the last "not found" lookup sample was emitted
 
-	mem     memWatch // the memory warning (memwarn.go)
-	peak    uint64   // the highest RSS seen, or the kernel's high-water mark at exit
-	cgLimit uint64   // the cgroup memory limit the task runs under; 0 when none
-	lostAt  uint64   // the events source's overflow count when the task was bound
+	peak    uint64 // the highest RSS seen, or the kernel's high-water mark at exit
+	cgLimit uint64 // the cgroup memory limit the task runs under; 0 when none
+	lostAt  uint64 // the events source's overflow count when the task was bound
 	// memcg is the memory cgroup its process (or the task's cgroup) runs in, and oomBase its
 	// OOM kill count when the task was bound; hasOOMBase says the count could be read.
 	memcg      process.MemoryCgroup
@@ -77,6 +76,8 @@ type task struct {
 	tried           uint64
 	samples, errors uint64
 	lastSample      time.Time
+
+	mem memWatch // the memory warning (memwarn.go)
 }
 
 type member struct {
