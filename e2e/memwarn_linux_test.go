@@ -78,12 +78,14 @@ func memoryLimitedCgroup(t *testing.T, limit int64) string {
 	}
 	t.Cleanup(func() {
 		// The cgroup can go once its last process was reaped.
+		var err error
 		for range 100 {
-			if os.Remove(dir) == nil || errors.Is(os.Remove(dir), os.ErrNotExist) {
+			if err = os.Remove(dir); err == nil || errors.Is(err, os.ErrNotExist) {
 				return
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		t.Logf("the test's cgroup %s is left behind: %v", dir, err)
 	})
 	for i, f := range files {
 		value := strconv.FormatInt(limit, 10)
