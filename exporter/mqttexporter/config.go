@@ -57,6 +57,10 @@ type TopicsConfig struct {
 	// TaskUsage receive a task usage message per ended task, from the propeller.task.end log
 	// records (logs pipelines).
 	TaskUsage []string `mapstructure:"task_usage"`
+	// TaskAlerts receive a task alert message per memory warning, from the
+	// propeller.task.memory.high and propeller.task.memory.recovered log records (logs
+	// pipelines).
+	TaskAlerts []string `mapstructure:"task_alerts"`
 }
 
 // Validate checks the configuration. Errors name the key and the value.
@@ -72,8 +76,8 @@ func (cfg *Config) Validate() error {
 	if cfg.DefaultHistorySize < 0 {
 		add("default_history_size: must not be negative, got %d", cfg.DefaultHistorySize)
 	}
-	if len(cfg.Topics.TaskMetrics) == 0 && len(cfg.Topics.PropletMetrics) == 0 && len(cfg.Topics.TaskUsage) == 0 {
-		add("topics: at least one task_metrics, proplet_metrics or task_usage topic is needed")
+	if len(cfg.Topics.TaskMetrics) == 0 && len(cfg.Topics.PropletMetrics) == 0 && len(cfg.Topics.TaskUsage) == 0 && len(cfg.Topics.TaskAlerts) == 0 {
+		add("topics: at least one task_metrics, proplet_metrics, task_usage or task_alerts topic is needed")
 	}
 	if _, err := cfg.templates(); err != nil {
 		errs = append(errs, err)
@@ -107,6 +111,7 @@ func (cfg *Config) templates() (tpl topicTemplates, err error) {
 	tpl.task = parse("task_metrics", cfg.Topics.TaskMetrics, propeller.DomainID, propeller.ChannelID, propeller.PropletID, propeller.TaskID)
 	tpl.proplet = parse("proplet_metrics", cfg.Topics.PropletMetrics, propeller.DomainID, propeller.ChannelID, propeller.PropletID)
 	tpl.usage = parse("task_usage", cfg.Topics.TaskUsage, propeller.DomainID, propeller.ChannelID, propeller.PropletID, propeller.TaskID)
+	tpl.alerts = parse("task_alerts", cfg.Topics.TaskAlerts, propeller.DomainID, propeller.ChannelID, propeller.PropletID, propeller.TaskID)
 	for _, v := range []struct {
 		key, value string
 		required   bool // proplet_id is only the fallback of resources without propeller.proplet.id
@@ -140,5 +145,5 @@ func listUsers(keys []string) string {
 }
 
 type topicTemplates struct {
-	task, proplet, usage []propeller.Template
+	task, proplet, usage, alerts []propeller.Template
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/otelcol-propeller/otelcol-propeller/exporter/mqttexporter/internal/metadata"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/mqttconn"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/propeller"
 )
 
 func loadConfig(t *testing.T, name string) *Config {
@@ -54,6 +55,7 @@ func TestLoadConfig(t *testing.T) {
 		TaskMetrics:    []string{"m/{domain_id}/c/{channel_id}/control/proplet/task_metrics"},
 		PropletMetrics: []string{"m/{domain_id}/c/{channel_id}/control/proplet/metrics"},
 		TaskUsage:      []string{"m/{domain_id}/c/{channel_id}/control/proplet/task_usage", "usage/{proplet_id}/{task_id}"},
+		TaskAlerts:     []string{"m/{domain_id}/c/{channel_id}/control/proplet/task_alerts", "alerts/{proplet_id}/{task_id}"},
 	}
 	want.TimeoutConfig.Timeout = 10 * time.Second
 	want.QueueConfig.Get().Sizer = exporterhelper.RequestSizerTypeRequests
@@ -108,6 +110,7 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 			`topics.proplet_metrics[0]: topic "m/{domain_id}/{task_id}" uses {task_id}`,
 			`topics.task_usage[0]: topic "m/{domain_id}/usage/#" contains an MQTT wildcard`,
 			`topics.task_usage[1]: topic "m/{domain_id}/{job_id}" uses {job_id}; allowed here: {domain_id}, {channel_id}, {proplet_id}, {task_id}`,
+			`topics.task_alerts[0]: topic "m/{domain_id}/alerts/+" contains an MQTT wildcard`,
 		},
 		"bad": {
 			`endpoint: scheme "http" is not one of tcp, mqtt, ssl, tls, mqtts, ws, wss`,
@@ -122,8 +125,8 @@ func TestValidateNamesKeysAndValues(t *testing.T) {
 			`tls.insecure_skip_verify: is set but endpoint "tcp://broker:1883" does not use TLS, so the connection would be plaintext`,
 			`tls.server_name_override: is set but endpoint "tcp://broker:1883" does not use TLS`,
 		},
-		"nodomain": {"domain_id: must be set: topics.task_metrics[0], topics.task_metrics[1], topics.proplet_metrics[0] and topics.task_usage[0] use {domain_id}"},
-		"notopics": {"topics: at least one task_metrics, proplet_metrics or task_usage topic is needed"},
+		"nodomain": {"domain_id: must be set: topics.task_metrics[0], topics.task_metrics[1], topics.proplet_metrics[0], topics.task_usage[0] and topics.task_alerts[0] use {domain_id}"},
+		"notopics": {"topics: at least one task_metrics, proplet_metrics, task_usage or task_alerts topic is needed"},
 	}
 	for name, wants := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -166,6 +169,20 @@ func TestTaskUsageAloneIsEnough(t *testing.T) {
 	assert.Empty(t, cfg.Topics.TaskMetrics)
 }
 
+// TestTaskAlertsDefaultAndAlone: task_alerts has its default topic, with the same placeholders
+// as task_usage, and an exporter that only sends alerts needs no other topic.
+func TestTaskAlertsDefaultAndAlone(t *testing.T) {
+	t.Parallel()
+	assert.Equal(t, []string{"m/{domain_id}/c/{channel_id}/control/proplet/task_alerts"}, createDefaultConfig().(*Config).Topics.TaskAlerts)
+	cfg := loadConfig(t, "alertsonly")
+	require.NoError(t, confmap.Validate(cfg))
+	assert.Equal(t, []string{propeller.TaskAlertsTopic}, cfg.Topics.TaskAlerts, "the default stays")
+	assert.Empty(t, cfg.Topics.TaskUsage)
+	cfg.Topics.TaskAlerts = []string{"alerts/{domain_id}/{channel_id}/{proplet_id}/{task_id}"}
+	cfg.PropletID = "p"
+	require.NoError(t, confmap.Validate(cfg))
+}
+
 // TestSchemelessEndpoint: endpoint without a scheme says to add tcp://, once.
 func TestSchemelessEndpoint(t *testing.T) {
 	t.Parallel()
@@ -187,9 +204,10 @@ func TestEachProblemIsSaidOnce(t *testing.T) {
 	require.Len(t, cfg.Topics.TaskMetrics, 2)
 	require.Len(t, cfg.Topics.PropletMetrics, 1)
 	require.Len(t, cfg.Topics.TaskUsage, 1)
+	require.Len(t, cfg.Topics.TaskAlerts, 1)
 	assert.Equal(t,
-		"domain_id: must be set: topics.task_metrics[0], topics.task_metrics[1], topics.proplet_metrics[0] and topics.task_usage[0] use {domain_id}\n"+
-			"channel_id: must be set: topics.task_metrics[0], topics.task_metrics[1], topics.proplet_metrics[0] and topics.task_usage[0] use {channel_id}",
+		"domain_id: must be set: topics.task_metrics[0], topics.task_metrics[1], topics.proplet_metrics[0], topics.task_usage[0] and topics.task_alerts[0] use {domain_id}\n"+
+			"channel_id: must be set: topics.task_metrics[0], topics.task_metrics[1], topics.proplet_metrics[0], topics.task_usage[0] and topics.task_alerts[0] use {channel_id}",
 		confmap.Validate(cfg).Error())
 
 	cfg.DomainID, cfg.ChannelID = "d/x", "c"
@@ -197,6 +215,7 @@ func TestEachProblemIsSaidOnce(t *testing.T) {
 
 	cfg.DomainID, cfg.ChannelID = "", "c"
 	cfg.Topics.PropletMetrics = []string{"proplets/{proplet_id}"}
+	cfg.Topics.TaskAlerts = nil
 	assert.Equal(t, "domain_id: must be set: topics.task_metrics[0], topics.task_metrics[1] and topics.task_usage[0] use {domain_id}", confmap.Validate(cfg).Error())
 	cfg.Topics.TaskUsage = nil
 	assert.Equal(t, "domain_id: must be set: topics.task_metrics[0] and topics.task_metrics[1] use {domain_id}", confmap.Validate(cfg).Error())

@@ -285,6 +285,7 @@ func (e *mqttExporter) expand(q *queued, r *refusals) []outgoing {
 	var task propeller.TaskMessage
 	var proplet propeller.PropletMessage
 	var usage propeller.TaskUsage
+	var alert propeller.TaskAlert
 	err := q.records(func(i int, _, body []byte) {
 		if len(body) == 0 {
 			r.refused(reasonUnreadable, 1, "Queued message refused: empty record; not published")
@@ -320,6 +321,11 @@ func (e *mqttExporter) expand(q *queued, r *refusals) []outgoing {
 			if err == nil {
 				tpls, vals.TaskID, vals.PropletID = e.tpl.usage, usage.TaskID, usage.PropletID
 				arena = usage.AppendJSON(arena)
+			}
+		case kindAlert:
+			if err = alert.UnmarshalBinary(msg); err == nil {
+				tpls, vals.TaskID, vals.PropletID = e.tpl.alerts, alert.TaskID, alert.PropletID
+				arena = alert.AppendJSON(arena)
 			}
 		default:
 			err = fmt.Errorf("unknown message kind %d", kind)

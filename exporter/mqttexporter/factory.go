@@ -72,6 +72,7 @@ func createDefaultConfig() component.Config {
 			TaskMetrics:    []string{propeller.TaskMetricsTopic, propeller.TaskMetricsAltTopic},
 			PropletMetrics: []string{propeller.PropletMetricsTopic},
 			TaskUsage:      []string{propeller.TaskUsageTopic},
+			TaskAlerts:     []string{propeller.TaskAlertsTopic},
 		},
 	}
 }
@@ -93,8 +94,8 @@ func createMetrics(ctx context.Context, set exporter.Settings, cfg component.Con
 }
 
 // createLogs is the logs signal: each propeller.task.end record becomes a task usage message,
-// through its own exporterhelper queue, on the connection the metrics signal of the same
-// exporter uses.
+// each memory warning record a task alert message, through its own exporterhelper queue, on
+// the connection the metrics signal of the same exporter uses.
 func createLogs(ctx context.Context, set exporter.Settings, cfg component.Config) (exporter.Logs, error) {
 	c := cfg.(*Config)
 	u, err := useExporter(set, c)

@@ -37,6 +37,7 @@ const (
 	// added: read still, for a persistent queue an earlier version wrote; never written.
 	kindUsageWithoutDelays byte = 3
 	kindUsage              byte = 4
+	kindAlert              byte = 5
 )
 
 // reasonUnreadable refuses a queued message that cannot be read back: a persistent queue

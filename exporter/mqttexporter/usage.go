@@ -2,6 +2,7 @@ package mqttexporter // import "github.com/otelcol-propeller/otelcol-propeller/e
 
 import (
 	"context"
+	"encoding"
 	"fmt"
 	"math"
 	"sync"
@@ -27,11 +28,13 @@ const (
 	reasonImpossibleVal = "impossible attribute value"
 )
 
-// Reasons a log record is skipped: it is not for the task_usage topics, which is no fault.
+// Reasons a log record is skipped: it is not for the task_usage or task_alerts topics, which
+// is no fault.
 const (
-	skipOtherEvent = "not a task usage report"
-	skipNotExport  = "export_to_mqtt false"
-	skipNoTopic    = "no task_usage topic"
+	skipOtherEvent   = "not a task usage report or memory warning"
+	skipNotExport    = "export_to_mqtt false"
+	skipNoTopic      = "no task_usage topic"
+	skipNoAlertTopic = "no task_alerts topic"
 )
 
 // usageNotCarried lists the task usage report's attributes (internal/schema) that the
@@ -245,8 +248,8 @@ func (e *mqttExporter) pushQueuedLogs(ctx context.Context, req xexporterhelper.R
 	return e.send(ctx, req, e.usageRefusals)
 }
 
-// buildLogs maps every task usage record to its message, in its compact form, with the topics
-// it can go to.
+// buildLogs maps every task usage record and every memory warning record to its message, in
+// its compact form, with the topics it can go to.
 func (e *mqttExporter) buildLogs(ld plog.Logs) *queued {
 	rec := newRecorder(ld.LogRecordCount() * 192)
 	topic := make([]byte, 0, 128)
@@ -261,20 +264,28 @@ func (e *mqttExporter) buildLogs(ld plog.Logs) *queued {
 			lrs := sls.At(j).LogRecords()
 			for k := 0; k < lrs.Len(); k++ {
 				lr := lrs.At(k)
-				if lr.EventName() != schema.TaskEndEvent {
-					e.skips.skip(skipOtherEvent, "Log record skipped: not a task usage report (event "+schema.TaskEndEvent+")",
-						zap.String("event_name", clip(lr.EventName(), 64)))
+				// what the record is: its topics, and the names its skips and refusals use
+				var tpls []propeller.Template
+				var key, what, noTopic string
+				switch lr.EventName() {
+				case schema.TaskEndEvent:
+					tpls, key, what, noTopic = e.tpl.usage, "task_usage", "Task usage report", skipNoTopic
+				case schema.TaskMemoryHighEvent, schema.TaskMemoryRecoveredEvent:
+					tpls, key, what, noTopic = e.tpl.alerts, "task_alerts", "Task alert", skipNoAlertTopic
+				default:
+					e.skips.skip(skipOtherEvent, "Log record skipped: not a task usage report ("+schema.TaskEndEvent+") or memory warning ("+
+						schema.TaskMemoryHighEvent+", "+schema.TaskMemoryRecoveredEvent+")", zap.String("event_name", clip(lr.EventName(), 64)))
 					continue
 				}
-				if len(e.tpl.usage) == 0 {
-					e.skips.skip(skipNoTopic, "Task usage report skipped: topics.task_usage is empty")
+				if len(tpls) == 0 {
+					e.skips.skip(noTopic, what+" skipped: topics."+key+" is empty")
 					continue
 				}
 				if !read {
 					a, read = readAttributes(rl.Resource().Attributes(), e.mapper.defaults), true
 				}
 				if !a.profile.export {
-					e.skips.skip(skipNotExport, "Task usage report skipped: the task's monitoring profile has export_to_mqtt false",
+					e.skips.skip(skipNotExport, what+" skipped: the task's monitoring profile has export_to_mqtt false",
 						zap.String("task_id", clip(a.taskID, 64)))
 					continue
 				}
@@ -283,23 +294,32 @@ func (e *mqttExporter) buildLogs(ld plog.Logs) *queued {
 					vals.PropletID = a.propletID
 				}
 				if vals.TaskID == "" {
-					e.usageRefusals.refused(reasonNoTaskID, len(e.tpl.usage), "Task usage report refused: its resource has no "+schema.TaskID+"; not published")
+					e.usageRefusals.refused(reasonNoTaskID, len(tpls), what+" refused: its resource has no "+schema.TaskID+"; not published")
 					continue
 				}
 				if vals.PropletID == "" {
-					e.usageRefusals.refused(reasonNoPropletID, len(e.tpl.usage), "Task usage report refused: no proplet id (set propeller.proplet.id or the exporter's proplet_id); not published",
+					e.usageRefusals.refused(reasonNoPropletID, len(tpls), what+" refused: no proplet id (set propeller.proplet.id or the exporter's proplet_id); not published",
 						zap.String("task_id", clip(vals.TaskID, 64)))
 					continue
 				}
-				msg := propeller.TaskUsage{TaskID: vals.TaskID, PropletID: vals.PropletID}
-				if err := decodeUsage(lr.Attributes(), lr.Timestamp(), &msg); err != nil {
-					e.usageRefusals.refused(err.reason, len(e.tpl.usage), "Task usage report refused: "+err.reason+"; not published",
+				var msg encoding.BinaryAppender
+				var kind byte
+				var err *usageError
+				if lr.EventName() == schema.TaskEndEvent {
+					u := propeller.TaskUsage{TaskID: vals.TaskID, PropletID: vals.PropletID}
+					msg, kind, err = &u, kindUsage, decodeUsage(lr.Attributes(), lr.Timestamp(), &u)
+				} else {
+					al := propeller.TaskAlert{TaskID: vals.TaskID, PropletID: vals.PropletID}
+					msg, kind, err = &al, kindAlert, decodeAlert(lr, &al)
+				}
+				if err != nil {
+					e.usageRefusals.refused(err.reason, len(tpls), what+" refused: "+err.reason+"; not published",
 						zap.String("task_id", clip(vals.TaskID, 64)), zap.String("attribute", err.attr), zap.String("error", err.Error()))
 					continue
 				}
 				var mask uint64
-				if mask, topic = e.checkTopics(e.usageRefusals, topic, e.tpl.usage, &vals, "task_usage"); mask != 0 {
-					rec.add(kindUsage, mask, &msg)
+				if mask, topic = e.checkTopics(e.usageRefusals, topic, tpls, &vals, key); mask != 0 {
+					rec.add(kind, mask, msg)
 				}
 			}
 		}

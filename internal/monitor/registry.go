@@ -156,9 +156,10 @@ func (m *Monitor) SetProfile(id, name string, p profile.Profile) bool {
 		m.setState(t, StateDisabled)
 	case t.state == StateDisabled && p.Enabled:
 		m.setState(t, StateActive)
-		m.sched.Add(key, p.Interval, p.Interval)
+		iv := m.sampleInterval(t) // the memory warning's, while the task's memory is high
+		m.sched.Add(key, iv, iv)
 	case t.state == StateActive:
-		m.sched.SetInterval(key, p.Interval)
+		m.sched.SetInterval(key, m.sampleInterval(t))
 	}
 	return true
 }

@@ -60,6 +60,8 @@ type Sample struct {
 	// Usage is the task's usage report, on the final sample of a task whose process ended
 	// (or that was stopped), when its profile is enabled.
 	Usage *Usage
+	// Memory is a memory warning this sample raised (memwarn.go); nil on most samples.
+	Memory *MemoryEvent
 	// Pending says the task's process (or cgroup) is not found: a lookup sample, with the
 	// task's identity and no measurement, so a task that is not found shows in the data.
 	Pending        bool

@@ -89,6 +89,7 @@ func (m *Monitor) sampleTask(ctx context.Context, t *task) {
 	if !ok {
 		return
 	}
+	m.watchMemory(t, &s)
 	m.emit(ctx, s)
 }
 

@@ -86,6 +86,8 @@ type task struct {
 	tried           uint64
 	samples, errors uint64
 	lastSample      time.Time
+
+	mem memWatch // the memory warning (memwarn.go)
 }
 
 type member struct {

@@ -16,6 +16,8 @@ type Message struct {
 	// QoS is the QoS the message was delivered at: the lower of the publisher's and the
 	// subscription's (1).
 	QoS byte
+	// At is when the subscriber received it, for tests that order it against other events.
+	At time.Time
 }
 
 // Decoded returns the payload decoded the way the Propeller manager decodes it: a generic map
@@ -57,7 +59,7 @@ func Subscribe(tb testing.TB, endpoint, filter string, opts SubscriberOptions) *
 	}
 	handler := func(_ paho.Client, m paho.Message) {
 		s.mu.Lock()
-		s.msgs = append(s.msgs, Message{Topic: m.Topic(), Payload: append([]byte(nil), m.Payload()...), QoS: m.Qos()})
+		s.msgs = append(s.msgs, Message{Topic: m.Topic(), Payload: append([]byte(nil), m.Payload()...), QoS: m.Qos(), At: time.Now()})
 		s.mu.Unlock()
 		select {
 		case s.seen <- struct{}{}:

@@ -3,6 +3,7 @@
 package process
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -63,10 +64,12 @@ func dirExists(p string) bool {
 }
 
 // MemoryCgroup is a process's memory cgroup directory, remembered so its OOM kill count can be
-// read after the process is gone.
+// read after the process is gone. Root is the hierarchy's mount it lies under ("" when not
+// known: Limit then reads Dir's own limit only).
 type MemoryCgroup struct {
-	Dir string
-	V2  bool
+	Dir  string
+	V2   bool
+	Root string
 }
 
 // maxProcCgroup bounds what is read of /proc/<pid>/cgroup: a line per hierarchy (a dozen on a
@@ -88,9 +91,9 @@ func (s *Source) MemoryCgroupOf(pid int32) (MemoryCgroup, bool) {
 	switch {
 	case err != nil:
 	case s.cgroup.v2Root != "" && v2 != nil:
-		return MemoryCgroup{Dir: filepath.Join(s.cgroup.v2Root, filepath.Clean("/"+string(v2))), V2: true}, true
+		return MemoryCgroup{Dir: filepath.Join(s.cgroup.v2Root, filepath.Clean("/"+string(v2))), V2: true, Root: s.cgroup.v2Root}, true
 	case s.cgroup.v1Root != "" && v1 != nil:
-		return MemoryCgroup{Dir: filepath.Join(s.cgroup.v1Root, filepath.Clean("/"+string(v1)))}, true
+		return MemoryCgroup{Dir: filepath.Join(s.cgroup.v1Root, filepath.Clean("/"+string(v1))), Root: s.cgroup.v1Root}, true
 	}
 	return MemoryCgroup{}, false
 }
@@ -116,6 +119,44 @@ func (c MemoryCgroup) OOMKills() (uint64, bool) {
 		return 0, false
 	}
 	return oc.OOMKill, true
+}
+
+// Limit reads the memory limit that applies to the cgroup: the smallest of its own and its
+// ancestors' up to Root (memory.max, or v1's memory.limit_in_bytes). limited is false when
+// none is set ("max", or v1's no-limit value). Each level is one open and read through
+// readCgroupFile. A level without the file (a v2 root, a cgroup whose parent does not delegate
+// the memory controller) is skipped; ErrGone when no level has one (the cgroup was removed),
+// and any other failure, such as a file that is not regular, is returned: the result is then
+// not to be used.
+func (c MemoryCgroup) Limit() (limit uint64, limited bool, err error) {
+	if c.Dir == "" {
+		return 0, false, ErrGone
+	}
+	file := "memory.limit_in_bytes"
+	if c.V2 {
+		file = "memory.max"
+	}
+	found := false
+	for d := c.Dir; ; d = filepath.Dir(d) {
+		v, ok, err := readCgroupValue(filepath.Join(d, file))
+		switch {
+		case errors.Is(err, ErrGone):
+		case err != nil:
+			return 0, false, err
+		default:
+			found = true
+			if ok && (!limited || v < limit) {
+				limit, limited = v, true
+			}
+		}
+		if c.Root == "" || d == c.Root || len(d) <= len(c.Root) {
+			break
+		}
+	}
+	if !found {
+		return 0, false, ErrGone
+	}
+	return limit, limited, nil
 }
 
 // CgroupMemory returns the memory usage of the process's memory cgroup, and the limit that

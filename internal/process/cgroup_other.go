@@ -10,8 +10,9 @@ import (
 
 // MemoryCgroup is Linux-only.
 type MemoryCgroup struct {
-	Dir string
-	V2  bool
+	Dir  string
+	V2   bool
+	Root string
 }
 
 // MemoryCgroupOf is Linux-only.
@@ -19,6 +20,9 @@ func (*Source) MemoryCgroupOf(int32) (MemoryCgroup, bool) { return MemoryCgroup{
 
 // OOMKills is Linux-only.
 func (MemoryCgroup) OOMKills() (uint64, bool) { return 0, false }
+
+// Limit is Linux-only.
+func (MemoryCgroup) Limit() (uint64, bool, error) { return 0, false, ErrGone }
 
 // CgroupMemory is Linux-only.
 func (*Source) CgroupMemory(int32) (uint64, bool, uint64, bool) { return 0, false, 0, false }

@@ -6,6 +6,8 @@ package profile // import "github.com/otelcol-propeller/otelcol-propeller/intern
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -15,6 +17,13 @@ const (
 	// MaxHistorySize caps history_size; larger values are lowered to it (with a warning from
 	// the caller), since the history is kept in memory per task.
 	MaxHistorySize = 10000
+
+	// DefaultMemoryWarning is the share of a task's memory limit above which it is sampled at
+	// its memory_warning_interval and an early warning is sent (memory_warning).
+	DefaultMemoryWarning = 0.9
+	// DefaultMemoryWarningInterval is the sampling interval of a task above its memory
+	// warning share (memory_warning_interval), or the profile's interval when that is shorter.
+	DefaultMemoryWarningInterval = time.Second
 
 	// Standard is the default profile of non-daemon tasks.
 	Standard = "standard"
@@ -40,37 +49,56 @@ type Profile struct {
 	ExportToMQTT           bool          // publish to Propeller's MQTT topics
 	RetainHistory          bool          // keep a window of samples for the aggregated block
 	HistorySize            int           // length of that window
+
+	// MemoryLimit is the memory limit the early warning measures the task against, in bytes;
+	// 0 takes the limit of the task's cgroup. It wins over the cgroup's when set.
+	MemoryLimit uint64
+	// MemoryWarning is the share of the limit (0-1, exclusive) above which the task is sampled
+	// every MemoryWarningInterval and a propeller.task.memory.high event is sent; 0 is off.
+	MemoryWarning float64
+	// MemoryWarningInterval is the sampling interval while the task is above MemoryWarning; at
+	// least MinInterval and at most Interval.
+	MemoryWarningInterval time.Duration
 }
 
-// Built-in profiles, with the values Propeller's implementations have used.
+// Built-in profiles, with the values Propeller's implementations have used, and the memory
+// warning's defaults (warned).
 var builtins = map[string]Profile{
 	Standard:          all(10*time.Second, true, 100),
 	LongRunningDaemon: all(120*time.Second, true, 500),
 	"intensive":       all(1*time.Second, true, 1000),
-	"realtime_api": {
+	"realtime_api": warned(Profile{
 		Enabled: true, Interval: 5 * time.Second,
 		CollectCPU: true, CollectMemory: true, CollectNetworkIO: true, CollectThreads: true, CollectFileDescriptors: true,
 		CollectWaits: true, ExportToMQTT: true, RetainHistory: true, HistorySize: 500,
-	},
-	"batch_processing": {
+	}),
+	"batch_processing": warned(Profile{
 		Enabled: true, Interval: 30 * time.Second,
 		CollectCPU: true, CollectMemory: true, CollectDiskIO: true, CollectWaits: true,
 		ExportToMQTT: true, RetainHistory: true, HistorySize: 200,
-	},
-	"minimal": {
+	}),
+	"minimal": warned(Profile{
 		Enabled: true, Interval: 60 * time.Second,
 		CollectCPU: true, CollectMemory: true,
-	},
-	"disabled": {Interval: 60 * time.Second},
+	}),
+	"disabled": warned(Profile{Interval: 60 * time.Second}),
 }
 
 func all(interval time.Duration, export bool, history int) Profile {
-	return Profile{
+	return warned(Profile{
 		Enabled: true, Interval: interval,
 		CollectCPU: true, CollectMemory: true, CollectDiskIO: true, CollectNetworkIO: true,
 		CollectThreads: true, CollectFileDescriptors: true, CollectWaits: true,
 		ExportToMQTT: export, RetainHistory: true, HistorySize: history,
-	}
+	})
+}
+
+// warned sets the memory warning's defaults: the share, and the interval (the profile's own
+// when it is shorter).
+func warned(p Profile) Profile {
+	p.MemoryWarning = DefaultMemoryWarning
+	p.MemoryWarningInterval = min(DefaultMemoryWarningInterval, p.Interval)
+	return p
 }
 
 // Builtin returns the built-in profile with the given name.
@@ -90,11 +118,26 @@ func Default(daemon bool) string {
 // Validate reports a profile that cannot be sampled. Errors name the key and the value.
 func (p Profile) Validate() error {
 	var errs []error
-	if err := CheckInterval(p.Interval); err != nil {
-		errs = append(errs, fmt.Errorf("interval: %w", err))
+	intervalErr := CheckInterval(p.Interval)
+	if intervalErr != nil {
+		errs = append(errs, fmt.Errorf("interval: %w", intervalErr))
 	}
 	if p.HistorySize < 0 {
 		errs = append(errs, fmt.Errorf("history_size: must not be negative, got %d", p.HistorySize))
+	}
+	// Written so that NaN is refused too.
+	if !(p.MemoryWarning >= 0 && p.MemoryWarning < 1) {
+		errs = append(errs, fmt.Errorf("memory_warning: must be a share of the memory limit, at least 0 (off) and below 1 (0.9 is 90%%), got %v", p.MemoryWarning))
+	}
+	// A warning interval inherited from a profile follows its interval: when that is wrong,
+	// only the interval is said.
+	if p.MemoryWarning > 0 && intervalErr == nil {
+		switch err := CheckInterval(p.MemoryWarningInterval); {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("memory_warning_interval: %w", err))
+		case p.MemoryWarningInterval > p.Interval:
+			errs = append(errs, fmt.Errorf("memory_warning_interval: must be at most interval (%s), got %s: it is the faster sampling of a task near its memory limit", p.Interval, p.MemoryWarningInterval))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -148,6 +191,9 @@ type Overrides struct {
 	ExportToMQTT           *bool          `mapstructure:"export_to_mqtt"`
 	RetainHistory          *bool          `mapstructure:"retain_history"`
 	HistorySize            *int           `mapstructure:"history_size"`
+	MemoryLimit            *Bytes         `mapstructure:"memory_limit"`
+	MemoryWarning          *float64       `mapstructure:"memory_warning"`
+	MemoryWarningInterval  *time.Duration `mapstructure:"memory_warning_interval"`
 }
 
 // Apply returns base with every key set in o replaced.
@@ -167,6 +213,20 @@ func (o Overrides) Apply(base Profile) Profile {
 	}
 	if o.HistorySize != nil {
 		base.HistorySize = *o.HistorySize
+	}
+	if o.MemoryLimit != nil {
+		base.MemoryLimit = uint64(*o.MemoryLimit)
+	}
+	if o.MemoryWarning != nil {
+		base.MemoryWarning = *o.MemoryWarning
+	}
+	switch {
+	case o.MemoryWarningInterval != nil:
+		base.MemoryWarningInterval = *o.MemoryWarningInterval
+	case o.Interval != nil:
+		// An inherited warning interval follows a shorter interval: a profile that only sets
+		// `interval: 500ms` is valid.
+		base.MemoryWarningInterval = min(base.MemoryWarningInterval, base.Interval)
 	}
 	return base
 }
@@ -191,4 +251,19 @@ func NewSet(custom map[string]Overrides) Set {
 		s[n] = o.Apply(builtins[Standard])
 	}
 	return s
+}
+
+// Bytes is a number of bytes as the configuration writes it: a whole number (67108864). A size
+// with a unit ("64MiB") is refused with the number to write instead of being guessed at.
+type Bytes uint64
+
+// UnmarshalText reads a number of bytes written as a string; the configuration hands a YAML
+// number to the field directly.
+func (b *Bytes) UnmarshalText(text []byte) error {
+	v, err := strconv.ParseUint(strings.TrimSpace(string(text)), 10, 64)
+	if err != nil {
+		return fmt.Errorf("must be a whole number of bytes (67108864 for 64 MiB), got %q", text)
+	}
+	*b = Bytes(v)
+	return nil
 }

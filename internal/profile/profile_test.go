@@ -1,6 +1,7 @@
 package profile
 
 import (
+	"math"
 	"testing"
 	"time"
 
@@ -100,7 +101,7 @@ func TestBareNumberIntervals(t *testing.T) {
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
 			p := builtins[Standard]
-			p.Interval = tt.interval
+			p.Interval, p.MemoryWarning = tt.interval, 0
 			err := p.Validate()
 			if tt.want == "" {
 				assert.NoError(t, err)
@@ -115,4 +116,74 @@ func TestBareNumberIntervals(t *testing.T) {
 	}
 	assert.Empty(t, UnitHint(time.Millisecond))
 	assert.Empty(t, UnitHint(0))
+}
+
+func TestMemoryWarningDefaults(t *testing.T) {
+	for name, p := range builtins {
+		assert.Equal(t, DefaultMemoryWarning, p.MemoryWarning, name)
+		assert.Equal(t, time.Second, p.MemoryWarningInterval, name, "every built-in samples at 1s or slower")
+		assert.Zero(t, p.MemoryLimit, name, "the cgroup's limit")
+	}
+
+	// A custom profile that only shortens its interval stays valid: the inherited warning
+	// interval follows it.
+	fast := 500 * time.Millisecond
+	p := Overrides{Interval: &fast}.Apply(builtins[Standard])
+	assert.Equal(t, fast, p.MemoryWarningInterval)
+	require.NoError(t, p.Validate())
+
+	// Set keys win, and a longer interval keeps the inherited warning interval.
+	limit, share, every, slow := Bytes(64<<20), 0.8, 2*time.Second, time.Minute
+	p = Overrides{Interval: &slow, MemoryLimit: &limit, MemoryWarning: &share}.Apply(builtins[Standard])
+	assert.Equal(t, uint64(64<<20), p.MemoryLimit)
+	assert.Equal(t, 0.8, p.MemoryWarning)
+	assert.Equal(t, time.Second, p.MemoryWarningInterval)
+	p = Overrides{MemoryWarningInterval: &every}.Apply(p)
+	assert.Equal(t, every, p.MemoryWarningInterval)
+	require.NoError(t, p.Validate())
+}
+
+func TestMemoryWarningValidate(t *testing.T) {
+	tests := map[string]struct {
+		share float64
+		every time.Duration
+		want  string // "" when valid
+	}{
+		"default":            {0.9, time.Second, ""},
+		"off":                {0, 0, ""},
+		"off, any interval":  {0, time.Hour, ""},
+		"one":                {1, time.Second, "memory_warning: must be a share of the memory limit, at least 0 (off) and below 1 (0.9 is 90%), got 1"},
+		"percent":            {90, time.Second, "memory_warning: must be a share of the memory limit, at least 0 (off) and below 1 (0.9 is 90%), got 90"},
+		"negative":           {-0.1, time.Second, "got -0.1"},
+		"NaN":                {math.NaN(), time.Second, "got NaN"},
+		"interval zero":      {0.9, 0, "memory_warning_interval: must be at least 100ms, got 0s"},
+		"interval bare":      {0.9, 1, "memory_warning_interval: must be at least 100ms, got 1ns (a number without a unit is nanoseconds: write 1s)"},
+		"interval too short": {0.9, 50 * time.Millisecond, "memory_warning_interval: must be at least 100ms, got 50ms"},
+		"above interval":     {0.9, 20 * time.Second, "memory_warning_interval: must be at most interval (10s), got 20s"},
+		"equal to interval":  {0.9, 10 * time.Second, ""},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := builtins[Standard]
+			p.MemoryWarning, p.MemoryWarningInterval = tt.share, tt.every
+			err := p.Validate()
+			if tt.want == "" {
+				assert.NoError(t, err)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
+
+func TestBytes(t *testing.T) {
+	var b Bytes
+	require.NoError(t, b.UnmarshalText([]byte("67108864")))
+	assert.Equal(t, Bytes(64<<20), b)
+	for _, in := range []string{"64MiB", "-1", "1.5", ""} {
+		err := b.UnmarshalText([]byte(in))
+		require.Error(t, err, in)
+		assert.Equal(t, `must be a whole number of bytes (67108864 for 64 MiB), got "`+in+`"`, err.Error())
+	}
 }

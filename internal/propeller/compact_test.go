@@ -67,6 +67,7 @@ func TestCompactFormRoundTrips(t *testing.T) {
 				u.CPUDelaySeconds, u.SwapinDelaySeconds, u.MemoryReclaimDelaySeconds = 0, 0, 0
 			},
 		}},
+		{"alert", &TaskAlert{}, &TaskAlert{}, []func(compact){func(m compact) { a := m.(*TaskAlert); a.HasSecondsToLimit, a.SecondsToLimit = false, 0 }}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			n := 0

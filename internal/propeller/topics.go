@@ -21,6 +21,8 @@ const (
 	// m/{domain}/c/{channel}/# and ignores suffixes it does not know, so the usage report can
 	// share the proplet's control topics.
 	TaskUsageTopic = "m/{domain_id}/c/{channel_id}/control/proplet/task_usage"
+	// TaskAlertsTopic carries task alert messages: a task near its memory limit, and back.
+	TaskAlertsTopic = "m/{domain_id}/c/{channel_id}/control/proplet/task_alerts"
 	// ManagerStartTopic carries the manager's task start requests.
 	ManagerStartTopic = "m/{domain_id}/c/{channel_id}/control/manager/start"
 	// ManagerStopTopic carries the manager's task stop requests.

@@ -212,6 +212,18 @@ func (s *Scheduler) Trigger(job Job) bool {
 	return true
 }
 
+// Interval returns job's interval (0 for a one-shot job), and whether job is scheduled: what a
+// caller's SetInterval decided, for its tests.
+func (s *Scheduler) Interval(job Job) (time.Duration, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[job]
+	if !ok {
+		return 0, false
+	}
+	return e.interval, true
+}
+
 // Has reports whether job is scheduled.
 func (s *Scheduler) Has(job Job) bool {
 	s.mu.Lock()

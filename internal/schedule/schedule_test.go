@@ -80,10 +80,15 @@ func TestTriggerRemoveAndSetInterval(t *testing.T) {
 
 	s.SetInterval(a, 50*time.Millisecond)
 	require.Eventually(t, func() bool { return a.get() >= 3 }, 3*time.Second, 5*time.Millisecond, "the new interval applies without a restart")
+	iv, ok := s.Interval(a)
+	assert.True(t, ok)
+	assert.Equal(t, 50*time.Millisecond, iv, "what SetInterval set")
 
 	s.Remove(a)
 	assert.False(t, s.Has(a))
 	assert.False(t, s.Trigger(a))
+	_, ok = s.Interval(a)
+	assert.False(t, ok)
 	n := a.get()
 	// A removed job never runs again; one already handed to a worker may finish.
 	time.Sleep(200 * time.Millisecond) //nolint:forbidigo // checking that nothing happens needs a wait

@@ -238,6 +238,35 @@ var UsageAttributes = []ResourceAttribute{
 	{TaskMemoryReclaimDelay, Double},
 }
 
+// The memory warning, the early warning before an OOM kill: one log record when a task's memory
+// crosses its profile's memory_warning share of its limit (again while it stays above: at most
+// every 10 s, and whenever its time to the limit halves), and one when it falls back below;
+// with the task's resource and the attributes below. The MQTT exporter turns both
+// into Propeller's task_alerts message.
+const (
+	TaskMemoryHighEvent      = "propeller.task.memory.high"
+	TaskMemoryRecoveredEvent = "propeller.task.memory.recovered"
+
+	TaskMemoryUsage          = "propeller.task.memory.usage"            // bytes: the task's RSS, or its cgroup's memory usage
+	TaskMemoryShare          = "propeller.task.memory.share"            // usage over the limit, 0-1 (above 1 past it)
+	TaskMemoryGrowthRate     = "propeller.task.memory.growth_rate"      // bytes per second over the last samples; absent before two
+	TaskMemorySecondsToLimit = "propeller.task.memory.seconds_to_limit" // at that rate; absent when the usage is not growing
+)
+
+// MemoryEventAttributes lists every attribute of a memory warning record and its type: the
+// task and proplet ids (also on the record, so a log view that drops the resource still names
+// the task), the usage, the limit (TaskMemoryLimit, the usage report's name), the share, and
+// the two optional ones, the growth rate and the time to the limit.
+var MemoryEventAttributes = []ResourceAttribute{
+	{TaskID, String},
+	{PropletID, String},
+	{TaskMemoryUsage, Int},
+	{TaskMemoryLimit, Int},
+	{TaskMemoryShare, Double},
+	{TaskMemoryGrowthRate, Double},
+	{TaskMemorySecondsToLimit, Double},
+}
+
 // Resource attributes of data bridged from Propeller's own MQTT messages (the propeller_mqtt
 // receiver): where the message was published, and the proplet's namespace from its proplet
 // message. The proplet receiver knows none of them, so they are not in ResourceAttributes.

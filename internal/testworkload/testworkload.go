@@ -23,6 +23,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/otelcol-propeller/otelcol-propeller/internal/pagetrim"
 	"golang.org/x/sys/unix"
 )
 
@@ -43,7 +44,18 @@ const (
 	// BurnOn keeps its main thread busy (the thread /proc/<pid>/schedstat reports), with every
 	// thread of the process pinned to CPU arg: workloads that compete for one CPU.
 	BurnOn = "burn-on"
+	// Grow joins the cgroup $PROPLET_TEST_WORKLOAD_CGROUP names (when set), pages its
+	// executable out, reports ready, waits for a line (or the end) of its standard input, then
+	// allocates and touches memory at arg MiB a second, in steps of GrowEvery, without end: in
+	// a memory-limited cgroup, the kernel's OOM killer ends it.
+	Grow = "grow"
 )
+
+// GrowEvery is the step of a Grow workload: arg MiB a second is arg/50 MiB every 20 ms.
+const GrowEvery = 20 * time.Millisecond
+
+// GrowCgroupEnv names the cgroup directory a Grow workload joins before it reports ready.
+const GrowCgroupEnv = envKind + "_CGROUP"
 
 // What a Task workload uses.
 const (
@@ -179,6 +191,22 @@ func run(kind string, arg int) {
 		}
 		time.Sleep(time.Until(start.Add(TaskLife)))
 		os.Exit(arg)
+	case Grow:
+		if dir := os.Getenv(GrowCgroupEnv); dir != "" {
+			// The whole process (every thread) moves: cgroup.procs takes a thread group.
+			if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(strconv.Itoa(os.Getpid())), 0); err != nil {
+				panic(err)
+			}
+		}
+		// Its resident set counts the pages of the test binary it touched while starting (about
+		// 15 MiB), which the kernel charged to the cgroup that read them first, not to this one:
+		// handed back, the resident set is what it allocates, as the memory cgroup charges it.
+		if _, err := pagetrim.PageOut(); err != nil {
+			panic(err)
+		}
+		ready()
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n')
+		grow(arg)
 	case Sleep:
 		ready()
 	default:
@@ -226,6 +254,27 @@ func LastCPU(tb testing.TB) int {
 		tb.Fatal("this process may run on no CPU")
 	}
 	return last
+}
+
+// grow allocates and touches rate MiB a second without end. The target follows the clock, so
+// a step that runs late catches up: the rate is steady whatever the scheduler grants.
+func grow(rate int) {
+	var held [][]byte
+	page := os.Getpagesize()
+	start := time.Now()
+	total := 0
+	for {
+		time.Sleep(GrowEvery)
+		target := int(time.Since(start).Seconds() * float64(rate<<20))
+		if n := target - total; n >= page {
+			b := make([]byte, n)
+			for i := 0; i < len(b); i += page {
+				b[i] = 1
+			}
+			held = append(held, b)
+			total += n
+		}
+	}
 }
 
 // waitForKill blocks until the process is killed. It sleeps on a timer rather than in an

@@ -38,6 +38,7 @@ func TestExportToMQTTAlways(t *testing.T) {
 	requested := profile.Profile{
 		Enabled: true, Interval: 2 * time.Second, CollectCPU: true, CollectMemory: true, CollectNetworkIO: true,
 		CollectThreads: true, CollectWaits: true, RetainHistory: true, HistorySize: 7, // waits: standard's, the manager sends none
+		MemoryWarning: profile.DefaultMemoryWarning, MemoryWarningInterval: time.Second, // standard's, under the inline keys
 	}
 
 	t.Run("default: as requested", func(t *testing.T) {

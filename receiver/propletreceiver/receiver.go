@@ -370,6 +370,9 @@ func (r *propletReceiver) record(s *monitor.Sample) {
 	if s.Usage != nil {
 		r.recordUsage(s, res)
 	}
+	if s.Memory != nil {
+		r.recordMemory(s, res)
+	}
 	opts := []metadata.ResourceMetricsOption{metadata.WithResource(res)}
 	if s.HasProcess {
 		opts = append(opts, metadata.WithStartTimeOverride(pcommon.NewTimestampFromTime(s.Start)))

@@ -126,6 +126,6 @@ func (r *propletReceiver) flushLogs(ctx context.Context) {
 	err := r.logs.ConsumeLogs(ctx, ld)
 	r.obsrecv.EndLogsOp(ctx, metadata.Type.String(), n, err)
 	if err != nil {
-		r.set.Logger.Warn("Next consumer refused task usage reports", zap.Int("reports", n), zap.Error(err))
+		r.set.Logger.Warn("Next consumer refused task usage reports or memory warnings", zap.Int("reports", n), zap.Error(err))
 	}
 }

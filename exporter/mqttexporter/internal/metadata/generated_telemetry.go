@@ -78,7 +78,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ExporterMqttLogRecordsSkipped, err = builder.meter.Int64Counter(
 		"otelcol_exporter_mqtt_log_records_skipped",
-		metric.WithDescription("Log records turned into no message, by reason (attribute reason): not a task usage report (an event name other than propeller.task.end), a task whose profile has export_to_mqtt false, or no task_usage topic configured. [Alpha]"),
+		metric.WithDescription("Log records turned into no message, by reason (attribute reason): not a task usage report or memory warning (an event name other than propeller.task.end, propeller.task.memory.high and propeller.task.memory.recovered), a task whose profile has export_to_mqtt false, or no task_usage (task_alerts) topic configured. [Alpha]"),
 		metric.WithUnit("{record}"),
 	)
 	errs = errors.Join(errs, err)
@@ -102,7 +102,7 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 	errs = errors.Join(errs, err)
 	builder.ExporterMqttMessagesRefused, err = builder.meter.Int64Counter(
 		"otelcol_exporter_mqtt_messages_refused",
-		metric.WithDescription("Messages not published and not retried, by reason (attribute reason): a value substituted into the topic was refused (empty, '/', '+', '#', a control character, a Unicode noncharacter, invalid UTF-8, or a topic over 65,535 bytes), a required id was missing, a task usage record lacked an attribute or had one of the wrong type or an impossible value, an MQTT 5 broker refused the message, or a queued message could not be read back. [Alpha]"),
+		metric.WithDescription("Messages not published and not retried, by reason (attribute reason): a value substituted into the topic was refused (empty, '/', '+', '#', a control character, a Unicode noncharacter, invalid UTF-8, or a topic over 65,535 bytes), a required id was missing, a task usage or memory warning record lacked an attribute or had one of the wrong type or an impossible value, an MQTT 5 broker refused the message, or a queued message could not be read back. [Alpha]"),
 		metric.WithUnit("{message}"),
 	)
 	errs = errors.Join(errs, err)

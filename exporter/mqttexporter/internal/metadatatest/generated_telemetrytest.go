@@ -56,7 +56,7 @@ func AssertEqualExporterMqttConnectionFailures(t *testing.T, tt *componenttest.T
 func AssertEqualExporterMqttLogRecordsSkipped(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_exporter_mqtt_log_records_skipped",
-		Description: "Log records turned into no message, by reason (attribute reason): not a task usage report (an event name other than propeller.task.end), a task whose profile has export_to_mqtt false, or no task_usage topic configured. [Alpha]",
+		Description: "Log records turned into no message, by reason (attribute reason): not a task usage report or memory warning (an event name other than propeller.task.end, propeller.task.memory.high and propeller.task.memory.recovered), a task whose profile has export_to_mqtt false, or no task_usage (task_alerts) topic configured. [Alpha]",
 		Unit:        "{record}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,
@@ -120,7 +120,7 @@ func AssertEqualExporterMqttMessagesPublished(t *testing.T, tt *componenttest.Te
 func AssertEqualExporterMqttMessagesRefused(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_exporter_mqtt_messages_refused",
-		Description: "Messages not published and not retried, by reason (attribute reason): a value substituted into the topic was refused (empty, '/', '+', '#', a control character, a Unicode noncharacter, invalid UTF-8, or a topic over 65,535 bytes), a required id was missing, a task usage record lacked an attribute or had one of the wrong type or an impossible value, an MQTT 5 broker refused the message, or a queued message could not be read back. [Alpha]",
+		Description: "Messages not published and not retried, by reason (attribute reason): a value substituted into the topic was refused (empty, '/', '+', '#', a control character, a Unicode noncharacter, invalid UTF-8, or a topic over 65,535 bytes), a required id was missing, a task usage or memory warning record lacked an attribute or had one of the wrong type or an impossible value, an MQTT 5 broker refused the message, or a queued message could not be read back. [Alpha]",
 		Unit:        "{message}",
 		Data: metricdata.Sum[int64]{
 			Temporality: metricdata.CumulativeTemporality,

@@ -28,6 +28,7 @@ type TelemetryBuilder struct {
 	registrations                            []metric.Registration
 	ReceiverPropletAPIConnectionLimitReached metric.Int64Counter
 	ReceiverPropletControlErrors             metric.Int64Counter
+	ReceiverPropletMemoryWarnings            metric.Int64Counter
 	ReceiverPropletProcessEventsLost         metric.Int64Counter
 	ReceiverPropletRefusedTasks              metric.Int64Counter
 	ReceiverPropletSampleErrors              metric.Int64Counter
@@ -75,6 +76,12 @@ func NewTelemetryBuilder(settings component.TelemetrySettings, options ...Teleme
 		"otelcol_receiver_proplet_control_errors",
 		metric.WithDescription("Propeller start or stop requests that could not be used (malformed JSON, a missing id, an invalid monitoring profile such as interval 0). [Alpha]"),
 		metric.WithUnit("{request}"),
+	)
+	errs = errors.Join(errs, err)
+	builder.ReceiverPropletMemoryWarnings, err = builder.meter.Int64Counter(
+		"otelcol_receiver_proplet_memory_warnings",
+		metric.WithDescription("Memory warnings sent, by kind (high when a task passed its profile's memory_warning share of its memory limit, or is still above it, a reminder at most every 10 s or its time to the limit halved; recovered when it fell back below, or the warning was turned off). Each is a propeller.task.memory.high or propeller.task.memory.recovered log record. [Alpha]"),
+		metric.WithUnit("{event}"),
 	)
 	errs = errors.Join(errs, err)
 	builder.ReceiverPropletProcessEventsLost, err = builder.meter.Int64Counter(

@@ -53,6 +53,22 @@ func AssertEqualReceiverPropletControlErrors(t *testing.T, tt *componenttest.Tel
 	metricdatatest.AssertEqual(t, want, got, opts...)
 }
 
+func AssertEqualReceiverPropletMemoryWarnings(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
+	want := metricdata.Metrics{
+		Name:        "otelcol_receiver_proplet_memory_warnings",
+		Description: "Memory warnings sent, by kind (high when a task passed its profile's memory_warning share of its memory limit, or is still above it, a reminder at most every 10 s or its time to the limit halved; recovered when it fell back below, or the warning was turned off). Each is a propeller.task.memory.high or propeller.task.memory.recovered log record. [Alpha]",
+		Unit:        "{event}",
+		Data: metricdata.Sum[int64]{
+			Temporality: metricdata.CumulativeTemporality,
+			IsMonotonic: true,
+			DataPoints:  dps,
+		},
+	}
+	got, err := tt.GetMetric("otelcol_receiver_proplet_memory_warnings")
+	require.NoError(t, err)
+	metricdatatest.AssertEqual(t, want, got, opts...)
+}
+
 func AssertEqualReceiverPropletProcessEventsLost(t *testing.T, tt *componenttest.Telemetry, dps []metricdata.DataPoint[int64], opts ...metricdatatest.Option) {
 	want := metricdata.Metrics{
 		Name:        "otelcol_receiver_proplet_process_events_lost",

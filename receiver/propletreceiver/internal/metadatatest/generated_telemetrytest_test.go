@@ -21,6 +21,7 @@ func TestSetupTelemetry(t *testing.T) {
 	defer tb.Shutdown()
 	tb.ReceiverPropletAPIConnectionLimitReached.Add(context.Background(), 1)
 	tb.ReceiverPropletControlErrors.Add(context.Background(), 1)
+	tb.ReceiverPropletMemoryWarnings.Add(context.Background(), 1)
 	tb.ReceiverPropletProcessEventsLost.Add(context.Background(), 1)
 	tb.ReceiverPropletRefusedTasks.Add(context.Background(), 1)
 	tb.ReceiverPropletSampleErrors.Add(context.Background(), 1)
@@ -31,6 +32,9 @@ func TestSetupTelemetry(t *testing.T) {
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverPropletControlErrors(t, testTel,
+		[]metricdata.DataPoint[int64]{{Value: 1}},
+		metricdatatest.IgnoreTimestamp())
+	AssertEqualReceiverPropletMemoryWarnings(t, testTel,
 		[]metricdata.DataPoint[int64]{{Value: 1}},
 		metricdatatest.IgnoreTimestamp())
 	AssertEqualReceiverPropletProcessEventsLost(t, testTel,
