@@ -118,6 +118,7 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 		m.tel.SampleError(KindTask)
 		m.log.Debug("Some metrics of a task cannot be read: permission denied", zap.String("task_id", t.spec.ID), zap.Int32("pid", t.root.h.ID().PID), zap.Uint8("fields", uint8(denied)))
 	}
+	m.threadGroupWaits(t, t.root.h.ID().PID, &t.root.prev, &cur)
 	m.impossible(t, &cur)
 
 	d := t.acc.add(&t.root.prev, &cur, true)
@@ -131,6 +132,7 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 			delete(t.members, pid)
 			continue
 		}
+		m.threadGroupWaits(t, pid, &mb.prev, &mr)
 		d.merge(t.acc.add(&mb.prev, &mr, mb.whole))
 		mb.prev, mb.whole = mr, false
 		if mr.Exited() {

@@ -15,10 +15,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -43,7 +45,14 @@ const (
 	// BurnOn keeps its main thread busy (the thread /proc/<pid>/schedstat reports), with every
 	// thread of the process pinned to CPU arg: workloads that compete for one CPU.
 	BurnOn = "burn-on"
+	// BurnThreads keeps BurnThreadsN threads busy, each on an OS thread of its own, with every
+	// thread of the process pinned to CPU arg; the main thread sleeps. SIGUSR1 makes one busy
+	// thread exit (one per signal): a thread group that loses a thread while it runs.
+	BurnThreads = "burn-threads"
 )
+
+// BurnThreadsN is how many busy threads a BurnThreads workload runs.
+const BurnThreadsN = 4
 
 // What a Task workload uses.
 const (
@@ -95,6 +104,8 @@ func run(kind string, arg int) {
 		for {
 			x++
 		}
+	case BurnThreads:
+		burnThreads(arg, ready)
 	case Hold:
 		sink = make([]byte, arg<<20)
 		for i := 0; i < len(sink); i += os.Getpagesize() {
@@ -185,6 +196,39 @@ func run(kind string, arg int) {
 		panic("unknown workload " + kind)
 	}
 	waitForKill()
+}
+
+// burnThreads runs the BurnThreads workload. A goroutine locked to its thread that returns
+// without unlocking takes the thread with it: that is how a busy thread exits.
+func burnThreads(cpu int, ready func()) {
+	runtime.GOMAXPROCS(BurnThreadsN + 1)
+	if err := pinThreads(cpu); err != nil {
+		panic(err)
+	}
+	quit := make([]atomic.Bool, BurnThreadsN)
+	started := make(chan struct{})
+	for i := range BurnThreadsN {
+		go func() {
+			runtime.LockOSThread()
+			started <- struct{}{}
+			x := 0
+			for !quit[i].Load() {
+				x++
+			}
+		}()
+	}
+	for range BurnThreadsN {
+		<-started
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	ready()
+	for i := 0; ; i++ {
+		<-sig
+		if i < BurnThreadsN {
+			quit[i].Store(true)
+		}
+	}
 }
 
 // pinThreads pins every thread of this process to one CPU. Threads started later inherit the
