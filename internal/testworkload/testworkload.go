@@ -63,9 +63,10 @@ const (
 )
 
 func init() {
-	if os.Getenv(envKind) == BurnOn {
-		// Locked in init, the main goroutine stays on the main thread through main: the loop
-		// runs there.
+	if k := os.Getenv(envKind); k == BurnOn || k == BurnThreads {
+		// Locked in init, the main goroutine stays on the main thread through main: BurnOn's
+		// loop runs there, and no BurnThreads busy thread does (one that ended there would
+		// wedge the main thread rather than end it).
 		runtime.LockOSThread()
 	}
 }
