@@ -41,6 +41,7 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 		h.Close()
 		return err
 	}
+	m.threadGroupWaits(t, e.ID.PID, &process.Reading{}, &root.prev)
 	t.root, t.members = root, nil
 	t.closeWaits()
 	t.ppid = e.PPID
