@@ -202,6 +202,7 @@ func (m *Monitor) Start(ctx context.Context) error {
 		return err
 	}
 	m.startOOMLog(ctx)
+	m.openGroup()
 	m.proplet.baseline()
 	m.sched.Add(discoveryJob{m}, m.cfg.DiscoveryInterval, 0)
 	if m.cfg.PropletInterval > 0 {

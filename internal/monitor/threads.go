@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -34,42 +35,55 @@ func openGroupStats() (groupQuerier, error) {
 	return g, nil
 }
 
-// groupWaits is the monitor's one TASKSTATS socket, opened when a multi-threaded process is
-// first sampled with collect_waits, shared by the sampling workers (it serialises them).
+// groupWaits is the monitor's one TASKSTATS socket, opened at start (a descriptor for the
+// monitor's life, not one per sample), shared by the sampling workers (it serialises them).
 type groupWaits struct {
-	mu     sync.Mutex
-	opened bool
-	q      groupQuerier
+	mu sync.Mutex
+	q  groupQuerier // nil: not open
 	// off is set once the queries cannot work (no socket, no CAP_NET_ADMIN, another
-	// namespace): every process's waits are its main thread's from then on.
+	// namespace, not this collector's /proc): every process's waits are its main thread's.
 	off atomic.Bool
 	// loggedFailed is set once a query failed for one process and was logged.
 	loggedFailed atomic.Bool
 }
 
-// querier returns the socket, opening it the first time; nil when it cannot be had.
+// openGroup opens the socket and asks it once, for the collector itself, so a refusal is
+// logged at start rather than at the first multi-threaded task.
+func (m *Monitor) openGroup() {
+	g := &m.group
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.q != nil || g.off.Load() {
+		return
+	}
+	if !ownProc(m.cfg.ProcRoot) {
+		// TASKSTATS names processes by this collector's PID namespace, which another /proc's
+		// process ids may not be.
+		g.off.Store(true)
+		m.log.Info("CPU and block I/O wait of multi-threaded tasks are their main thread's: the process root is not this collector's /proc, "+
+			"whose process ids the kernel's thread group statistics would need",
+			zap.String("proc_root", m.cfg.ProcRoot))
+		return
+	}
+	q, err := m.hooks.openGroupStats()
+	if err == nil {
+		var d procevents.Delays
+		if err = q.Delays(os.Getpid(), &d); err != nil {
+			_ = q.Close()
+		}
+	}
+	if err != nil {
+		m.groupRefused(err)
+		return
+	}
+	g.q = q
+}
+
+// groupQuerier returns the socket, or nil when it is not open.
 func (m *Monitor) groupQuerier() groupQuerier {
 	g := &m.group
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if !g.opened {
-		g.opened = true
-		if !ownProc(m.cfg.ProcRoot) {
-			// TASKSTATS names processes by this collector's PID namespace, which another
-			// /proc's process ids may not be.
-			g.off.Store(true)
-			m.log.Info("CPU and block I/O wait of multi-threaded tasks are their main thread's: the process root is not this collector's /proc, "+
-				"whose process ids the kernel's thread group statistics would need",
-				zap.String("proc_root", m.cfg.ProcRoot))
-			return nil
-		}
-		q, err := m.hooks.openGroupStats()
-		if err != nil {
-			m.groupRefused(err)
-			return nil
-		}
-		g.q = q
-	}
 	return g.q
 }
 
@@ -112,11 +126,11 @@ func (m *Monitor) threadGroupWaits(t *task, pid int32, prev, cur *process.Readin
 // queries off.
 func (m *Monitor) groupQueryFailed(t *task, pid int32, err error) {
 	t.errors++
-	m.tel.SampleError(KindTask)
 	if errors.Is(err, procevents.ErrNotPermitted) || errors.Is(err, procevents.ErrUnsupported) || errors.Is(err, procevents.ErrNotInitialNamespace) {
 		m.groupRefused(err)
 		return
 	}
+	m.tel.SampleError(KindTask)
 	if !m.group.loggedFailed.Swap(true) {
 		m.log.Info("A multi-threaded task's thread group statistics could not be read (the process ended between reads, or the kernel refused): "+
 			"that sample's CPU and block I/O wait are its main thread's. Logged once; later failures are counted in the sample errors",
@@ -124,11 +138,13 @@ func (m *Monitor) groupQueryFailed(t *task, pid int32, err error) {
 	}
 }
 
-// groupRefused turns the queries off for good and says why and how to fix it.
+// groupRefused turns the queries off for good, counts it once as a failed read of the tasks'
+// waits, and says why and how to fix it.
 func (m *Monitor) groupRefused(err error) {
 	if m.group.off.Swap(true) {
 		return
 	}
+	m.tel.SampleError(KindTask)
 	m.log.Warn("CPU and block I/O wait of multi-threaded tasks are their main thread's only: the kernel's thread group statistics (TASKSTATS) cannot be read. "+
 		"Run the collector as root or with CAP_NET_ADMIN, in the initial PID and user namespaces, on a kernel with CONFIG_TASKSTATS",
 		zap.Strings("metrics", []string{"propeller.task.cpu.wait.time", "propeller.task.disk.io.wait.time"}), zap.Error(err))
@@ -143,6 +159,5 @@ func (m *Monitor) closeGroup() {
 		_ = g.q.Close()
 		g.q = nil
 	}
-	g.opened = true
 	g.off.Store(true)
 }

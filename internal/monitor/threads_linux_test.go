@@ -129,9 +129,9 @@ func (r *refusingGroupStats) Delays(int, *procevents.Delays) error {
 }
 func (*refusingGroupStats) Close() error { return nil }
 
-// TestGroupStatsRefusedFallsBack: when the kernel refuses the query, a multi-threaded task's
-// CPU wait is its main thread's, as schedstat shows it around the sample; the refusal is
-// logged once naming the fix, and the socket is not asked again.
+// TestGroupStatsRefusedFallsBack: when the kernel refuses the query (asked once at start), a
+// multi-threaded task's CPU wait is its main thread's, as schedstat shows it around the
+// sample; the refusal is counted and logged once naming the fix, and not asked again.
 func TestGroupStatsRefusedFallsBack(t *testing.T) {
 	if _, err := os.Stat("/proc/self/schedstat"); err != nil {
 		t.Skipf("the kernel has no /proc/<pid>/schedstat (CONFIG_SCHED_INFO): %v", err)
