@@ -118,6 +118,14 @@ func (m *Monitor) threadGroupWaits(t *task, pid int32, prev, cur *process.Readin
 	if cur.Got&process.FieldIODelay != 0 {
 		// Clock ticks, stat's unit: the sum stays monotonic as the nanoseconds are.
 		cur.IODelayTicks = uint64(d.BlockIO / (time.Second / procfs.UserHZ))
+		if cur.IODelayTicks > cur.AgeTicks*uint64(max(cur.GroupThreads, 1)) {
+			// More than every thread alive waiting all its life: a thread's delay with the
+			// uptime added, as some kernels show once delay accounting is switched on at run
+			// time. Left out like the main thread's would be (impossible, below).
+			cur.IODelayTicks = 0
+			cur.Got &^= process.FieldIODelay
+			cur.Impossible |= process.FieldIODelay
+		}
 	}
 	cur.GroupDelays = true
 }

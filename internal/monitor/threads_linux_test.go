@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -73,6 +74,21 @@ func threadsRunQueueNanos(t *testing.T, pid int) (sum uint64, threads int) {
 	return sum, threads
 }
 
+// busyThreads counts a BurnThreads workload's busy threads still there.
+func busyThreads(t *testing.T, pid int) int {
+	t.Helper()
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	require.NoError(t, err)
+	n := 0
+	for _, e := range ents {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/comm", pid, e.Name()))
+		if err == nil && strings.TrimSpace(string(b)) == testworkload.BusyThreadName {
+			n++
+		}
+	}
+	return n
+}
+
 // TestCPUWaitOfAThreadGroup: a task with four busy threads sharing one CPU with a busy loop
 // reports at least the sum of its threads' run-queue delays just before the sample, well above
 // its (sleeping) main thread's; when two of its threads exit, the figure does not go down.
@@ -106,8 +122,8 @@ func TestCPUWaitOfAThreadGroup(t *testing.T) {
 	for i := 1; i <= 2; i++ {
 		// One signal at a time: two sent at once may arrive as one.
 		require.NoError(t, w.Process.Signal(syscall.SIGUSR1))
-		require.Eventually(t, func() bool { _, n := threadsRunQueueNanos(t, pid); return n <= threads-i },
-			10*time.Second, 20*time.Millisecond, "%d threads of %d exit", i, threads)
+		require.Eventually(t, func() bool { return busyThreads(t, pid) == testworkload.BurnThreadsN-i },
+			10*time.Second, 20*time.Millisecond, "%d busy threads of %d exit", i, testworkload.BurnThreadsN)
 	}
 	left, n := threadsRunQueueNanos(t, pid)
 	t.Logf("after the exits: %d threads' schedstat sum %v s, against %v s reported before", n, float64(left)/1e9, prev)

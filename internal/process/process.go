@@ -68,6 +68,9 @@ type Reading struct {
 	// with more than one thread, RunDelay and IODelayTicks as read are the main thread's
 	// alone, and the caller may replace them with the whole thread group's.
 	GroupThreads int64
+	// AgeTicks is how long the process has lived, in clock ticks with a second to spare, read
+	// with FieldWaits: no wait of one thread is longer.
+	AgeTicks uint64
 	// GroupDelays says that RunDelay and IODelayTicks are the whole thread group's, live and
 	// exited threads (the caller's TASKSTATS query), not the main thread's.
 	GroupDelays bool

@@ -51,8 +51,12 @@ const (
 	BurnThreads = "burn-threads"
 )
 
-// BurnThreadsN is how many busy threads a BurnThreads workload runs.
-const BurnThreadsN = 4
+// BurnThreadsN is how many busy threads a BurnThreads workload runs, each named
+// BusyThreadName (its comm).
+const (
+	BurnThreadsN   = 4
+	BusyThreadName = "busy"
+)
 
 // What a Task workload uses.
 const (
@@ -211,6 +215,10 @@ func burnThreads(cpu int, ready func()) {
 	for i := range BurnThreadsN {
 		go func() {
 			runtime.LockOSThread()
+			// Named, so a test counts the busy threads left (the runtime may start others).
+			if err := os.WriteFile("/proc/thread-self/comm", []byte(BusyThreadName), 0); err != nil {
+				panic(err)
+			}
 			started <- struct{}{}
 			x := 0
 			for !quit[i].Load() {
