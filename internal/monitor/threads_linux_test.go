@@ -152,13 +152,12 @@ func TestGroupStatsRefusedFallsBack(t *testing.T) {
 	if _, err := os.Stat("/proc/self/schedstat"); err != nil {
 		t.Skipf("the kernel has no /proc/<pid>/schedstat (CONFIG_SCHED_INFO): %v", err)
 	}
-	t.Parallel()
 	core, logs := observer.New(zapcore.InfoLevel)
 	w := testworkload.Start(t, testworkload.Files, 0) // 8 extra threads
 	pid := w.Process.Pid
 	q := &refusingGroupStats{}
 	tel := &errorCount{}
-	h := runMonitorWith(t, Config{Tasks: []admission.Spec{pidTask("w", w, time.Minute)}}, tel, zap.New(core),
+	h := runMonitorWith(t, Config{Events: EventsOff, Tasks: []admission.Spec{pidTask("w", w, time.Minute)}}, tel, zap.New(core),
 		func(hk *hooks) { hk.openGroupStats = func() (groupQuerier, error) { return q, nil } })
 	h.waitActive(t, "w")
 	for range 2 {
