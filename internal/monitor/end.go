@@ -194,6 +194,7 @@ func (m *Monitor) endNow(t *task, id process.ID) (Sample, bool) {
 		err := t.root.h.Read(fields, &cur, *bp)
 		m.putBuf(bp)
 		if err == nil {
+			m.threadGroupWaits(t, t.root.h.ID().PID, &t.root.prev, &cur)
 			d = t.acc.add(&t.root.prev, &cur, true)
 			t.root.prev = cur
 			if cur.Exited() && cur.HasExitStatus {

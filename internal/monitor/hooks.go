@@ -33,6 +33,8 @@ type hooks struct {
 	openKernelLog func() (*kmsg.Follower, error)
 	// delayAccounting reads whether the kernel's delay accounting is on (delays.go).
 	delayAccounting func(m *Monitor) (bool, error)
+	// openGroupStats opens the kernel's thread group statistics (threads.go).
+	openGroupStats func() (groupQuerier, error)
 	// illegalMove is called for a move the state machine does not allow.
 	illegalMove func(m *Monitor, t *task, to State)
 	// opened, when set, is told every file the monitor's source opens for a task's samples.
@@ -51,6 +53,7 @@ func defaultHooks() hooks {
 		openEvents:     openKernelEvents,
 		openKernelLog:  kmsg.OpenFollower,
 		illegalMove:    logIllegalMove,
+		openGroupStats: openGroupStats,
 
 		delayAccounting: readDelayAccounting,
 	}

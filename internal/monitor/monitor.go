@@ -142,6 +142,7 @@ type Monitor struct {
 	oom     oomLog
 	proplet *proplet
 	hooks   hooks
+	group   groupWaits // the thread groups' waits (threads.go)
 	// delaysUnreadable is set once reading kernel.task_delayacct failed and was logged;
 	// delaysImpossible once an impossible delay in an exit record was.
 	delaysUnreadable, delaysImpossible atomic.Bool
@@ -201,6 +202,7 @@ func (m *Monitor) Start(ctx context.Context) error {
 		return err
 	}
 	m.startOOMLog(ctx)
+	m.openGroup()
 	m.proplet.baseline()
 	m.sched.Add(discoveryJob{m}, m.cfg.DiscoveryInterval, 0)
 	if m.cfg.PropletInterval > 0 {
@@ -250,6 +252,7 @@ func (m *Monitor) Shutdown(ctx context.Context) error {
 	}
 	m.proplet.close()
 	m.oom.close()
+	m.closeGroup()
 	return errors.Join(err, m.stopEvents(), m.src.Close())
 }
 

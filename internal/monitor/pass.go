@@ -400,7 +400,9 @@ func (m *Monitor) refreshMembers(t *task, bound map[process.ID]bool) {
 		m.watch(t, e.ID, false)
 		if !mb.whole {
 			// Existed before this task saw it: its past is not this task's to report.
-			_ = h.Read(fields, &mb.prev, m.disc.buf)
+			if h.Read(fields, &mb.prev, m.disc.buf) == nil {
+				m.threadGroupWaits(t, pid, &process.Reading{}, &mb.prev)
+			}
 		}
 	})
 	for pid, mb := range t.members {

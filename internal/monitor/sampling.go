@@ -41,6 +41,7 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 		h.Close()
 		return err
 	}
+	m.threadGroupWaits(t, e.ID.PID, &process.Reading{}, &root.prev)
 	t.root, t.members = root, nil
 	t.closeWaits()
 	t.ppid = e.PPID
@@ -119,6 +120,7 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 		m.tel.SampleError(KindTask)
 		m.log.Debug("Some metrics of a task cannot be read: permission denied", zap.String("task_id", t.spec.ID), zap.Int32("pid", t.root.h.ID().PID), zap.Uint8("fields", uint8(denied)))
 	}
+	m.threadGroupWaits(t, t.root.h.ID().PID, &t.root.prev, &cur)
 	m.impossible(t, &cur)
 
 	d := t.acc.add(&t.root.prev, &cur, true)
@@ -132,6 +134,7 @@ func (m *Monitor) read(t *task, buf []byte) (Sample, bool) {
 			delete(t.members, pid)
 			continue
 		}
+		m.threadGroupWaits(t, pid, &mb.prev, &mr)
 		d.merge(t.acc.add(&mb.prev, &mr, mb.whole))
 		mb.prev, mb.whole = mr, false
 		if mr.Exited() {

@@ -203,16 +203,31 @@ func (a *accum) add(prev, cur *process.Reading, whole bool) delta {
 		a.tx += cur.TxBytes
 	}
 	if both, first := has(process.FieldWaits); both {
-		a.runDelay += sub(cur.RunDelay, prev.RunDelay)
+		a.runDelay += delaySince(prev, cur, cur.RunDelay, prev.RunDelay)
 	} else if first {
 		a.runDelay += cur.RunDelay
 	}
 	if both, first := has(process.FieldIODelay); both {
-		a.ioDelay += sub(cur.IODelayTicks, prev.IODelayTicks)
+		a.ioDelay += delaySince(prev, cur, cur.IODelayTicks, prev.IODelayTicks)
 	} else if first {
 		a.ioDelay += cur.IODelayTicks
 	}
 	return d
+}
+
+// delaySince is the increase of a wait from prev to cur, two readings whose figures may be the
+// main thread's or the thread group's (threads.go). From the main thread's to the group's it
+// is the whole increase when prev showed one thread (every other thread was born since);
+// otherwise, between figures of different scope, the interval's increase cannot be told and
+// none is added: the next interval's is.
+func delaySince(prev, cur *process.Reading, c, p uint64) uint64 {
+	switch {
+	case prev.GroupDelays == cur.GroupDelays:
+		return sub(c, p)
+	case cur.GroupDelays && prev.GroupThreads <= 1:
+		return sub(c, p)
+	}
+	return 0
 }
 
 func sub(a, b uint64) uint64 {

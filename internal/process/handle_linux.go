@@ -228,6 +228,7 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 	var age uint64 // ticks the process has lived, with a second to spare: no wait is longer
 	if fields&FieldWaits != 0 {
 		age = h.src.ticksSince(st.StartTime) + procfs.UserHZ
+		r.GroupThreads, r.AgeTicks = st.NumThreads, age
 	}
 	if fields&FieldWaits != 0 && h.src.delayAcct {
 		// Field 42 of the stat just read: only with delay accounting on is it more than 0.

@@ -59,11 +59,21 @@ type Reading struct {
 	RxBytes, TxBytes      uint64  // network bytes of the process's own network namespace
 	Threads               int64
 	FDs                   int64
-	// RunDelay is the time the process (its main thread: see procfs.Schedstat) was runnable
+	// RunDelay is the time the process (as read, its main thread: see procfs.Schedstat) was runnable
 	// but waiting for a CPU, in ns (FieldWaits); IODelayTicks the time it waited for
 	// synchronous block I/O, in clock ticks (FieldIODelay). Both cumulative.
 	RunDelay     uint64
 	IODelayTicks uint64
+	// GroupThreads is the process's thread count (stat's num_threads), read with FieldWaits:
+	// with more than one thread, RunDelay and IODelayTicks as read are the main thread's
+	// alone, and the caller may replace them with the whole thread group's.
+	GroupThreads int64
+	// AgeTicks is how long the process has lived, in clock ticks with a second to spare, read
+	// with FieldWaits: no wait of one thread is longer.
+	AgeTicks uint64
+	// GroupDelays says that RunDelay and IODelayTicks are the whole thread group's, live and
+	// exited threads (the caller's TASKSTATS query), not the main thread's.
+	GroupDelays bool
 	// ExitStatus is the wait status of an exited process (Exited), as the kernel prints it:
 	// the exit code shifted left by 8, or the terminating signal. HasExitStatus says it is known.
 	ExitStatus    uint32

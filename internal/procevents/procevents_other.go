@@ -31,3 +31,17 @@ func (*Listener) Stats() Stats { return Stats{} }
 
 // Close does nothing.
 func (*Listener) Close() error { return nil }
+
+// GroupStats is only available on Linux.
+type GroupStats struct{}
+
+// OpenGroupStats returns an error wrapping ErrUnsupported: TASKSTATS is Linux's.
+func OpenGroupStats() (*GroupStats, error) {
+	return nil, fmt.Errorf("taskstats on %s: %w", runtime.GOOS, ErrUnsupported)
+}
+
+// Delays returns ErrUnsupported.
+func (*GroupStats) Delays(int, *Delays) error { return ErrUnsupported }
+
+// Close does nothing.
+func (*GroupStats) Close() error { return nil }

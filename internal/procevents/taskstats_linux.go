@@ -171,12 +171,23 @@ func parseStats(b []byte, r *record) {
 	r.cwb, _ = u64(tsOff.cancelled)
 	r.tgid, r.hasTGID = u32(tsOff.tgid)
 	r.tgetime, r.hasTGE = u64(tsOff.tgetime)
-	r.delays.cpu, _ = u64(tsOff.cpuDelay)
-	r.delays.blkio, _ = u64(tsOff.blkioDelay)
-	r.delays.swapin, _ = u64(tsOff.swapinDelay)
-	r.delays.reclaim, _ = u64(tsOff.reclaimDelay)
+	parseDelays(b, r)
 	if r.hasTGID && r.tgid == 0 {
 		r.hasTGID = false
+	}
+}
+
+// parseDelays reads the delay accounting totals of struct taskstats that fit in b.
+func parseDelays(b []byte, r *record) {
+	u64 := func(off uintptr) uint64 {
+		if int(off)+8 > len(b) {
+			return 0
+		}
+		return binary.NativeEndian.Uint64(b[off:])
+	}
+	r.delays = delays{
+		cpu: u64(tsOff.cpuDelay), blkio: u64(tsOff.blkioDelay),
+		swapin: u64(tsOff.swapinDelay), reclaim: u64(tsOff.reclaimDelay),
 	}
 }
 

@@ -15,10 +15,12 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -49,6 +51,17 @@ const (
 	// allocates and touches memory at arg MiB a second, in steps of GrowEvery, without end: in
 	// a memory-limited cgroup, the kernel's OOM killer ends it.
 	Grow = "grow"
+	// BurnThreads keeps BurnThreadsN threads busy, each on an OS thread of its own, with every
+	// thread of the process pinned to CPU arg; the main thread sleeps. SIGUSR1 makes one busy
+	// thread exit (one per signal): a thread group that loses a thread while it runs.
+	BurnThreads = "burn-threads"
+)
+
+// BurnThreadsN is how many busy threads a BurnThreads workload runs, each named
+// BusyThreadName (its comm).
+const (
+	BurnThreadsN   = 4
+	BusyThreadName = "busy"
 )
 
 // GrowEvery is the step of a Grow workload: arg MiB a second is arg/50 MiB every 20 ms.
@@ -66,9 +79,10 @@ const (
 )
 
 func init() {
-	if os.Getenv(envKind) == BurnOn {
-		// Locked in init, the main goroutine stays on the main thread through main: the loop
-		// runs there.
+	if k := os.Getenv(envKind); k == BurnOn || k == BurnThreads {
+		// Locked in init, the main goroutine stays on the main thread through main: BurnOn's
+		// loop runs there, and no BurnThreads busy thread does (one that ended there would
+		// wedge the main thread rather than end it).
 		runtime.LockOSThread()
 	}
 }
@@ -107,6 +121,8 @@ func run(kind string, arg int) {
 		for {
 			x++
 		}
+	case BurnThreads:
+		burnThreads(arg, ready)
 	case Hold:
 		sink = make([]byte, arg<<20)
 		for i := 0; i < len(sink); i += os.Getpagesize() {
@@ -213,6 +229,43 @@ func run(kind string, arg int) {
 		panic("unknown workload " + kind)
 	}
 	waitForKill()
+}
+
+// burnThreads runs the BurnThreads workload. A goroutine locked to its thread that returns
+// without unlocking takes the thread with it: that is how a busy thread exits.
+func burnThreads(cpu int, ready func()) {
+	runtime.GOMAXPROCS(BurnThreadsN + 1)
+	if err := pinThreads(cpu); err != nil {
+		panic(err)
+	}
+	quit := make([]atomic.Bool, BurnThreadsN)
+	started := make(chan struct{})
+	for i := range BurnThreadsN {
+		go func() {
+			runtime.LockOSThread()
+			// Named, so a test counts the busy threads left (the runtime may start others).
+			if err := os.WriteFile("/proc/thread-self/comm", []byte(BusyThreadName), 0); err != nil {
+				panic(err)
+			}
+			started <- struct{}{}
+			x := 0
+			for !quit[i].Load() {
+				x++
+			}
+		}()
+	}
+	for range BurnThreadsN {
+		<-started
+	}
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGUSR1)
+	ready()
+	for i := 0; ; i++ {
+		<-sig
+		if i < BurnThreadsN {
+			quit[i].Store(true)
+		}
+	}
 }
 
 // pinThreads pins every thread of this process to one CPU. Threads started later inherit the

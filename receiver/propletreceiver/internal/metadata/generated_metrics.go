@@ -1095,7 +1095,7 @@ type metricPropellerTaskCPUWaitTime struct {
 // init fills propeller.task.cpu.wait.time metric with initial data.
 func (m *metricPropellerTaskCPUWaitTime) init() {
 	m.data.SetName("propeller.task.cpu.wait.time")
-	m.data.SetDescription("Time the task's processes were runnable but waiting for a CPU (run-queue delay: the second field of /proc/[pid]/schedstat, kept by kernels built with CONFIG_SCHED_INFO), summed over the task's processes like process.cpu.time. The kernel prints each process's main thread there, not the sum of its threads. Process tasks only. No semantic convention covers run-queue delay, hence the propeller.task namespace.")
+	m.data.SetDescription("Time the task's processes were runnable but waiting for a CPU (run-queue delay: the second field of /proc/[pid]/schedstat, kept by kernels built with CONFIG_SCHED_INFO), summed over the task's processes like process.cpu.time. That file is the main thread's alone: a process with more than one thread is read from the kernel's thread group statistics instead (TASKSTATS, all threads, exited ones included; needs CAP_NET_ADMIN, else the main thread's). Process tasks only. No semantic convention covers run-queue delay, hence the propeller.task namespace.")
 	m.data.SetUnit("s")
 	m.data.SetEmptySum()
 	m.data.Sum().SetIsMonotonic(true)
@@ -1147,7 +1147,7 @@ type metricPropellerTaskDiskIoWaitTime struct {
 // init fills propeller.task.disk.io.wait.time metric with initial data.
 func (m *metricPropellerTaskDiskIoWaitTime) init() {
 	m.data.SetName("propeller.task.disk.io.wait.time")
-	m.data.SetDescription("Time the task's processes waited for synchronous block I/O (delayacct_blkio_ticks, field 42 of /proc/[pid]/stat, 10 ms resolution; like schedstat, the main thread's), summed over the task's processes. Only when the kernel's delay accounting is on (kernel.task_delayacct=1, off by default since Linux 5.14): otherwise the kernel keeps no such figure and the metric is absent. Process tasks only. No semantic convention covers it, hence the propeller.task namespace.")
+	m.data.SetDescription("Time the task's processes waited for synchronous block I/O (delayacct_blkio_ticks, field 42 of /proc/[pid]/stat, 10 ms resolution; the main thread's: a process with more than one thread is read, like the CPU wait, from the kernel's thread group statistics), summed over the task's processes. Only when the kernel's delay accounting is on (kernel.task_delayacct=1, off by default since Linux 5.14): otherwise the kernel keeps no such figure and the metric is absent. Process tasks only. No semantic convention covers it, hence the propeller.task namespace.")
 	m.data.SetUnit("s")
 	m.data.SetEmptySum()
 	m.data.Sum().SetIsMonotonic(true)
