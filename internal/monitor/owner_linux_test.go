@@ -3,6 +3,7 @@
 package monitor
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -48,18 +49,32 @@ func propletCopy(t *testing.T) string {
 // startStandIn starts the copy in dir as uid, with marker on its command line.
 func startStandIn(t *testing.T, dir string, uid uint32, marker string) *standIn {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(dir, "proplet"), "-c", `while read -r line; do eval "$line" & done; wait`, "proplet", marker)
-	cmd.Dir = "/"
-	// The stand-in runs sh and sleep by name, as another user: the system's directories, not a
-	// PATH that may hold root's private ones (CI's PATH without a C compiler does).
-	cmd.Env = append(os.Environ(), "PATH=/usr/local/bin:/usr/bin:/bin")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if uid != 0 {
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid}
+	var cmd *exec.Cmd
+	var stdin io.Writer
+	// A parallel test's fork may still hold the copy's descriptor open for writing (it was
+	// written just now, and a forked child keeps its parent's descriptors until it execs): the
+	// exec then fails with ETXTBSY until that child has exec'd. Try again, briefly.
+	for attempt := 0; ; attempt++ {
+		cmd = exec.Command(filepath.Join(dir, "proplet"), "-c", `while read -r line; do eval "$line" & done; wait`, "proplet", marker)
+		cmd.Dir = "/"
+		// The stand-in runs sh and sleep by name, as another user: the system's directories, not a
+		// PATH that may hold root's private ones (CI's PATH without a C compiler does).
+		cmd.Env = append(os.Environ(), "PATH=/usr/local/bin:/usr/bin:/bin")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if uid != 0 {
+			cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid}
+		}
+		var err error
+		stdin, err = cmd.StdinPipe()
+		require.NoError(t, err)
+		err = cmd.Start()
+		if errors.Is(err, syscall.ETXTBSY) && attempt < 50 {
+			time.Sleep(20 * time.Millisecond) //nolint:forbidigo // waiting out another process's exec
+			continue
+		}
+		require.NoError(t, err)
+		break
 	}
-	stdin, err := cmd.StdinPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
 	t.Cleanup(func() {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		_ = cmd.Wait()
