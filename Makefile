@@ -13,6 +13,11 @@ FUZZTIME  ?= 10s
 # slower). make test-race runs the unit tests with it; CI runs both (.ci/run).
 RACE      ?=
 
+# make test's unit group: four packages at once on any machine (their tests mostly wait on
+# processes, brokers and timers, and pass on a busy machine), and no vet pass, which make lint
+# runs in full.
+TESTFLAGS ?= -p 4 -vet=off
+
 DIST      := _build/otelcol-propeller
 # Tests are not part of the build: editing one does not rebuild the distribution.
 SOURCES   := $(filter-out %_test.go,$(shell git ls-files '*.go' 2>/dev/null)) go.mod go.sum builder-config.yaml
@@ -139,7 +144,7 @@ test:
 		if [ $${PIPESTATUS[0]} -eq 0 ]; then result=passed; else result=FAILED; failed="$$failed $$name"; fi; \
 		echo "== test: $$name $$result ($$((SECONDS - start)) s)"; }; \
 	group build $(SUBMAKE) --no-print-directory build edge; \
-	group unit $(GO) test $(RACE) -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v -e /e2e$$ -e /deploy$$); \
+	group unit $(GO) test $(RACE) $(TESTFLAGS) -count=1 -timeout 20m $$($(GO) list $(PKGS) | grep -v -e /e2e$$ -e /deploy$$); \
 	group deploy $(GO) test $(RACE) -count=1 -timeout 10m ./deploy/; \
 	group kubernetes $(GO) -C deploy/kubernetes test -count=1 ./...; \
 	case "$$failed" in \
