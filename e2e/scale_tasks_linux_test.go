@@ -1,0 +1,178 @@
+//go:build linux
+
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// The scale runs' tasks: idle processes, as cheap as a process gets (a copy of sleep), named
+// so that a discovery rule finds them and nothing else on the host matches.
+
+// scaleExe is the executable name of every scale task, short enough to be the kernel's
+// command name too (15 characters at most), so the hostmetrics process scraper's name filter
+// and the proplet receiver's executable rule see the same name.
+const scaleExe = "proptask"
+
+// scaleTaskID is the task id of the i-th scale task.
+func scaleTaskID(i int) string { return fmt.Sprintf("5ca1e000-0000-4000-8000-%012x", i) }
+
+// scaleRule is the discovery rule that finds the scale tasks: argv[0] carries the task id.
+const scaleRule = `{ executable: '^` + scaleExe + `$', cmdline: '^` + scaleExe + `-(?P<task_id>[0-9a-f-]{36}) ' }`
+
+// raiseNoFile raises this process's descriptor limit (soft and hard) to want, which the
+// collector inherits: each sampled task keeps three /proc files open, and the collector keeps
+// files open for (RLIMIT_NOFILE - 256) / 4 tasks; the kernel floor opens the same three per
+// task here. Raising the hard limit takes root (CAP_SYS_RESOURCE).
+func raiseNoFile(t *testing.T, want uint64) {
+	t.Helper()
+	var lim unix.Rlimit
+	require.NoError(t, unix.Getrlimit(unix.RLIMIT_NOFILE, &lim))
+	if lim.Cur >= want {
+		return
+	}
+	next := unix.Rlimit{Cur: want, Max: max(lim.Max, want)}
+	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &next),
+		"RLIMIT_NOFILE is %d (hard %d); %d tasks need %d: run as root, or raise it (ulimit -Hn) first", lim.Cur, lim.Max, want/4, want)
+}
+
+// scaleTasks starts n idle processes, each `sleep infinity` copied as scaleExe and exec'd with
+// argv[0] scaleExe-<task id>, in one process group of their own: they hold no descriptor of
+// this process (no pidfd, no pipe), and the test's end kills the group at once and reaps it.
+func scaleTasks(t *testing.T, n int) []int {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	require.NoError(t, err)
+	exe := filepath.Join(t.TempDir(), scaleExe)
+	copyFile(t, sleep, exe)
+	pids := make([]int, 0, n)
+	pgid := 0
+	t.Cleanup(func() {
+		if pgid == 0 {
+			return
+		}
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+		for range pids {
+			if _, err := syscall.Wait4(-pgid, nil, 0, nil); err != nil {
+				break
+			}
+		}
+	})
+	start := time.Now()
+	for i := range n {
+		attr := &syscall.ProcAttr{Sys: &syscall.SysProcAttr{Setpgid: true, Pgid: pgid, Pdeathsig: syscall.SIGKILL}}
+		pid, err := syscall.ForkExec(exe, []string{fmt.Sprintf("%s-%s", scaleExe, scaleTaskID(i)), "infinity"}, attr)
+		if err != nil {
+			t.Fatalf("started %d of %d scale tasks: %v (pid_max, RLIMIT_NPROC or memory: say which stopped it)", i, n, err)
+		}
+		if pgid == 0 {
+			pgid = pid
+		}
+		pids = append(pids, pid)
+	}
+	t.Logf("%d scale tasks started in %s (process group %d)", n, time.Since(start).Round(time.Millisecond), pgid)
+	return pids
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	in, err := os.Open(from)
+	require.NoError(t, err)
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o755)
+	require.NoError(t, err)
+	_, err = io.Copy(out, in)
+	require.NoError(t, errors.Join(err, out.Close()))
+}
+
+// floor is what the kernel alone takes for one task's sample: the reads the proplet receiver
+// makes (internal/process/handle_linux.go: a pread of the kept-open stat and io, an fstat of
+// the kept-open fd/ directory; no net/dev for a task in the host's network namespace), made
+// here with no parsing, on one locked thread whose own CPU time is measured.
+type floor struct {
+	tight time.Duration // per task, every task read back to back, passes in a row
+	paced time.Duration // per task, at the collector's pace: one interval's rounds every 100 ms
+}
+
+func (f floor) String() string {
+	return fmt.Sprintf("tight loop %.2f µs a task, paced like the sampler %.2f µs a task",
+		float64(f.tight.Nanoseconds())/1e3, float64(f.paced.Nanoseconds())/1e3)
+}
+
+// kernelFloor measures the floor over pids: passes tight passes, then one interval paced as the
+// collector paces it (100 ms rounds, each reading its share of the tasks).
+func kernelFloor(t *testing.T, pids []int, passes int, interval time.Duration) floor {
+	t.Helper()
+	type files struct{ stat, io, fd int }
+	open := make([]files, 0, len(pids))
+	defer func() {
+		for _, f := range open {
+			_, _, _ = unix.Close(f.stat), unix.Close(f.io), unix.Close(f.fd)
+		}
+	}()
+	for _, pid := range pids {
+		dir := fmt.Sprintf("/proc/%d/", pid)
+		var f files
+		var err error
+		f.stat, err = unix.Open(dir+"stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		require.NoError(t, err)
+		f.io, err = unix.Open(dir+"io", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		require.NoError(t, err)
+		f.fd, err = unix.Open(dir+"fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		require.NoError(t, err)
+		open = append(open, f)
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	buf := make([]byte, 4096)
+	var st unix.Stat_t
+	read := func(f files) {
+		_, err1 := unix.Pread(f.stat, buf, 0)
+		_, err2 := unix.Pread(f.io, buf, 0)
+		err3 := unix.Fstat(f.fd, &st)
+		if err := errors.Join(err1, err2, err3); err != nil {
+			t.Fatalf("kernel floor: %v", err)
+		}
+	}
+	var out floor
+	c0 := threadCPU(t)
+	for range passes {
+		for _, f := range open {
+			read(f)
+		}
+	}
+	out.tight = (threadCPU(t) - c0) / time.Duration(passes*len(open))
+
+	rounds := int(interval / (100 * time.Millisecond))
+	per := (len(open) + rounds - 1) / rounds
+	next := time.Now()
+	c0 = threadCPU(t)
+	for r := range rounds {
+		for _, f := range open[min(r*per, len(open)):min((r+1)*per, len(open))] {
+			read(f)
+		}
+		next = next.Add(100 * time.Millisecond)
+		time.Sleep(time.Until(next)) //nolint:forbidigo // the collector's pace is what is reproduced
+	}
+	out.paced = (threadCPU(t) - c0) / time.Duration(len(open))
+	return out
+}
+
+// threadCPU is the CPU time of the calling OS thread.
+func threadCPU(t *testing.T) time.Duration {
+	var ts unix.Timespec
+	require.NoError(t, unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts))
+	return time.Duration(ts.Nano())
+}
