@@ -186,17 +186,19 @@ scale:
 ## scale-10k: the built collector on this host with SCALE_TASKS (10000) idle processes found by a discovery
 ## rule, at 10 s (the standard profile), proplet -> [mqtt (a local Mosquitto), prometheus (scraped every
 ## 15 s)], measured for SCALE_MINUTES (5) after warm-up: CPU whole and per stage (pprof), RSS, Go heap,
-## scrape time and size, messages delivered, and the kernel floor of the reads. Root. SCALE_EXPORTERS=mqtt
-## (or prometheus, debug) removes an exporter; SCALE_BINARY=path runs another build. SCALE_COMPARE=hostmetrics
-## runs instead SCALE_TASKS (then 500) at 1 s against the hostmetrics process scraper, 60 s each, twice.
-SCALE_TASKS     ?= $(if $(SCALE_COMPARE),500,10000)
-SCALE_MINUTES   ?= 5
-SCALE_COMPARE   ?=
-SCALE_EXPORTERS ?=
-SCALE_BINARY    ?=
+## scrape time and size, messages delivered, and the kernel floor of the reads. Root.
+## SCALE_EXPORTERS=mqtt (or prometheus, debug) chooses the exporters; SCALE_BINARY=path runs another build;
+## SCALE_PROFILE_DIR=dir keeps the CPU and heap profiles. SCALE_COMPARE=hostmetrics runs instead
+## SCALE_TASKS (then 500) at 1 s against the hostmetrics process scraper, 60 s each, twice.
+SCALE_TASKS       ?= $(if $(SCALE_COMPARE),500,10000)
+SCALE_MINUTES     ?= 5
+SCALE_COMPARE     ?=
+SCALE_EXPORTERS   ?=
+SCALE_BINARY      ?=
+SCALE_PROFILE_DIR ?=
 scale-10k: $(DIST)
 	PROPLET_SCALE_HOST=1 SCALE_TASKS=$(SCALE_TASKS) SCALE_MINUTES=$(SCALE_MINUTES) SCALE_COMPARE=$(SCALE_COMPARE) \
-		SCALE_EXPORTERS=$(SCALE_EXPORTERS) SCALE_BINARY=$(SCALE_BINARY) \
+		SCALE_EXPORTERS=$(SCALE_EXPORTERS) SCALE_BINARY=$(SCALE_BINARY) SCALE_PROFILE_DIR=$(SCALE_PROFILE_DIR) \
 		$(GO) test -count=1 -v -timeout 90m -run '$(if $(SCALE_COMPARE),^TestScaleAgainstHostmetrics$$,^TestScaleHost$$)' ./e2e/
 
 ## discovery-cost: what finding 100 discovered tasks at 1 s costs with /proc scans and with the

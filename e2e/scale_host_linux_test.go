@@ -3,8 +3,10 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,7 +29,8 @@ import (
 // it measures SCALE_MINUTES (5) minutes: the collector's CPU (/proc/<pid>/stat) and a pprof CPU
 // profile of the same window split into stages, RSS, Go heap, each scrape's duration and size,
 // messages delivered; then, the collector still running, the kernel floor of the same reads.
-// SCALE_EXPORTERS (mqtt,prometheus) chooses the exporters, SCALE_BINARY another build.
+// SCALE_EXPORTERS (mqtt,prometheus) chooses the exporters, SCALE_BINARY another build;
+// SCALE_PROFILE_DIR keeps both profiles there.
 // Root (the descriptor limit is raised for the collector). make scale-10k.
 func TestScaleHost(t *testing.T) {
 	if os.Getenv("PROPLET_SCALE_HOST") == "" {
@@ -105,6 +108,16 @@ func TestScaleHost(t *testing.T) {
 	heapProfile, err := c.fetchProfile("heap")
 	require.NoError(t, err)
 	hwm := procStatus(t, c.pid, "VmHWM")
+	if dir := os.Getenv("SCALE_PROFILE_DIR"); dir != "" {
+		// For go tool pprof: <dir>/cpu-<tasks>.pprof and heap-<tasks>.pprof.
+		for name, p := range map[string]*profile.Profile{"cpu": cpuProfile, "heap": heapProfile} {
+			if p != nil {
+				var out bytes.Buffer
+				require.NoError(t, p.Write(&out))
+				require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", name, n)), out.Bytes(), 0o644))
+			}
+		}
+	}
 	fl := kernelFloor(t, pids, 20, 10*time.Second)
 
 	var b strings.Builder
