@@ -27,7 +27,7 @@ func TestScaleAgainstHostmetrics(t *testing.T) {
 	if bin == "" {
 		bin = binary(t)
 	}
-	raiseNoFile(t, uint64(4*n+4096))
+	_ = raiseNoFile(t, uint64(4*n+4096))
 	scaleTasks(t, n)
 
 	receivers := map[string]string{

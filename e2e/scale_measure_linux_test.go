@@ -199,8 +199,12 @@ func (c *collector) fetchProfile(path string) (*profile.Profile, error) {
 var stages = []struct{ name, patterns string }{
 	{"GC", "runtime.gcBgMarkWorker runtime.bgsweep runtime.bgscavenge runtime.gcAssistAlloc"},
 	{"profiler itself", "runtime/pprof. net/http/pprof."},
+	{"own telemetry", "go.opentelemetry.io/otel/exporters/prometheus"},
 	{"prometheus scrape", "prometheusexporter.(*collector) client_golang/prometheus common/expfmt"},
-	{"prometheus consume", "prometheusexporter."},
+	// The pipeline copies each batch for an exporter that says it changes what it is given
+	// (the prometheus exporter, for its resource labels) when another exporter shares it.
+	{"pipeline copy for prometheus", "fanoutconsumer.cloneMetrics"},
+	{"prometheus consume", "prometheusexporter. resourcetotelemetry."},
 	{"mqtt encode+publish", "mqttexporter. paho. internal/mqttconn. internal/propeller."},
 	{"batch, queue", "exporterhelper batchprocessor queuebatch"},
 	{"pdata building", "receiver/propletreceiver."},
@@ -209,7 +213,7 @@ var stages = []struct{ name, patterns string }{
 	{"sampling: the rest", "internal/monitor."},
 	{"scheduler", "internal/schedule."},
 	{"hostmetrics scrape", "hostmetricsreceiver"},
-	{"own telemetry", "go.opentelemetry.io/otel collector/service"},
+	{"own telemetry", "go.opentelemetry.io/otel"},
 	{"Go runtime: scheduler, idle, other", "runtime."},
 }
 
