@@ -3,20 +3,24 @@
 package e2e
 
 import (
+	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // TestScaleAgainstHostmetrics compares the proplet receiver with the contrib hostmetrics
 // process scraper of the same distribution on the same SCALE_TASKS (500) idle processes at 1 s,
 // each collector alone in turn with the debug exporter (basic: a line per batch), SCALE_SECONDS
 // (60) of CPU each from /proc/<pid>/stat after a warm-up, alternated twice (ours, theirs, ours,
-// theirs). Run with SCALE_COMPARE=hostmetrics (make scale-10k SCALE_COMPARE=hostmetrics).
+// theirs), both CPU-profiled (SCALE_PROFILE_DIR keeps the profiles). Run with
+// SCALE_COMPARE=hostmetrics (make scale-10k SCALE_COMPARE=hostmetrics).
 func TestScaleAgainstHostmetrics(t *testing.T) {
 	if os.Getenv("SCALE_COMPARE") != "hostmetrics" {
 		t.Skip("set SCALE_COMPARE=hostmetrics (make scale-10k SCALE_COMPARE=hostmetrics) to compare with the hostmetrics process scraper")
@@ -48,18 +52,21 @@ func TestScaleAgainstHostmetrics(t *testing.T) {
 	ratio := map[string][]float64{}
 	for round := range 2 {
 		for _, name := range []string{"proplet", "hostmetrics"} {
-			telPort := freePort(t)
+			telPort, pprofPort := freePort(t), freePort(t)
 			cfg := fmt.Sprintf(`
+extensions:
+  pprof: { endpoint: 127.0.0.1:%d }
 receivers:
   %s
 exporters:
   debug: { verbosity: basic }
 service:
+  extensions: [pprof]
   telemetry: { metrics: { readers: [ { pull: { exporter: { prometheus: { host: 127.0.0.1, port: %d } } } } ] } }
   pipelines:
     metrics: { receivers: [%s], exporters: [debug] }
-`, receivers[name], telPort, name)
-			c := startScaleCollector(t, bin, cfg, telPort, 0)
+`, pprofPort, receivers[name], telPort, name)
+			c := startScaleCollector(t, bin, cfg, telPort, pprofPort)
 			points := func() float64 {
 				return c.telemetry(t, "otelcol_receiver_accepted_metric_points", "receiver="+name)
 			}
@@ -72,7 +79,10 @@ service:
 			time.Sleep(10 * time.Second) //nolint:forbidigo // the warm-up
 			load0 := loadAverage()
 			cpu0, p0, t0 := procCPU(t, c.pid), points(), time.Now()
-			time.Sleep(window) //nolint:forbidigo // the measured window
+			// Both collectors are profiled alike (the pprof extension, 100 samples a second), so
+			// the comparison says where each one's time goes.
+			p, err := c.fetchProfile(fmt.Sprintf("profile?seconds=%d", int(window.Seconds())))
+			require.NoError(t, err)
 			cpu1, p1, t1 := procCPU(t, c.pid), points(), time.Now()
 			rss := procStatus(t, c.pid, "VmRSS")
 			c.stop()
@@ -80,6 +90,15 @@ service:
 			ratio[name] = append(ratio[name], used.total().Seconds())
 			lines = append(lines, fmt.Sprintf("round %d %-11s %s, %.0f data points/s, RSS %.1f MiB, load average %s -> %s",
 				round+1, name, used.String(t1.Sub(t0)), (p1-p0)/t1.Sub(t0).Seconds(), float64(rss)/(1<<20), load0, loadAverage()))
+			if dir := os.Getenv("SCALE_PROFILE_DIR"); dir != "" {
+				var out bytes.Buffer
+				require.NoError(t, p.Write(&out))
+				require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("cpu-%s-%d.pprof", name, round+1)), out.Bytes(), 0o644))
+			}
+			st, total := byStage(p, "cpu")
+			for _, stage := range stageOrder(st)[:min(6, len(st))] {
+				lines = append(lines, fmt.Sprintf("    %-36s %5.1f%% of its profile, %6.2f µs a data point", stage, 100*float64(st[stage])/float64(total), float64(st[stage])/1e3/(p1-p0)))
+			}
 			assert.Positive(t, p1-p0, "%s delivered data points", name)
 		}
 	}
