@@ -92,7 +92,7 @@ func (m *Monitor) discover(ctx context.Context) {
 			m.checkExit(t)
 		}
 		if t.root != nil {
-			d.bound[t.root.h.ID()] = true
+			d.bound[t.rootID] = true
 			for _, mb := range t.members {
 				d.bound[mb.h.ID()] = true
 			}

@@ -41,7 +41,7 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 		h.Close()
 		return err
 	}
-	t.root, t.members = root, nil
+	t.root, t.rootID, t.members = root, h.ID(), nil
 	t.ppid = e.PPID
 	t.exe, t.cmdline, t.owner = d.Executable, d.Cmdline, process.OwnerName(d.UID)
 	t.start = m.src.StartTime(h.ID())
