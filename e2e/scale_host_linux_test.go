@@ -3,10 +3,8 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,74 +98,25 @@ func TestScaleHost(t *testing.T) {
 		heap = append(heap, c.telemetry(t, "otelcol_process_runtime_heap_alloc_bytes"))
 		rss = append(rss, float64(procStatus(t, c.pid, "VmRSS")))
 	}
+	w := scaleWindow{tasks: n, exporters: exporters, kept: kept, load0: load0, rss: rss, heap: heap, scrapes: scrapes}
 	cpu1, samples1, msgs1, t1 := procCPU(t, c.pid), taskSamples(), delivered.Load(), time.Now()
-	load1 := loadAverage()
-	over := t1.Sub(t0)
-	used := cpu1.sub(cpu0)
-	samples := samples1 - samples0
-	cpuProfile := <-profiled
-	heapProfile, err := c.fetchProfile("heap")
+	w.load1, w.over, w.used = loadAverage(), t1.Sub(t0), cpu1.sub(cpu0)
+	w.samples, w.delivered = samples1-samples0, msgs1-msgs0
+	w.cpuProfile = <-profiled
+	var err error
+	w.heapProfile, err = c.fetchProfile("heap")
 	require.NoError(t, err)
-	hwm := procStatus(t, c.pid, "VmHWM")
-	if dir := os.Getenv("SCALE_PROFILE_DIR"); dir != "" {
-		// For go tool pprof: <dir>/cpu-<tasks>.pprof and heap-<tasks>.pprof.
-		for name, p := range map[string]*profile.Profile{"cpu": cpuProfile, "heap": heapProfile} {
-			if p != nil {
-				var out bytes.Buffer
-				require.NoError(t, p.Write(&out))
-				require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("%s-%d.pprof", name, n)), out.Bytes(), 0o644))
-			}
-		}
-	}
-	fl := kernelFloor(t, pids, limit, 10, 10*time.Second)
-	floorTight, floorPaced := fl.mix(kept)
-
-	var b strings.Builder
-	fmt.Fprintf(&b, "\n%d tasks at 10 s, exporters %s, %s window (load average %s at its start, %s at its end)\n", n, strings.Join(exporters, ","), over.Round(time.Second), load0, load1)
-	fmt.Fprintf(&b, "collector CPU: %s\n", used.String(over))
-	fmt.Fprintf(&b, "task samples: %.1f/s (%.0f); task messages delivered: %.1f/s (%d)\n", samples/over.Seconds(), samples, float64(msgs1-msgs0)/over.Seconds(), msgs1-msgs0)
-	fmt.Fprintf(&b, "RSS: mean %.1f MiB, max %.1f MiB, VmHWM %.1f MiB; Go heap (otelcol_process_runtime_heap_alloc_bytes): mean %.1f MiB, max %.1f MiB, %.0f B a task\n",
-		mean(rss)/(1<<20), maxOf(rss)/(1<<20), float64(hwm)/(1<<20), mean(heap)/(1<<20), maxOf(heap)/(1<<20), mean(heap)/float64(n))
-	if len(scrapes) > 0 {
-		var took []float64
-		for _, s := range scrapes {
-			took = append(took, s.took.Seconds())
-		}
-		last := scrapes[len(scrapes)-1]
-		fmt.Fprintf(&b, "prometheus scrapes: %d, duration mean %.3f s, max %.3f s; %d series, %.1f MiB\n",
-			len(scrapes), mean(took), maxOf(took), last.series, float64(last.bytes)/(1<<20))
-	}
-	var sampling int64
-	if cpuProfile != nil {
-		st, total := byStage(cpuProfile, "cpu")
-		sampling = st["sampling: process reads"] + st["sampling: the rest"] + st["scheduler"]
-		fmt.Fprintf(&b, "CPU profile: %.1f s of %.1f s measured from /proc; per stage (%% of one core, µs a sample, share):\n", float64(total)/1e9, used.total().Seconds())
-		for _, name := range stageOrder(st) {
-			fmt.Fprintf(&b, "  %-36s %6.3f%%  %7.2f µs  %5.1f%%\n", name, 100*float64(st[name])/float64(over), float64(st[name])/1e3/samples, 100*float64(st[name])/float64(total))
-		}
-		reads := float64(st["sampling: process reads"]) / samples
-		fmt.Fprintf(&b, "sampling (reads, the rest, scheduler): %.3f%% of one core, %.2f µs a sample; the reads alone %.2f µs\n",
-			100*float64(sampling)/float64(over), float64(sampling)/1e3/samples, reads/1e3)
-		fmt.Fprintf(&b, "beyond the sampling: %.3f%% of one core\n", 100*(used.total().Seconds()-float64(sampling)/1e9)/over.Seconds())
-		fmt.Fprintf(&b, "kernel floor: %s; for this run's mix (%.0f%% of tasks kept open) %.2f µs tight, %.2f µs paced\n",
-			fl, 100*kept, floorTight/1e3, floorPaced/1e3)
-		fmt.Fprintf(&b, "the reads over the floor: %.2fx tight, %.2fx paced; the whole sampling over the paced floor: %.2fx\n",
-			reads/floorTight, reads/floorPaced, float64(sampling)/samples/floorPaced)
-		fmt.Fprintf(&b, "top functions (flat CPU):%s\n", topFunctions(cpuProfile, "cpu", 15))
-	}
-	hs, htotal := byStage(heapProfile, "inuse_space")
-	fmt.Fprintf(&b, "heap in use at the end (pprof, sampled): %.1f MiB; per stage:\n", float64(htotal)/(1<<20))
-	for _, name := range stageOrder(hs) {
-		fmt.Fprintf(&b, "  %-36s %7.2f MiB  %6.0f B a task\n", name, float64(hs[name])/(1<<20), float64(hs[name])/float64(n))
-	}
-	fmt.Fprintf(&b, "top functions (heap in use):%s\n", topFunctions(heapProfile, "inuse_space", 10))
-	t.Log(b.String())
+	w.hwm = procStatus(t, c.pid, "VmHWM")
+	keepProfile(t, w.cpuProfile, fmt.Sprintf("cpu-%d", n))
+	keepProfile(t, w.heapProfile, fmt.Sprintf("heap-%d", n))
+	w.floor = kernelFloor(t, pids, limit, 10, 10*time.Second)
+	t.Log(w.String())
 
 	// What the collector decided, against what the workload did: every task sampled once an
 	// interval, each sample one task message, each task's series served.
-	assert.InEpsilon(t, float64(n)/10, samples/over.Seconds(), 0.05, "every task sampled once every 10 s")
+	assert.InEpsilon(t, float64(n)/10, w.samples/w.over.Seconds(), 0.05, "every task sampled once every 10 s")
 	if has("mqtt") {
-		assert.InEpsilon(t, samples, float64(msgs1-msgs0), 0.05, "each sample delivered as one task message")
+		assert.InEpsilon(t, w.samples, float64(w.delivered), 0.05, "each sample delivered as one task message")
 	}
 	if has("prometheus") {
 		body, err := scrape(promURL)

@@ -3,10 +3,8 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -90,11 +88,7 @@ service:
 			ratio[name] = append(ratio[name], used.total().Seconds())
 			lines = append(lines, fmt.Sprintf("round %d %-11s %s, %.0f data points/s, RSS %.1f MiB, load average %s -> %s",
 				round+1, name, used.String(t1.Sub(t0)), (p1-p0)/t1.Sub(t0).Seconds(), float64(rss)/(1<<20), load0, loadAverage()))
-			if dir := os.Getenv("SCALE_PROFILE_DIR"); dir != "" {
-				var out bytes.Buffer
-				require.NoError(t, p.Write(&out))
-				require.NoError(t, os.WriteFile(filepath.Join(dir, fmt.Sprintf("cpu-%s-%d.pprof", name, round+1)), out.Bytes(), 0o644))
-			}
+			keepProfile(t, p, fmt.Sprintf("cpu-%s-%d", name, round+1))
 			st, total := byStage(p, "cpu")
 			for _, stage := range stageOrder(st)[:min(6, len(st))] {
 				lines = append(lines, fmt.Sprintf("    %-36s %5.1f%% of its profile, %6.2f µs a data point", stage, 100*float64(st[stage])/float64(total), float64(st[stage])/1e3/(p1-p0)))

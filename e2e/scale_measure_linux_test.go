@@ -191,6 +191,18 @@ func (c *collector) fetchProfile(path string) (*profile.Profile, error) {
 	return profile.ParseData(b)
 }
 
+// keepProfile writes p to SCALE_PROFILE_DIR/<name>.pprof, for go tool pprof, when that is set.
+func keepProfile(t *testing.T, p *profile.Profile, name string) {
+	t.Helper()
+	dir := os.Getenv("SCALE_PROFILE_DIR")
+	if dir == "" || p == nil {
+		return
+	}
+	var out bytes.Buffer
+	require.NoError(t, p.Write(&out))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, name+".pprof"), out.Bytes(), 0o644))
+}
+
 // stages attribute a profile's samples to the collector's stages by the functions on their
 // stack: the first stage, in this order, with a frame whose function name contains one of its
 // patterns takes the sample. So GC assists count as GC wherever they ran, an exporter's work as
