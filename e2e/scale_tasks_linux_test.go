@@ -56,7 +56,7 @@ func raiseNoFile(t *testing.T, want uint64) uint64 {
 
 // keptOpenBudget is the proplet receiver's default max_kept_open_processes under a
 // descriptor limit.
-func keptOpenBudget(limit uint64) int { return int((limit - 256) / 4) }
+func keptOpenBudget(limit uint64) int { return max(1, (int(limit)-256)/4) }
 
 // scaleTasks starts n idle processes, each `sleep infinity` copied as scaleExe and exec'd with
 // argv[0] scaleExe-<task id>, in one process group of their own: they hold no descriptor of
@@ -140,7 +140,7 @@ func kernelFloor(t *testing.T, pids []int, limit uint64, passes int, interval ti
 			_, _, _ = unix.Close(f.stat), unix.Close(f.io), unix.Close(f.fd)
 		}
 	}()
-	for _, pid := range pids[:min(len(pids), int(limit-1024)/3)] {
+	for _, pid := range pids[:min(len(pids), max(0, int(limit)-1024)/3)] {
 		dir := fmt.Sprintf("/proc/%d/", pid)
 		var f files
 		var err error
@@ -183,6 +183,9 @@ func kernelFloor(t *testing.T, pids []int, limit uint64, passes int, interval ti
 		check(errors.Join(readFile(paths[i]+"stat"), readFile(paths[i]+"io"), unix.Stat(paths[i]+"fd", &st)))
 	}
 	tight := func(n int, read func(int)) time.Duration {
+		if n == 0 {
+			return 0
+		}
 		c0 := threadCPU(t)
 		for range passes {
 			for i := range n {
@@ -192,6 +195,9 @@ func kernelFloor(t *testing.T, pids []int, limit uint64, passes int, interval ti
 		return (threadCPU(t) - c0) / time.Duration(passes*n)
 	}
 	paced := func(n int, read func(int)) time.Duration {
+		if n == 0 {
+			return 0
+		}
 		rounds := int(interval / (100 * time.Millisecond))
 		per := (n + rounds - 1) / rounds
 		next := time.Now()
