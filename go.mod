@@ -46,7 +46,10 @@ require (
 
 require go.opentelemetry.io/collector/consumer/consumererror/xconsumererror v0.161.0 // indirect
 
-require github.com/agnivade/levenshtein v1.2.2
+require (
+	github.com/agnivade/levenshtein v1.2.2
+	github.com/google/pprof v0.0.0-20260709232956-b9395ee17fa0
+)
 
 require (
 	github.com/Microsoft/go-winio v0.6.2 // indirect

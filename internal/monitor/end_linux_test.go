@@ -363,3 +363,32 @@ func TestEventsRereadAProcessAfterItsExec(t *testing.T) {
 		"bound after its second exec, with the next discovery pass a minute away")
 	assert.Equal(t, int32(cmd.Process.Pid), h.m.Tasks()[0].PID)
 }
+
+// TestExitCheckOnlyWithoutRecords: a task sampled less often than discovery runs is not read
+// by every discovery pass while the kernel will report its exit; once events were lost it is
+// again, so its end is noticed by the next pass, not its next sample a minute later.
+func TestExitCheckOnlyWithoutRecords(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("the kernel's process events need root (CAP_NET_ADMIN)")
+	}
+	h := runMonitor(t, Config{Events: EventsOn}, func(hk *hooks) { hk.exitGrace = 300 * time.Millisecond })
+	cmd := testworkload.Start(t, testworkload.Sleep, 0)
+	require.NoError(t, h.m.AddTask(pidTask("slow", cmd, time.Minute)))
+	require.Eventually(t, func() bool { return h.m.Tasks()[0].State == StateActive }, 5*time.Second, 5*time.Millisecond)
+	reported := func() bool {
+		h.m.mu.Lock()
+		tk := h.m.tasks["slow"]
+		h.m.mu.Unlock()
+		tk.mu.Lock()
+		defer tk.mu.Unlock()
+		return h.m.exitReported(tk)
+	}
+	assert.True(t, reported(), "events on, none lost: the exit record will come")
+
+	h.m.ev.src.Unwatch(cmd.Process.Pid)
+	h.m.eventsLost()
+	assert.False(t, reported(), "events lost since the task was bound: the pass checks it")
+	require.NoError(t, cmd.Process.Kill())
+	u := h.waitReport(t, "slow", 10*time.Second)
+	assert.False(t, u.Exact, "totals from the last reading")
+}

@@ -48,8 +48,8 @@ type execJob struct{ m *Monitor }
 func (j execJob) Run(ctx context.Context) { j.m.discoverExec(ctx) }
 
 // discover is one discovery pass: expire pending tasks past PendingTimeout, notice exits of
-// tasks sampled less often than discovery runs (so their last sample is taken while the
-// process can still be read), refresh the members of process-tree tasks, look for the
+// tasks sampled less often than discovery runs whose exit the kernel does not report (so their
+// last sample is taken while the process can still be read), refresh the members of process-tree tasks, look for the
 // processes of pending tasks, create tasks from rules, and find the proplet.
 //
 // Its cost does not multiply: pid files and the processes a nested parent rule matches are
@@ -92,7 +92,7 @@ func (m *Monitor) discover(ctx context.Context) {
 			m.checkExit(t)
 		}
 		if t.root != nil {
-			d.bound[t.root.h.ID()] = true
+			d.bound[t.rootID] = true
 			for _, mb := range t.members {
 				d.bound[mb.h.ID()] = true
 			}
@@ -345,13 +345,17 @@ func (m *Monitor) discoverExec(context.Context) {
 }
 
 // checkExit reads a bound task's state cheaply (stat only) and, when its process has exited,
-// samples it now: a zombie can still be read once.
+// samples it now: a zombie can still be read once. Tasks whose exit the kernel reports are not
+// read (exitReported).
 func (m *Monitor) checkExit(t *task) {
 	if t.root == nil {
 		return
 	}
 	if t.state == StateActive && t.spec.Profile.Interval <= m.cfg.DiscoveryInterval {
 		return // sampled at least as often as this check would run
+	}
+	if m.exitReported(t) {
+		return
 	}
 	var r process.Reading
 	// Memory comes from the same stat file: the peak a usage report gives without the
@@ -371,6 +375,15 @@ func (m *Monitor) checkExit(t *task) {
 	}
 	// The task's sample job takes the final sample and the usage report.
 	m.sched.Trigger(sampleJob{m, t})
+}
+
+// exitReported reports whether the kernel reports the end of t's process: process events are
+// on, and none was lost since t was bound, so its exit record ends it (with the kernel's peak),
+// and the discovery pass need not read its stat. At 10,000 tasks on 10 s that read was 10,000
+// preads a second, more than the samples themselves. A cgroup task ends by its cgroup. The
+// caller holds t.mu.
+func (m *Monitor) exitReported(t *task) bool {
+	return m.ev.active() && t.cg == nil && t.lostAt == m.ev.lost.Load()
 }
 
 // refreshMembers makes a process-tree task's members the current descendants of its root.

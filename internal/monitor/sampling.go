@@ -42,7 +42,7 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 		return err
 	}
 	m.threadGroupWaits(t, e.ID.PID, &process.Reading{}, &root.prev)
-	t.root, t.members = root, nil
+	t.root, t.rootID, t.members = root, h.ID(), nil
 	t.closeWaits()
 	t.ppid = e.PPID
 	t.exe, t.cmdline, t.owner = d.Executable, d.Cmdline, process.OwnerName(d.UID)

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -152,6 +153,39 @@ func TestWindow(t *testing.T) {
 	w.Resize(1)
 	assert.Equal(t, 1, w.Aggregate(5).SampleCount)
 	assert.False(t, w.Add(Entry{Time: 2}), "older than everything kept")
+}
+
+// TestWindowHoldsNoMoreThanItsSize: a full window holds exactly its size (append's doubling
+// would leave a window of 100 with room for 128, for every task), and shrinking it gives the
+// room back.
+func TestWindowHoldsNoMoreThanItsSize(t *testing.T) {
+	w := NewWindow(100)
+	for i := int64(1); i <= 250; i++ {
+		w.Add(Entry{Time: i})
+		require.LessOrEqual(t, cap(w.entries), 100)
+	}
+	assert.Len(t, w.entries, 100)
+	assert.Equal(t, int64(151), w.entries[0].Time, "the oldest kept")
+	w.Resize(10)
+	assert.Equal(t, 10, cap(w.entries))
+	assert.Equal(t, int64(241), w.entries[0].Time)
+	w.Resize(20)
+	require.True(t, w.Add(Entry{Time: 251}))
+	assert.Len(t, w.entries, 11)
+}
+
+// BenchmarkWindowFill: the bytes a task's window of Propeller's standard history (100) takes
+// as it fills, per task.
+func BenchmarkWindowFill(b *testing.B) {
+	b.ReportAllocs()
+	var w *Window
+	for b.Loop() {
+		w = NewWindow(100)
+		for i := int64(1); i <= 100; i++ {
+			w.Add(Entry{Time: i})
+		}
+	}
+	b.ReportMetric(float64(cap(w.entries))*float64(unsafe.Sizeof(Entry{})), "B-kept/task")
 }
 
 // TestAggregatedPercentagesAreRounded: the averages of a window are rounded to four decimals,

@@ -36,6 +36,9 @@ func (w *Window) Resize(size int) {
 	if over := len(w.entries) - w.size; over > 0 {
 		w.entries = append(w.entries[:0], w.entries[over:]...)
 	}
+	if cap(w.entries) > w.size {
+		w.entries = append(make([]Entry, 0, w.size), w.entries...)
+	}
 }
 
 // Find returns the entry with the given time.
@@ -75,7 +78,14 @@ func (w *Window) Add(e Entry) bool {
 		w.entries[i-1] = e
 		return true
 	}
-	w.entries = append(w.entries, Entry{})
+	if n == cap(w.entries) {
+		// Grown by doubling, as append grows, but never past size: a window of 100 entries
+		// holds 100 (8,000 B), not append's 128 (10,240 B), for every task, for its whole life.
+		grown := make([]Entry, n, min(max(2*n, 4), w.size))
+		copy(grown, w.entries)
+		w.entries = grown
+	}
+	w.entries = w.entries[:n+1]
 	copy(w.entries[i+1:], w.entries[i:])
 	w.entries[i] = e
 	return true
