@@ -309,10 +309,12 @@ func LastCPU(tb testing.TB) int {
 	return last
 }
 
+// grown holds what a Grow workload allocated, so that none of it is freed.
+var grown [][]byte
+
 // grow allocates and touches rate MiB a second without end. The target follows the clock, so
 // a step that runs late catches up: the rate is steady whatever the scheduler grants.
 func grow(rate int) {
-	var held [][]byte
 	page := os.Getpagesize()
 	start := time.Now()
 	total := 0
@@ -324,7 +326,7 @@ func grow(rate int) {
 			for i := 0; i < len(b); i += page {
 				b[i] = 1
 			}
-			held = append(held, b)
+			grown = append(grown, b)
 			total += n
 		}
 	}
