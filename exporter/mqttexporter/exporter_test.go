@@ -288,10 +288,14 @@ func TestWrongPasswordIsAClearErrorWithoutTheSecret(t *testing.T) {
 			cfg := testConfig(b.Endpoint(), "d", "c")
 			cfg.ProtocolVersion = version
 			cfg.Username, cfg.Password = "proplet", "wrong-secret"
+			// Start ends with the broker's answer, not after the connect timeout.
+			cfg.ConnectTimeout = time.Minute
 			exp, err := NewFactory().CreateMetrics(context.Background(), exportertestSettings(), cfg)
 			require.NoError(t, err)
+			started := time.Now()
 			err = exp.Start(context.Background(), componenttest.NewNopHost())
 			require.ErrorIs(t, err, mqttconn.ErrBadCredentials)
+			assert.Less(t, time.Since(started), cfg.ConnectTimeout, "Start waited out the connect timeout")
 			assert.ErrorContains(t, err, "refused the credentials")
 			assert.ErrorContains(t, err, `"proplet"`)
 			assert.NotContains(t, err.Error(), "wrong-secret")

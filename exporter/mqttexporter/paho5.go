@@ -54,6 +54,11 @@ func (p *paho5) start(context.Context) error {
 		p.log.Warn("Connection to the MQTT broker lost; reconnecting", zap.String("endpoint", c.Endpoint))
 		return true
 	}
+	// Start waits for the first attempt's outcome, as the MQTT 3.1.1 client's does: connected,
+	// or refused (then autopaho keeps trying, backing off), never the whole connect timeout
+	// once the broker has answered.
+	wait, cancelWait := context.WithTimeout(ctx, c.ConnectTimeout+time.Second)
+	defer cancelWait()
 	cc.OnConnectError = func(err error) {
 		p.setState(false, err)
 		if isAuthError(err) {
@@ -62,6 +67,7 @@ func (p *paho5) start(context.Context) error {
 		// Logged as the MQTT 3.1.1 client's attempts are: the first of each kind at once, with
 		// the broker's answer and the likely cause, then once a minute; counted by cause.
 		attempts.Failed(err)
+		cancelWait()
 	}
 	cc.OnClientError = func(err error) { mqttconn.LogClientError(p.log, c.Endpoint, err) }
 	var err error
@@ -69,8 +75,6 @@ func (p *paho5) start(context.Context) error {
 		cancel()
 		return err
 	}
-	wait, cancelWait := context.WithTimeout(ctx, c.ConnectTimeout+time.Second)
-	defer cancelWait()
 	if err := p.cm.AwaitConnection(wait); err != nil {
 		p.mu.Lock()
 		last := p.lastErr

@@ -40,9 +40,16 @@ func (c *causes) count(cause Cause) int {
 // returned observer (warnings and above) and counting failures by cause.
 func subscriber(t *testing.T, endpoint, version string, policy SessionPolicy, handle func(Message)) (*Subscriber, *observer.ObservedLogs, *causes) {
 	t.Helper()
+	return subscriberWith(t, endpoint, version, policy, handle, func(*ClientConfig) {})
+}
+
+// subscriberWith is subscriber with edit applied to the client configuration.
+func subscriberWith(t *testing.T, endpoint, version string, policy SessionPolicy, handle func(Message), edit func(*ClientConfig)) (*Subscriber, *observer.ObservedLogs, *causes) {
+	t.Helper()
 	c := DefaultClientConfig()
 	c.Endpoint, c.ProtocolVersion, c.ClientID = endpoint, version, "gateway-"+t.Name()
 	c.ConnectTimeout, c.MaxReconnectInterval = 2*time.Second, time.Second
+	edit(&c)
 	p, err := c.Prepare(context.Background(), "test-")
 	require.NoError(t, err)
 	counted := &causes{}
@@ -236,5 +243,30 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 			t.Fatalf("timed out after %s waiting for %s", within, what)
 		}
 		time.Sleep(20 * time.Millisecond) //nolint:forbidigo // polling a condition with a deadline
+	}
+}
+
+// TestStartReturnsWithTheBrokersAnswer: a refused first attempt ends Start with the broker's
+// answer, over either MQTT version, not after the connect timeout (a minute here: a Start that
+// waited it out would fail the test's own deadline). Before, MQTT 5 waited the whole timeout.
+func TestStartReturnsWithTheBrokersAnswer(t *testing.T) {
+	const timeout = time.Minute
+	for _, version := range []string{"3.1.1", "5"} {
+		t.Run("credentials/"+version, func(t *testing.T) {
+			b := mqtttest.Start(t, mqtttest.Options{Username: "proplet", Password: "right"})
+			s, _, _ := subscriberWith(t, b.Endpoint(), version, SessionClean, nil, func(c *ClientConfig) {
+				c.Username, c.Password, c.ConnectTimeout = "proplet", "wrong", timeout
+			})
+			start := time.Now()
+			require.ErrorIs(t, s.Start(), ErrBadCredentials)
+			assert.Less(t, time.Since(start), timeout, "Start waited out the connect timeout")
+		})
+		t.Run("persistent session/"+version, func(t *testing.T) {
+			b := mqtttest.Start(t, mqtttest.Options{RefusePersistent: mqtttest.ServerUnavailable})
+			s, _, _ := subscriberWith(t, b.Endpoint(), version, SessionPersistent, nil, func(c *ClientConfig) { c.ConnectTimeout = timeout })
+			start := time.Now()
+			require.ErrorIs(t, s.Start(), ErrSessionRefused)
+			assert.Less(t, time.Since(start), timeout, "Start waited out the connect timeout")
+		})
 	}
 }

@@ -181,15 +181,25 @@ func (s *Subscriber) start5() error {
 		return true
 	}
 	cc.OnClientError = func(err error) { LogClientError(s.log, s.p.Config.Endpoint, err) }
+	// Start waits for the first attempt's outcome, as the MQTT 3.1.1 client's does: connected,
+	// or refused (then autopaho keeps trying, backing off), never the whole connect timeout
+	// once the broker has answered; but a persistent session refused under
+	// session: prefer_persistent is retried with a clean one, and Start waits for that.
+	wait, cancelWait := context.WithTimeout(ctx, s.p.Config.ConnectTimeout+time.Second)
+	defer cancelWait()
 	cc.OnConnectError = func(err error) {
 		cause := s.attempts.Failed(err)
 		s.mu.Lock()
 		s.lastErr = err
-		if refusesSession(cause) && s.cfg.Policy == SessionPreferPersistent && !s.fellBack {
+		fallBack := refusesSession(cause) && s.cfg.Policy == SessionPreferPersistent && !s.fellBack
+		if fallBack {
 			s.fellBack = true
 		}
 		s.mu.Unlock()
 		s.attempts.Asking(s.session())
+		if !fallBack {
+			cancelWait()
+		}
 	}
 	cc.OnPublishReceived = []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
 		s.cfg.Handle(Message{Topic: pr.Packet.Topic, Payload: pr.Packet.Payload, Retained: pr.Packet.Retain})
@@ -200,8 +210,6 @@ func (s *Subscriber) start5() error {
 		cancel()
 		return fmt.Errorf("connect to %s: %w", s.p.Config.Endpoint, err)
 	}
-	wait, cancelWait := context.WithTimeout(ctx, s.p.Config.ConnectTimeout+time.Second)
-	defer cancelWait()
 	if s.cm.AwaitConnection(wait) == nil {
 		return nil
 	}
