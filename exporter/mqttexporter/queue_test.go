@@ -102,9 +102,10 @@ func TestDefaultQueueHoldsTenMinutesOfAThousandTasks(t *testing.T) {
 }
 
 // TestOutageDropsNothingAtTheDefaultQueue is a shortened outage with the default queue: the
-// broker goes down, 12 s of 1,000 tasks arrive in 1,200 batches of 10 samples (more batches
-// than exporterhelper's default queue of 1,000 requests holds), none is refused by the queue,
-// and every sample arrives once the broker is back.
+// broker goes down, 11 s of 100 tasks arrive in 1,100 batches of one sample (more batches than
+// exporterhelper's default queue of 1,000 requests holds: the queue counts bytes, not batches),
+// none is refused by the queue, and every sample arrives once the broker is back. (The volume
+// of a long outage is TestThreeMinuteOutage's.)
 func TestOutageDropsNothingAtTheDefaultQueue(t *testing.T) {
 	t.Parallel()
 	// What the exporter answers for is what the broker acknowledged: the broker records every
@@ -125,7 +126,7 @@ func TestOutageDropsNothingAtTheDefaultQueue(t *testing.T) {
 
 	b.Stop()
 	tmpl := goldenTaskSample(t)
-	const tasks, seconds, perBatch = 1000, 12, 10
+	const tasks, seconds, perBatch = 100, 11, 1
 	for s := range seconds {
 		for first := 0; first < tasks; first += perBatch {
 			err := exp.ConsumeMetrics(context.Background(), round(tmpl, first, perBatch, t0.Add(time.Duration(s)*time.Second)))
@@ -134,7 +135,7 @@ func TestOutageDropsNothingAtTheDefaultQueue(t *testing.T) {
 	}
 	b.Restart(0)
 
-	// 12,000 acknowledged publishes take as long as the machine makes them: wait while samples
+	// 1,100 acknowledged publishes take as long as the machine makes them: wait while samples
 	// keep arriving, and fail when they stop.
 	const stall = 30 * time.Second
 	seen := make(map[string]bool, tasks*seconds)
