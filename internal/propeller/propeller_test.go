@@ -161,31 +161,77 @@ func TestWindow(t *testing.T) {
 func TestWindowHoldsNoMoreThanItsSize(t *testing.T) {
 	w := NewWindow(100)
 	for i := int64(1); i <= 250; i++ {
-		w.Add(Entry{Time: i})
-		require.LessOrEqual(t, cap(w.entries), 100)
+		w.Add(Entry{Time: i, Has: HasDisk, DiskRead: uint64(i)})
+		require.LessOrEqual(t, cap(w.slots), 100)
+		require.LessOrEqual(t, cap(w.disk), 100)
 	}
-	assert.Len(t, w.entries, 100)
-	assert.Equal(t, int64(151), w.entries[0].Time, "the oldest kept")
+	assert.Len(t, w.slots, 100)
+	assert.Len(t, w.disk, 100)
+	assert.Nil(t, w.net, "no sample had network counters")
+	assert.Equal(t, int64(151), w.slots[0].time, "the oldest kept")
+	assert.Equal(t, uint64(151), w.disk[0].a, "the counters move with their samples")
 	w.Resize(10)
-	assert.Equal(t, 10, cap(w.entries))
-	assert.Equal(t, int64(241), w.entries[0].Time)
+	assert.Equal(t, 10, cap(w.slots))
+	assert.Equal(t, 10, cap(w.disk))
+	assert.Equal(t, int64(241), w.slots[0].time)
+	assert.Equal(t, uint64(241), w.disk[0].a)
 	w.Resize(20)
 	require.True(t, w.Add(Entry{Time: 251}))
-	assert.Len(t, w.entries, 11)
+	assert.Len(t, w.slots, 11)
+	assert.Len(t, w.disk, 11)
+}
+
+// TestWindowKeepsWhatItIsGiven: an entry comes back as it went in, its CPU percentage to four
+// decimals (as a message sends it), NaN kept; disk and network counters that start late,
+// samples out of order, and a full window that drops its oldest keep each entry's own
+// counters.
+func TestWindowKeepsWhatItIsGiven(t *testing.T) {
+	w := NewWindow(4)
+	in := []Entry{
+		{Time: 30, Has: HasCPU | HasMemory, CPUTime: 1.5, CPUPercent: math.NaN(), Memory: 1 << 20},
+		{Time: 10, Has: HasCPU | HasMemory | HasDisk, CPUTime: 0.5, CPUPercent: 12.3456, Memory: 3 << 20, DiskRead: 7, DiskWrite: 8},
+		{Time: 50, Has: HasCPU | HasDisk | HasNetwork, CPUTime: 2.25, CPUPercent: 199.9999, DiskRead: 70, DiskWrite: 80, NetRx: 5, NetTx: 6},
+		{Time: 20, Has: HasCPU, CPUTime: 1, CPUPercent: 0.00004},
+		{Time: 40, Has: HasCPU | HasNetwork, CPUTime: 2, CPUPercent: 50, NetRx: 1 << 40, NetTx: 2},
+	}
+	for _, e := range in {
+		require.True(t, w.Add(e))
+	}
+	require.Len(t, w.slots, 4)
+	assert.Equal(t, int64(20), w.slots[0].time, "full: the oldest (10) went")
+	for _, e := range in[2:] {
+		got, ok := w.Find(e.Time)
+		require.True(t, ok, e.Time)
+		want := e
+		want.CPUPercent = roundPercent(e.CPUPercent)
+		if math.IsNaN(e.CPUPercent) {
+			assert.True(t, math.IsNaN(got.CPUPercent))
+			got.CPUPercent, want.CPUPercent = 0, 0
+		}
+		assert.Equal(t, want, got, e.Time)
+	}
+	prev, ok := w.Before(40)
+	require.True(t, ok)
+	assert.Equal(t, int64(30), prev.Time)
+	a := w.Aggregate(50)
+	assert.Equal(t, uint64(0), a.TotalDiskRead, "one disk sample left in the window: nothing between first and last")
+	assert.Zero(t, a.TotalNetworkRx, "a counter that went back counts 0")
+	assert.Equal(t, uint64(4), a.TotalNetworkTx)
 }
 
 // BenchmarkWindowFill: the bytes a task's window of Propeller's standard history (100) takes
-// as it fills, per task.
+// as it fills, per task, with the disk counters the standard profile collects.
 func BenchmarkWindowFill(b *testing.B) {
 	b.ReportAllocs()
 	var w *Window
 	for b.Loop() {
 		w = NewWindow(100)
 		for i := int64(1); i <= 100; i++ {
-			w.Add(Entry{Time: i})
+			w.Add(Entry{Time: i, Has: HasCPU | HasMemory | HasDisk, CPUTime: float64(i), CPUPercent: 1, Memory: 1 << 20, DiskRead: uint64(i)})
 		}
 	}
-	b.ReportMetric(float64(cap(w.entries))*float64(unsafe.Sizeof(Entry{})), "B-kept/task")
+	kept := cap(w.slots)*int(unsafe.Sizeof(slot{})) + (cap(w.disk)+cap(w.net))*int(unsafe.Sizeof(counter{}))
+	b.ReportMetric(float64(kept), "B-kept/task")
 }
 
 // TestAggregatedPercentagesAreRounded: the averages of a window are rounded to four decimals,
