@@ -102,8 +102,12 @@ type Exit struct {
 	// leader's record on kernels before taskstats version 12), microsecond precision.
 	Elapsed time.Duration
 
-	User, System time.Duration // CPU time, summed over the threads (ac_utime, ac_stime)
-	PeakRSS      uint64        // bytes: the largest hiwater_rss of the records
+	// User and System are the group's CPU time, summed over its threads: the time the
+	// scheduler ran them (cpu_run_virtual_total), split in the proportion of the tick-sampled
+	// ac_utime and ac_stime, as /proc/<pid>/stat and getrusage split it; the ticks themselves
+	// when the kernel's records lack the run time.
+	User, System time.Duration
+	PeakRSS      uint64 // bytes: the largest hiwater_rss of the records
 	// Storage I/O, summed over the threads (read_bytes, write_bytes, cancelled_write_bytes).
 	ReadBytes, WriteBytes, CancelledWriteBytes uint64
 

@@ -38,9 +38,14 @@ func (l *Listener) read(r reader) error {
 			_ = r.c.SetReadDeadline(t)
 		}
 	}
-	draining := false
+	draining, catchUp := false, false
 	for {
-		if !draining {
+		switch {
+		case catchUp:
+			// Datagrams wait: one read without a deadline takes the next at once.
+			catchUp = false
+			setDeadline(time.Time{})
+		case !draining:
 			setDeadline(r.deadline())
 		}
 		if l.stopping.Load() {
@@ -56,7 +61,15 @@ func (l *Listener) read(r reader) error {
 					draining = false
 					// Watch may have set a deadline of its own to wake this reader.
 					set = time.Unix(2, 0)
-					if r.timeout != nil {
+					if readable(r.c) {
+						// The deadline passed while datagrams waited unread: a reader kept
+						// off the CPUs on a busy machine wakes after a lingering group's
+						// deadline, and a read with a past deadline fails before its
+						// recvmsg. Timed work waits until what the kernel sent before the
+						// deadline is read: a thread's record sitting in the socket is not
+						// left out of its group's Exit.
+						catchUp = true
+					} else if r.timeout != nil {
 						r.timeout()
 					}
 				case l.ended(err):
@@ -182,4 +195,20 @@ func (l *Listener) taskstatsMessage(b []byte, h Handler) {
 	if e, ok := l.add(&r); ok {
 		l.deliver(h, e)
 	}
+}
+
+// readable says whether a datagram waits in c's receive queue, without reading it. An error
+// says no: the next read reports it.
+func readable(c *netlink.Conn) bool {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return false
+	}
+	ready := false
+	_ = rc.Control(func(fd uintptr) {
+		fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(fds, 0)
+		ready = err == nil && n > 0 && fds[0].Revents&unix.POLLIN != 0
+	})
+	return ready
 }

@@ -20,7 +20,7 @@ const acGroup = 0x20
 var tsOff = struct {
 	exitcode, flag, comm, ppid, etime, utime, stime, hiwater,
 	readBytes, writeBytes, cancelled, tgid, tgetime,
-	cpuDelay, blkioDelay, swapinDelay, reclaimDelay uintptr
+	cpuDelay, blkioDelay, swapinDelay, reclaimDelay, runVirtual uintptr
 }{
 	exitcode:   unsafe.Offsetof(unix.Taskstats{}.Ac_exitcode),
 	flag:       unsafe.Offsetof(unix.Taskstats{}.Ac_flag),
@@ -40,6 +40,9 @@ var tsOff = struct {
 	blkioDelay:   unsafe.Offsetof(unix.Taskstats{}.Blkio_delay_total),
 	swapinDelay:  unsafe.Offsetof(unix.Taskstats{}.Swapin_delay_total),
 	reclaimDelay: unsafe.Offsetof(unix.Taskstats{}.Freepages_delay_total),
+	// The thread's CPU time as the scheduler ran it, in ns (se.sum_exec_runtime), filled with
+	// the delays' CPU fields; ac_utime and ac_stime are tick samples of it.
+	runVirtual: unsafe.Offsetof(unix.Taskstats{}.Cpu_run_virtual_total),
 }
 
 // record is one thread's exit record, the fields this package uses.
@@ -58,6 +61,7 @@ type record struct {
 	tgetime  uint64 // µs
 	utime    uint64 // µs
 	stime    uint64 // µs
+	run      uint64 // ns, cpu_run_virtual_total; 0 when not given
 	hiwater  uint64 // KiB
 	rb, wb   uint64
 	cwb      uint64
@@ -189,6 +193,7 @@ func parseDelays(b []byte, r *record) {
 		cpu: u64(tsOff.cpuDelay), blkio: u64(tsOff.blkioDelay),
 		swapin: u64(tsOff.swapinDelay), reclaim: u64(tsOff.reclaimDelay),
 	}
+	r.run = u64(tsOff.runVirtual)
 }
 
 // commString is the NUL-terminated command name.

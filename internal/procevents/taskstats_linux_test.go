@@ -167,6 +167,70 @@ func TestSumThreads(t *testing.T) {
 	}
 }
 
+// TestCPUIsTheRunTime: a group's CPU time is what the scheduler ran its threads
+// (cpu_run_virtual_total), split between user and system in the proportion of the tick
+// samples; a record without the run time leaves the ticks.
+func TestCPUIsTheRunTime(t *testing.T) {
+	withRun := func(ts unix.Taskstats, run time.Duration) unix.Taskstats {
+		ts.Cpu_run_virtual_total = uint64(run)
+		return ts
+	}
+	tests := []struct {
+		name         string
+		records      []unix.Taskstats
+		user, system time.Duration
+	}{{
+		// Ticks: 200 ms user, 20 ms system (stats' system is a tenth); ran 440 ms.
+		name:    "one thread, counted short by the ticks",
+		records: []unix.Taskstats{withRun(stats(100, 100, acGroup, 200_000, 1000, 0), 440*time.Millisecond)},
+		user:    400 * time.Millisecond, system: 40 * time.Millisecond,
+	}, {
+		name: "threads summed, then split",
+		records: []unix.Taskstats{
+			withRun(stats(101, 100, 0, 100_000, 900, 0), 200*time.Millisecond),
+			withRun(stats(100, 100, acGroup, 100_000, 1000, 0), 240*time.Millisecond),
+		},
+		user: 400 * time.Millisecond, system: 40 * time.Millisecond,
+	}, {
+		name: "system time only",
+		records: []unix.Taskstats{func() unix.Taskstats {
+			ts := withRun(stats(100, 100, acGroup, 0, 1000, 0), 30*time.Millisecond)
+			ts.Ac_stime = 10_000
+			return ts
+		}()},
+		user: 0, system: 30 * time.Millisecond,
+	}, {
+		name: "a record without the run time: the ticks",
+		records: []unix.Taskstats{
+			withRun(stats(101, 100, 0, 100_000, 900, 0), 0),
+			withRun(stats(100, 100, acGroup, 100_000, 1000, 0), 240*time.Millisecond),
+		},
+		user: 200 * time.Millisecond, system: 20 * time.Millisecond,
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := newTestListener()
+			l.linger = 0
+			l.Watch(100)
+			h := &exitHandler{tb: t}
+			for _, ts := range tt.records {
+				aggr := uint32(0)
+				if ts.Ac_flag&acGroup != 0 && len(tt.records) > 1 {
+					aggr = 100
+				}
+				l.taskstatsMessage(message(t, ts.Ac_pid, aggr, ts, 0), h)
+			}
+			l.flush(h, time.Time{})
+			if len(h.exits) != 1 {
+				t.Fatalf("%d Exits, want 1", len(h.exits))
+			}
+			if e := h.exits[0]; e.User != tt.user || e.System != tt.system {
+				t.Errorf("user %v system %v, want %v and %v", e.User, e.System, tt.user, tt.system)
+			}
+		})
+	}
+}
+
 // Each thread's delays count once in its group's Exit; a kernel whose struct ends before the
 // delay fields (never: they are from version 1) would give zeros, not garbage.
 func TestDelaysSummed(t *testing.T) {

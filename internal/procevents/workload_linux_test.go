@@ -15,6 +15,9 @@ import (
 
 const envWorkload = "PROCEVENTS_TEST_WORKLOAD"
 
+// manyThreads is how many burning threads the manythreads workload starts.
+const manyThreads = 32
+
 func TestMain(m *testing.M) {
 	if kind := os.Getenv(envWorkload); kind != "" {
 		os.Exit(workload(kind))
@@ -82,6 +85,23 @@ func workload(kind string) int {
 			}()
 		}
 		wg.Wait()
+		return 0
+	case "manythreads":
+		// manyThreads OS threads, each burning 20 ms of CPU, then, once a line is read from
+		// stdin, exit_group with all of them alive.
+		var wg sync.WaitGroup
+		for range manyThreads {
+			wg.Add(1)
+			go func() {
+				runtime.LockOSThread()
+				burn(20 * time.Millisecond)
+				wg.Done()
+				select {}
+			}()
+		}
+		wg.Wait()
+		fmt.Println("ready")
+		_, _ = fmt.Scanln()
 		return 0
 	case "sleep":
 		fmt.Println("ready")
