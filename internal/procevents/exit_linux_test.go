@@ -143,11 +143,11 @@ func TestThreadsSummed(t *testing.T) {
 
 // TestLateReaderMissesNoThread: the reader is held off (as a busy machine keeps it off the
 // CPUs) while a process of 33 threads ends, so every thread's record waits in the socket, past
-// the group's linger, when the reader gets to them. The Exit still sums every thread: what
-// the kernel sent before a deadline is read before the deadline's work runs. Before, a read
-// with the past deadline failed before its recvmsg and the Exit went out with the threads
-// whose records came after the group's record left out. No coalescing, so each datagram is
-// one read, and a linger of a nanosecond.
+// the group's linger (a nanosecond; no coalescing, so each datagram is one read), when the
+// reader gets to them. The Exit still sums every thread. That datagrams waiting past a
+// deadline are read before the deadline's work is TestPastDeadlineReadsWhatWaits', with
+// datagrams the test sends; here the kernel orders the records, and on this machine the
+// group's own record came last in every run, so this one checks the sum, not that order.
 func TestLateReaderMissesNoThread(t *testing.T) {
 	l, rec := open(t, Options{Linger: time.Nanosecond, Coalesce: -1})
 	cmd := command(t, "manythreads")
