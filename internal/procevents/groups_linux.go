@@ -13,9 +13,11 @@ type group struct {
 	leaderEtime                     uint64
 	leaderComm                      [32]byte
 	haveLeader                      bool
-	last                            record // the AGROUP record
-	wall                            time.Time
-	boot                            time.Duration
+	// last is the AGROUP record, once it came: a watched group holds only its sums until then
+	// (a host may watch thousands of groups for hours; the record is 200 bytes).
+	last *record
+	wall time.Time
+	boot time.Duration
 }
 
 type recentEnd struct {
@@ -50,7 +52,8 @@ func (l *Listener) Watch(pid int) {
 	l.sum(g, tgid, &re.r)
 	// The other threads' records, if any, were dropped.
 	g.uncorrelated = g.uncorrelated || re.r.aggrTGID != 0
-	g.last, g.wall, g.boot = re.r, re.wall, l.bootAt(re.wall)
+	last := re.r
+	g.last, g.wall, g.boot = &last, re.wall, l.bootAt(re.wall)
 	*re = recentEnd{}
 	l.closing[tgid] = g
 	l.ready = append(l.ready, tgid)
@@ -94,7 +97,8 @@ func (l *Listener) add(r *record) (Exit, bool) {
 		l.mu.Unlock()
 		return Exit{}, false
 	}
-	g.last, g.wall = *r, time.Now()
+	last := *r
+	g.last, g.wall = &last, time.Now()
 	g.boot = l.bootAt(g.wall)
 	if r.aggrTGID == 0 {
 		delete(l.watched, tgid)
@@ -134,7 +138,10 @@ func (l *Listener) sum(g *group, tgid uint32, r *record) {
 
 // exit builds the Exit of a group whose last record arrived. l.mu is held.
 func (l *Listener) exit(tgid uint32, g *group) Exit {
-	last := &g.last
+	last := g.last
+	if last == nil { // not reached: a group is ended by its AGROUP record
+		last = &record{}
+	}
 	elapsed := last.etime
 	switch {
 	case last.hasTGE && last.tgetime != 0:
