@@ -32,8 +32,8 @@ func (m *Monitor) bindCgroup(t *task, e process.Entry, withProcess bool) {
 		return
 	}
 	t.closeWaits() // the cgroup's, not only its process's
-	t.cg, t.cgPrev, t.prevTime = cg, base, time.Now()
-	t.cgStart, t.cgProcs, t.cgPopulated = t.prevTime, 0, false
+	t.cg, t.prevTime = cg, time.Now()
+	t.cgRun = &cgroupRun{prev: base, start: t.prevTime}
 	t.memcg = process.MemoryCgroup{Dir: cg.Dir(), V2: true}
 	t.oomBase, t.hasOOMBase = t.memcg.OOMKills()
 	m.log.Debug("Task bound to cgroup", zap.String("task_id", t.spec.ID), zap.String("cgroup", cg.Dir()))
@@ -59,9 +59,9 @@ func (m *Monitor) readCgroup(t *task, buf []byte) (Sample, bool) {
 	if cur.HasCPU && fields&process.FieldCPU != 0 {
 		r.got |= process.FieldCPU
 		r.cpuUser, r.cpuSystem = cur.CPUUser, cur.CPUSystem
-		if t.cgPrev.HasCPU {
-			r.dUser = max(cur.CPUUser-t.cgPrev.CPUUser, 0)
-			r.dSystem = max(cur.CPUSystem-t.cgPrev.CPUSystem, 0)
+		if prev := &t.cgRun.prev; prev.HasCPU {
+			r.dUser = max(cur.CPUUser-prev.CPUUser, 0)
+			r.dSystem = max(cur.CPUSystem-prev.CPUSystem, 0)
 			r.hasDelta = true
 		}
 	}
@@ -89,9 +89,9 @@ func (m *Monitor) readCgroup(t *task, buf []byte) (Sample, bool) {
 	if cur.HasPids {
 		procs = cur.Pids
 	}
-	t.cgPrev = cur
-	t.cgProcs = procs
-	t.cgPopulated = t.cgPopulated || procs > 0
+	run := t.cgRun
+	run.prev, run.procs = cur, procs
+	run.populated = run.populated || procs > 0
 	t.peak = max(t.peak, r.rss)
 	if cur.HasPeak {
 		t.peak = max(t.peak, cur.Peak)

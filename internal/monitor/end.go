@@ -278,7 +278,11 @@ func (m *Monitor) endFromReading(t *task, s *Sample, cur *process.Reading, now t
 func (m *Monitor) endCgroup(t *task, now time.Time) Sample {
 	s := t.newSample(now)
 	fields := fieldsOf(t.spec.Profile)
-	p := &t.cgPrev
+	run := t.cgRun
+	if run == nil { // not reached: bindCgroup made it
+		run = &cgroupRun{}
+	}
+	p := &run.prev
 	if p.HasCPU && fields&process.FieldCPU != 0 {
 		s.Got |= process.FieldCPU
 		s.CPUUser, s.CPUSystem = p.CPUUser, p.CPUSystem
@@ -290,9 +294,9 @@ func (m *Monitor) endCgroup(t *task, now time.Time) Sample {
 	s.Final = true
 	if t.spec.Profile.Enabled {
 		u := &Usage{
-			Start: t.cgStart, End: now, PeakMemory: t.peak, MemoryLimit: t.cgLimit,
+			Start: run.start, End: now, PeakMemory: t.peak, MemoryLimit: t.cgLimit,
 			CPUUser: p.CPUUser, CPUSystem: p.CPUSystem, ReadBytes: p.ReadBytes, WriteBytes: p.WriteBytes,
-			Exact: t.cgPopulated && t.cgProcs == 0,
+			Exact: run.populated && run.procs == 0,
 		}
 		u.OOMKilled = m.oomKilled(t, u)
 		s.Usage = u

@@ -84,8 +84,9 @@ type memPoint struct {
 	usage uint64
 }
 
-// memWatch is one task's memory warning state, guarded by t.mu. Its ring holds the last
-// samples in place: a sample costs no allocation.
+// memWatch is the memory warning's state of a task that has a limit, guarded by t.mu. Its
+// ring holds the last samples in place: a sample costs no allocation. A task without a limit
+// has none (most tasks of a host: 232 bytes each not kept, thousands of times over).
 type memWatch struct {
 	ring    [memRing]memPoint
 	n, next int // points held; where the next one goes
@@ -97,8 +98,11 @@ type memWatch struct {
 	lastUsage  uint64 // the last sample's usage and limit, for an episode the warning ends
 	lastLimit  uint64
 	fast       bool // the scheduler was last asked for the warning interval
+}
 
-	// The incarnation the state belongs to: a task bound again starts afresh.
+// memBinding is what the memory warning keeps of every task: the incarnation its state belongs
+// to (a task bound again starts afresh), and its cgroup's limit as last read. Guarded by t.mu.
+type memBinding struct {
 	bound   bool
 	boundID process.ID
 	boundCg *process.Cgroup
@@ -195,8 +199,9 @@ func (m *Monitor) watchMemory(t *task, s *Sample) {
 	if s.Final || s.Pending {
 		return // the task's sampling ends here: its usage report tells the rest
 	}
-	w := &t.mem
-	w.rebound(t)
+	if t.memBind.rebound(t) {
+		t.mem = nil
+	}
 	p := &t.spec.Profile
 	var limit uint64
 	if s.Got&process.FieldMemory != 0 {
@@ -205,12 +210,24 @@ func (m *Monitor) watchMemory(t *task, s *Sample) {
 			limit = m.cgroupLimit(t)
 		}
 	}
+	watching := limit > 0 && p.MemoryWarning > 0
+	w := t.mem
+	if w == nil {
+		if !watching {
+			return // no episode to end, no growth to follow
+		}
+		w = &memWatch{}
+		t.mem = w
+	}
 	ev, ok := w.observe(s.Time, s.RSS, limit, p.MemoryWarning)
 	was := w.fast
 	iv := m.sampleInterval(t)
 	if w.fast != was {
 		// From the next sample on: this one's run is what the scheduler times it from.
 		m.sched.SetInterval(sampleJob{m, t}, iv)
+	}
+	if !watching && !w.high {
+		t.mem = nil // the limit went away: observe started the state over, and it holds nothing
 	}
 	if !ok {
 		return
@@ -223,15 +240,18 @@ func (m *Monitor) watchMemory(t *task, s *Sample) {
 // its last sample: what the old one used says nothing of the new one, and activate scheduled
 // the new one on its profile's interval. A cgroup task is its cgroup, whatever becomes of the
 // process that identified it (readCgroup lets that go and goes on measuring the cgroup).
-func (w *memWatch) rebound(t *task) {
+//
+// It reports whether the task was bound again: its memWatch is then dropped.
+func (b *memBinding) rebound(t *task) bool {
 	var id process.ID
 	if t.root != nil && t.cg == nil {
 		id = t.root.h.ID()
 	}
-	if w.bound && id == w.boundID && t.cg == w.boundCg {
-		return
+	if b.bound && id == b.boundID && t.cg == b.boundCg {
+		return false
 	}
-	*w = memWatch{bound: true, boundID: id, boundCg: t.cg, cgLimit: t.cgLimit, limitAt: t.samples}
+	*b = memBinding{bound: true, boundID: id, boundCg: t.cg, cgLimit: t.cgLimit, limitAt: t.samples}
+	return true
 }
 
 // sampleInterval is the interval a task is sampled at: its memory_warning_interval while its
@@ -239,6 +259,9 @@ func (w *memWatch) rebound(t *task) {
 // two it returned, so watchMemory tells the scheduler only of a change. The caller holds t.mu.
 func (m *Monitor) sampleInterval(t *task) time.Duration {
 	p := &t.spec.Profile
+	if t.mem == nil {
+		return p.Interval
+	}
 	t.mem.fast = t.mem.high && p.MemoryWarningInterval >= profile.MinInterval && p.MemoryWarningInterval < p.Interval
 	if t.mem.fast {
 		return p.MemoryWarningInterval
@@ -254,7 +277,7 @@ func (m *Monitor) sampleInterval(t *task) time.Duration {
 // kept-open files, and a limit changes seldom (an operator, a runtime's update). A read that
 // fails keeps the last limit read, and is counted and logged when it starts failing.
 func (m *Monitor) cgroupLimit(t *task) uint64 {
-	w := &t.mem
+	w := &t.memBind
 	if t.cg != nil {
 		return t.cgLimit
 	}

@@ -233,18 +233,19 @@ func TestMemoryWarningLimitAndInterval(t *testing.T) {
 	ev := sample(tk, at, 91*mib)
 	require.NotNil(t, ev, "the profile's 100 MiB wins")
 	assert.Equal(t, uint64(100*mib), ev.Limit)
-	assert.True(t, tk.mem.fast)
+	assert.True(t, tk.mem != nil && tk.mem.fast)
 	assert.Equal(t, time.Second, m.sampleInterval(tk), "the warning interval")
 	ev = sample(tk, at.Add(time.Second), 80*mib)
 	require.NotNil(t, ev)
 	assert.Equal(t, MemoryRecovered, ev.Kind)
-	assert.False(t, tk.mem.fast)
+	assert.False(t, tk.mem != nil && tk.mem.fast)
 	assert.Equal(t, 10*time.Second, m.sampleInterval(tk))
 
-	// Without either limit, nothing; nor without memory figures.
+	// Without either limit, nothing, and no state kept; nor without memory figures.
 	p.MemoryLimit = 0
 	tk = memTask(p, 0)
 	assert.Nil(t, sample(tk, at, 1<<40))
+	assert.Nil(t, tk.mem, "a task without a limit keeps no warning state")
 	tk = memTask(p, 100*mib)
 	s := Sample{Time: at, RSS: 99 * mib}
 	m.watchMemory(tk, &s)
@@ -256,6 +257,13 @@ func TestMemoryWarningLimitAndInterval(t *testing.T) {
 	require.NotNil(t, ev)
 	assert.Equal(t, uint64(100*mib), ev.Limit)
 
+	// A limit that goes away ends the episode, then the state goes with it.
+	tk.cgLimit, tk.memBind.cgLimit = 0, 0
+	ev = sample(tk, at.Add(time.Second), 95*mib)
+	require.NotNil(t, ev)
+	assert.Equal(t, MemoryRecovered, ev.Kind)
+	assert.Nil(t, tk.mem, "no limit, no episode: no state kept")
+
 	// A final sample ends sampling: no event.
 	tk = memTask(p, 100*mib)
 	s = Sample{Time: at, Got: process.FieldMemory, RSS: 99 * mib, Final: true}
@@ -266,7 +274,7 @@ func TestMemoryWarningLimitAndInterval(t *testing.T) {
 	p.MemoryWarningInterval = p.Interval
 	tk = memTask(p, 100*mib)
 	require.NotNil(t, sample(tk, at, 95*mib))
-	assert.False(t, tk.mem.fast)
+	assert.False(t, tk.mem != nil && tk.mem.fast)
 }
 
 // BenchmarkMemoryWarningObserve is the warning's cost on every sample of a task that has a
@@ -294,17 +302,17 @@ func TestMemoryWarningFollowsTheIncarnation(t *testing.T) {
 	s := Sample{Time: at, Got: process.FieldMemory, RSS: 95 * mib}
 	m.watchMemory(tk, &s)
 	require.NotNil(t, s.Memory)
-	assert.True(t, tk.mem.fast)
+	assert.True(t, tk.mem != nil && tk.mem.fast)
 
 	s = Sample{Time: at.Add(time.Second), Got: process.FieldMemory, RSS: 95 * mib}
 	m.watchMemory(tk, &s)
 	assert.Nil(t, s.Memory, "the same episode, not growing: nothing new within 10 s")
-	assert.True(t, tk.mem.high)
+	assert.True(t, tk.mem != nil && tk.mem.high)
 
 	tk.cg = &process.Cgroup{} // bound again
 	s = Sample{Time: at.Add(2 * time.Second), Got: process.FieldMemory, RSS: 50 * mib}
 	m.watchMemory(tk, &s)
 	assert.Nil(t, s.Memory, "a new incarnation below its share: no recovery of the old one's episode")
-	assert.False(t, tk.mem.high)
-	assert.False(t, tk.mem.fast, "activate scheduled it on its interval")
+	assert.False(t, tk.mem != nil && tk.mem.high)
+	assert.False(t, tk.mem != nil && tk.mem.fast, "activate scheduled it on its interval")
 }

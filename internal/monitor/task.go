@@ -33,12 +33,7 @@ type task struct {
 	rootID  process.ID
 	members map[int32]*member // descendants, with IncludeChildren
 	cg      *process.Cgroup   // with spec.Cgroup
-	cgPrev  process.CgroupReading
-	// cgStart is when the cgroup was bound; cgProcs the processes its last reading found, and
-	// cgPopulated whether any reading found one.
-	cgStart     time.Time
-	cgProcs     int64
-	cgPopulated bool
+	cgRun   *cgroupRun        // with cg: what its readings keep
 
 	ppid                int32
 	exe, cmdline, owner string
@@ -91,7 +86,19 @@ type task struct {
 	samples, errors uint64
 	lastSample      time.Time
 
-	mem memWatch // the memory warning (memwarn.go)
+	// The memory warning (memwarn.go): mem only while the task has a limit to warn of.
+	mem     *memWatch
+	memBind memBinding
+}
+
+// cgroupRun is what a cgroup task's readings keep (a process task has none): the last reading,
+// when the cgroup was bound, the processes the last reading found, and whether any reading
+// found one.
+type cgroupRun struct {
+	prev      process.CgroupReading
+	start     time.Time
+	procs     int64
+	populated bool
 }
 
 type member struct {
