@@ -207,7 +207,10 @@ func keepProfile(t *testing.T, p *profile.Profile, name string) {
 // stack: the first stage, in this order, with a frame whose function name contains one of its
 // patterns takes the sample. So GC assists count as GC wherever they ran, an exporter's work as
 // the exporter's although the receiver's emit loop called it, and the discovery pass's exit
-// checks as discovery although they read a task's stat.
+// checks as discovery although they read a task's stat. A sample's read of a task past the
+// kept-open budget opens its files through the Source: that is sampling, not discovery, so
+// discovery names the Source's own jobs (the scan, a process's description, opening one to
+// bind it), not the Source as a whole.
 var stages = []struct{ name, patterns string }{
 	{"GC", "runtime.gcBgMarkWorker runtime.bgsweep runtime.bgscavenge runtime.gcAssistAlloc"},
 	{"profiler itself", "runtime/pprof. net/http/pprof."},
@@ -220,7 +223,7 @@ var stages = []struct{ name, patterns string }{
 	{"mqtt encode+publish", "mqttexporter. paho. internal/mqttconn. internal/propeller."},
 	{"batch, queue", "exporterhelper batchprocessor queuebatch"},
 	{"pdata building", "receiver/propletreceiver."},
-	{"discovery, events", "monitor.(*Monitor).discover monitor.(*Monitor).process monitor.(*events) internal/procevents. internal/procmatch. process.(*Source)"},
+	{"discovery, events", "monitor.(*Monitor).discover monitor.(*Monitor).process monitor.(*events) internal/procevents. internal/procmatch. process.(*Source).Scan process.(*Source).Describe process.(*Source).Open"},
 	{"sampling: process reads", "internal/process.(*Handle).Read"},
 	{"sampling: the rest", "internal/monitor."},
 	{"scheduler", "internal/schedule."},
