@@ -161,7 +161,7 @@ func (p *Prepared) explain(err error, session Session) (Cause, string) {
 			}
 		}
 	}
-	return cause, p.refusalMessage(cause, code, session)
+	return cause, p.refusalMessage(cause, code, session, retrying)
 }
 
 // certificateNames lists the names a certificate is valid for, for a message.

@@ -133,9 +133,16 @@ func refusesSession(c Cause) bool {
 	return c == CauseClosedBeforeConnack || c == CauseServerUnavailable
 }
 
+// What a refused attempt leads to, in refusalMessage's words.
+const (
+	retrying     = "retrying"
+	startFailing = "the start fails (session: persistent does not fall back to a clean session)"
+)
+
 // refusalMessage is the first words of the log line and the error of a refused attempt: which
-// session was asked for, what the broker did, and the likely causes with their fixes.
-func (p *Prepared) refusalMessage(cause Cause, code string, s Session) string {
+// session was asked for, what the broker did, what comes next (retrying, or the start
+// failing), and the likely causes with their fixes.
+func (p *Prepared) refusalMessage(cause Cause, code string, s Session, next string) string {
 	// The listener of the other version, and the port of this version's in Propeller's settings.
 	other, port := "5", "1883"
 	if s.Protocol == "5" {
@@ -149,20 +156,20 @@ func (p *Prepared) refusalMessage(cause Cause, code string, s Session) string {
 	}
 	switch cause {
 	case CauseClosedBeforeConnack:
-		return fmt.Sprintf("The MQTT broker closed the connection without a CONNACK when asked for %s; retrying. Likely: %s%s", s, persistent, listener)
+		return fmt.Sprintf("The MQTT broker closed the connection without a CONNACK when asked for %s; %s. Likely: %s%s", s, next, persistent, listener)
 	case CauseNoConnack:
-		return fmt.Sprintf("The MQTT broker accepted the connection but did not answer the CONNECT for %s within connect_timeout (%s); retrying. Likely: the broker is overloaded, or the endpoint is not an MQTT listener, or %s",
-			s, p.Config.ConnectTimeout, listener)
+		return fmt.Sprintf("The MQTT broker accepted the connection but did not answer the CONNECT for %s within connect_timeout (%s); %s. Likely: the broker is overloaded, or the endpoint is not an MQTT listener, or %s",
+			s, p.Config.ConnectTimeout, next, listener)
 	case CauseServerUnavailable:
-		return fmt.Sprintf("The MQTT broker refused the connection with %s when asked for %s; retrying. Likely: %sthe broker is starting, stopping or overloaded", code, s, persistent)
+		return fmt.Sprintf("The MQTT broker refused the connection with %s when asked for %s; %s. Likely: %sthe broker is starting, stopping or overloaded", code, s, next, persistent)
 	case CauseProtocolVersion:
-		return fmt.Sprintf("The MQTT broker refused MQTT %s with %s; retrying. Likely: %s", s.Protocol, code, listener)
+		return fmt.Sprintf("The MQTT broker refused MQTT %s with %s; %s. Likely: %s", s.Protocol, code, next, listener)
 	case CauseClientID:
-		return fmt.Sprintf("The MQTT broker refused client id %q with %s; retrying: set client_id to an id the broker accepts (unique, at most 23 characters for strict 3.1.1 brokers)", p.ClientID, code)
+		return fmt.Sprintf("The MQTT broker refused client id %q with %s; %s: set client_id to an id the broker accepts (unique, at most 23 characters for strict 3.1.1 brokers)", p.ClientID, code, next)
 	case CauseRefused:
-		return fmt.Sprintf("The MQTT broker refused the connection with %s when asked for %s; retrying: see the broker's log for the reason", code, s)
+		return fmt.Sprintf("The MQTT broker refused the connection with %s when asked for %s; %s: see the broker's log for the reason", code, s, next)
 	case CausePacketTooLarge:
-		return "The MQTT broker sent a packet over max_packet_size; the connection was closed before reading it, retrying: raise max_packet_size if the broker's messages are legitimately this large (FluxMQ's max_message_size is 1 MiB in Propeller's settings)"
+		return fmt.Sprintf("The MQTT broker sent a packet over max_packet_size; the connection was closed before reading it, %s: raise max_packet_size if the broker's messages are legitimately this large (FluxMQ's max_message_size is 1 MiB in Propeller's settings)", next)
 	}
 	return ""
 }

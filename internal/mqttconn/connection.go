@@ -152,7 +152,7 @@ func (c *Connection) Start() error {
 		return err
 	}
 	if cause, _ := classify(err); refusesSession(cause) && c.policy == SessionPersistent {
-		return fmt.Errorf("%w: %s: %w", ErrSessionRefused, c.p.refusalMessage(cause, "", Session{Persistent: true, Protocol: "3.1.1"}), err)
+		return fmt.Errorf("%w: %s: %w", ErrSessionRefused, c.p.refusalMessage(cause, "", Session{Persistent: true, Protocol: "3.1.1"}, startFailing), err)
 	}
 	c.wg.Add(1)
 	go c.retry()

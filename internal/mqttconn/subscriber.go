@@ -226,7 +226,7 @@ func (s *Subscriber) start5() error {
 		return s.p.CredentialsError(last)
 	case refusesSession(cause) && s.cfg.Policy == SessionPersistent:
 		s.Stop()
-		return fmt.Errorf("%w: %s: %w", ErrSessionRefused, s.p.refusalMessage(cause, "", Session{Persistent: true, Protocol: "5"}), last)
+		return fmt.Errorf("%w: %s: %w", ErrSessionRefused, s.p.refusalMessage(cause, "", Session{Persistent: true, Protocol: "5"}, startFailing), last)
 	}
 	return nil
 }

@@ -18,7 +18,6 @@ import (
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
-	"github.com/mochi-mqtt/server/v2/listeners"
 	"go.etcd.io/bbolt"
 )
 
@@ -139,7 +138,7 @@ func (b *Broker) start() {
 			b.tb.Fatal(err)
 		}
 	}
-	if err := s.AddListener(listeners.NewTCP(listeners.Config{ID: "t", Address: b.addr, TLSConfig: b.opts.TLS})); err != nil {
+	if err := s.AddListener(newListener("t", b.addr, b.opts.TLS)); err != nil {
 		b.tb.Fatal(err)
 	}
 	if err := s.Serve(); err != nil {

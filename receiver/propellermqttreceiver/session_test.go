@@ -44,7 +44,7 @@ func TestDefaultSessionWorksOnABrokerThatRefusesPersistentSessions(t *testing.T)
 }
 
 // TestStrictPersistentSessionFailsTheStart: session: persistent on the same broker fails the
-// start with the cause.
+// start with the cause, and the error says the start fails, not that it retries.
 func TestStrictPersistentSessionFailsTheStart(t *testing.T) {
 	for _, version := range []string{"3.1.1", "5"} {
 		t.Run(version, func(t *testing.T) {
@@ -55,6 +55,8 @@ func TestStrictPersistentSessionFailsTheStart(t *testing.T) {
 			}, zap.NewNop())
 			require.ErrorIs(t, err, mqttconn.ErrSessionRefused)
 			assert.ErrorContains(t, err, "cluster.enabled: true")
+			assert.ErrorContains(t, err, "the start fails")
+			assert.NotContains(t, err.Error(), "retrying", "nothing retries after a failed start")
 		})
 	}
 }
