@@ -16,6 +16,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 )
 
 // The scale runs' tasks: idle processes, as cheap as a process gets (a copy of sleep), named
@@ -55,8 +57,8 @@ func raiseNoFile(t *testing.T, want uint64) uint64 {
 }
 
 // keptOpenBudget is the proplet receiver's default max_kept_open_processes under a
-// descriptor limit.
-func keptOpenBudget(limit uint64) int { return max(1, (int(limit)-256)/4) }
+// descriptor limit: the collector raises its soft limit to the hard one at start.
+func keptOpenBudget(limit uint64) int { return process.DefaultKeptOpenBudget(limit) }
 
 // scaleTasks starts n idle processes, each `sleep infinity` copied as scaleExe and exec'd with
 // argv[0] scaleExe-<task id>, in one process group of their own: they hold no descriptor of

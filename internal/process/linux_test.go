@@ -257,6 +257,16 @@ func TestPastTheBudgetHandlesAreTransient(t *testing.T) {
 	assert.False(t, hc.transient, "a closed handle frees its place in the budget")
 }
 
+// TestDefaultKeptOpenBudget: the default keeps 256 descriptors for the rest of the collector
+// and counts a handle at its most descriptors; a limit too low for one still allows one.
+func TestDefaultKeptOpenBudget(t *testing.T) {
+	assert.Equal(t, (20000-256)/descriptorsPerHandle, DefaultKeptOpenBudget(20000))
+	assert.Equal(t, 3948, DefaultKeptOpenBudget(20000), "the scale runs' hard limit")
+	assert.Equal(t, 1, DefaultKeptOpenBudget(256))
+	assert.Equal(t, 1, DefaultKeptOpenBudget(0))
+	assert.Equal(t, 1<<30/descriptorsPerHandle, DefaultKeptOpenBudget(1<<62), "an unlimited limit")
+}
+
 func TestScanAndDescribe(t *testing.T) {
 	s := newSource(t)
 	cmd := testworkload.Start(t, testworkload.Sleep, 0)

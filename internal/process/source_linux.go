@@ -45,17 +45,26 @@ const descriptorsPerHandle = 5
 
 // SetKeptOpenBudget sets how many processes (and tasks' cgroup waits) may have their files
 // kept open at once; handles opened past it are transient (files opened and closed on every read). 0 derives the budget
-// from RLIMIT_NOFILE, keeping 256 descriptors for everything else.
+// from RLIMIT_NOFILE (DefaultKeptOpenBudget).
 func (s *Source) SetKeptOpenBudget(n int) {
 	if n <= 0 {
+		n = 1
 		var lim unix.Rlimit
-		if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil && lim.Cur > 256+descriptorsPerHandle {
-			n = int(min(lim.Cur-256, 1<<30) / descriptorsPerHandle)
-		} else {
-			n = 1
+		if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil {
+			n = DefaultKeptOpenBudget(lim.Cur)
 		}
 	}
 	s.budget = int64(n)
+}
+
+// DefaultKeptOpenBudget is the kept-open budget under a descriptor limit (RLIMIT_NOFILE): 256
+// descriptors kept for everything else, and as many handles as the rest holds at their most
+// descriptors each; at least 1.
+func DefaultKeptOpenBudget(limit uint64) int {
+	if limit <= 256+descriptorsPerHandle {
+		return 1
+	}
+	return int(min(limit-256, 1<<30) / descriptorsPerHandle)
 }
 
 // NewSource returns a Source rooted at procRoot, reading cgroups under cgroupRoot.
