@@ -54,7 +54,8 @@ func (p *Prepared) PahoOptions() *paho.ClientOptions {
 		SetKeepAlive(c.KeepAlive).
 		SetConnectTimeout(c.ConnectTimeout).
 		SetAutoReconnect(true).
-		SetMaxReconnectInterval(c.MaxReconnectInterval)
+		SetMaxReconnectInterval(c.MaxReconnectInterval).
+		SetStore(newResendStore())
 	if p.TLS != nil {
 		opts.SetTLSConfig(p.TLS)
 	}
