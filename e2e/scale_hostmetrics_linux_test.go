@@ -29,8 +29,8 @@ func TestScaleAgainstHostmetrics(t *testing.T) {
 	if bin == "" {
 		bin = binary(t)
 	}
-	_ = raiseNoFile(t, uint64(4*n+4096))
-	scaleTasks(t, n)
+	limit := raiseNoFile(t, uint64(4*n+4096))
+	pids := scaleTasks(t, n)
 
 	receivers := map[string]string{
 		"proplet": fmt.Sprintf(`proplet:
@@ -104,5 +104,13 @@ service:
 	}
 	lines = append(lines, fmt.Sprintf("%d tasks at 1 s, %s each: proplet %.2f s of CPU, hostmetrics %.2f s, ratio %.3f (goal 0.08)",
 		n, window, ours, theirs, ours/theirs))
+	// The floor under the ratio: what the kernel alone takes for the reads of these tasks at
+	// this pace, against hostmetrics' CPU.
+	f := kernelFloor(t, pids, limit, 10, time.Second)
+	tight, paced := f.mix(float64(min(n, keptOpenBudget(limit))) / float64(n))
+	hostShare := theirs / (float64(len(ratio["hostmetrics"])) * window.Seconds())
+	share := func(perSample float64) float64 { return perSample / 1e9 * float64(n) }
+	lines = append(lines, fmt.Sprintf("the kernel floor of the reads (%s): %.2f%% of one core paced (%.2f%% tight), %.3f of hostmetrics (%.3f tight)",
+		f, 100*share(paced), 100*share(tight), share(paced)/hostShare, share(tight)/hostShare))
 	t.Log("\n" + strings.Join(lines, "\n"))
 }
