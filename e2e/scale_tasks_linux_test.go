@@ -109,11 +109,12 @@ func copyFile(t *testing.T, from, to string) {
 	require.NoError(t, errors.Join(err, out.Close()))
 }
 
-// floor is what the kernel alone takes for one task's sample: the reads the proplet receiver
-// makes (internal/process/handle_linux.go: a pread of the kept-open stat and io, an fstat of
-// the kept-open fd/ directory; no net/dev for a task in the host's network namespace), or,
-// past the kept-open budget, the same files opened, read and closed and a stat of fd/. Made
-// here with no parsing, on one locked thread whose own CPU time is measured.
+// floor is what the kernel alone takes for one task's sample of the standard profile: the reads
+// the proplet receiver makes (internal/process/handle_linux.go: a pread of the kept-open stat,
+// io and schedstat, an fstat of the kept-open fd/ directory; no net/dev for a task in the
+// host's network namespace), or, past the kept-open budget, the same files opened, read and
+// closed and a stat of fd/. Made here with no parsing, on one locked thread whose own CPU time
+// is measured.
 type floor struct {
 	// Per task: every task read back to back, passes in a row (tight), and at the collector's
 	// pace, one interval's tasks in 100 ms rounds (paced); kept-open files and transient ones.
@@ -135,20 +136,22 @@ func (f floor) String() string {
 // collector paces it; kept-open over as many tasks as the descriptor limit leaves room for.
 func kernelFloor(t *testing.T, pids []int, limit uint64, passes int, interval time.Duration) floor {
 	t.Helper()
-	type files struct{ stat, io, fd int }
+	type files struct{ stat, io, sched, fd int }
 	open := make([]files, 0, len(pids))
 	defer func() {
 		for _, f := range open {
-			_, _, _ = unix.Close(f.stat), unix.Close(f.io), unix.Close(f.fd)
+			_, _, _, _ = unix.Close(f.stat), unix.Close(f.io), unix.Close(f.sched), unix.Close(f.fd)
 		}
 	}()
-	for _, pid := range pids[:min(len(pids), max(0, int(limit)-1024)/3)] {
+	for _, pid := range pids[:min(len(pids), max(0, int(limit)-1024)/4)] {
 		dir := fmt.Sprintf("/proc/%d/", pid)
 		var f files
 		var err error
 		f.stat, err = unix.Open(dir+"stat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		require.NoError(t, err)
 		f.io, err = unix.Open(dir+"io", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		require.NoError(t, err)
+		f.sched, err = unix.Open(dir+"schedstat", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		require.NoError(t, err)
 		f.fd, err = unix.Open(dir+"fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		require.NoError(t, err)
@@ -171,7 +174,8 @@ func kernelFloor(t *testing.T, pids []int, limit uint64, passes int, interval ti
 		f := open[i]
 		_, err1 := unix.Pread(f.stat, buf, 0)
 		_, err2 := unix.Pread(f.io, buf, 0)
-		check(errors.Join(err1, err2, unix.Fstat(f.fd, &st)))
+		_, err3 := unix.Pread(f.sched, buf, 0)
+		check(errors.Join(err1, err2, err3, unix.Fstat(f.fd, &st)))
 	}
 	readFile := func(path string) error {
 		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
@@ -182,7 +186,7 @@ func kernelFloor(t *testing.T, pids []int, limit uint64, passes int, interval ti
 		return errors.Join(err, unix.Close(fd))
 	}
 	transient := func(i int) {
-		check(errors.Join(readFile(paths[i]+"stat"), readFile(paths[i]+"io"), unix.Stat(paths[i]+"fd", &st)))
+		check(errors.Join(readFile(paths[i]+"stat"), readFile(paths[i]+"io"), readFile(paths[i]+"schedstat"), unix.Stat(paths[i]+"fd", &st)))
 	}
 	tight := func(n int, read func(int)) time.Duration {
 		if n == 0 {
