@@ -90,10 +90,14 @@ func TestStartIdentity(t *testing.T) {
 	e := waitExit(t, rec, cmd.Process.Pid)
 	read := time.Now()
 	_ = cmd.Wait()
-	if !e.SameStart(ticks, 50*time.Millisecond) {
-		t.Errorf("start %d ticks from the record, %d in /proc", e.StartTicks(), ticks)
+	// The reckoned start is late by the time the record waited to be read: at most the time
+	// from the kill to the test having the record, which the test measured, whatever the
+	// machine's load made it.
+	late := read.Sub(killed)
+	if !e.SameStart(ticks, late) {
+		t.Errorf("start %d ticks from the record, %d in /proc; the record was read %v after the kill", e.StartTicks(), ticks, late)
 	}
-	if e.SameStart(ticks+100, 50*time.Millisecond) || e.SameStart(ticks-100, 50*time.Millisecond) {
+	if late < 900*time.Millisecond && (e.SameStart(ticks+100, late) || e.SameStart(ticks-100, late)) {
 		t.Errorf("a start a second away matches")
 	}
 	// It ended after the test killed it and before the test read its record, however long
