@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -214,4 +215,40 @@ func TestCertificateErrorsAreErrorsWithTheFix(t *testing.T) {
 			assert.False(t, conn.Client().IsConnectionOpen())
 		})
 	}
+}
+
+// TestStopEndsTheReconnectLoop: a connection stopped while paho reconnects to a broker that is
+// gone leaves no goroutine of paho's behind once paho's backoff sleep ends. paho's Disconnect
+// returns before its reconnect loop notices it, so the components' leak checks give paho's
+// reconnect loop and Disconnect goroutine that time; this test is what checks they do end.
+func TestStopEndsTheReconnectLoop(t *testing.T) {
+	b := mqtttest.Start(t, mqtttest.Options{})
+	c := DefaultClientConfig()
+	c.Endpoint, c.ConnectTimeout, c.MaxReconnectInterval = b.Endpoint(), time.Second, time.Second
+	p, err := c.Prepare(context.Background(), "mqttconn-test-")
+	require.NoError(t, err)
+	conn := p.NewConnection(p.PahoOptions().SetCleanSession(true), zap.NewNop())
+	require.NoError(t, conn.Start())
+	b.Stop()
+	require.Eventually(t, func() bool { return pahoGoroutines(".(*client).reconnect(") > 0 }, 30*time.Second, 10*time.Millisecond,
+		"paho reconnects once the broker is gone")
+
+	conn.Stop()
+	require.Eventually(t, func() bool {
+		return pahoGoroutines(".(*client).reconnect(")+pahoGoroutines(".(*client).Disconnect.func1(") == 0
+	}, 30*time.Second, 20*time.Millisecond, "paho's reconnect loop ends after Stop")
+}
+
+// pahoGoroutines counts the goroutines with the paho 3.1.1 client's function on their stack.
+func pahoGoroutines(function string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	return strings.Count(string(buf), "github.com/eclipse/paho%2emqtt%2egolang"+function)
 }
