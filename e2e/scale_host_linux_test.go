@@ -46,7 +46,6 @@ func TestScaleHost(t *testing.T) {
 		bin = binary(t)
 	}
 	limit := raiseNoFile(t, uint64(4*n+4096))
-	kept := float64(min(n, keptOpenBudget(limit))) / float64(n) // the share of tasks whose files the collector keeps open
 	pids := scaleTasks(t, n)
 
 	var delivered atomic.Int64
@@ -98,6 +97,7 @@ func TestScaleHost(t *testing.T) {
 		heap = append(heap, c.telemetry(t, "otelcol_process_runtime_heap_alloc_bytes"))
 		rss = append(rss, float64(procStatus(t, c.pid, "VmRSS")))
 	}
+	kept := float64(keptOpenStats(t, c.pid, pids)) / float64(n) // the share of tasks whose files the collector keeps open
 	w := scaleWindow{tasks: n, exporters: exporters, kept: kept, load0: load0, rss: rss, heap: heap, scrapes: scrapes}
 	cpu1, samples1, msgs1, t1 := procCPU(t, c.pid), taskSamples(), delivered.Load(), time.Now()
 	w.load1, w.over, w.used = loadAverage(), t1.Sub(t0), cpu1.sub(cpu0)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 )
 
 // TestScaleAgainstHostmetrics compares the proplet receiver with the contrib hostmetrics
@@ -107,7 +109,7 @@ service:
 	// The floor under the ratio: what the kernel alone takes for the reads of these tasks at
 	// this pace, against hostmetrics' CPU.
 	f := kernelFloor(t, pids, limit, 10, time.Second)
-	tight, paced := f.mix(float64(min(n, keptOpenBudget(limit))) / float64(n))
+	tight, paced := f.mix(float64(min(n, int(process.DefaultKeptOpenDescriptors(limit)/4))) / float64(n)) // stat, io, fd/, schedstat
 	hostShare := theirs / (float64(len(ratio["hostmetrics"])) * window.Seconds())
 	share := func(perSample float64) float64 { return perSample / 1e9 * float64(n) }
 	lines = append(lines, fmt.Sprintf("the kernel floor of the reads (%s): %.2f%% of one core paced (%.2f%% tight), %.3f of hostmetrics (%.3f tight)",

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -35,9 +36,9 @@ func scaleTaskID(i int) string { return fmt.Sprintf("5ca1e000-0000-4000-8000-%01
 const scaleRule = `{ executable: '^` + scaleExe + `$', cmdline: '^` + scaleExe + `-(?P<task_id>[0-9a-f-]{36}) ' }`
 
 // raiseNoFile raises this process's descriptor limit (soft, and hard when it may) towards
-// want, which the collector inherits: each sampled task keeps three /proc files open, within
-// a budget of (RLIMIT_NOFILE - 256) / 4 tasks, past which its files are opened and closed on
-// every sample. Raising the hard limit takes CAP_SYS_RESOURCE; without it the run goes on
+// want, which the collector inherits: each sampled task keeps four /proc files open (stat,
+// io, fd/, schedstat), within a budget of RLIMIT_NOFILE - 256 descriptors, past which its files
+// are opened and closed on every sample. Raising the hard limit takes CAP_SYS_RESOURCE; without it the run goes on
 // under the hard limit, which it returns and logs.
 func raiseNoFile(t *testing.T, want uint64) uint64 {
 	t.Helper()
@@ -51,14 +52,31 @@ func raiseNoFile(t *testing.T, want uint64) uint64 {
 	}
 	lim.Cur = lim.Max
 	require.NoError(t, unix.Setrlimit(unix.RLIMIT_NOFILE, &lim))
-	t.Logf("RLIMIT_NOFILE stops at its hard limit %d (raising it takes CAP_SYS_RESOURCE): the collector keeps the files of %d tasks open, the others' are opened on every sample",
-		lim.Max, keptOpenBudget(lim.Max))
+	t.Logf("RLIMIT_NOFILE stops at its hard limit %d (raising it takes CAP_SYS_RESOURCE): the collector keeps %d descriptors open for samples, the files of about %d standard-profile tasks, and opens the others' on every sample",
+		lim.Max, process.DefaultKeptOpenDescriptors(lim.Max), process.DefaultKeptOpenDescriptors(lim.Max)/4)
 	return lim.Max
 }
 
-// keptOpenBudget is the proplet receiver's default max_kept_open_processes under a
-// descriptor limit: the collector raises its soft limit to the hard one at start.
-func keptOpenBudget(limit uint64) int { return process.DefaultKeptOpenBudget(limit) }
+// keptOpenStats counts the tasks (of pids) whose stat the collector with process id collector
+// keeps open: its descriptors that name /proc/<pid>/stat. Each is a task whose files are kept
+// open (with a budget of descriptors, at most one task keeps only some of its files).
+func keptOpenStats(t *testing.T, collector int, pids []int) int {
+	t.Helper()
+	want := make(map[string]bool, len(pids))
+	for _, pid := range pids {
+		want["/proc/"+strconv.Itoa(pid)+"/stat"] = true
+	}
+	dir := "/proc/" + strconv.Itoa(collector) + "/fd"
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	n := 0
+	for _, e := range entries {
+		if target, err := os.Readlink(dir + "/" + e.Name()); err == nil && want[target] {
+			n++
+		}
+	}
+	return n
+}
 
 // scaleTasks starts n idle processes, each `sleep infinity` copied as scaleExe and exec'd with
 // argv[0] scaleExe-<task id>, in one process group of their own: they hold no descriptor of

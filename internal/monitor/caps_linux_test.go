@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/admission"
+	"github.com/otelcol-propeller/otelcol-propeller/internal/process"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/procmatch"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/testworkload"
 )
@@ -238,4 +239,29 @@ func TestDiscoveryRulePastMaxTasks(t *testing.T) {
 	s := h.wait(t, id, 1, 5*time.Second)[0]
 	assert.Equal(t, int32(cmd.Process.Pid), s.PID)
 	assert.Equal(t, 1, tel.registered())
+}
+
+// TestKeptOpenBudgetFullIsLogged: max_kept_open_processes bounds descriptors, five a process;
+// when it has no room left the tasks past it are still sampled (their files read by path) with
+// every field, and the collector says once why those reads cost more and what raises the budget.
+func TestKeptOpenBudgetFullIsLogged(t *testing.T) {
+	t.Parallel()
+	log, logs := observed(t)
+	var tasks []admission.Spec
+	for _, id := range []string{"a", "b", "c"} {
+		tasks = append(tasks, pidTask(id, testworkload.Start(t, testworkload.Sleep, 0), time.Second))
+	}
+	h := runMonitorWith(t, Config{KeptOpenProcesses: 1, Tasks: tasks}, nil, log)
+	var got []process.Fields
+	for _, id := range []string{"a", "b", "c"} {
+		s := h.wait(t, id, 2, 30*time.Second)
+		got = append(got, s[len(s)-1].Got)
+	}
+	assert.Equal(t, got[0], got[1], "a task whose files are read by path has every field")
+	assert.Equal(t, got[0], got[2])
+	full := logs.FilterMessageSnippet("kept-open budget is full").All()
+	require.Len(t, full, 1, "logged once")
+	assert.Equal(t, zapcore.WarnLevel, full[0].Level)
+	assert.Equal(t, int64(5), full[0].ContextMap()["budget_descriptors"])
+	assert.Contains(t, full[0].Message, "LimitNOFILE")
 }

@@ -40,8 +40,9 @@ type Config struct {
 	DiscoveryInterval    time.Duration
 	MaxConcurrency       int
 	StartJitter          time.Duration
-	// KeptOpenProcesses bounds the processes whose /proc files stay open between samples; past
-	// it, files are opened and closed on every sample. 0 derives it from RLIMIT_NOFILE.
+	// KeptOpenProcesses bounds the descriptors kept open between samples at five a process
+	// (a process holding fewer leaves room for more); past it, files are opened and closed on
+	// every sample. 0 derives it from RLIMIT_NOFILE: the limit less 256.
 	KeptOpenProcesses int
 	// MaxTasks bounds the registered tasks, of every origin (the configuration, the task API,
 	// the control plane, discovery rules): past it AddTask fails with ErrTooManyTasks and a
@@ -165,6 +166,10 @@ func newMonitor(cfg Config, log *zap.Logger, tel Telemetry, out chan<- Sample, h
 		tel = noTelemetry{}
 	}
 	src.SetKeptOpenBudget(cfg.KeptOpenProcesses)
+	src.SetBudgetObserver(func(budget int64) {
+		log.Warn("The kept-open budget is full: the /proc and cgroup files of further tasks are opened, read and closed on every sample, which costs about twice the CPU of a kept-open read. To keep them open, raise the collector's descriptor limit (systemd LimitNOFILE=, ulimit -n; the budget is the limit less 256) or max_kept_open_processes.",
+			zap.Int64("budget_descriptors", budget))
+	})
 	src.SetOpenObserver(hk.opened)
 	if cfg.DiscoveryInterval <= 0 {
 		cfg.DiscoveryInterval = time.Second

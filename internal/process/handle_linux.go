@@ -5,7 +5,6 @@ package process
 import (
 	"errors"
 	"io/fs"
-	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -16,56 +15,51 @@ import (
 // Handle is a process opened for repeated reading: the /proc files a profile needs (stat,
 // io, the fd/ directory, schedstat, and net/dev for a task in its own network namespace) are kept open,
 // so a sample is a few preads, and a reused pid can never be read through them (the kernel
-// answers ESRCH once the process is reaped).
+// answers ESRCH once the process is reaped). A file refused a place in the Source's kept-open
+// budget is opened, read and closed on every read instead, by its path; through such a stat the
+// start time proves the process is still the one opened.
 type Handle struct {
 	id     ID
 	src    *Source
-	dir    string // <root>/<pid>
-	stat   int
-	io     int
-	fd     int
-	netdev int
-	sched  int
-	netOwn bool   // the process runs in a network namespace other than the collector's
-	tried  Fields // fields whose files Open already tried
+	dir    string            // <root>/<pid>
+	fds    [numProcFiles]int // kept-open descriptors; -1: not open (read by path, or not read)
+	netOwn bool              // the process runs in a network namespace other than the collector's
+	tried  Fields            // fields whose files Ensure already tried
 	denied Fields
-	// transient handles keep nothing open: past the kept-open budget, each read opens, reads
-	// and closes the files (by paths made once), and checks the start time for identity.
-	transient                bool
-	statPath, ioPath, fdPath string
-	netPath, schedPath       string
+	byPath Fields // fields whose files the budget had no room for: read by path
 }
+
+// The files a Handle reads, by slot.
+const (
+	fileStat = iota
+	fileIO
+	fileFD // the fd/ directory
+	fileSched
+	fileNetDev
+	numProcFiles
+)
+
+var procFiles = [numProcFiles]string{"/stat", "/io", "/fd", "/schedstat", "/net/dev"}
+
+// path is the path of one of the process's files.
+func (h *Handle) path(file int) string { return h.dir + procFiles[file] }
 
 // Open opens the process with the given pid for the given fields. If want.Start is not zero,
 // a process with another start time is treated as gone (the pid was reused).
 func (s *Source) Open(want ID, fields Fields, buf []byte) (*Handle, error) {
-	h := &Handle{src: s, dir: filepath.Join(s.root, strconv.Itoa(int(want.PID))), stat: -1, io: -1, fd: -1, netdev: -1, sched: -1}
-	h.statPath, h.ioPath, h.fdPath, h.netPath = h.dir+"/stat", h.dir+"/io", h.dir+"/fd", h.dir+"/net/dev"
-	h.schedPath = h.dir + "/schedstat"
-	if s.keptOpen.Add(1) > s.budget {
-		s.keptOpen.Add(-1)
-		h.transient = true
+	h := &Handle{src: s, dir: s.root + "/" + strconv.Itoa(int(want.PID)), fds: [numProcFiles]int{-1, -1, -1, -1, -1}}
+	if s.reserve() {
+		fd, err := s.openRO(h.path(fileStat))
+		if err != nil {
+			s.release()
+			return nil, err
+		}
+		h.fds[fileStat] = fd
 	}
 	var st procfs.Stat
-	if h.transient {
-		b, err := s.readFile(h.statPath, buf)
-		if err != nil {
-			return nil, err
-		}
-		if err := procfs.ParseStat(b, &st); err != nil {
-			return nil, err
-		}
-	} else {
-		fd, err := s.openRO(h.statPath)
-		if err != nil {
-			s.keptOpen.Add(-1)
-			return nil, err
-		}
-		h.stat = fd
-		if _, err := h.readStat(buf, &st); err != nil {
-			h.Close()
-			return nil, err
-		}
+	if _, err := h.readStat(buf, &st); err != nil {
+		h.Close()
+		return nil, err
 	}
 	h.id = ID{PID: want.PID, Start: st.StartTime}
 	if want.Start != 0 && want.Start != st.StartTime {
@@ -109,8 +103,12 @@ func preadProc(fd int, buf []byte) ([]byte, error) {
 
 // openRO opens a /proc file for reading; a missing file (or process) is ErrGone.
 func (s *Source) openRO(path string) (int, error) {
+	return s.open(path, unix.O_RDONLY|unix.O_CLOEXEC)
+}
+
+func (s *Source) open(path string, flags int) (int, error) {
 	s.note(path)
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	fd, err := unix.Open(path, flags, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
 			return -1, ErrGone
@@ -120,57 +118,52 @@ func (s *Source) openRO(path string) (int, error) {
 	return fd, nil
 }
 
-// Ensure opens the files of fields not opened yet (after a profile change). Files that cannot
-// be opened for lack of permission are remembered in Denied and not tried again.
+// Ensure opens the files of fields not opened yet (after a profile change), each in a place
+// of the kept-open budget; a file the budget has no room for is read by path. Files that
+// cannot be opened for lack of permission are remembered in Denied and not tried again.
 func (h *Handle) Ensure(fields Fields) {
 	todo := fields &^ h.tried
 	h.tried |= todo
-	// Out of descriptors is not a property of the process: such a file is tried again at the
-	// next sample rather than remembered as denied.
-	retry := func(f Fields, err error) bool {
-		if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+	open := func(f Fields, file, flags int) {
+		if todo&f == 0 {
+			return
+		}
+		if !h.src.reserve() {
+			h.byPath |= f
+			return
+		}
+		fd, err := h.src.open(h.path(file), flags)
+		switch {
+		case err == nil:
+			h.fds[file] = fd
+			return
+		case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE):
+			// Out of descriptors is not a property of the process: the file is tried
+			// again at the next sample rather than remembered as denied.
 			h.tried &^= f
-			return true
+		case !errors.Is(err, ErrGone):
+			h.denied |= f
 		}
-		return false
+		h.src.release()
 	}
-	open := func(f Fields, name string, dst *int) {
-		if todo&f == 0 || h.transient {
-			return
-		}
-		fd, err := h.src.openRO(filepath.Join(h.dir, name))
-		if err != nil {
-			if !errors.Is(err, ErrGone) && !retry(f, err) {
-				h.denied |= f
-			}
-			return
-		}
-		*dst = fd
-	}
-	open(FieldDisk, "io", &h.io)
+	open(FieldDisk, fileIO, unix.O_RDONLY|unix.O_CLOEXEC)
 	if h.src.schedstat {
 		// A kernel without CONFIG_SCHED_INFO has no schedstat: the source knows it, and the
 		// run-queue delay is left out rather than tried for every process.
-		open(FieldWaits, "schedstat", &h.sched)
+		open(FieldWaits, fileSched, unix.O_RDONLY|unix.O_CLOEXEC)
 	}
-	if todo&FieldFDs != 0 && h.src.fdSizeWorks && !h.transient {
-		h.src.note(h.fdPath)
-		fd, err := unix.Open(h.fdPath, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-		switch {
-		case err == nil:
-			h.fd = fd
-		case !retry(FieldFDs, err):
-			h.denied |= FieldFDs
-		}
+	if h.src.fdSizeWorks {
+		// Before Linux 6.2 the directory is listed on every read: nothing is kept open.
+		open(FieldFDs, fileFD, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	}
 	if todo&FieldNetwork != 0 {
-		ino, err := nsInode(filepath.Join(h.dir, "ns/net"))
+		ino, err := nsInode(h.dir + "/ns/net")
 		switch {
 		case err != nil:
 			h.denied |= FieldNetwork
 		case ino != h.src.selfNetNS && h.src.selfNetNS != 0:
 			h.netOwn = true
-			open(FieldNetwork, "net/dev", &h.netdev)
+			open(FieldNetwork, fileNetDev, unix.O_RDONLY|unix.O_CLOEXEC)
 		}
 	}
 }
@@ -178,34 +171,37 @@ func (h *Handle) Ensure(fields Fields) {
 // ID returns the identity of the opened process.
 func (h *Handle) ID() ID { return h.id }
 
-// Close closes the kept-open files.
+// Close closes the kept-open files and gives their places in the budget back.
 func (h *Handle) Close() {
-	if !h.transient && h.stat >= 0 {
-		h.src.keptOpen.Add(-1)
-	}
-	for _, fd := range []*int{&h.stat, &h.io, &h.fd, &h.netdev, &h.sched} {
-		if *fd >= 0 {
-			_ = unix.Close(*fd)
-			*fd = -1
+	for i, fd := range h.fds {
+		if fd >= 0 {
+			_ = unix.Close(fd)
+			h.fds[i] = -1
+			h.src.release()
 		}
 	}
 }
 
-func (h *Handle) pread(fd int, buf []byte) ([]byte, error) { return preadProc(fd, buf) }
+// read reads one of the process's files: through its kept-open descriptor, else by path.
+func (h *Handle) read(file int, buf []byte) ([]byte, error) {
+	if fd := h.fds[file]; fd >= 0 {
+		return preadProc(fd, buf)
+	}
+	return h.src.readFile(h.path(file), buf)
+}
 
 // readStat reads and parses stat; it returns the content, which stays in buf until the next read.
 func (h *Handle) readStat(buf []byte, st *procfs.Stat) ([]byte, error) {
-	var b []byte
-	var err error
-	if h.transient {
-		b, err = h.src.readFile(h.statPath, buf)
-	} else {
-		b, err = h.pread(h.stat, buf)
-	}
+	b, err := h.read(fileStat, buf)
 	if err != nil {
 		return nil, err
 	}
 	return b, procfs.ParseStat(b, st)
+}
+
+// has says whether a field's file is read: kept open, or read by path for want of room.
+func (h *Handle) has(f Fields, file int) bool {
+	return h.fds[file] >= 0 || h.byPath&f != 0
 }
 
 const tick = 1.0 / procfs.UserHZ
@@ -258,16 +254,11 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 		r.RSS, r.VMS = uint64(max(st.RSSPages, 0))*h.src.pageSize, st.VSize
 		r.Got |= FieldMemory
 	}
-	if fields&FieldDisk != 0 && (h.io >= 0 || (h.transient && h.denied&FieldDisk == 0)) {
-		var b []byte
-		var err error
-		if h.transient {
-			b, err = h.src.readFile(h.ioPath, buf)
-		} else {
-			b, err = h.pread(h.io, buf)
-		}
+	if fields&FieldDisk != 0 && h.has(FieldDisk, fileIO) && h.denied&FieldDisk == 0 {
+		b, err := h.read(fileIO, buf)
 		switch {
 		case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM):
+			h.denied |= FieldDisk // not tried again
 			r.Denied |= FieldDisk
 		case err != nil:
 			return err
@@ -284,6 +275,7 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 		n, err := h.countFDs(buf)
 		switch {
 		case errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM):
+			h.denied |= FieldFDs // not tried again
 			r.Denied |= FieldFDs
 		case err != nil:
 			return err
@@ -292,13 +284,8 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 			r.Got |= FieldFDs
 		}
 	}
-	if fields&FieldWaits != 0 && (h.sched >= 0 || (h.transient && h.src.schedstat)) {
-		var b []byte
-		if h.transient {
-			b, err = h.src.readFile(h.schedPath, buf)
-		} else {
-			b, err = h.pread(h.sched, buf)
-		}
+	if fields&FieldWaits != 0 && h.has(FieldWaits, fileSched) {
+		b, err := h.read(fileSched, buf)
 		if err != nil {
 			return err
 		}
@@ -313,14 +300,8 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 			r.Impossible |= FieldWaits
 		}
 	}
-	if fields&FieldNetwork != 0 && (h.netdev >= 0 || (h.transient && h.netOwn)) {
-		var b []byte
-		var err error
-		if h.transient {
-			b, err = h.src.readFile(h.netPath, buf)
-		} else {
-			b, err = h.pread(h.netdev, buf)
-		}
+	if fields&FieldNetwork != 0 && h.has(FieldNetwork, fileNetDev) {
+		b, err := h.read(fileNetDev, buf)
 		if err != nil {
 			return err
 		}
@@ -334,12 +315,20 @@ func (h *Handle) Read(fields Fields, r *Reading, buf []byte) error {
 	return nil
 }
 
-// countFDs counts open descriptors: st_size of the kept-open fd/ directory on Linux 6.2+,
-// else a listing of the directory.
+// countFDs counts open descriptors: st_size of the fd/ directory on Linux 6.2+ (kept open,
+// else stat'ed by path), else a listing of the directory.
 func (h *Handle) countFDs(buf []byte) (int64, error) {
-	if h.transient && h.src.fdSizeWorks {
-		var st unix.Stat_t
-		if err := unix.Stat(h.fdPath, &st); err != nil {
+	var st unix.Stat_t
+	switch {
+	case h.fds[fileFD] >= 0:
+		if err := unix.Fstat(h.fds[fileFD], &st); err != nil {
+			return 0, err
+		}
+		return st.Size, nil
+	case h.src.fdSizeWorks:
+		path := h.path(fileFD)
+		h.src.note(path)
+		if err := unix.Stat(path, &st); err != nil {
 			if errors.Is(err, unix.ENOENT) {
 				return 0, ErrGone
 			}
@@ -347,19 +336,8 @@ func (h *Handle) countFDs(buf []byte) (int64, error) {
 		}
 		return st.Size, nil
 	}
-	if h.fd >= 0 {
-		var st unix.Stat_t
-		if err := unix.Fstat(h.fd, &st); err != nil {
-			return 0, err
-		}
-		return st.Size, nil
-	}
-	h.src.note(h.fdPath)
-	fd, err := unix.Open(h.fdPath, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	fd, err := h.src.open(h.path(fileFD), unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
-		if errors.Is(err, unix.ENOENT) {
-			return 0, ErrGone
-		}
 		return 0, err
 	}
 	defer unix.Close(fd)

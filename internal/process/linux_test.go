@@ -220,51 +220,71 @@ func TestOutOfDescriptorsIsRetried(t *testing.T) {
 	assert.Zero(t, raisedDenied)
 }
 
-// TestPastTheBudgetHandlesAreTransient: past the kept-open budget a handle keeps nothing open,
-// reads the same fields, and still notices that its process is gone.
-func TestPastTheBudgetHandlesAreTransient(t *testing.T) {
+// TestPastTheBudgetFilesAreReadByPath: the kept-open budget counts descriptors. A process
+// whose files do not all fit keeps open those that do and reads the others by path; one past
+// it keeps nothing open. Each reads the same fields and notices that its process is gone; a
+// closed handle gives its places back; the observer hears of the first refusal, once.
+func TestPastTheBudgetFilesAreReadByPath(t *testing.T) {
 	s := newSource(t)
+	var full []int64
+	s.SetBudgetObserver(func(budget int64) { full = append(full, budget) })
+	buf := make([]byte, 4096)
+	ref := testworkload.Start(t, testworkload.Files, 0)
+	probe, err := s.Open(ID{PID: int32(ref.Process.Pid)}, AllFields, buf)
+	require.NoError(t, err)
+	perProcess := probe.held() // stat, io, fd/, schedstat where the kernel has it
+	probe.Close()
+	require.GreaterOrEqual(t, perProcess, 3)
+	require.Zero(t, s.keptFDs.Load(), "Close gives every place back")
+
 	s.SetKeptOpenBudget(1)
+	assert.Equal(t, int64(descriptorsPerHandle), s.budget, "one process at its most descriptors")
 	a := testworkload.Start(t, testworkload.Files, 0)
 	bcmd := testworkload.Command(t, testworkload.Files, 0)
 	testworkload.StartCmd(t, bcmd)
-	buf := make([]byte, 4096)
-	ha, err := s.Open(ID{PID: int32(a.Process.Pid)}, AllFields, buf)
-	require.NoError(t, err)
-	defer ha.Close()
-	hb, err := s.Open(ID{PID: int32(bcmd.Process.Pid)}, AllFields, buf)
-	require.NoError(t, err)
-	defer hb.Close()
-	assert.False(t, ha.transient)
-	assert.True(t, hb.transient, "the second process is past a budget of one")
+	c := testworkload.Start(t, testworkload.Files, 0)
+	open := func(pid int) *Handle {
+		h, err := s.Open(ID{PID: int32(pid)}, AllFields, buf)
+		require.NoError(t, err)
+		t.Cleanup(h.Close)
+		return h
+	}
+	ha, hb, hc := open(a.Process.Pid), open(bcmd.Process.Pid), open(c.Process.Pid)
+	assert.Equal(t, perProcess, ha.held(), "the first process keeps every file open")
+	assert.Equal(t, descriptorsPerHandle-perProcess, hb.held(), "the second keeps what is left of five")
+	assert.Zero(t, hc.held(), "the third keeps nothing open")
+	assert.Equal(t, []int64{descriptorsPerHandle}, full, "told once, at the first refusal")
 
-	var ra, rb Reading
+	var ra, rb, rc Reading
 	require.NoError(t, ha.Read(AllFields, &ra, buf))
 	require.NoError(t, hb.Read(AllFields, &rb, buf))
-	assert.Equal(t, ra.Got, rb.Got, "a transient handle reads the same fields")
-	assert.GreaterOrEqual(t, rb.FDs, int64(100))
-	assert.GreaterOrEqual(t, rb.Threads, int64(8))
-	assert.Positive(t, rb.RSS)
+	require.NoError(t, hc.Read(AllFields, &rc, buf))
+	for _, r := range []Reading{rb, rc} {
+		assert.Equal(t, ra.Got, r.Got, "files read by path give the same fields")
+		assert.GreaterOrEqual(t, r.FDs, int64(100))
+		assert.GreaterOrEqual(t, r.Threads, int64(8))
+		assert.Positive(t, r.RSS)
+	}
 
 	require.NoError(t, bcmd.Process.Kill())
 	_ = bcmd.Wait()
 	assert.ErrorIs(t, hb.Read(AllFields, &rb, buf), ErrGone)
-
-	ha.Close()
-	hc, err := s.Open(ID{PID: int32(a.Process.Pid)}, AllFields, buf)
-	require.NoError(t, err)
-	defer hc.Close()
-	assert.False(t, hc.transient, "a closed handle frees its place in the budget")
+	hb.Close()
+	c2 := open(c.Process.Pid)
+	assert.Equal(t, descriptorsPerHandle-perProcess, c2.held(), "a closed handle frees its places")
+	assert.Len(t, full, 1, "told once")
 }
 
-// TestDefaultKeptOpenBudget: the default keeps 256 descriptors for the rest of the collector
-// and counts a handle at its most descriptors; a limit too low for one still allows one.
-func TestDefaultKeptOpenBudget(t *testing.T) {
-	assert.Equal(t, (20000-256)/descriptorsPerHandle, DefaultKeptOpenBudget(20000))
-	assert.Equal(t, 3948, DefaultKeptOpenBudget(20000), "the scale runs' hard limit")
-	assert.Equal(t, 1, DefaultKeptOpenBudget(256))
-	assert.Equal(t, 1, DefaultKeptOpenBudget(0))
-	assert.Equal(t, 1<<30/descriptorsPerHandle, DefaultKeptOpenBudget(1<<62), "an unlimited limit")
+// TestDefaultKeptOpenDescriptors: the default keeps 256 descriptors for the rest of the
+// collector; a limit too low for one process still allows one.
+func TestDefaultKeptOpenDescriptors(t *testing.T) {
+	assert.Equal(t, int64(19744), DefaultKeptOpenDescriptors(20000), "the scale runs' hard limit: 4,936 processes at four each")
+	assert.Equal(t, int64(descriptorsPerHandle), DefaultKeptOpenDescriptors(256))
+	assert.Equal(t, int64(descriptorsPerHandle), DefaultKeptOpenDescriptors(0))
+	assert.Equal(t, int64(1<<30), DefaultKeptOpenDescriptors(1<<62), "an unlimited limit")
+	s := &Source{}
+	s.SetKeptOpenBudget(3948)
+	assert.Equal(t, int64(3948*5), s.budget, "max_kept_open_processes counts five a process")
 }
 
 func TestScanAndDescribe(t *testing.T) {
@@ -326,14 +346,14 @@ func BenchmarkRead(b *testing.B) {
 		call func(h *Handle, buf []byte, st *unix.Stat_t)
 	}{
 		{"kernel-floor", func(h *Handle, buf []byte, st *unix.Stat_t) {
-			_, _ = unix.Pread(h.stat, buf, 0)
-			_, _ = unix.Pread(h.io, buf, 0)
-			_ = unix.Fstat(h.fd, st)
+			_, _ = unix.Pread(h.fds[fileStat], buf, 0)
+			_, _ = unix.Pread(h.fds[fileIO], buf, 0)
+			_ = unix.Fstat(h.fds[fileFD], st)
 		}},
-		{"kernel-floor/stat", func(h *Handle, buf []byte, _ *unix.Stat_t) { _, _ = unix.Pread(h.stat, buf, 0) }},
-		{"kernel-floor/io", func(h *Handle, buf []byte, _ *unix.Stat_t) { _, _ = unix.Pread(h.io, buf, 0) }},
-		{"kernel-floor/fd", func(h *Handle, _ []byte, st *unix.Stat_t) { _ = unix.Fstat(h.fd, st) }},
-		{"kernel-floor/schedstat", func(h *Handle, buf []byte, _ *unix.Stat_t) { _, _ = unix.Pread(h.sched, buf, 0) }},
+		{"kernel-floor/stat", func(h *Handle, buf []byte, _ *unix.Stat_t) { _, _ = unix.Pread(h.fds[fileStat], buf, 0) }},
+		{"kernel-floor/io", func(h *Handle, buf []byte, _ *unix.Stat_t) { _, _ = unix.Pread(h.fds[fileIO], buf, 0) }},
+		{"kernel-floor/fd", func(h *Handle, _ []byte, st *unix.Stat_t) { _ = unix.Fstat(h.fds[fileFD], st) }},
+		{"kernel-floor/schedstat", func(h *Handle, buf []byte, _ *unix.Stat_t) { _, _ = unix.Pread(h.fds[fileSched], buf, 0) }},
 	}
 	for _, k := range kernel {
 		b.Run(k.name, func(b *testing.B) {
@@ -364,14 +384,10 @@ func BenchmarkRead(b *testing.B) {
 	// Past the kept-open budget: every file opened, read and closed on each sample.
 	b.Run("transient", func(b *testing.B) {
 		buf := make([]byte, 4096)
-		s.SetKeptOpenBudget(1)
-		defer s.SetKeptOpenBudget(0)
-		hold, err := s.Open(ID{PID: int32(sleeper.Process.Pid)}, AllFields, buf)
-		require.NoError(b, err)
-		defer hold.Close()
+		defer noRoom(s)()
 		h, err := s.Open(ID{PID: int32(sleeper.Process.Pid)}, AllFields, buf)
 		require.NoError(b, err)
-		require.True(b, h.transient)
+		require.Zero(b, h.held())
 		var r Reading
 		b.ReportAllocs()
 		for b.Loop() {

@@ -35,41 +35,70 @@ type Source struct {
 	statFD int // kept-open /proc/stat for machine CPU
 	buf    [4096]byte
 
-	budget   int64        // processes whose files may be kept open; past it, handles are transient
-	keptOpen atomic.Int64 // kept-open handles now
+	budget     int64        // descriptors that may be kept open for samples; past it files are read by path
+	keptFDs    atomic.Int64 // descriptors kept open for samples now
+	budgetFull atomic.Bool  // a descriptor was refused since the last SetKeptOpenBudget
+	onFull     func(budget int64)
 }
 
-// descriptorsPerHandle is what a kept-open handle may hold: stat, io, fd/, schedstat and
-// net/dev; a task's kept-open cgroup waits hold at most 4 (CgroupWaits) and count alike.
+// descriptorsPerHandle is what a kept-open process may hold at most: stat, io, fd/, schedstat
+// and net/dev (four with the standard profile, net/dev only for a process in a network
+// namespace of its own). max_kept_open_processes counts processes at this many descriptors.
 const descriptorsPerHandle = 5
 
-// SetKeptOpenBudget sets how many processes (and tasks' cgroup waits) may have their files
-// kept open at once; handles opened past it are transient (files opened and closed on every read). 0 derives the budget
-// from RLIMIT_NOFILE (DefaultKeptOpenBudget).
+// SetKeptOpenBudget sets the kept-open budget for n processes at their most descriptors each:
+// n × 5 descriptors, shared by every kept-open file (a process's, and a task's cgroup waits').
+// A process holding fewer leaves room for more. A file refused a place is opened, read and
+// closed on every read instead. 0 derives the budget from RLIMIT_NOFILE
+// (DefaultKeptOpenDescriptors).
 func (s *Source) SetKeptOpenBudget(n int) {
-	if n <= 0 {
-		n = 1
+	if n > 0 {
+		s.budget = int64(min(n, 1<<30/descriptorsPerHandle)) * descriptorsPerHandle
+	} else {
 		var lim unix.Rlimit
+		s.budget = descriptorsPerHandle
 		if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil {
-			n = DefaultKeptOpenBudget(lim.Cur)
+			s.budget = DefaultKeptOpenDescriptors(lim.Cur)
 		}
 	}
-	s.budget = int64(n)
+	s.budgetFull.Store(false)
 }
 
-// DefaultKeptOpenBudget is the kept-open budget under a descriptor limit (RLIMIT_NOFILE): 256
-// descriptors kept for everything else, and as many handles as the rest holds at their most
-// descriptors each; at least 1.
-func DefaultKeptOpenBudget(limit uint64) int {
+// DefaultKeptOpenDescriptors is the kept-open budget under a descriptor limit
+// (RLIMIT_NOFILE): all but 256 descriptors, kept for everything else the collector opens; at
+// least one process's worth.
+func DefaultKeptOpenDescriptors(limit uint64) int64 {
 	if limit <= 256+descriptorsPerHandle {
-		return 1
+		return descriptorsPerHandle
 	}
-	return int(min(limit-256, 1<<30) / descriptorsPerHandle)
+	return int64(min(limit-256, 1<<30))
 }
+
+// SetBudgetObserver has fn told, once, when the kept-open budget first refuses a descriptor
+// (from then on some files are opened on every read); nil for none.
+func (s *Source) SetBudgetObserver(fn func(budget int64)) { s.onFull = fn }
+
+// KeptOpen returns the descriptors kept open for samples now, and the budget.
+func (s *Source) KeptOpen() (held, budget int64) { return s.keptFDs.Load(), s.budget }
+
+// reserve takes a place in the kept-open budget for one descriptor; false when there is none.
+func (s *Source) reserve() bool {
+	if s.keptFDs.Add(1) <= s.budget {
+		return true
+	}
+	s.keptFDs.Add(-1)
+	if s.budgetFull.CompareAndSwap(false, true) && s.onFull != nil {
+		s.onFull(s.budget)
+	}
+	return false
+}
+
+// release gives back a kept-open descriptor's place.
+func (s *Source) release() { s.keptFDs.Add(-1) }
 
 // NewSource returns a Source rooted at procRoot, reading cgroups under cgroupRoot.
 func NewSource(procRoot, cgroupRoot string) (*Source, error) {
-	s := &Source{root: procRoot, pageSize: uint64(os.Getpagesize()), statFD: -1}
+	s := &Source{root: filepath.Clean(procRoot), pageSize: uint64(os.Getpagesize()), statFD: -1}
 	s.SetKeptOpenBudget(0)
 	up, err := os.ReadFile(filepath.Join(procRoot, "uptime"))
 	if err != nil {

@@ -59,3 +59,6 @@ func (*Source) CPUTimes() (procfs.CPUTimes, error) {
 
 // SetKeptOpenBudget has no effect here: gopsutil keeps nothing open between reads.
 func (*Source) SetKeptOpenBudget(int) {}
+
+// SetBudgetObserver has no effect here: nothing is kept open, so no budget fills.
+func (*Source) SetBudgetObserver(func(budget int64)) {}

@@ -25,15 +25,13 @@ var pressureFiles = [NumPressure]string{"cpu.pressure", "memory.pressure", "io.p
 // open: pressure stall information (cgroup v2 cpu.pressure, memory.pressure, io.pressure, where
 // the kernel has PSI) and CPU bandwidth throttling (the cpu.stat of the v2 group when the cpu
 // controller is enabled there, else of the process's group in the v1 cpu controller). A file
-// that does not exist leaves its figures out: no zeros are made up. They count against the
-// Source's kept-open budget like a process's files; past it they are opened, read and closed on
-// every read.
+// that does not exist leaves its figures out: no zeros are made up. Each file kept open takes
+// a place in the Source's kept-open budget like a process's; one refused a place is opened,
+// read and closed on every read.
 type CgroupWaits struct {
-	src       *Source
-	fd        [numWaitFiles]int    // -1: not open (transient, or not there)
-	path      [numWaitFiles]string // "": not there
-	transient bool
-	counted   bool // holds a place in the kept-open budget
+	src  *Source
+	fd   [numWaitFiles]int    // -1: not open (read by path, or not there)
+	path [numWaitFiles]string // "": not there
 }
 
 // OpenWaits opens the waits files of a task's cgroups. v2Dir is a cgroup task's directory
@@ -68,13 +66,6 @@ func (s *Source) OpenWaits(v2Dir string, pid int32, buf []byte) *CgroupWaits {
 	if w.path == [numWaitFiles]string{} {
 		return nil
 	}
-	if s.keptOpen.Add(1) > s.budget {
-		s.keptOpen.Add(-1)
-		w.Close()
-		w.transient = true
-	} else {
-		w.counted = true
-	}
 	return w
 }
 
@@ -85,7 +76,8 @@ func hasThrottling(b []byte) bool {
 	return procfs.ParseThrottling(b, &t) == nil
 }
 
-// try opens one file into slot i; with check, only when its content passes it.
+// try opens one file into slot i; with check, only when its content passes it. The file is
+// kept open when the budget has room, else read by path from then on.
 func (w *CgroupWaits) try(i int, path string, check func([]byte) bool, buf []byte) {
 	fd, err := w.src.openCgroupFile(path)
 	if err != nil {
@@ -97,20 +89,22 @@ func (w *CgroupWaits) try(i int, path string, check func([]byte) bool, buf []byt
 			return
 		}
 	}
-	w.fd[i], w.path[i] = fd, path
+	w.path[i] = path
+	if !w.src.reserve() {
+		_ = unix.Close(fd)
+		return
+	}
+	w.fd[i] = fd
 }
 
-// Close closes the kept-open files.
+// Close closes the kept-open files and gives their places in the budget back.
 func (w *CgroupWaits) Close() {
 	for i, fd := range w.fd {
 		if fd >= 0 {
 			_ = unix.Close(fd)
 			w.fd[i] = -1
+			w.src.release()
 		}
-	}
-	if w.counted {
-		w.src.keptOpen.Add(-1)
-		w.counted = false
 	}
 }
 
@@ -146,7 +140,7 @@ func (w *CgroupWaits) read(i int, buf []byte) (b []byte, ok bool, err error) {
 	switch {
 	case w.path[i] == "":
 		return nil, false, nil
-	case w.transient:
+	case w.fd[i] < 0:
 		fd, oerr := w.src.openCgroupFile(w.path[i])
 		if oerr != nil {
 			err = oerr
@@ -164,6 +158,7 @@ func (w *CgroupWaits) read(i int, buf []byte) (b []byte, ok bool, err error) {
 		if w.fd[i] >= 0 {
 			_ = unix.Close(w.fd[i])
 			w.fd[i] = -1
+			w.src.release()
 		}
 		w.path[i] = ""
 		return nil, false, nil

@@ -57,16 +57,12 @@ func TestWaitsReadWhatTheKernelShows(t *testing.T) {
 	for _, transient := range []bool{false, true} {
 		t.Run(fmt.Sprintf("transient=%v", transient), func(t *testing.T) {
 			if transient {
-				s.SetKeptOpenBudget(1)
-				defer s.SetKeptOpenBudget(0)
-				hold, err := s.Open(ID{PID: int32(pid)}, FieldCPU, buf)
-				require.NoError(t, err)
-				defer hold.Close()
+				defer noRoom(s)()
 			}
 			h, err := s.Open(ID{PID: int32(pid)}, AllFields, buf)
 			require.NoError(t, err)
 			defer h.Close()
-			require.Equal(t, transient, h.transient)
+			require.Equal(t, transient, h.held() == 0, "files kept open: %d", h.held())
 			var r Reading
 			for range 3 {
 				before := schedstatWait(t, pid)
@@ -124,13 +120,10 @@ func TestWaitsOffOpensNoSchedstat(t *testing.T) {
 	assert.Zero(t, schedstat(), "kept-open, waits off: %v", opened)
 	require.NotEmpty(t, opened, "the observer sees the handle's files")
 
-	s.SetKeptOpenBudget(1)
-	hold, err := s.Open(ID{PID: int32(cmd.Process.Pid)}, FieldCPU, buf)
-	require.NoError(t, err)
+	restore := noRoom(s)
 	read(off)
-	assert.Zero(t, schedstat(), "transient, waits off: %v", opened)
-	hold.Close()
-	s.SetKeptOpenBudget(0)
+	assert.Zero(t, schedstat(), "read by path, waits off: %v", opened)
+	restore()
 
 	read(AllFields)
 	assert.Equal(t, 1, schedstat(), "kept-open, waits on: opened once for three reads")
@@ -187,10 +180,11 @@ func TestCgroupWaitsFromFixtures(t *testing.T) {
 	assert.Nil(t, s2.OpenWaits(dir, 0, buf), "nothing to read: no waits at all")
 }
 
-// TestCgroupWaitsPastTheBudgetAreTransient: past the kept-open budget a task's cgroup waits
-// keep nothing open and open, read and close their files on every read, with the same figures;
-// a file gone since is left out. The budget's place is given back on Close.
-func TestCgroupWaitsPastTheBudgetAreTransient(t *testing.T) {
+// TestCgroupWaitsPastTheBudgetAreReadByPath: each kept-open waits file takes a place in the
+// budget; past it a task's cgroup waits keep nothing open and open, read and close their files
+// on every read, with the same figures; a file gone since is left out. Close gives the places
+// back.
+func TestCgroupWaitsPastTheBudgetAreReadByPath(t *testing.T) {
 	root, dir := cgroupFixture(t, map[string]string{
 		"cpu.pressure": fixture(t, "memory_pressure"),
 		"io.pressure":  fixture(t, "memory_pressure"),
@@ -202,20 +196,16 @@ func TestCgroupWaitsPastTheBudgetAreTransient(t *testing.T) {
 	buf := make([]byte, 4096)
 	kept := s.OpenWaits(dir, 0, buf)
 	require.NotNil(t, kept)
-	require.False(t, kept.transient)
-	assert.Equal(t, int64(1), s.keptOpen.Load())
+	assert.Equal(t, int64(3), s.keptFDs.Load(), "three files, three places")
 	kept.Close()
-	assert.Zero(t, s.keptOpen.Load(), "Close gives the place back")
+	assert.Zero(t, s.keptFDs.Load(), "Close gives the places back")
 
-	s.SetKeptOpenBudget(1)
-	hold := s.OpenWaits(dir, 0, buf)
-	defer hold.Close()
+	defer noRoom(s)()
 	var opened []string
 	s.SetOpenObserver(func(p string) { opened = append(opened, p) })
 	w := s.OpenWaits(dir, 0, buf)
 	require.NotNil(t, w)
 	defer w.Close()
-	require.True(t, w.transient)
 	assert.Equal(t, [numWaitFiles]int{-1, -1, -1, -1}, w.fd, "nothing kept open")
 	opened = nil
 	var r WaitsReading

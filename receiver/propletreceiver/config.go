@@ -56,9 +56,10 @@ type Config struct {
 	// StartJitter spreads first samples over this window, so many tasks and collectors do not
 	// sample in lockstep.
 	StartJitter time.Duration `mapstructure:"start_jitter"`
-	// MaxKeptOpenProcesses bounds the processes whose /proc files stay open between samples
-	// (up to four descriptors each); past it, files are opened, read and closed on every sample
-	// (slower, never out of descriptors). 0 derives it from RLIMIT_NOFILE.
+	// MaxKeptOpenProcesses bounds the descriptors kept open between samples, counted at five
+	// a process (a process holding fewer leaves room for more); past it, files are opened,
+	// read and closed on every sample (slower, never out of descriptors). 0 derives the budget
+	// from RLIMIT_NOFILE: the limit less 256 descriptors.
 	MaxKeptOpenProcesses int `mapstructure:"max_kept_open_processes"`
 	// MaxTasks bounds the registered tasks, whatever their origin: a task past it is refused.
 	MaxTasks int `mapstructure:"max_tasks"`

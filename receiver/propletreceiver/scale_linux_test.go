@@ -6,9 +6,11 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/pprof"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -21,6 +23,7 @@ import (
 	"go.opentelemetry.io/collector/pdata/pmetric"
 	"go.opentelemetry.io/collector/receiver/receivertest"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 
 	"github.com/otelcol-propeller/otelcol-propeller/internal/monitor"
 	"github.com/otelcol-propeller/otelcol-propeller/internal/profile"
@@ -28,16 +31,22 @@ import (
 	"github.com/otelcol-propeller/otelcol-propeller/receiver/propletreceiver/internal/metadata"
 )
 
-// TestScale measures the whole receiver on 1,000 real processes sampled every second: the
-// collector's CPU share (sampling and building pdata, handed to a counting consumer) and its
-// heap per task. It first measures sampling alone (the monitor, its samples discarded), so
-// the log tells the two shares apart. It runs with `make scale` (PROPLET_SCALE_TEST=1), since
-// it takes about a minute.
+// TestScale measures the whole receiver on 1,000 real processes (SCALE_TASKS) sampled every
+// second: the collector's CPU share (sampling and building pdata, handed to a counting
+// consumer) and its heap per task. It first measures sampling alone (the monitor, its samples
+// discarded), so the log tells the two shares apart, and last the floor under both: the same
+// reads and the same OTLP tree at the same pace, and nothing else. It runs with `make scale`
+// (PROPLET_SCALE_TEST=1), since it takes about a minute.
 func TestScale(t *testing.T) {
 	if os.Getenv("PROPLET_SCALE_TEST") == "" {
 		t.Skip("set PROPLET_SCALE_TEST=1 (make scale) to run the 1,000-process measurement")
 	}
-	const n = 1000
+	n := 1000
+	if v := os.Getenv("SCALE_TASKS"); v != "" {
+		var err error
+		n, err = strconv.Atoi(v)
+		require.NoError(t, err, "SCALE_TASKS: a number of processes")
+	}
 	cmds := testworkload.Sleepers(t, n)
 
 	cfg := createDefaultConfig().(*Config)
@@ -63,13 +72,13 @@ func TestScale(t *testing.T) {
 			}
 		}()
 		require.NoError(t, mon.Start(context.Background()))
-		require.Eventually(t, func() bool { return samples.Load() >= 3*n }, 30*time.Second, 100*time.Millisecond)
+		require.Eventually(t, func() bool { return samples.Load() >= int64(3*n) }, 30*time.Second, 100*time.Millisecond)
 		m := measureWindow(t, func() int64 { return samples.Load() }, false)
 		require.NoError(t, mon.Shutdown(context.Background()))
 		close(out)
 		<-drained
 		t.Logf("sampling alone: tasks=%d %s", n, m)
-		assert.InDelta(t, float64(n), m.perSecond, 0.1*n, "every task sampled once a second")
+		assert.InDelta(t, float64(n), m.perSecond, 0.1*float64(n), "every task sampled once a second")
 	})
 
 	t.Run("receiver", func(t *testing.T) {
@@ -83,14 +92,92 @@ func TestScale(t *testing.T) {
 		// Warm up, then measure the heap (every task bound, its resource cached, the
 		// receiver's buffers in use) and a steady window.
 		require.Eventually(t, func() bool { return sink.DataPointCount() >= 3*n*10 }, 30*time.Second, 100*time.Millisecond)
-		perTask := float64(heapInUse()-heapBefore) / n
+		perTask := float64(heapInUse()-heapBefore) / float64(n)
 		const pointsPerSample = 12
 		m := measureWindow(t, func() int64 { return int64(sink.DataPointCount() / pointsPerSample) }, true)
 		t.Logf("receiver (sampling and pdata): tasks=%d %s, heap per task=%.0f B (%.2f KiB)", n, m, perTask, perTask/1024)
-		assert.InDelta(t, float64(n), m.perSecond, 0.1*n, "every task sampled once a second")
+		assert.InDelta(t, float64(n), m.perSecond, 0.1*float64(n), "every task sampled once a second")
 		assert.LessOrEqual(t, m.share(), 0.02, "1,000 tasks at 1 s cost at most 2%% of one core")
 		assert.LessOrEqual(t, perTask, 4096.0, "at most 4 KiB per task besides history")
 	})
+
+	t.Run("floor", func(t *testing.T) {
+		m := measureFloor(t, cmds)
+		t.Logf("floor (the same reads and OTLP tree at the same pace, nothing else): tasks=%d %s", n, m)
+		assert.InDelta(t, float64(n), m.perSecond, 0.1*float64(n), "every task read once a second")
+	})
+}
+
+// measureFloor measures what no receiver of these processes' standard-profile samples can do
+// with less, in a Go process: every second, in rounds of a tenth of the tasks every 100 ms (the
+// receiver's scheduling grid), max_concurrency's workers each read their share of the round
+// through kept-open files (stat, io and schedstat pread, fd/ fstat'ed: the system calls of a
+// sample, with no parsing) and copy the OTLP tree of one sample (made once by record) into a
+// batch per worker, handed to a consumer that drops it.
+func measureFloor(t *testing.T, cmds []*exec.Cmd) window {
+	r := benchReceiver()
+	s := benchSample()
+	r.record(&s)
+	ref := r.mb.Emit().ResourceMetrics().At(0)
+
+	type files struct{ stat, io, sched, fd int }
+	open := func(path string, flags int) int {
+		fd, err := unix.Open(path, flags|unix.O_CLOEXEC, 0)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = unix.Close(fd) })
+		return fd
+	}
+	procs := make([]files, len(cmds))
+	for i, c := range cmds {
+		dir := "/proc/" + strconv.Itoa(c.Process.Pid)
+		procs[i] = files{open(dir+"/stat", unix.O_RDONLY), open(dir+"/io", unix.O_RDONLY),
+			open(dir+"/schedstat", unix.O_RDONLY), open(dir+"/fd", unix.O_RDONLY|unix.O_DIRECTORY)}
+	}
+	workers := min(4, runtime.NumCPU()) // max_concurrency's default
+	bufs := make([][]byte, workers)
+	for w := range bufs {
+		bufs[w] = make([]byte, 4096)
+	}
+	sink := &countingConsumer{}
+	var read atomic.Int64
+	round := func(r int) {
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Go(func() {
+				batch := pmetric.NewMetrics()
+				var st unix.Stat_t
+				for i := r + 10*w; i < len(procs); i += 10 * workers {
+					f := procs[i]
+					_, _ = unix.Pread(f.stat, bufs[w], 0)
+					_, _ = unix.Pread(f.io, bufs[w], 0)
+					_, _ = unix.Pread(f.sched, bufs[w], 0)
+					_ = unix.Fstat(f.fd, &st)
+					ref.CopyTo(batch.ResourceMetrics().AppendEmpty())
+					read.Add(1)
+				}
+				_ = sink.ConsumeMetrics(context.Background(), batch)
+			})
+		}
+		wg.Wait()
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for r := 0; ; r = (r + 1) % 10 {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				round(r)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	time.Sleep(2 * time.Second) //nolint:forbidigo // two passes over every task before the window
+	return measureWindow(t, read.Load, false)
 }
 
 // window is the collector's CPU over a steady window, as shares of one core.
