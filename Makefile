@@ -187,7 +187,8 @@ generate:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 $(PKGS)
 
-## scale: the 1,000-process scale measurement (CPU share of sampling alone and of the whole receiver, memory per task)
+## scale: the 1,000-process (SCALE_TASKS) scale measurement (CPU share of sampling alone, of the whole receiver and of a Go
+## floor doing only the same reads and OTLP tree; memory per task)
 ## and the start-request flood (how soon a task is bound amid 20,000 requests, the CPU of 10,000 pending tasks).
 scale:
 	PROPLET_SCALE_TEST=1 $(GO) test -count=1 -run TestScale -v ./receiver/propletreceiver/

@@ -44,7 +44,7 @@ func statField42(t *testing.T, pid int) uint64 {
 }
 
 // TestWaitsReadWhatTheKernelShows: the run-queue delay read is the one schedstat shows between
-// the test's readings before and after, kept-open and transient; the block I/O delay is read
+// the test's readings before and after, kept-open and read by path; the block I/O delay is read
 // only when the source is told delay accounting is on, and is then stat's field 42.
 func TestWaitsReadWhatTheKernelShows(t *testing.T) {
 	s := newSource(t)
@@ -54,15 +54,15 @@ func TestWaitsReadWhatTheKernelShows(t *testing.T) {
 	cmd := testworkload.Start(t, testworkload.Burn, 0)
 	pid := cmd.Process.Pid
 	buf := make([]byte, 4096)
-	for _, transient := range []bool{false, true} {
-		t.Run(fmt.Sprintf("transient=%v", transient), func(t *testing.T) {
-			if transient {
+	for _, byPath := range []bool{false, true} {
+		t.Run(fmt.Sprintf("byPath=%v", byPath), func(t *testing.T) {
+			if byPath {
 				defer noRoom(s)()
 			}
 			h, err := s.Open(ID{PID: int32(pid)}, AllFields, buf)
 			require.NoError(t, err)
 			defer h.Close()
-			require.Equal(t, transient, h.held() == 0, "files kept open: %d", h.held())
+			require.Equal(t, byPath, h.held() == 0, "files kept open: %d", h.held())
 			var r Reading
 			for range 3 {
 				before := schedstatWait(t, pid)
@@ -86,7 +86,7 @@ func TestWaitsReadWhatTheKernelShows(t *testing.T) {
 }
 
 // TestWaitsOffOpensNoSchedstat: without FieldWaits no schedstat is opened, kept-open or
-// transient; with it, a kept-open handle opens it once for all its reads.
+// read by path; with it, a kept-open handle opens it once for all its reads.
 func TestWaitsOffOpensNoSchedstat(t *testing.T) {
 	s := newSource(t)
 	if !s.Schedstat() {
