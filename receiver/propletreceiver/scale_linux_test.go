@@ -100,9 +100,13 @@ func TestScale(t *testing.T) {
 	})
 
 	t.Run("floor", func(t *testing.T) {
-		m := measureFloor(t, cmds)
-		t.Logf("floor (the same reads and OTLP tree at the same pace, nothing else): tasks=%d %s", n, m)
+		m, reads := measureFloor(t, cmds, true)
+		t.Logf("floor (the same reads and OTLP tree at the same pace, nothing else): tasks=%d %s; the reads %.2f µs a sample",
+			n, m, reads.Seconds()*1e6)
 		assert.InDelta(t, float64(n), m.perSecond, 0.1*float64(n), "every task read once a second")
+		alone, readsAlone := measureFloor(t, cmds, false)
+		t.Logf("the reads alone at the same pace: tasks=%d %s; the reads %.2f µs a sample; with the tree between them %.2fx",
+			n, alone, readsAlone.Seconds()*1e6, reads.Seconds()/readsAlone.Seconds())
 	})
 }
 
@@ -110,9 +114,11 @@ func TestScale(t *testing.T) {
 // with less, in a Go process: every second, in rounds of a tenth of the tasks every 100 ms (the
 // receiver's scheduling grid), max_concurrency's workers each read their share of the round
 // through kept-open files (stat, io and schedstat pread, fd/ fstat'ed: the system calls of a
-// sample, with no parsing) and copy the OTLP tree of one sample (made once by record) into a
-// batch per worker, handed to a consumer that drops it.
-func measureFloor(t *testing.T, cmds []*exec.Cmd) window {
+// sample, with no parsing) and, with tree, copy the OTLP tree of one sample (made once by
+// record) into a batch per worker, handed to a consumer that drops it. Besides the process's
+// CPU it returns the reads' own CPU a sample: each task's four system calls timed by its
+// thread's CPU clock, less the clock's own cost.
+func measureFloor(t *testing.T, cmds []*exec.Cmd, tree bool) (window, time.Duration) {
 	r := benchReceiver()
 	s := benchSample()
 	r.record(&s)
@@ -137,20 +143,26 @@ func measureFloor(t *testing.T, cmds []*exec.Cmd) window {
 		bufs[w] = make([]byte, 4096)
 	}
 	sink := &countingConsumer{}
-	var read atomic.Int64
+	var read, readNs atomic.Int64
 	round := func(r int) {
 		var wg sync.WaitGroup
 		for w := range workers {
 			wg.Go(func() {
+				runtime.LockOSThread() // the thread's CPU clock times this goroutine's reads
+				defer runtime.UnlockOSThread()
 				batch := pmetric.NewMetrics()
 				var st unix.Stat_t
 				for i := r + 10*w; i < len(procs); i += 10 * workers {
 					f := procs[i]
+					c0 := threadCPU()
 					_, _ = unix.Pread(f.stat, bufs[w], 0)
 					_, _ = unix.Pread(f.io, bufs[w], 0)
 					_, _ = unix.Pread(f.sched, bufs[w], 0)
 					_ = unix.Fstat(f.fd, &st)
-					ref.CopyTo(batch.ResourceMetrics().AppendEmpty())
+					readNs.Add(threadCPU() - c0)
+					if tree {
+						ref.CopyTo(batch.ResourceMetrics().AppendEmpty())
+					}
 					read.Add(1)
 				}
 				_ = sink.ConsumeMetrics(context.Background(), batch)
@@ -174,8 +186,36 @@ func measureFloor(t *testing.T, cmds []*exec.Cmd) window {
 		}
 	}()
 	defer func() { close(stop); <-done }()
+	clock := clockCost()
 	time.Sleep(2 * time.Second) //nolint:forbidigo // two passes over every task before the window
-	return measureWindow(t, read.Load, ".floor")
+	n0, ns0 := read.Load(), readNs.Load()
+	suffix := ".floor"
+	if !tree {
+		suffix = ".reads"
+	}
+	m := measureWindow(t, read.Load, suffix)
+	n, ns := read.Load()-n0, readNs.Load()-ns0
+	return m, time.Duration(float64(ns)/float64(max(n, 1))) - clock
+}
+
+// threadCPU is the calling thread's CPU time, in nanoseconds.
+func threadCPU() int64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_THREAD_CPUTIME_ID, &ts)
+	return ts.Nano()
+}
+
+// clockCost is what a pair of threadCPU calls adds to what they time.
+func clockCost() time.Duration {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const pairs = 10000
+	var sum int64
+	for range pairs {
+		c0 := threadCPU()
+		sum += threadCPU() - c0
+	}
+	return time.Duration(sum / pairs)
 }
 
 // window is the collector's CPU over a steady window, as shares of one core.
