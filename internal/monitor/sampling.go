@@ -24,10 +24,6 @@ type sampleJob struct {
 
 func (j sampleJob) Run(ctx context.Context) { j.m.sampleTask(ctx, j.t) }
 
-// Key orders the tasks due in a round by process id: processes started one after another have
-// their kernel data side by side, and reading them in that order costs less (schedule.Ordered).
-func (j sampleJob) Key() uint64 { return uint64(uint32(j.t.pid.Load())) }
-
 // bind attaches a task to a process incarnation and takes its baseline. The caller holds t.mu.
 func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 	fields := fieldsOf(t.spec.Profile)
@@ -47,7 +43,6 @@ func (m *Monitor) bind(t *task, e process.Entry, buf []byte) error {
 	}
 	m.threadGroupWaits(t, e.ID.PID, &process.Reading{}, &root.prev)
 	t.root, t.rootID, t.members = root, h.ID(), nil
-	t.pid.Store(e.ID.PID)
 	t.closeWaits()
 	t.ppid = e.PPID
 	t.exe, t.cmdline, t.owner = d.Executable, d.Cmdline, process.OwnerName(d.UID)

@@ -31,9 +31,6 @@ type task struct {
 	// every task every pass, and chasing root to its handle cost two cache misses a task
 	// (a quarter of the pass's CPU at 10,000 tasks). Valid while root is not nil.
 	rootID  process.ID
-	// pid is root's process id, for the scheduler's order within a round (sampleJob.Key),
-	// which reads it without mu.
-	pid atomic.Int32
 	members map[int32]*member // descendants, with IncludeChildren
 	cg      *process.Cgroup   // with spec.Cgroup
 	cgRun   *cgroupRun        // with cg: what its readings keep

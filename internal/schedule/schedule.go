@@ -36,25 +36,6 @@ type Job interface {
 	Run(ctx context.Context)
 }
 
-// Ordered is a job with an order within its round: jobs due in the same round start in the
-// order of their keys, lowest first. A job's key is read whenever it is scheduled, so it may
-// change between runs; Key must be cheap and safe for concurrent use. Jobs without a key start
-// after keyed ones of their round. (Sampling tasks in process id order reads the kernel's data
-// of processes made one after another from neighbouring memory: 20-28% cheaper at 10,000
-// processes here, BENCHMARKS.md.)
-type Ordered interface {
-	Job
-	Key() uint64
-}
-
-// keyOf is a job's order key; jobs without one come last in their round.
-func keyOf(j Job) uint64 {
-	if o, ok := j.(Ordered); ok {
-		return o.Key()
-	}
-	return ^uint64(0)
-}
-
 // Scheduler runs jobs on their intervals. The zero value is not usable; call New.
 type Scheduler struct {
 	workers int
@@ -74,7 +55,6 @@ type entry struct {
 	job      Job
 	interval time.Duration // 0: a one-shot job (After), forgotten once it ran
 	due      time.Time     // next run
-	key      uint64        // order within the round (Ordered)
 	index    int           // position in the heap, -1 when not in it
 	queued   bool          // in the ready list or handed to a worker
 	running  bool
@@ -350,20 +330,14 @@ func (s *Scheduler) worker(ctx context.Context) {
 
 type dueHeap []*entry
 
-func (h dueHeap) Len() int { return len(h) }
-func (h dueHeap) Less(i, j int) bool {
-	if !h[i].due.Equal(h[j].due) {
-		return h[i].due.Before(h[j].due)
-	}
-	return h[i].key < h[j].key
-}
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
 func (h dueHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].index, h[j].index = i, j
 }
 func (h *dueHeap) Push(x any) {
 	e := x.(*entry)
-	e.key = keyOf(e.job)
 	e.index = len(*h)
 	*h = append(*h, e)
 }

@@ -1,8 +1,8 @@
 package schedule
 
 import (
-	"container/heap"
 	"context"
+
 	"sync/atomic"
 	"testing"
 	"time"
@@ -160,51 +160,4 @@ func (s *Scheduler) isRunning(job Job) bool {
 	defer s.mu.Unlock()
 	e, ok := s.entries[job]
 	return ok && e.running
-}
-
-// keyed is a job with an order key that records when it starts.
-type keyed struct {
-	key     uint64
-	started chan<- uint64
-}
-
-func (k *keyed) Run(context.Context) { k.started <- k.key }
-func (k *keyed) Key() uint64         { return k.key }
-
-// unkeyed records its start as the largest key.
-type unkeyed struct{ started chan<- uint64 }
-
-func (u *unkeyed) Run(context.Context) { u.started <- ^uint64(0) }
-
-// TestRoundRunsInKeyOrder: jobs due in the same round start in the order of their keys,
-// lowest first, and jobs without a key after them.
-func TestRoundRunsInKeyOrder(t *testing.T) {
-	t.Parallel()
-	started := make(chan uint64, 16)
-	s := New(1)
-	keys := []uint64{907, 3, 55, 12, 4000, 1, 77}
-	s.Add(&unkeyed{started}, time.Hour, time.Second)
-	for _, k := range keys {
-		s.Add(&keyed{k, started}, time.Hour, time.Second)
-	}
-	// One round for all, whatever grid line the adds fell on.
-	s.mu.Lock()
-	for _, e := range s.entries {
-		e.due = s.due[0].due
-	}
-	heap.Init(&s.due)
-	s.mu.Unlock()
-	s.Start(context.Background())
-	t.Cleanup(func() { _ = s.Stop(context.Background()) })
-
-	var got []uint64
-	for range len(keys) + 1 {
-		select {
-		case k := <-started:
-			got = append(got, k)
-		case <-time.After(30 * time.Second):
-			t.Fatalf("started %v of %d jobs", got, len(keys)+1)
-		}
-	}
-	assert.Equal(t, []uint64{1, 3, 12, 55, 77, 907, 4000, ^uint64(0)}, got)
 }
