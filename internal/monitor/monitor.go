@@ -150,6 +150,8 @@ type Monitor struct {
 	// passBudget is how long a discovery pass looks for pending tasks' processes: half the
 	// discovery interval.
 	passBudget time.Duration
+	// activated counts the tasks made active, to spread their first samples (spread).
+	activated atomic.Int64
 }
 
 // New returns a Monitor that sends samples to out. tel may be nil.
@@ -259,6 +261,25 @@ func (m *Monitor) Shutdown(ctx context.Context) error {
 	m.oom.close()
 	m.closeGroup()
 	return errors.Join(err, m.stopEvents(), m.src.Close())
+}
+
+// spreadBlock is how many tasks made active one after another share a round of the start
+// window. A discovery pass binds the processes it finds in process id order, and the
+// scheduler runs a round's samples in the order they were scheduled, so a round reads runs of
+// consecutive processes, whose kernel data lies side by side: at 10,000 tasks, reading them
+// scattered costs the kernel up to 1.5 times as much (BENCHMARKS.md, *Ten thousand tasks on one
+// host*). Sixteen keeps the rounds evenly filled from a few dozen tasks up.
+const spreadBlock = 16
+
+// spread is the offset of a newly active task's first sample within the start window
+// (StartJitter): tasks take the window's rounds in turn, spreadBlock at a time.
+func (m *Monitor) spread() time.Duration {
+	rounds := int64(m.cfg.StartJitter / schedule.Granularity)
+	if rounds <= 1 {
+		return 0
+	}
+	k := m.activated.Add(1) - 1
+	return time.Duration(k/spreadBlock%rounds) * schedule.Granularity
 }
 
 func (m *Monitor) jitter() time.Duration {

@@ -139,9 +139,7 @@ func (m *Monitor) discover(ctx context.Context) {
 	}
 
 	if len(m.cfg.Rules) > 0 && d.scanned {
-		for _, e := range d.entries {
-			m.applyRule(e, d.bound)
-		}
+		m.applyRulesInStartOrder(d)
 	}
 	if m.ev.active() {
 		d.indexPending(p.pending)

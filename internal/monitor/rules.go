@@ -1,7 +1,9 @@
 package monitor
 
 import (
+	"cmp"
 	"errors"
+	"slices"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,6 +21,32 @@ import (
 func (m *Monitor) applyRules(entries []process.Entry, bound map[process.ID]bool) {
 	for _, e := range entries {
 		m.applyRule(e, bound)
+	}
+}
+
+// ruleMatch is a process a discovery rule matched, waiting to be bound.
+type ruleMatch struct {
+	rule Rule
+	caps procmatch.Captures
+	e    process.Entry
+}
+
+// applyRulesInStartOrder creates and binds tasks for the scanned processes a discovery rule
+// matches, in the order the processes started (the table is a map, in no order). The scheduler
+// keeps that order in each round of samples, and processes started one after another have their
+// kernel data side by side: a round reads them at less cost than scattered ones.
+func (m *Monitor) applyRulesInStartOrder(d *discovery) {
+	var found []ruleMatch // none on most passes: nothing allocated
+	for _, e := range d.entries {
+		if r, c, ok := d.ruleFor(e, m.cfg.Rules, d.bound); ok {
+			found = append(found, ruleMatch{r, c, e})
+		}
+	}
+	slices.SortFunc(found, func(a, b ruleMatch) int {
+		return cmp.Or(cmp.Compare(a.e.ID.Start, b.e.ID.Start), cmp.Compare(a.e.ID.PID, b.e.ID.PID))
+	})
+	for _, f := range found {
+		m.bindDiscovered(f.rule, f.caps, f.e)
 	}
 }
 

@@ -113,5 +113,5 @@ func (m *Monitor) activate(t *task) {
 	}
 	m.setState(t, StateActive)
 	iv := t.spec.Profile.Interval
-	m.sched.Add(sampleJob{m, t}, iv, iv+m.jitter())
+	m.sched.Add(sampleJob{m, t}, iv, iv+m.spread())
 }

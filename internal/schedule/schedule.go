@@ -1,8 +1,10 @@
 // Package schedule runs many jobs, each on its own interval or once after a delay, from one
 // goroutine that keeps the due times in a heap and hands due jobs to a bounded pool of
-// workers. There is no goroutine per job: a thousand tasks cost a heap entry each. A job that
-// hangs (a process stuck in the kernel) occupies one worker, never the scheduler, so other
-// jobs keep their cadence while workers remain.
+// workers. There is no goroutine per job: a thousand tasks cost a heap entry each. Jobs due in
+// the same round run in the order they were scheduled, and a job that ran goes back in the
+// order it finished, so a round keeps its order from one interval to the next. A job that hangs
+// (a process stuck in the kernel) occupies one worker, never the scheduler, so other jobs keep
+// their cadence while workers remain.
 package schedule // import "github.com/otelcol-propeller/otelcol-propeller/internal/schedule"
 
 import (
@@ -43,6 +45,7 @@ type Scheduler struct {
 	mu      sync.Mutex
 	entries map[Job]*entry
 	due     dueHeap
+	stamps  uint64   // entries put in the heap so far, for the order of those due together
 	ready   []*entry // due, waiting for a free worker, in order
 	wake    chan struct{}
 	work    chan *entry
@@ -55,6 +58,7 @@ type entry struct {
 	job      Job
 	interval time.Duration // 0: a one-shot job (After), forgotten once it ran
 	due      time.Time     // next run
+	stamp    uint64        // when it was put in the heap: of jobs due together, the earlier runs first
 	index    int           // position in the heap, -1 when not in it
 	queued   bool          // in the ready list or handed to a worker
 	running  bool
@@ -139,6 +143,7 @@ func (s *Scheduler) schedule(job Job, interval, delay time.Duration) {
 		return
 	}
 	e.due = roundUp(time.Now().Add(delay))
+	s.stampLocked(e)
 	switch {
 	case e.index >= 0:
 		heap.Fix(&s.due, e.index)
@@ -166,6 +171,7 @@ func (s *Scheduler) SetInterval(job Job, interval time.Duration) {
 			next = now
 		}
 		e.due = roundUp(next)
+		s.stampLocked(e)
 		heap.Fix(&s.due, e.index)
 	}
 	e.interval = interval
@@ -230,6 +236,16 @@ func (s *Scheduler) Has(job Job) bool {
 	defer s.mu.Unlock()
 	_, ok := s.entries[job]
 	return ok
+}
+
+// stampLocked marks e as put in the heap now: jobs due in the same round run in the order they
+// were stamped. Due times are rounded to the grid, so without it a round's order would be the
+// heap's, which is none: a task monitor stamps its tasks in the order it found them, which is
+// the order of their process ids, and reading processes in that order costs the kernel less
+// (their data lies side by side). The caller holds s.mu.
+func (s *Scheduler) stampLocked(e *entry) {
+	s.stamps++
+	e.stamp = s.stamps
 }
 
 func (s *Scheduler) enqueue(e *entry) {
@@ -315,6 +331,7 @@ func (s *Scheduler) worker(ctx context.Context) {
 				s.enqueue(e)
 				s.signal()
 			} else {
+				s.stampLocked(e)
 				heap.Push(&s.due, e)
 				if e.index == 0 {
 					s.signal() // the loop's timer is set for a later job: re-arm it
@@ -330,8 +347,13 @@ func (s *Scheduler) worker(ctx context.Context) {
 
 type dueHeap []*entry
 
-func (h dueHeap) Len() int           { return len(h) }
-func (h dueHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h dueHeap) Len() int { return len(h) }
+func (h dueHeap) Less(i, j int) bool {
+	if !h[i].due.Equal(h[j].due) {
+		return h[i].due.Before(h[j].due)
+	}
+	return h[i].stamp < h[j].stamp
+}
 func (h dueHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
 	h[i].index, h[j].index = i, j

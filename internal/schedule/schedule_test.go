@@ -2,7 +2,8 @@ package schedule
 
 import (
 	"context"
-
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -160,4 +161,49 @@ func (s *Scheduler) isRunning(job Job) bool {
 	defer s.mu.Unlock()
 	e, ok := s.entries[job]
 	return ok && e.running
+}
+
+// logged is a job that appends its number to a shared log when it runs.
+type logged struct {
+	n   int
+	log *runLog
+}
+
+type runLog struct {
+	mu   sync.Mutex
+	runs []int
+}
+
+func (j *logged) Run(context.Context) {
+	j.log.mu.Lock()
+	defer j.log.mu.Unlock()
+	j.log.runs = append(j.log.runs, j.n)
+}
+
+func (l *runLog) get() []int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.runs)
+}
+
+func TestJobsDueTogetherRunInTheOrderTheyWereScheduled(t *testing.T) {
+	t.Parallel()
+	// One worker, so the order of the runs is the order the scheduler hands jobs out. The
+	// jobs are due on the same grid point (or, should a point pass while they are added, on
+	// two in a row): each round runs them in the order they were added, and puts each back in
+	// the order it ran, so the next round keeps that order.
+	const jobs = 50
+	s := start(t, 1)
+	log := &runLog{}
+	for i := range jobs {
+		s.Add(&logged{n: i, log: log}, 300*time.Millisecond, 0)
+	}
+	require.Eventually(t, func() bool { return len(log.get()) >= 2*jobs }, 30*time.Second, 10*time.Millisecond)
+	want := make([]int, 0, 2*jobs)
+	for range 2 {
+		for i := range jobs {
+			want = append(want, i)
+		}
+	}
+	assert.Equal(t, want, log.get()[:2*jobs])
 }

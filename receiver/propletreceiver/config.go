@@ -53,8 +53,8 @@ type Config struct {
 	DiscoveryInterval time.Duration `mapstructure:"discovery_interval"`
 	// MaxConcurrency is the number of sampling workers.
 	MaxConcurrency int `mapstructure:"max_concurrency"`
-	// StartJitter spreads first samples over this window, so many tasks and collectors do not
-	// sample in lockstep.
+	// StartJitter spreads first samples over this window, so many tasks do not sample at once:
+	// tasks take its 100 ms rounds in turn, 16 at a time in the order they were found.
 	StartJitter time.Duration `mapstructure:"start_jitter"`
 	// MaxKeptOpenProcesses bounds the descriptors kept open between samples, counted at five
 	// a process (a process holding fewer leaves room for more); past it, files are opened,
