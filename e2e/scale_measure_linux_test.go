@@ -304,3 +304,43 @@ func topFunctions(p *profile.Profile, typ string, n int) string {
 	}
 	return b.String()
 }
+
+// readsByKind splits a profile's reads (the process reads stage) by how their files were
+// read: through kept-open descriptors (preads, fstat of fd/), by path (the files opened, read
+// and closed, a stat of fd/), and the rest (parsing, the reads' own code).
+func readsByKind(p *profile.Profile) (kept, byPath, rest int64) {
+	idx := -1
+	for i, st := range p.SampleType {
+		if st.Type == "cpu" {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return 0, 0, 0
+	}
+	on := func(s *profile.Sample, pattern string) bool {
+		for _, loc := range s.Location {
+			for _, line := range loc.Line {
+				if line.Function != nil && strings.Contains(line.Function.Name, pattern) {
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, s := range p.Sample {
+		if stageOf(s) != "sampling: process reads" {
+			continue
+		}
+		v := s.Value[idx]
+		switch {
+		case on(s, "process.(*Source).readFile"), on(s, "unix.Fstatat"):
+			byPath += v
+		case on(s, "process.preadProc"), on(s, "unix.Fstat"):
+			kept += v
+		default:
+			rest += v
+		}
+	}
+	return kept, byPath, rest
+}

@@ -62,6 +62,14 @@ func (w *scaleWindow) String() string {
 			w.floor, 100*w.kept, tight/1e3, paced/1e3)
 		fmt.Fprintf(&b, "the reads over the floor: %.2fx tight, %.2fx paced; the whole sampling over the paced floor: %.2fx\n",
 			reads/tight, reads/paced, float64(sampling)/samples/paced)
+		// Each kind against its own floor: the share kept open is a property of the machine's
+		// descriptor limit, the cost of each kind is the collector's.
+		kept, byPath, rest := readsByKind(w.cpuProfile)
+		keptSamples, pathSamples := samples*w.kept, samples*(1-w.kept)
+		fmt.Fprintf(&b, "the reads by kind: kept open %.2f µs a kept task's sample (%.2fx its paced floor, %.2fx tight), by path %.2f µs (%.2fx, %.2fx), parsing and the rest %.2f µs a sample\n",
+			float64(kept)/1e3/max(keptSamples, 1), float64(kept)/max(keptSamples, 1)/float64(w.floor.keptPaced), float64(kept)/max(keptSamples, 1)/float64(w.floor.keptTight),
+			float64(byPath)/1e3/max(pathSamples, 1), float64(byPath)/max(pathSamples, 1)/float64(w.floor.transientPaced), float64(byPath)/max(pathSamples, 1)/float64(w.floor.transientTight),
+			float64(rest)/1e3/samples)
 		fmt.Fprintf(&b, "top functions (flat CPU):%s\n", topFunctions(w.cpuProfile, "cpu", 15))
 	}
 	hs, htotal := byStage(w.heapProfile, "inuse_space")

@@ -264,7 +264,7 @@ func (m *Monitor) Shutdown(ctx context.Context) error {
 }
 
 // spreadBlock is how many tasks made active one after another share a round of the start
-// window. A discovery pass binds the processes it finds in process id order, and the
+// window. A discovery pass binds the processes it finds in the order they started, and the
 // scheduler runs a round's samples in the order they were scheduled, so a round reads runs of
 // consecutive processes, whose kernel data lies side by side: at 10,000 tasks, reading them
 // scattered costs the kernel up to 1.5 times as much (BENCHMARKS.md, *Ten thousand tasks on one

@@ -240,9 +240,9 @@ func (s *Scheduler) Has(job Job) bool {
 
 // stampLocked marks e as put in the heap now: jobs due in the same round run in the order they
 // were stamped. Due times are rounded to the grid, so without it a round's order would be the
-// heap's, which is none: a task monitor stamps its tasks in the order it found them, which is
-// the order of their process ids, and reading processes in that order costs the kernel less
-// (their data lies side by side). The caller holds s.mu.
+// heap's, which is none. A caller's order can matter: the task monitor schedules tasks in the
+// order their processes started, and reading processes in that order costs the kernel less.
+// The caller holds s.mu.
 func (s *Scheduler) stampLocked(e *entry) {
 	s.stamps++
 	e.stamp = s.stamps
