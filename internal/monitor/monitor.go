@@ -267,7 +267,7 @@ func (m *Monitor) Shutdown(ctx context.Context) error {
 // window. A discovery pass binds the processes it finds in the order they started, and the
 // scheduler runs a round's samples in the order they were scheduled, so a round reads runs of
 // consecutive processes, whose kernel data lies side by side: at 10,000 tasks, reading them
-// scattered costs the kernel up to 1.5 times as much (BENCHMARKS.md, *Ten thousand tasks on one
+// scattered costs the kernel 1.1-1.4 times as much (BENCHMARKS.md, *Ten thousand tasks on one
 // host*). Sixteen keeps the rounds evenly filled from a few dozen tasks up.
 const spreadBlock = 16
 
